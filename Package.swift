@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// Portcullis — an AI gateway daemon. No Swift package dependencies: only the toolchain
+// (Glibc, Dispatch, Synchronization) and C libraries through system library targets.
+import PackageDescription
+
+let package = Package(
+    name: "Portcullis",
+    products: [
+        .executable(name: "portcullis", targets: ["portcullis"]),
+        .executable(name: "FakeProvider", targets: ["FakeProvider"]),
+    ],
+    targets: [
+        // C shims: one per C library, plus Linux APIs the Glibc module lacks.
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
+
+        // Layers, pointing one way: core → event loop → codec → config → pipeline → upstream → server.
+        .target(name: "PortcullisCore", dependencies: ["CLinux"]),
+        .target(name: "PortcullisEventLoop", dependencies: ["PortcullisCore", "CLinux"]),
+        .target(name: "PortcullisHTTP", dependencies: ["PortcullisCore"]),
+        .target(name: "PortcullisConfig", dependencies: ["PortcullisCore", "CYAML"]),
+        .target(name: "PortcullisPipeline",
+                dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig"]),
+        .target(name: "PortcullisRedis", dependencies: ["PortcullisCore", "CHiredis"]),
+        .target(name: "PortcullisUpstream",
+                dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
+                               "PortcullisConfig", "COpenSSL", "CLinux"]),
+        .target(name: "PortcullisServer",
+                dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
+                               "PortcullisConfig", "PortcullisPipeline", "PortcullisUpstream",
+                               "PortcullisRedis", "CLinux"]),
+        .executableTarget(name: "portcullis", dependencies: ["PortcullisServer", "PortcullisConfig"]),
+        .executableTarget(name: "FakeProvider",
+                          dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "CLinux"]),
+
+        .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore"]),
+        .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

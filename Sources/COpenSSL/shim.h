@@ -1,0 +1,28 @@
+#ifndef PORTCULLIS_COPENSSL_SHIM_H
+#define PORTCULLIS_COPENSSL_SHIM_H
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/ecdsa.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
+
+// OpenSSL 3 function-like macros do not import into Swift; wrap them.
+static inline long pc_SSL_CTX_set_mode(SSL_CTX *c, long m) { return SSL_CTX_set_mode(c, m); }
+static inline long pc_SSL_set_mode(SSL *s, long m) { return SSL_set_mode(s, m); }
+static inline int pc_SSL_CTX_set_min_proto_version(SSL_CTX *c, int v) { return (int)SSL_CTX_set_min_proto_version(c, v); }
+static inline long pc_SSL_set_tlsext_host_name(SSL *s, const char *n) { return SSL_set_tlsext_host_name(s, n); }
+static inline long pc_SSL_CTX_set_session_cache_mode(SSL_CTX *c, long m) { return SSL_CTX_set_session_cache_mode(c, m); }
+static inline int pc_TLS1_2_VERSION(void) { return TLS1_2_VERSION; }
+static inline long pc_SSL_MODE_ENABLE_PARTIAL_WRITE(void) { return SSL_MODE_ENABLE_PARTIAL_WRITE; }
+static inline long pc_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER(void) { return SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER; }
+static inline long pc_SSL_MODE_RELEASE_BUFFERS(void) { return SSL_MODE_RELEASE_BUFFERS; }
+static inline void pc_OPENSSL_free(void *p) { OPENSSL_free(p); }
+static inline int pc_EVP_PKEY_size(const EVP_PKEY *k) { return EVP_PKEY_get_size(k); }
+#endif

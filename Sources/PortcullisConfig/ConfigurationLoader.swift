@@ -1,0 +1,172 @@
+import PortcullisCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// YAML text → validated `GatewayConfiguration`. Every failure is a `ConfigError` naming
+/// file:line:column and the key. Reads the file and the environment; no other side effects.
+public enum ConfigurationLoader {
+    public static func load(file path: String, environment: [String: String] = ProcessEnvironment.current()) throws(ConfigError) -> GatewayConfiguration {
+        guard let text = readFile(path) else {
+            throw ConfigError(file: path, mark: .init(line: 0, column: 0), key: "",
+                              message: "cannot read the file: \(Syscall.errorString(pc_errnoValue()))")
+        }
+        return try parse(text, file: path, environment: environment)
+    }
+
+    public static func parse(_ text: String, file: String, environment: [String: String] = [:]) throws(ConfigError) -> GatewayConfiguration {
+        let root = try YAMLReader.parse(text, file: file)
+        var top = try MappingReader(root, file: file, path: "")
+        var config = GatewayConfiguration(source: file, server: ServerConfiguration(), providers: [], routes: [], log: LogConfiguration())
+
+        if let n = top.node("server") { config.server = try server(n, file) }
+        else { config.server.listen = [SocketAddress.parse("127.0.0.1:8080")!] }
+        guard let pn = top.node("providers") else { throw top.missing("providers") }
+        config.providers = try providers(pn, file, environment)
+        guard let rn = top.node("routes") else { throw top.missing("routes") }
+        config.routes = try routes(rn, file, providers: config.providers)
+        if let ln = top.node("log") { config.log = try log(ln, file) }
+        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log"])
+        return config
+    }
+
+    static func server(_ node: YAMLNode, _ file: String) throws(ConfigError) -> ServerConfiguration {
+        var r = try MappingReader(node, file: file, path: "server")
+        var s = ServerConfiguration()
+        if let list = try r.stringList("listen") {
+            guard !list.isEmpty else { throw r.error("listen", r.node("listen")!, "must name at least one address") }
+            s.listen = []
+            for (text, n) in list {
+                guard let a = SocketAddress.parse(text) else {
+                    throw r.error("listen", n, "expected a numeric host:port such as 127.0.0.1:8080 or [::1]:8080, found '\(text)'")
+                }
+                s.listen.append(a)
+            }
+        } else {
+            s.listen = [SocketAddress.parse("127.0.0.1:8080")!]
+        }
+        if let wn = r.node("workers") {
+            if case .scalar("auto", _, _) = wn { s.workers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+            else if case .scalar(let t, _, true) = wn, let v = Int(t), (1...256).contains(v) { s.workers = v }
+            else { throw r.error("workers", wn, "expected 'auto' or an integer from 1 to 256, found \(r.describe(wn))") }
+        } else {
+            s.workers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        }
+        s.maxConnections = try r.int("max_connections", range: 1...1_000_000) ?? s.maxConnections
+        s.maxHeaderBytes = try r.int("max_header_bytes", range: 1024...1_048_576) ?? s.maxHeaderBytes
+        s.maxBodyBytes = try r.int("max_body_bytes", range: 0...1_073_741_824) ?? s.maxBodyBytes
+        s.headerTimeout = try r.duration("header_timeout") ?? s.headerTimeout
+        s.keepaliveTimeout = try r.duration("keepalive_timeout") ?? s.keepaliveTimeout
+        s.maxRequestsPerConnection = try r.int("max_requests_per_connection", range: 1...Int.max) ?? s.maxRequestsPerConnection
+        try r.rejectUnknownKeys(allowed: ["listen", "workers", "max_connections", "max_header_bytes", "max_body_bytes",
+                                          "header_timeout", "keepalive_timeout", "max_requests_per_connection"])
+        return s
+    }
+
+    static func providers(_ node: YAMLNode, _ file: String, _ env: [String: String]) throws(ConfigError) -> [ProviderConfiguration] {
+        let top = try MappingReader(node, file: file, path: "providers")
+        guard !top.items.isEmpty else { throw ConfigError(file: file, mark: node.mark, key: "providers", message: "must define at least one provider") }
+        var out: [ProviderConfiguration] = []
+        for item in top.items {
+            var r = try MappingReader(item.value, file: file, path: "providers.\(item.key)")
+            let urlText = try r.requiredString("base_url")
+            guard let url = UpstreamURL.parse(urlText) else {
+                throw r.error("base_url", r.node("base_url")!, "expected http://host[:port][/path] or https://…, found '\(urlText)'")
+            }
+            var kind = ProviderKind.openai
+            if let k = try r.string("kind") {
+                guard let pk = ProviderKind(rawValue: k) else {
+                    throw r.error("kind", r.node("kind")!, "expected openai or anthropic, found '\(k)'")
+                }
+                kind = pk
+            }
+            var p = ProviderConfiguration(name: item.key, kind: kind, baseURL: url)
+            if let envName = try r.string("api_key_env") {
+                p.apiKeyEnv = envName
+                p.apiKey = env[envName].flatMap { $0.isEmpty ? nil : $0 }
+            }
+            if let ca = try r.string("ca_file") {
+                guard access(ca, R_OK) == 0 else { throw r.error("ca_file", r.node("ca_file")!, "cannot read '\(ca)'") }
+                p.caFile = ca
+            }
+            p.maxIdleConnections = try r.int("max_idle_connections", range: 0...10_000) ?? p.maxIdleConnections
+            p.idleConnectionTimeout = try r.duration("idle_connection_timeout") ?? p.idleConnectionTimeout
+            try r.rejectUnknownKeys(allowed: ["base_url", "kind", "api_key_env", "ca_file", "max_idle_connections", "idle_connection_timeout"])
+            out.append(p)
+        }
+        return out
+    }
+
+    static func routes(_ node: YAMLNode, _ file: String, providers: [ProviderConfiguration]) throws(ConfigError) -> [RouteConfiguration] {
+        guard case .sequence(let items, _) = node else {
+            throw ConfigError(file: file, mark: node.mark, key: "routes", message: "expected a list of routes, found \(node.kindName)")
+        }
+        guard !items.isEmpty else { throw ConfigError(file: file, mark: node.mark, key: "routes", message: "must define at least one route") }
+        var out: [RouteConfiguration] = []
+        for (i, item) in items.enumerated() {
+            var r = try MappingReader(item, file: file, path: "routes[\(i)]")
+            let path = try r.requiredString("path")
+            guard path.hasPrefix("/") else { throw r.error("path", r.node("path")!, "must start with '/', found '\(path)'") }
+            let provider = try r.requiredString("provider")
+            guard providers.contains(where: { $0.name == provider }) else {
+                throw r.error("provider", r.node("provider")!, "unknown provider '\(provider)' (defined: \(providers.map(\.name).joined(separator: ", ")))")
+            }
+            var t = RouteTimeouts()
+            if let tn = r.node("timeouts") {
+                var tr = try MappingReader(tn, file: file, path: "routes[\(i)].timeouts")
+                t.connect = try tr.duration("connect") ?? t.connect
+                t.firstByte = try tr.duration("first_byte") ?? t.firstByte
+                t.idle = try tr.duration("idle") ?? t.idle
+                t.total = try tr.duration("total") ?? t.total
+                try tr.rejectUnknownKeys(allowed: ["connect", "first_byte", "idle", "total"])
+            }
+            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts"])
+            if out.contains(where: { $0.path == path }) {
+                throw r.error("path", r.node("path")!, "duplicate route path '\(path)'")
+            }
+            out.append(RouteConfiguration(path: path, provider: provider, timeouts: t))
+        }
+        return out
+    }
+
+    static func log(_ node: YAMLNode, _ file: String) throws(ConfigError) -> LogConfiguration {
+        var r = try MappingReader(node, file: file, path: "log")
+        var l = LogConfiguration()
+        if let lv = try r.string("level") {
+            guard let level = LogLevel(name: lv) else { throw r.error("level", r.node("level")!, "expected debug, info, warn or error, found '\(lv)'") }
+            l.level = level
+        }
+        l.access = try r.bool("access") ?? l.access
+        try r.rejectUnknownKeys(allowed: ["level", "access"])
+        return l
+    }
+
+    static func readFile(_ path: String) -> String? {
+        guard let f = fopen(path, "rb") else { return nil }
+        defer { fclose(f) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n > 0 { out += buf[0..<n] }
+            if n < buf.count { break }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// The process environment as a dictionary (config loading only; never on the request path).
+public enum ProcessEnvironment {
+    public static func current() -> [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return out
+    }
+}
+
+func pc_errnoValue() -> Int32 { errno }

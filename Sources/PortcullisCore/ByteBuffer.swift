@@ -1,0 +1,125 @@
+import CLinux
+
+/// A growable byte buffer with a read and a write index, backed by one malloc'd block.
+///
+/// Ownership: a `ByteBuffer` belongs to exactly one connection (or one test) and is touched only
+/// by the thread that owns that connection's event loop. It is a class so that the socket code
+/// can read straight into its spare capacity without copy-on-write surprises.
+public final class ByteBuffer {
+    public private(set) var base: UnsafeMutablePointer<UInt8>
+    public private(set) var capacity: Int
+    /// Bytes before `readIndex` are consumed; bytes in `readIndex..<writeIndex` are readable.
+    public var readIndex = 0
+    public private(set) var writeIndex = 0
+
+    public init(capacity: Int = 4096) {
+        self.capacity = max(capacity, 16)
+        self.base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    @inline(__always) public var readableBytes: Int { writeIndex - readIndex }
+    @inline(__always) public var isEmpty: Bool { writeIndex == readIndex }
+    @inline(__always) public var readPointer: UnsafeMutablePointer<UInt8> { base + readIndex }
+    @inline(__always) public var writePointer: UnsafeMutablePointer<UInt8> { base + writeIndex }
+    @inline(__always) public var writableBytes: Int { capacity - writeIndex }
+
+    /// The readable bytes as a raw buffer; valid until the next mutation.
+    @inline(__always) public var readable: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: base + readIndex, count: writeIndex - readIndex)
+    }
+
+    /// Makes room for at least `n` more bytes at the write end, compacting first.
+    public func reserve(_ n: Int) {
+        if writableBytes >= n { return }
+        compact()
+        if writableBytes >= n { return }
+        var newCap = capacity * 2
+        while newCap - writeIndex < n { newCap *= 2 }
+        let nb = UnsafeMutablePointer<UInt8>.allocate(capacity: newCap)
+        nb.update(from: base, count: writeIndex)
+        base.deallocate()
+        base = nb
+        capacity = newCap
+    }
+
+    /// Moves the readable bytes to the front.
+    public func compact() {
+        if readIndex == 0 { return }
+        let n = readableBytes
+        if n > 0 { memmove(base, base + readIndex, n) }
+        readIndex = 0
+        writeIndex = n
+    }
+
+    @inline(__always) public func commitWrite(_ n: Int) { writeIndex += n }
+
+    @inline(__always) public func consume(_ n: Int) {
+        readIndex += n
+        if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
+    }
+
+    public func clear() { readIndex = 0; writeIndex = 0 }
+
+    /// Drops a large block after a burst so an idle connection holds little memory.
+    public func shrinkIfIdle(to limit: Int) {
+        guard isEmpty, capacity > limit else { return }
+        base.deallocate()
+        capacity = limit
+        base = .allocate(capacity: limit)
+        readIndex = 0; writeIndex = 0
+    }
+
+    public func append(_ p: UnsafeRawPointer, _ n: Int) {
+        if n == 0 { return }
+        reserve(n)
+        (base + writeIndex).update(from: p.assumingMemoryBound(to: UInt8.self), count: n)
+        writeIndex += n
+    }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let p = bytes.baseAddress else { return }
+        append(p, bytes.count)
+    }
+
+    public func append(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { append($0) }
+    }
+
+    public func append(_ s: String) {
+        var s = s
+        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    public func append(byte: UInt8) {
+        reserve(1)
+        base[writeIndex] = byte
+        writeIndex += 1
+    }
+
+    /// Appends `n` in lowercase hex (chunk sizes).
+    public func appendHex(_ n: Int) {
+        if n == 0 { append(byte: 0x30); return }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var v = UInt(n)
+        withUnsafeMutableBytes(of: &digits) { d in
+            while v > 0 {
+                let nib = UInt8(v & 0xF)
+                d[15 - count] = nib < 10 ? 0x30 + nib : 0x57 + nib
+                v >>= 4; count += 1
+            }
+            append(UnsafeRawBufferPointer(rebasing: d[(16 - count)...]))
+        }
+    }
+
+    public func appendDecimal(_ n: Int) {
+        append(String(n))
+    }
+
+    /// A copy of the readable bytes (tests, small bodies).
+    public var bytes: [UInt8] { Array(readable) }
+}

@@ -1,0 +1,205 @@
+import CLinux
+import PortcullisCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One epoll instance driven by one thread (nginx worker / NIO `SelectableEventLoop` shape).
+///
+/// Ownership and threads:
+/// - Everything except `execute(_:)` and `stop()` must be called on the loop's own thread.
+/// - The loop does not own handler fds: whoever registers an fd unregisters and closes it.
+/// - `epoll_event.data.u64` packs (generation << 32 | fd), so events still queued for a closed
+///   and reused fd are dropped instead of reaching the wrong handler.
+public final class EventLoop: @unchecked Sendable {
+    private let epfd: Int32
+    private let wakeFd: Int32
+    private var handlers: [EventHandler?] = []
+    private var generations: [UInt32] = []
+    private var nextGeneration: UInt32 = 1
+    private var timers = TimerHeap()
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let stopRequested = Atomic<Bool>(false)
+    private var events: [epoll_event]
+    /// Cached monotonic time for this iteration (ns); refreshed after each epoll_wait.
+    public private(set) var now: UInt64 = MonotonicClock.now()
+    /// Identity of the loop's thread, set when `run()` starts.
+    private var threadID: pthread_t?
+    public let index: Int
+    /// Deferred work run at the end of the current iteration (on this thread).
+    private var deferred: [() -> Void] = []
+
+    public init(index: Int = 0) throws {
+        self.index = index
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        if epfd < 0 { throw IOError("epoll_create1", errno: pc_errno()) }
+        wakeFd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        if wakeFd < 0 { throw IOError("eventfd", errno: pc_errno()) }
+        events = [epoll_event](repeating: epoll_event(), count: 256)
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue
+        ev.data.u64 = UInt64(UInt32.max) << 32 | UInt64(UInt32(bitPattern: wakeFd))
+        if epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFd, &ev) != 0 { throw IOError("epoll_ctl", errno: pc_errno()) }
+    }
+
+    deinit {
+        Syscall.close(wakeFd)
+        Syscall.close(epfd)
+    }
+
+    public var inLoopThread: Bool {
+        guard let t = threadID else { return true }
+        return pthread_equal(t, pthread_self()) != 0
+    }
+
+    /// Registers `fd` edge-triggered for read, write and peer-close events.
+    public func register(fd: Int32, handler: EventHandler) throws {
+        assert(inLoopThread)
+        let i = Int(fd)
+        if i >= handlers.count {
+            let n = max(i + 1, handlers.count * 2, 64)
+            handlers += [EventHandler?](repeating: nil, count: n - handlers.count)
+            generations += [UInt32](repeating: 0, count: n - generations.count)
+        }
+        nextGeneration = nextGeneration &+ 1
+        if nextGeneration == UInt32.max || nextGeneration == 0 { nextGeneration = 1 }
+        handlers[i] = handler
+        generations[i] = nextGeneration
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        ev.data.u64 = UInt64(nextGeneration) << 32 | UInt64(UInt32(bitPattern: fd))
+        if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 {
+            handlers[i] = nil
+            throw IOError("epoll_ctl(ADD)", errno: pc_errno())
+        }
+    }
+
+    /// Registers a listening socket level-triggered for reads only.
+    public func registerListener(fd: Int32, handler: EventHandler) throws {
+        try register(fd: fd, handler: handler)
+        var ev = epoll_event()
+        ev.events = EPOLLIN.rawValue
+        ev.data.u64 = UInt64(generations[Int(fd)]) << 32 | UInt64(UInt32(bitPattern: fd))
+        _ = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)
+    }
+
+    /// Removes `fd`; the caller closes it afterwards.
+    public func unregister(fd: Int32) {
+        assert(inLoopThread)
+        let i = Int(fd)
+        guard i < handlers.count, handlers[i] != nil else { return }
+        handlers[i] = nil
+        generations[i] = 0
+        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+    }
+
+    // MARK: timers
+
+    /// Arms (or re-arms) `timer` to fire `after` ns from the loop's current time.
+    public func arm(_ timer: LoopTimer, after ns: UInt64) {
+        timers.insertOrUpdate(timer, deadline: MonotonicClock.now() &+ ns)
+    }
+
+    /// Arms `timer` at an absolute monotonic deadline.
+    public func arm(_ timer: LoopTimer, at deadline: UInt64) {
+        timers.insertOrUpdate(timer, deadline: deadline)
+    }
+
+    public func cancel(_ timer: LoopTimer) { timers.remove(timer) }
+
+    /// A one-shot callback after `ns`; returns the timer so it can be cancelled.
+    @discardableResult
+    public func schedule(after ns: UInt64, _ body: @escaping () -> Void) -> LoopTimer {
+        let t = LoopTimer(body)
+        arm(t, after: ns)
+        return t
+    }
+
+    /// Runs `body` on this thread after the current batch of events (re-entrancy breaker).
+    public func deferToEndOfIteration(_ body: @escaping () -> Void) { deferred.append(body) }
+
+    // MARK: cross-thread
+
+    /// Queues `task` to run on the loop thread; safe from any thread.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        pending.withLock { $0.append(task) }
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFd, &one, 8)
+    }
+
+    /// Asks the loop to return from `run()`; safe from any thread.
+    public func stop() {
+        stopRequested.store(true, ordering: .relaxed)
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFd, &one, 8)
+    }
+
+    // MARK: run
+
+    /// Runs until `stop()`. One iteration: wait (bounded by the nearest timer), dispatch all
+    /// ready fds, fire expired timers, run cross-thread tasks and deferred work.
+    public func run() {
+        threadID = pthread_self()
+        while !stopRequested.load(ordering: .relaxed) {
+            var timeout: Int32 = -1
+            if let t = timers.first {
+                let cur = MonotonicClock.now()
+                timeout = t.deadline <= cur ? 0 : Int32(min((t.deadline - cur + 999_999) / 1_000_000, 60_000))
+            }
+            if !deferred.isEmpty { timeout = 0 }
+            let n = events.withUnsafeMutableBufferPointer { buf in
+                epoll_wait(epfd, buf.baseAddress, Int32(buf.count), timeout)
+            }
+            now = MonotonicClock.now()
+            if n < 0 {
+                if pc_errno() == EINTR { continue }
+                Log.error("epoll_wait: \(Syscall.errorString(pc_errno()))")
+                return
+            }
+            var i = 0
+            while i < Int(n) {
+                let ev = events[i]
+                i += 1
+                let data = ev.data.u64
+                let fd = Int32(bitPattern: UInt32(truncatingIfNeeded: data))
+                let gen = UInt32(truncatingIfNeeded: data >> 32)
+                if gen == UInt32.max { drainWakeups(); continue }
+                let fi = Int(fd)
+                guard fi < handlers.count, generations[fi] == gen, let h = handlers[fi] else { continue }
+                h.handleEvent(ev.events)
+            }
+            fireTimers()
+            runDeferred()
+        }
+        runDeferred()
+    }
+
+    private func fireTimers() {
+        guard !timers.isEmpty else { return }
+        let cur = MonotonicClock.now()
+        while let t = timers.first, t.deadline <= cur {
+            _ = timers.popFirst()
+            t.callback()
+        }
+    }
+
+    private func runDeferred() {
+        while !deferred.isEmpty {
+            let work = deferred
+            deferred.removeAll(keepingCapacity: true)
+            for w in work { w() }
+        }
+    }
+
+    private func drainWakeups() {
+        var v: UInt64 = 0
+        _ = Glibc.read(wakeFd, &v, 8)
+        let tasks = pending.withLock { q -> [@Sendable () -> Void] in
+            let t = q
+            q.removeAll(keepingCapacity: true)
+            return t
+        }
+        for t in tasks { t() }
+    }
+}

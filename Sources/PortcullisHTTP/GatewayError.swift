@@ -1,0 +1,135 @@
+/// Every error the gateway answers a client with, and the one place that maps each to an HTTP
+/// status and an OpenAI-style body `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
+public enum GatewayError: Error, Equatable, Sendable {
+    case badRequest(String)
+    case unauthorized(String)
+    case forbidden(String)
+    case notFound(String)
+    case methodNotAllowed(String)
+    case requestTimeout
+    case payloadTooLarge(limit: Int)
+    case uriTooLong
+    case expectationFailed(String)
+    case headersTooLarge
+    case tooManyRequests(String, retryAfterSeconds: Int)
+    case internalError(String)
+    case notImplemented(String)
+    case upstreamConnectFailed(String)
+    case upstreamBadResponse(String)
+    case upstreamTimeout(String)
+    case versionNotSupported
+    case overloaded(String)
+
+    public var status: Int {
+        switch self {
+        case .badRequest: 400
+        case .unauthorized: 401
+        case .forbidden: 403
+        case .notFound: 404
+        case .methodNotAllowed: 405
+        case .requestTimeout: 408
+        case .payloadTooLarge: 413
+        case .uriTooLong: 414
+        case .expectationFailed: 417
+        case .headersTooLarge: 431
+        case .tooManyRequests: 429
+        case .internalError: 500
+        case .notImplemented: 501
+        case .upstreamConnectFailed, .upstreamBadResponse: 502
+        case .overloaded: 503
+        case .upstreamTimeout: 504
+        case .versionNotSupported: 505
+        }
+    }
+
+    /// OpenAI's `error.type` vocabulary.
+    public var type: String {
+        switch self {
+        case .unauthorized: "authentication_error"
+        case .forbidden: "permission_error"
+        case .tooManyRequests: "rate_limit_error"
+        case .notFound: "not_found_error"
+        case .internalError, .upstreamConnectFailed, .upstreamBadResponse, .upstreamTimeout, .overloaded:
+            "server_error"
+        default: "invalid_request_error"
+        }
+    }
+
+    public var code: String {
+        switch self {
+        case .badRequest: "bad_request"
+        case .unauthorized: "invalid_token"
+        case .forbidden: "forbidden"
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .requestTimeout: "request_timeout"
+        case .payloadTooLarge: "request_too_large"
+        case .uriTooLong: "uri_too_long"
+        case .expectationFailed: "expectation_failed"
+        case .headersTooLarge: "headers_too_large"
+        case .tooManyRequests: "rate_limit_exceeded"
+        case .internalError: "internal_error"
+        case .notImplemented: "not_implemented"
+        case .upstreamConnectFailed: "upstream_connect_failed"
+        case .upstreamBadResponse: "upstream_bad_response"
+        case .upstreamTimeout: "upstream_timeout"
+        case .versionNotSupported: "http_version_not_supported"
+        case .overloaded: "overloaded"
+        }
+    }
+
+    public var message: String {
+        switch self {
+        case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
+             .methodNotAllowed(let m), .expectationFailed(let m), .internalError(let m),
+             .notImplemented(let m), .upstreamConnectFailed(let m), .upstreamBadResponse(let m),
+             .upstreamTimeout(let m), .overloaded(let m):
+            m
+        case .tooManyRequests(let m, _): m
+        case .requestTimeout: "The request was not received in time."
+        case .payloadTooLarge(let limit): "The request body exceeds the limit of \(limit) bytes."
+        case .uriTooLong: "The request target is too long."
+        case .headersTooLarge: "The request header section is too large."
+        case .versionNotSupported: "Only HTTP/1.0 and HTTP/1.1 are supported."
+        }
+    }
+
+    /// Whether the connection must be closed after answering (framing can't be trusted).
+    public var closesConnection: Bool {
+        switch self {
+        case .badRequest, .requestTimeout, .payloadTooLarge, .uriTooLong, .headersTooLarge,
+             .versionNotSupported, .notImplemented, .expectationFailed: true
+        default: false
+        }
+    }
+
+    public var jsonBody: String {
+        "{\"error\":{\"message\":\(jsonQuote(message)),\"type\":\"\(type)\",\"param\":null,\"code\":\"\(code)\"}}"
+    }
+
+    /// Extra response headers this error requires.
+    public var extraHeaders: [(String, String)] {
+        switch self {
+        case .unauthorized: [("www-authenticate", "Bearer")]
+        case .tooManyRequests(_, let s): [("retry-after", String(s))]
+        default: []
+        }
+    }
+}
+
+func jsonQuote(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 { out += "\\u00" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16) }
+            else { out.unicodeScalars.append(u) }
+        }
+    }
+    return out + "\""
+}

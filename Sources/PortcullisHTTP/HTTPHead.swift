@@ -1,0 +1,109 @@
+/// One header field; `name` is lowercased at parse time so lookups are plain comparisons.
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public init(name: String, value: String) { self.name = name; self.value = value }
+}
+
+/// How a message body is delimited (RFC 9112 §6).
+public enum BodyFraming: Sendable, Equatable {
+    case none
+    case length(Int)
+    case chunked
+    /// Response only: the body runs until the connection closes.
+    case untilClose
+}
+
+/// A parsed request head. Value type; owned by the request it describes.
+public struct HTTPRequestHead: Sendable, Equatable {
+    public var method: String
+    /// The origin-form target (path and query); absolute-form is reduced to it.
+    public var target: String
+    /// 0 for HTTP/1.0; 1 for HTTP/1.1 and any HTTP/1.x with x > 1 (served as 1.1).
+    public var minorVersion: Int
+    public var headers: [HTTPHeader]
+    public var framing: BodyFraming
+    public var keepAlive: Bool
+    public var expectContinue: Bool
+
+    public init(method: String, target: String, minorVersion: Int, headers: [HTTPHeader],
+                framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
+        self.method = method; self.target = target; self.minorVersion = minorVersion
+        self.headers = headers; self.framing = framing; self.keepAlive = keepAlive
+        self.expectContinue = expectContinue
+    }
+
+    /// The path without the query string.
+    public var path: Substring {
+        if let q = target.firstIndex(of: "?") { return target[..<q] }
+        return target[...]
+    }
+
+    public func first(_ lowercasedName: String) -> String? {
+        for h in headers where h.name == lowercasedName { return h.value }
+        return nil
+    }
+}
+
+/// A parsed response head (from an upstream).
+public struct HTTPResponseHead: Sendable, Equatable {
+    public var status: Int
+    public var reason: String
+    public var minorVersion: Int
+    public var headers: [HTTPHeader]
+    public var framing: BodyFraming
+    public var keepAlive: Bool
+
+    public func first(_ lowercasedName: String) -> String? {
+        for h in headers where h.name == lowercasedName { return h.value }
+        return nil
+    }
+}
+
+/// Hop-by-hop header names (RFC 9110 §7.6.1) never forwarded in either direction.
+public enum HopByHop {
+    public static func contains(_ lowercasedName: String) -> Bool {
+        switch lowercasedName {
+        case "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+             "proxy-connection", "proxy-authenticate", "proxy-authorization":
+            return true
+        default:
+            return lowercasedName.hasPrefix("proxy-")
+        }
+    }
+}
+
+public enum HTTPStatus {
+    public static func reason(_ code: Int) -> String {
+        switch code {
+        case 100: "Continue"
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 204: "No Content"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 417: "Expectation Failed"
+        case 422: "Unprocessable Content"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        case 505: "HTTP Version Not Supported"
+        default: "Status"
+        }
+    }
+}

@@ -1,0 +1,169 @@
+/// Limits the request parser enforces.
+public struct HTTPParserLimits: Sendable {
+    public var maxHeaderBytes: Int
+    public var maxRequestLineBytes: Int
+    public var maxHeaderCount: Int
+    public init(maxHeaderBytes: Int = 16384, maxRequestLineBytes: Int = 8192, maxHeaderCount: Int = 128) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxRequestLineBytes = min(maxRequestLineBytes, maxHeaderBytes)
+        self.maxHeaderCount = maxHeaderCount
+    }
+}
+
+public enum HeadParseResult<Head> {
+    /// Not enough bytes yet; keep reading.
+    case incomplete
+    /// A whole head; `consumed` bytes (including the blank line) belong to it.
+    case complete(Head, consumed: Int)
+    case failure(GatewayError)
+}
+
+/// A strict RFC 9112 request-head parser. Stateless: give it the buffered bytes, it answers
+/// incomplete / complete(head, consumed) / failure. It never owns a socket (Envoy codec shape),
+/// so tests feed it byte arrays whole, split, or byte by byte.
+public struct HTTPRequestParser: Sendable {
+    public var limits: HTTPParserLimits
+    public init(limits: HTTPParserLimits = .init()) { self.limits = limits }
+
+    public func parse(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPRequestHead> {
+        // Request line.
+        var lineStart = 0
+        // RFC 9112 §2.2: ignore at least one empty line before the request line.
+        while lineStart < 8, lineStart + 1 < b.count, b[lineStart] == HeadLexer.CR, b[lineStart + 1] == HeadLexer.LF {
+            lineStart += 2
+        }
+        let requestLine: (Int, Int, Int)
+        switch HeadLexer.nextLine(b, from: lineStart) {
+        case .incomplete:
+            if b.count - lineStart > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+            return .incomplete
+        case .bareLF:
+            return .failure(.badRequest("Malformed request line: bare LF."))
+        case .line(let s, let e, let next):
+            if e - s > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+            requestLine = (s, e, next)
+        }
+        // Headers.
+        var headers: [HTTPHeader] = []
+        headers.reserveCapacity(12)
+        var pos = requestLine.2
+        while true {
+            switch HeadLexer.nextLine(b, from: pos) {
+            case .incomplete:
+                if b.count > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
+                return .incomplete
+            case .bareLF:
+                return .failure(.badRequest("Malformed header section: bare LF."))
+            case .line(let s, let e, let next):
+                if next > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
+                if s == e {
+                    return finish(b, requestLine: requestLine, headers: headers, consumed: next)
+                }
+                switch HeadLexer.header(b, s, e) {
+                case .success(let h):
+                    headers.append(h)
+                    if headers.count > limits.maxHeaderCount { return .failure(.headersTooLarge) }
+                case .failure(let err):
+                    return .failure(.badRequest("Malformed header: \(HeadLexer.describe(err.kind))."))
+                }
+                pos = next
+            }
+        }
+    }
+
+    private func finish(_ b: UnsafeRawBufferPointer, requestLine: (Int, Int, Int),
+                        headers: [HTTPHeader], consumed: Int) -> HeadParseResult<HTTPRequestHead> {
+        let (s, e, _) = requestLine
+        // method SP target SP version
+        var i = s
+        while i < e && HeadLexer.tchar[Int(b[i])] { i += 1 }
+        guard i > s, i < e, b[i] == HeadLexer.SP else {
+            return .failure(.badRequest("Malformed request line."))
+        }
+        let method = HeadLexer.string(b, s, i)
+        let ts = i + 1
+        var te = ts
+        while te < e && b[te] != HeadLexer.SP {
+            let c = b[te]
+            if c <= 0x20 || c == 0x7F { return .failure(.badRequest("Invalid character in request target.")) }
+            te += 1
+        }
+        guard te > ts else { return .failure(.badRequest("Malformed request line.")) }
+        guard te < e else {
+            return .failure(.badRequest("HTTP/0.9 requests are not supported."))
+        }
+        // version: exactly "HTTP/" DIGIT "." DIGIT
+        let vs = te + 1
+        guard e - vs == 8, b[vs] == 72, b[vs+1] == 84, b[vs+2] == 84, b[vs+3] == 80, b[vs+4] == 47,
+              b[vs+6] == 46, (48...57).contains(b[vs+5]), (48...57).contains(b[vs+7]) else {
+            return .failure(.badRequest("Malformed HTTP version."))
+        }
+        let major = Int(b[vs+5] - 48), minorRaw = Int(b[vs+7] - 48)
+        guard major == 1 else { return .failure(.versionNotSupported) }
+        let minor = minorRaw == 0 ? 0 : 1
+
+        var target = HeadLexer.string(b, ts, te)
+        if target.hasPrefix("http://") || target.hasPrefix("https://") {
+            let afterScheme = target.index(target.firstIndex(of: "/")!, offsetBy: 2)
+            let rest = target[afterScheme...]
+            target = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+        } else if !(target.hasPrefix("/") || (target == "*" && method == "OPTIONS")) {
+            return .failure(.badRequest("Malformed request target."))
+        }
+
+        var hostCount = 0
+        var contentLength: Int? = nil
+        var transferEncoding: String? = nil
+        var connectionClose = false, connectionKeepAlive = false
+        var expectContinue = false
+        for h in headers {
+            switch h.name {
+            case "host":
+                hostCount += 1
+            case "content-length":
+                if contentLength != nil { return .failure(.badRequest("Duplicate Content-Length header.")) }
+                guard let n = HeadLexer.contentLength(h.value) else {
+                    return .failure(.badRequest("Invalid Content-Length header."))
+                }
+                contentLength = n
+            case "transfer-encoding":
+                transferEncoding = transferEncoding.map { $0 + "," + h.value } ?? h.value
+            case "connection":
+                for t in HeadLexer.tokens(h.value) {
+                    if t == "close" { connectionClose = true }
+                    if t == "keep-alive" { connectionKeepAlive = true }
+                }
+            case "expect":
+                if h.value.lowercased() == "100-continue" { expectContinue = true }
+                else { return .failure(.expectationFailed("Unsupported expectation.")) }
+            default:
+                break
+            }
+        }
+        if hostCount > 1 { return .failure(.badRequest("Multiple Host headers.")) }
+        if hostCount == 0 && minor == 1 { return .failure(.badRequest("Missing Host header.")) }
+
+        var framing = BodyFraming.none
+        if let te = transferEncoding {
+            if contentLength != nil {
+                return .failure(.badRequest("Both Content-Length and Transfer-Encoding present."))
+            }
+            if minor == 0 { return .failure(.badRequest("Transfer-Encoding in an HTTP/1.0 request.")) }
+            let codings = HeadLexer.tokens(te)
+            guard codings.last == "chunked" else {
+                return .failure(.badRequest("Transfer-Encoding must end in chunked."))
+            }
+            guard codings.count == 1 else {
+                return .failure(.notImplemented("Only the chunked transfer coding is supported."))
+            }
+            framing = .chunked
+        } else if let n = contentLength, n > 0 {
+            framing = .length(n)
+        }
+        let keepAlive = minor == 1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
+        return .complete(HTTPRequestHead(method: method, target: target, minorVersion: minor,
+                                         headers: headers, framing: framing, keepAlive: keepAlive,
+                                         expectContinue: expectContinue && framing != .none),
+                         consumed: consumed)
+    }
+}

@@ -1,0 +1,89 @@
+/// Parses an upstream's response head. Like the request parser it is stateless over a buffer.
+/// Upstream framing is checked as strictly as client framing: an ambiguous response (both
+/// Content-Length and Transfer-Encoding, or a bad length) is a 502, never a guess.
+public struct HTTPResponseParser: Sendable {
+    public var maxHeaderBytes: Int
+    public init(maxHeaderBytes: Int = 65536) { self.maxHeaderBytes = maxHeaderBytes }
+
+    /// `requestMethod` decides whether a body follows (HEAD never has one).
+    public func parse(_ b: UnsafeRawBufferPointer, requestMethod: String) -> HeadParseResult<HTTPResponseHead> {
+        let statusLine: (Int, Int, Int)
+        switch HeadLexer.nextLine(b, from: 0) {
+        case .incomplete:
+            return b.count > maxHeaderBytes ? .failure(.upstreamBadResponse("Upstream response head too large.")) : .incomplete
+        case .bareLF:
+            return .failure(.upstreamBadResponse("Malformed upstream status line."))
+        case .line(let s, let e, let n): statusLine = (s, e, n)
+        }
+        var headers: [HTTPHeader] = []
+        var pos = statusLine.2
+        while true {
+            switch HeadLexer.nextLine(b, from: pos) {
+            case .incomplete:
+                return b.count > maxHeaderBytes ? .failure(.upstreamBadResponse("Upstream response head too large.")) : .incomplete
+            case .bareLF:
+                return .failure(.upstreamBadResponse("Malformed upstream header section."))
+            case .line(let s, let e, let next):
+                if s == e { return finish(b, statusLine, headers, next, requestMethod) }
+                switch HeadLexer.header(b, s, e) {
+                case .success(let h): headers.append(h)
+                case .failure: return .failure(.upstreamBadResponse("Malformed upstream header."))
+                }
+                pos = next
+            }
+        }
+    }
+
+    private func finish(_ b: UnsafeRawBufferPointer, _ line: (Int, Int, Int), _ headers: [HTTPHeader],
+                        _ consumed: Int, _ method: String) -> HeadParseResult<HTTPResponseHead> {
+        let (s, e, _) = line
+        // "HTTP/1.x SP 3DIGIT [SP reason]"
+        guard e - s >= 12, b[s] == 72, b[s+1] == 84, b[s+2] == 84, b[s+3] == 80, b[s+4] == 47,
+              b[s+5] == 49, b[s+6] == 46, (48...57).contains(b[s+7]), b[s+8] == 32,
+              (48...57).contains(b[s+9]), (48...57).contains(b[s+10]), (48...57).contains(b[s+11]) else {
+            return .failure(.upstreamBadResponse("Malformed upstream status line."))
+        }
+        let minor = b[s+7] == 48 ? 0 : 1
+        let status = Int(b[s+9] - 48) * 100 + Int(b[s+10] - 48) * 10 + Int(b[s+11] - 48)
+        let reason = e > s + 13 ? HeadLexer.string(b, s + 13, e) : ""
+        var contentLength: Int? = nil
+        var chunked = false, hasTE = false
+        var close = false, keepAliveToken = false
+        for h in headers {
+            switch h.name {
+            case "content-length":
+                guard let n = HeadLexer.contentLength(h.value), contentLength == nil || contentLength == n else {
+                    return .failure(.upstreamBadResponse("Invalid upstream Content-Length."))
+                }
+                contentLength = n
+            case "transfer-encoding":
+                hasTE = true
+                chunked = HeadLexer.tokens(h.value).last == "chunked"
+            case "connection":
+                for t in HeadLexer.tokens(h.value) {
+                    if t == "close" { close = true }
+                    if t == "keep-alive" { keepAliveToken = true }
+                }
+            default: break
+            }
+        }
+        if hasTE && contentLength != nil {
+            return .failure(.upstreamBadResponse("Upstream sent both Content-Length and Transfer-Encoding."))
+        }
+        var framing: BodyFraming
+        if method == "HEAD" || status < 200 || status == 204 || status == 304 {
+            framing = .none
+        } else if hasTE {
+            framing = chunked ? .chunked : .untilClose
+        } else if let n = contentLength {
+            framing = n == 0 ? .none : .length(n)
+        } else {
+            framing = .untilClose
+        }
+        var keepAlive = minor == 1 ? !close : (keepAliveToken && !close)
+        if framing == .untilClose { keepAlive = false }
+        return .complete(HTTPResponseHead(status: status, reason: reason, minorVersion: minor,
+                                          headers: headers, framing: framing, keepAlive: keepAlive),
+                         consumed: consumed)
+    }
+}

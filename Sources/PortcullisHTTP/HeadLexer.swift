@@ -1,0 +1,110 @@
+/// Byte-level helpers shared by the request and response head parsers. Pure functions over
+/// raw buffers; no allocation except the Strings they return.
+enum HeadLexer {
+    static let CR: UInt8 = 13, LF: UInt8 = 10, SP: UInt8 = 32, HT: UInt8 = 9, COLON: UInt8 = 58
+
+    /// RFC 9110 tchar.
+    static let tchar: [Bool] = {
+        var t = [Bool](repeating: false, count: 256)
+        for c in UInt8(ascii: "a")...UInt8(ascii: "z") { t[Int(c)] = true }
+        for c in UInt8(ascii: "A")...UInt8(ascii: "Z") { t[Int(c)] = true }
+        for c in UInt8(ascii: "0")...UInt8(ascii: "9") { t[Int(c)] = true }
+        for c in "!#$%&'*+-.^_`|~".utf8 { t[Int(c)] = true }
+        return t
+    }()
+
+    enum LineResult { case line(start: Int, end: Int, next: Int), incomplete, bareLF }
+
+    /// Finds the next CRLF-terminated line starting at `from`. A LF without CR is an error.
+    @inline(__always)
+    static func nextLine(_ b: UnsafeRawBufferPointer, from: Int) -> LineResult {
+        var i = from
+        let n = b.count
+        while i < n {
+            if b[i] == LF {
+                if i == from || b[i - 1] != CR { return .bareLF }
+                return .line(start: from, end: i - 1, next: i + 1)
+            }
+            i += 1
+        }
+        return .incomplete
+    }
+
+    @inline(__always) static func lower(_ c: UInt8) -> UInt8 {
+        (c >= 65 && c <= 90) ? c | 0x20 : c
+    }
+
+    static func string(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: b[s..<e]), as: UTF8.self)
+    }
+
+    static func lowercasedString(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
+        String(unsafeUninitializedCapacity: e - s) { out in
+            for i in s..<e { out[i - s] = lower(b[i]) }
+            return e - s
+        }
+    }
+
+    enum HeaderError { case whitespaceBeforeColon, obsFold, badName, badValue, noColon }
+
+    /// Parses one header line `[s, e)` into a lowercased name and an OWS-trimmed value.
+    static func header(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Result<HTTPHeader, HeaderErrorBox> {
+        if b[s] == SP || b[s] == HT { return .failure(.init(.obsFold)) }
+        var i = s
+        while i < e && tchar[Int(b[i])] { i += 1 }
+        if i == e { return .failure(.init(.noColon)) }
+        if b[i] != COLON {
+            return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName))
+        }
+        if i == s { return .failure(.init(.badName)) }
+        let name = lowercasedString(b, s, i)
+        var vs = i + 1
+        var ve = e
+        while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }
+        while ve > vs && (b[ve - 1] == SP || b[ve - 1] == HT) { ve -= 1 }
+        var j = vs
+        while j < ve {
+            let c = b[j]
+            if (c < 0x20 && c != HT) || c == 0x7F { return .failure(.init(.badValue)) }
+            j += 1
+        }
+        return .success(HTTPHeader(name: name, value: string(b, vs, ve)))
+    }
+
+    struct HeaderErrorBox: Error { let kind: HeaderError; init(_ k: HeaderError) { kind = k } }
+
+    static func describe(_ e: HeaderError) -> String {
+        switch e {
+        case .whitespaceBeforeColon: "whitespace between header name and colon"
+        case .obsFold: "obsolete line folding in header section"
+        case .badName: "invalid header field name"
+        case .badValue: "invalid character (NUL, CR, LF or control) in header value"
+        case .noColon: "header line without a colon"
+        }
+    }
+
+    /// Parses a Content-Length value: digits only, bounded.
+    static func contentLength(_ v: String) -> Int? {
+        guard !v.isEmpty, v.utf8.count <= 15 else { return nil }
+        var n = 0
+        for c in v.utf8 {
+            guard c >= 48 && c <= 57 else { return nil }
+            n = n * 10 + Int(c - 48)
+        }
+        return n
+    }
+
+    /// Splits a comma-separated header value into lowercased, trimmed tokens.
+    static func tokens(_ v: String) -> [Substring] {
+        v.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: " \t") }
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> Substring {
+        var s = self
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return s
+    }
+}

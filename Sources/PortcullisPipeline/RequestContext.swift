@@ -1,0 +1,52 @@
+import PortcullisCore
+import PortcullisHTTP
+import PortcullisConfig
+
+/// Everything the pipeline knows about one request. Created by the server connection when a
+/// request's head and body are complete; owned by that connection; touched only on its loop's
+/// thread. Middlewares read it and fill in their part (route, tenant, upstream headers).
+public final class RequestContext {
+    public let requestID: String
+    public var head: HTTPRequestHead
+    /// The whole request body (bounded by `server.max_body_bytes`); kept for replay on failover.
+    public var body: [UInt8]
+    public let clientAddress: String
+    public let startNanos: UInt64
+    public let configuration: GatewayConfiguration
+
+    /// Set by `RouteMiddleware`.
+    public var route: RouteConfiguration?
+    public var provider: ProviderConfiguration?
+    /// Headers to send upstream (besides Host/Content-Length, which the upstream client adds).
+    /// Built by `HeaderHygieneMiddleware`; later middlewares may append.
+    public var upstreamHeaders: [HTTPHeader] = []
+    /// Verified identity (the auth issue fills these; nothing here trusts client headers).
+    public var tenant: String?
+    public var user: String?
+    public var tier: String?
+
+    public init(requestID: String, head: HTTPRequestHead, body: [UInt8], clientAddress: String,
+                startNanos: UInt64, configuration: GatewayConfiguration) {
+        self.requestID = requestID; self.head = head; self.body = body
+        self.clientAddress = clientAddress; self.startNanos = startNanos
+        self.configuration = configuration
+    }
+}
+
+/// A response the gateway produces itself (errors, health checks, metrics).
+public struct LocalResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+    public var closeConnection: Bool
+
+    public init(status: Int, headers: [(String, String)] = [], body: [UInt8], closeConnection: Bool = false) {
+        self.status = status; self.headers = headers; self.body = body; self.closeConnection = closeConnection
+    }
+
+    public init(_ error: GatewayError) {
+        self.init(status: error.status,
+                  headers: [("content-type", "application/json")] + error.extraHeaders,
+                  body: Array(error.jsonBody.utf8), closeConnection: error.closesConnection)
+    }
+}

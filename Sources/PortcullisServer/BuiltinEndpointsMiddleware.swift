@@ -1,0 +1,26 @@
+import PortcullisHTTP
+import PortcullisPipeline
+
+/// Answers the gateway's own endpoints before any routing: `GET /healthz` (alive),
+/// `GET /readyz` (accepting traffic) and `GET /metrics` (Prometheus text). Nothing here goes
+/// upstream or needs a tenant.
+final class BuiltinEndpointsMiddleware: Middleware {
+    let name = "builtin-endpoints"
+    let metrics: GatewayMetrics
+
+    init(metrics: GatewayMetrics) { self.metrics = metrics }
+
+    func process(_ ctx: RequestContext, resumer: PipelineResumer) -> MiddlewareDecision {
+        let path = ctx.head.path
+        guard path == "/healthz" || path == "/readyz" || path == "/metrics" else { return .next }
+        guard ctx.head.method == "GET" || ctx.head.method == "HEAD" else {
+            return .respond(LocalResponse(.methodNotAllowed("Use GET for \(path).")))
+        }
+        if path == "/metrics" {
+            return .respond(LocalResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")],
+                                          body: Array(metrics.render().utf8)))
+        }
+        return .respond(LocalResponse(status: 200, headers: [("content-type", "application/json")],
+                                      body: Array("{\"status\":\"ok\"}".utf8)))
+    }
+}

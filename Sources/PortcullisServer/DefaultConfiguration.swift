@@ -1,0 +1,27 @@
+/// The configuration used when `portcullis` runs without `--config`: the demo set-up. No Redis,
+/// no internet: it routes to the in-repo fake provider on 127.0.0.1:9000.
+public enum DefaultConfiguration {
+    public static let yaml = """
+    server:
+      listen: ["127.0.0.1:8080"]
+      workers: auto
+      max_connections: 10000
+      max_header_bytes: 16384
+      max_body_bytes: 4194304
+      header_timeout: 10s
+      keepalive_timeout: 75s
+    providers:
+      local: { base_url: "http://127.0.0.1:9000", kind: openai }
+    routes:
+      - path: /v1/chat/completions
+        provider: local
+        timeouts: { connect: 5s, first_byte: 60s, idle: 30s, total: 600s }
+      - path: /v1/*
+        provider: local
+        timeouts: { connect: 5s, first_byte: 60s, idle: 30s, total: 600s }
+    log:
+      level: info
+      access: true
+
+    """
+}

@@ -1,0 +1,290 @@
+import CLinux
+import PortcullisCore
+import PortcullisEventLoop
+import PortcullisHTTP
+import PortcullisConfig
+import PortcullisPipeline
+import PortcullisUpstream
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One client connection: accept → parse → pipeline → upstream → stream back, in that order,
+/// one request at a time (pipelined requests wait in `input` and are answered in order).
+///
+/// Ownership: the connection owns its fd (closes it in `close()`), its input and output
+/// buffers, its timer and the in-flight `UpstreamExchange` (cancelled on close). The `Worker`
+/// holds it in its connection table until `close()`. Every method runs on the worker's loop thread.
+final class HTTPServerConnection: EventHandler {
+    enum Phase { case readingHead, readingBody, processing, proxying, closed }
+
+    let fd: Int32
+    let worker: Worker
+    let peer: String
+    let input = ByteBuffer(capacity: 4096)
+    let output = ByteBuffer(capacity: 4096)
+    let timer = LoopTimer({})
+    var phase = Phase.readingHead
+    /// The peer sent FIN (or the socket errored); we stop reading.
+    var readClosed = false
+    /// Reading was stopped because `input` is full; resume when it drains.
+    var readPaused = false
+    var flushScheduled = false
+    var requestsServed = 0
+
+    // Per-request state (reset in `resetRequest`).
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+    var bodyRemaining = 0
+    var bodyDecoder = ChunkedDecoder()
+    var requestStart: UInt64 = 0
+    var context: RequestContext?
+    var suspended: PipelineResumer?
+    var exchange: UpstreamExchange?
+    var response = ResponseState()
+
+    static let inputHighWater = 65536
+    static let outputHighWater = 65536
+    static let outputLowWater = 16384
+
+    init(fd: Int32, peer: SocketAddress, worker: Worker) {
+        self.fd = fd
+        self.worker = worker
+        self.peer = peer.ipString
+        timer.setCallback { [unowned self] in self.timerFired() }
+    }
+
+    func start() {
+        armHeaderTimer()
+        readAvailable()
+        processInput()
+    }
+
+    // MARK: events
+
+    func handleEvent(_ events: UInt32) {
+        if phase == .closed { return }
+        if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+            return abort("connection error")
+        }
+        if events & EPOLLOUT.rawValue != 0 && !output.isEmpty {
+            flush()
+            if phase == .closed { return }
+        }
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 {
+            readAvailable()
+            if phase == .closed { return }
+            if readClosed && (phase == .proxying || phase == .processing) {
+                return abort("client closed the connection")
+            }
+            processInput()
+        }
+    }
+
+    /// Reads until EAGAIN, EOF, or `input` reaches its cap (then pauses reading).
+    func readAvailable() {
+        while !readClosed {
+            if input.readableBytes >= HTTPServerConnection.inputHighWater { readPaused = true; return }
+            input.reserve(4096)
+            switch Syscall.read(fd, input.writePointer, input.writableBytes) {
+            case .bytes(let n): input.commitWrite(n)
+            case .wouldBlock: readPaused = false; return
+            case .eof, .error: readClosed = true; return
+            }
+        }
+    }
+
+    // MARK: request reading
+
+    func processInput() {
+        while true {
+            switch phase {
+            case .readingHead:
+                if input.isEmpty {
+                    if readClosed { return close() }
+                    return
+                }
+                if requestStart == 0 { requestStart = MonotonicClock.now(); if requestsServed > 0 { armHeaderTimer() } }
+                switch worker.requestParser.parse(input.readable) {
+                case .incomplete:
+                    if readClosed { return close() }
+                    return
+                case .failure(let e):
+                    return respondLocal(LocalResponse(e), method: "-", target: "-", forceClose: true)
+                case .complete(let h, let consumed):
+                    input.consume(consumed)
+                    head = h
+                    GatewayMetrics.shared.requests.add(1, ordering: .relaxed)
+                    if !beginBody(h) { return }
+                }
+            case .readingBody:
+                if !readBody() {
+                    if readClosed { return close() }
+                    return
+                }
+                if phase == .closed { return }
+                dispatch()
+                return
+            case .processing, .proxying, .closed:
+                return
+            }
+        }
+    }
+
+    /// Prepares to read the body; returns false when it already answered (413).
+    private func beginBody(_ h: HTTPRequestHead) -> Bool {
+        body = []
+        let limit = worker.configuration.server.maxBodyBytes
+        switch h.framing {
+        case .none, .untilClose:
+            bodyRemaining = 0
+        case .length(let n):
+            if n > limit {
+                respondLocal(LocalResponse(.payloadTooLarge(limit: limit)), method: h.method, target: h.target, forceClose: true)
+                return false
+            }
+            bodyRemaining = n
+            body.reserveCapacity(n)
+        case .chunked:
+            bodyDecoder = ChunkedDecoder()
+        }
+        if h.expectContinue && input.isEmpty {
+            output.append("HTTP/1.1 100 Continue\r\n\r\n")
+            flush()
+        }
+        phase = .readingBody
+        return true
+    }
+
+    /// Moves body bytes out of `input`; true when the body is complete.
+    private func readBody() -> Bool {
+        guard let h = head else { return false }
+        switch h.framing {
+        case .none, .untilClose:
+            return true
+        case .length:
+            let take = min(bodyRemaining, input.readableBytes)
+            if take > 0 {
+                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
+                input.consume(take)
+                bodyRemaining -= take
+            }
+            return bodyRemaining == 0
+        case .chunked:
+            let limit = worker.configuration.server.maxBodyBytes
+            var tooLarge = false
+            let outcome = bodyDecoder.feed(input.readable) { slice in
+                if body.count + slice.count > limit { tooLarge = true; return }
+                body.append(contentsOf: slice)
+            }
+            if tooLarge {
+                respondLocal(LocalResponse(.payloadTooLarge(limit: limit)), method: h.method, target: h.target, forceClose: true)
+                return false
+            }
+            switch outcome {
+            case .needMore: input.clear(); return false
+            case .finished(let consumed): input.consume(consumed); return true
+            case .invalid(let m):
+                respondLocal(LocalResponse(.badRequest("Malformed chunked body: \(m)")), method: h.method, target: h.target, forceClose: true)
+                return false
+            }
+        }
+    }
+
+    // MARK: pipeline
+
+    private func dispatch() {
+        guard let h = head else { return }
+        phase = .processing
+        worker.loop.cancel(timer)
+        var id = h.first("x-request-id") ?? ""
+        if !RequestIDGenerator.isValid(id) { id = worker.requestIDs.make() }
+        let ctx = RequestContext(requestID: id, head: h, body: body, clientAddress: peer,
+                                 startNanos: requestStart, configuration: worker.configuration)
+        body = []
+        context = ctx
+        suspended = worker.pipeline.run(ctx) { [weak self] outcome in
+            guard let self, self.phase == .processing, self.context === ctx else { return }
+            self.suspended = nil
+            switch outcome {
+            case .respond(let r): self.respondLocal(r, method: h.method, target: h.target, forceClose: false)
+            case .proceed: self.startProxy(ctx)
+            }
+        }
+    }
+
+    // MARK: timers
+
+    func armHeaderTimer() {
+        worker.loop.arm(timer, after: worker.configuration.server.headerTimeout.nanoseconds)
+    }
+
+    func armKeepaliveTimer() {
+        worker.loop.arm(timer, after: worker.configuration.server.keepaliveTimeout.nanoseconds)
+    }
+
+    private func timerFired() {
+        switch phase {
+        case .readingHead where input.isEmpty && requestStart == 0:
+            close()  // keep-alive idle timeout: close quietly
+        case .readingHead, .readingBody:
+            respondLocal(LocalResponse(.requestTimeout), method: head?.method ?? "-", target: head?.target ?? "-", forceClose: true)
+        default:
+            break
+        }
+    }
+
+    // MARK: output
+
+    /// Writes as much of `output` as the socket takes. On the end of a response, moves on.
+    func flush() {
+        flushScheduled = false
+        while !output.isEmpty {
+            switch Syscall.write(fd, output.readPointer, output.readableBytes) {
+            case .bytes(let n): output.consume(n)
+            case .wouldBlock: return
+            case .eof, .error: return abort("client write failed")
+            }
+        }
+        output.shrinkIfIdle(to: 16384)
+        if let x = exchange, x.isDone == false, response.upstreamPaused {
+            response.upstreamPaused = false
+            x.resumeReading()
+        }
+        if response.complete { finishResponse() }
+    }
+
+    /// Flushes at the end of this loop iteration, so a head and body that arrive in one upstream
+    /// read leave in one write.
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        worker.loop.deferToEndOfIteration { [weak self] in
+            guard let self, self.phase != .closed, self.flushScheduled else { return }
+            self.flush()
+        }
+    }
+
+    // MARK: close
+
+    /// The client is gone or unusable mid-request: stop the upstream at once and close.
+    func abort(_ why: String) {
+        if phase == .closed { return }
+        if phase == .proxying || phase == .processing {
+            GatewayMetrics.shared.clientAborts.add(1, ordering: .relaxed)
+            if response.headSent || phase == .proxying { logAccess(status: response.status == 0 ? 499 : response.status, outcome: "client_abort") }
+        }
+        close()
+    }
+
+    func close() {
+        if phase == .closed { return }
+        phase = .closed
+        suspended?.cancel(); suspended = nil
+        exchange?.cancel(); exchange = nil
+        worker.loop.cancel(timer)
+        worker.loop.unregister(fd: fd)
+        Syscall.close(fd)
+        worker.connectionClosed(self)
+    }
+}

@@ -1,0 +1,100 @@
+import CLinux
+import PortcullisCore
+import PortcullisEventLoop
+import PortcullisHTTP
+import PortcullisConfig
+import PortcullisPipeline
+import PortcullisUpstream
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One worker thread: an event loop, its own SO_REUSEPORT listeners, its client connections,
+/// its upstream pool and its pipeline instance. Nothing in a worker is shared with another
+/// worker except the read-only configuration, resolver cache and TLS contexts, so the request
+/// path takes no locks. Everything here runs on the worker's loop thread.
+final class Worker {
+    let loop: EventLoop
+    let configuration: GatewayConfiguration
+    let requestParser: HTTPRequestParser
+    let pipeline: Pipeline
+    let upstream: UpstreamClient
+    let requestIDs = RequestIDGenerator()
+    let maxConnections: Int
+    private var connections: [ObjectIdentifier: HTTPServerConnection] = [:]
+    private var listeners: [Listener] = []
+
+    init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
+         resolver: HostResolver, tls: [String: TLSClientContext]) throws {
+        self.loop = loop
+        self.configuration = configuration
+        let s = configuration.server
+        self.requestParser = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: s.maxHeaderBytes,
+                                                                        maxRequestLineBytes: min(8192, s.maxHeaderBytes)))
+        self.maxConnections = max(1, s.maxConnections / max(1, s.workers))
+        self.upstream = UpstreamClient(loop: loop, resolver: resolver, tlsContexts: tls)
+        self.pipeline = Pipeline([
+            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared),
+            RouteMiddleware(),
+            HeaderHygieneMiddleware(),
+        ])
+        for fd in listenFDs {
+            let l = Listener(fd: fd, worker: self)
+            try loop.registerListener(fd: fd, handler: l)
+            listeners.append(l)
+        }
+    }
+
+    func accepted(fd: Int32, peer: SocketAddress) {
+        if connections.count >= maxConnections {
+            GatewayMetrics.shared.rejectedConnections.add(1, ordering: .relaxed)
+            Syscall.setLingerZero(fd)
+            Syscall.close(fd)
+            return
+        }
+        Syscall.setNoDelay(fd)
+        let c = HTTPServerConnection(fd: fd, peer: peer, worker: self)
+        do { try loop.register(fd: fd, handler: c) } catch {
+            Syscall.close(fd)
+            return
+        }
+        connections[ObjectIdentifier(c)] = c
+        GatewayMetrics.shared.openConnections.add(1, ordering: .relaxed)
+        c.start()
+    }
+
+    func connectionClosed(_ c: HTTPServerConnection) {
+        if connections.removeValue(forKey: ObjectIdentifier(c)) != nil {
+            GatewayMetrics.shared.openConnections.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    /// Stops accepting (drain starts here; the ops issue adds waiting for in-flight requests).
+    func stopListening() {
+        for l in listeners { loop.unregister(fd: l.fd); Syscall.close(l.fd) }
+        listeners.removeAll()
+    }
+
+    var connectionCount: Int { connections.count }
+}
+
+/// A listening socket of one worker. Accepts up to 64 connections per readiness event so one
+/// busy listener cannot starve the loop's other fds.
+final class Listener: EventHandler {
+    let fd: Int32
+    unowned let worker: Worker
+
+    init(fd: Int32, worker: Worker) { self.fd = fd; self.worker = worker }
+
+    func handleEvent(_ events: UInt32) {
+        for _ in 0..<64 {
+            switch Sockets.accept(fd) {
+            case .accepted(let cfd, let peer): worker.accepted(fd: cfd, peer: peer)
+            case .wouldBlock: return
+            case .failed(let e):
+                if e == EMFILE || e == ENFILE { Log.error("accept: \(Syscall.errorString(e))") }
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import CLinux
+import PortcullisCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Provider host names → addresses, resolved off the event loops.
+///
+/// `getaddrinfo` blocks, so it runs only at start-up (before the loops run) and on a background
+/// refresh thread. Event loops call `lookup`, which never blocks: an IP literal is parsed in
+/// place, a name is read from the cache (a short mutex hold, no I/O).
+public final class HostResolver: Sendable {
+    private let cache = Mutex<[String: [SocketAddress]]>([:])
+    private let counter = Atomic<Int>(0)
+
+    public init() {}
+
+    private static func key(_ host: String, _ port: UInt16) -> String { "\(host):\(port)" }
+
+    /// Loop-safe. Rotates through the cached addresses so connections spread across them.
+    public func lookup(host: String, port: UInt16) -> SocketAddress? {
+        if let a = SocketAddress.numeric(host: host, port: port) { return a }
+        let list = cache.withLock { $0[HostResolver.key(host, port)] }
+        guard let list, !list.isEmpty else { return nil }
+        let i = counter.wrappingAdd(1, ordering: .relaxed).oldValue
+        return list[abs(i) % list.count]
+    }
+
+    /// Blocking resolution; call only from start-up code or the refresh thread.
+    @discardableResult
+    public func resolveBlocking(host: String, port: UInt16) -> [SocketAddress] {
+        if let a = SocketAddress.numeric(host: host, port: port) { return [a] }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &res)
+        guard rc == 0, let first = res else {
+            Log.warning("cannot resolve provider host \(host): \(String(cString: gai_strerror(rc)))")
+            return []
+        }
+        defer { freeaddrinfo(first) }
+        var out: [SocketAddress] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = p {
+            if let sa = ai.pointee.ai_addr {
+                var st = sockaddr_storage()
+                withUnsafeMutableBytes(of: &st) { dst in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(ai.pointee.ai_addrlen)))
+                }
+                out.append(SocketAddress(storage: st, length: ai.pointee.ai_addrlen))
+            }
+            p = ai.pointee.ai_next
+        }
+        // IPv4 first: loopback test servers and most providers answer there.
+        out.sort { $0.family == AF_INET && $1.family != AF_INET }
+        if !out.isEmpty { cache.withLock { $0[HostResolver.key(host, port)] = out } }
+        return out
+    }
+
+    /// Starts a background thread re-resolving `hosts` every `interval` seconds (TTL-less DNS
+    /// refresh, as nginx's `resolver valid=`).
+    public func startRefreshing(hosts: [(String, UInt16)], intervalSeconds: UInt32 = 30) {
+        let names = hosts.filter { SocketAddress.numeric(host: $0.0, port: $0.1) == nil }
+        guard !names.isEmpty else { return }
+        let pairs = names.map { HostPort(host: $0.0, port: $0.1) }
+        Thread0.spawn { [self] in
+            while true {
+                sleep(intervalSeconds)
+                for p in pairs { resolveBlocking(host: p.host, port: p.port) }
+            }
+        }
+    }
+}
+
+struct HostPort: Sendable { let host: String; let port: UInt16 }
+
+/// A detached helper thread (kept here to avoid a dependency on the event-loop module's spawner).
+enum Thread0 {
+    static func spawn(_ body: @escaping @Sendable () -> Void) {
+        final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var tid = pthread_t()
+        if pthread_create(&tid, nil, { arg in
+            Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body(); return nil
+        }, box) == 0 { pthread_detach(tid) }
+    }
+}

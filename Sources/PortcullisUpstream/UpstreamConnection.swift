@@ -1,0 +1,55 @@
+import CLinux
+import PortcullisCore
+import PortcullisEventLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Receives the readiness events of an upstream connection while it serves an exchange.
+protocol UpstreamConnectionOwner: AnyObject {
+    func connectionEvent(_ events: UInt32)
+}
+
+/// One TCP (optionally TLS) connection to a provider.
+///
+/// Ownership: the connection owns its fd and its TLS state and is the only one to close them
+/// (`close()`). While it serves a request its `owner` is that request's `UpstreamExchange`; while
+/// idle it sits in its worker's `UpstreamPool`. Loop thread only.
+final class UpstreamConnection: EventHandler {
+    let loop: EventLoop
+    let poolKey: String
+    var transport: Transport
+    var fd: Int32 { transport.fd }
+    weak var owner: UpstreamConnectionOwner?
+    /// Handshake finished and at least connected once.
+    var established = false
+    var requestsServed = 0
+    var closed = false
+    /// Set while idle in the pool (fires on the idle timeout).
+    var idleTimer: LoopTimer?
+    var onIdleEvent: (() -> Void)?
+
+    init(loop: EventLoop, poolKey: String, transport: Transport) {
+        self.loop = loop
+        self.poolKey = poolKey
+        self.transport = transport
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if let o = owner { o.connectionEvent(events) }
+        else { onIdleEvent?() }
+    }
+
+    /// Unregisters and closes. `abort` sends RST (SO_LINGER 0) so the provider stops at once.
+    func close(abort: Bool = false) {
+        guard !closed else { return }
+        closed = true
+        if let t = idleTimer { loop.cancel(t); idleTimer = nil }
+        owner = nil
+        onIdleEvent = nil
+        loop.unregister(fd: fd)
+        if abort { Syscall.setLingerZero(fd) }
+        transport.free()
+        Syscall.close(fd)
+    }
+}

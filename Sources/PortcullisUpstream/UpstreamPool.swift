@@ -1,0 +1,56 @@
+import PortcullisCore
+import PortcullisEventLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Idle keep-alive connections of one worker, per provider (nginx `keepalive` in an upstream
+/// block). A pooled connection that becomes readable (the provider closed it or sent junk) or
+/// outlives its idle timeout is closed and dropped. Loop thread only.
+final class UpstreamPool {
+    private var idle: [String: [UpstreamConnection]] = [:]
+    let loop: EventLoop
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    /// The most recently used idle connection for `key` (LIFO keeps few connections warm).
+    func checkout(_ key: String) -> UpstreamConnection? {
+        while var list = idle[key], let c = list.popLast() {
+            idle[key] = list
+            if c.closed { continue }
+            if let t = c.idleTimer { loop.cancel(t); c.idleTimer = nil }
+            c.onIdleEvent = nil
+            return c
+        }
+        return nil
+    }
+
+    func checkin(_ c: UpstreamConnection, maxIdle: Int, idleTimeoutNanos: UInt64) {
+        c.owner = nil
+        var list = idle[c.poolKey] ?? []
+        list.removeAll { $0.closed }
+        guard list.count < maxIdle else { c.close(); return }
+        c.onIdleEvent = { [weak self, unowned c] in self?.evict(c) }
+        let t = c.idleTimer ?? LoopTimer({})
+        t.setCallback { [weak self, unowned c] in self?.evict(c) }
+        c.idleTimer = t
+        loop.arm(t, after: idleTimeoutNanos)
+        list.append(c)
+        idle[c.poolKey] = list
+    }
+
+    private func evict(_ c: UpstreamConnection) {
+        c.close()
+        if var list = idle[c.poolKey] {
+            list.removeAll { $0 === c }
+            idle[c.poolKey] = list
+        }
+    }
+
+    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    func closeAll() {
+        for (_, list) in idle { for c in list { c.close() } }
+        idle.removeAll()
+    }
+}

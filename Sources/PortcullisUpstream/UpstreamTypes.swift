@@ -1,0 +1,67 @@
+import PortcullisCore
+import PortcullisHTTP
+
+/// Which of a route's timeouts expired.
+public enum UpstreamTimeoutKind: String, Sendable {
+    case connect, firstByte = "first_byte", idle, total
+}
+
+/// Why an upstream exchange failed. `gatewayError` is the only mapping to a client status.
+public enum UpstreamFailure: Error, Sendable, Equatable {
+    case connectFailed(String)
+    case tls(String)
+    case reset(String)
+    case timeout(UpstreamTimeoutKind)
+    case badResponse(String)
+
+    public var gatewayError: GatewayError {
+        switch self {
+        case .connectFailed(let m): .upstreamConnectFailed("Upstream connection failed: \(m).")
+        case .tls(let m): .upstreamConnectFailed("Upstream \(m).")
+        case .reset(let m): .upstreamBadResponse("Upstream connection lost: \(m).")
+        case .timeout(let k): .upstreamTimeout("Upstream \(k.rawValue) timeout expired.")
+        case .badResponse(let m): .upstreamBadResponse(m)
+        }
+    }
+
+    /// Short label for logs and metrics.
+    public var label: String {
+        switch self {
+        case .connectFailed: "connect_failed"
+        case .tls: "tls_failed"
+        case .reset: "reset"
+        case .timeout(let k): "timeout_\(k.rawValue)"
+        case .badResponse: "bad_response"
+        }
+    }
+}
+
+/// Receives one exchange's response as it arrives. Loop thread only. Each method may call
+/// `UpstreamExchange.cancel()` (e.g. the client write failed); the exchange checks for that.
+public protocol UpstreamResponseDelegate: AnyObject {
+    func upstreamDidReceiveHead(_ head: HTTPResponseHead)
+    /// Body bytes, already de-chunked, valid only during the call. Return false to ask the
+    /// exchange to stop reading until `resumeReading()` (the client is slower than the provider).
+    func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool
+    func upstreamDidFinish()
+    /// `afterHead` tells whether `upstreamDidReceiveHead` was already called.
+    func upstreamDidFail(_ failure: UpstreamFailure, afterHead: Bool)
+}
+
+/// Serializes the head of an upstream request: origin-form target under the provider's base
+/// path, Host, the given headers, and Content-Length (the body is always sent whole).
+public enum UpstreamRequestHead {
+    public static func serialize(method: String, basePath: String, target: String, authority: String,
+                                 headers: [HTTPHeader], bodyLength: Int) -> [UInt8] {
+        var s = ""
+        s.reserveCapacity(256 + headers.count * 48)
+        s += method; s += " "; s += basePath; s += target; s += " HTTP/1.1\r\nhost: "
+        s += authority; s += "\r\n"
+        for h in headers { s += h.name; s += ": "; s += h.value; s += "\r\n" }
+        if bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
+            s += "content-length: "; s += String(bodyLength); s += "\r\n"
+        }
+        s += "\r\n"
+        return Array(s.utf8)
+    }
+}

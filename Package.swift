@@ -39,7 +39,7 @@ let package = Package(
                           dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "CLinux"]),
 
         .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore"]),
-        .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig"]),
+        .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -245,6 +245,7 @@ final class FakeListener: EventHandler {
             switch Sockets.accept(fd) {
             case .accepted(let cfd, _):
                 Syscall.setNoDelay(cfd)
+                FakeStats.shared.connections.add(1, ordering: .relaxed)
                 let c = FakeConnection(fd: cfd, loop: loop, defaults: defaults)
                 do { try loop.register(fd: cfd, handler: c) } catch { Syscall.close(cfd); continue }
                 connections[ObjectIdentifier(c)] = c

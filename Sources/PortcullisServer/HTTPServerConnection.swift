@@ -119,6 +119,12 @@ final class HTTPServerConnection: EventHandler {
                 }
             case .readingBody:
                 if !readBody() {
+                    if phase == .closed || phase == .processing { return }
+                    if readPaused {
+                        // `input` was full: it has drained into the body, so read on (edge-triggered).
+                        readAvailable()
+                        if !input.isEmpty { continue }
+                    }
                     if readClosed { return close() }
                     return
                 }

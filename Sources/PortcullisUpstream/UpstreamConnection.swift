@@ -37,7 +37,11 @@ final class UpstreamConnection: EventHandler {
 
     func handleEvent(_ events: UInt32) {
         if let o = owner { o.connectionEvent(events) }
-        else { onIdleEvent?() }
+        else if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            // An idle connection has nothing to say: any input, EOF or error means it is unusable.
+            // (EPOLLOUT edges are expected after the last write and mean nothing here.)
+            onIdleEvent?()
+        }
     }
 
     /// Unregisters and closes. `abort` sends RST (SO_LINGER 0) so the provider stops at once.

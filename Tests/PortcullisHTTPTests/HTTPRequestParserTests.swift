@@ -1,0 +1,195 @@
+import XCTest
+@testable import PortcullisHTTP
+
+/// Request-head parsing on byte buffers, no sockets. Every case is fed whole and as every
+/// prefix (byte-by-byte delivery): a prefix must parse as `incomplete` or fail the same way.
+final class HTTPRequestParserTests: XCTestCase {
+    let parser = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: 16384))
+
+    func parse(_ s: String, _ p: HTTPRequestParser? = nil) -> HeadParseResult<HTTPRequestHead> {
+        Array(s.utf8).withUnsafeBytes { (p ?? parser).parse($0) }
+    }
+
+    func head(_ s: String, file: StaticString = #filePath, line: UInt = #line) -> (HTTPRequestHead, Int)? {
+        guard case .complete(let h, let c) = parse(s) else {
+            XCTFail("expected a complete head, got \(parse(s))", file: file, line: line); return nil
+        }
+        return (h, c)
+    }
+
+    func expectError(_ s: String, status: Int, file: StaticString = #filePath, line: UInt = #line) {
+        guard case .failure(let e) = parse(s) else {
+            return XCTFail("expected \(status) for \(s.debugDescription), got \(parse(s))", file: file, line: line)
+        }
+        XCTAssertEqual(e.status, status, "\(s.debugDescription): \(e.message)", file: file, line: line)
+        // Byte-by-byte: no prefix may be accepted, and a prefix's failure must be the same status.
+        let bytes = Array(s.utf8)
+        for n in 0..<bytes.count {
+            let r = Array(bytes[0..<n]).withUnsafeBytes { parser.parse($0) }
+            switch r {
+            case .incomplete: continue
+            case .failure(let pe): XCTAssertEqual(pe.status, status, "prefix \(n) of \(s.debugDescription)", file: file, line: line)
+            case .complete: XCTFail("prefix \(n) of \(s.debugDescription) parsed as complete", file: file, line: line)
+            }
+        }
+    }
+
+    func testSimpleGet() throws {
+        let (h, consumed) = try XCTUnwrap(head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"))
+        XCTAssertEqual(h.method, "GET")
+        XCTAssertEqual(h.target, "/healthz")
+        XCTAssertEqual(h.minorVersion, 1)
+        XCTAssertEqual(h.framing, .none)
+        XCTAssertTrue(h.keepAlive)
+        XCTAssertEqual(consumed, 34)
+    }
+
+    func testHeadersAreLowercasedAndTrimmed() throws {
+        let (h, _) = try XCTUnwrap(head("POST /v1/chat/completions HTTP/1.1\r\nHOST: x\r\nContent-Type:  application/json \t\r\nContent-Length: 2\r\n\r\n{}"))
+        XCTAssertEqual(h.first("content-type"), "application/json")
+        XCTAssertEqual(h.framing, .length(2))
+        XCTAssertEqual(h.path, "/v1/chat/completions")
+    }
+
+    func testByteByByteIsIncompleteUntilTheBlankLine() {
+        let bytes = Array("POST /x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n".utf8)
+        for n in 0..<bytes.count {
+            let r = Array(bytes[0..<n]).withUnsafeBytes { parser.parse($0) }
+            guard case .incomplete = r else { return XCTFail("prefix \(n): \(r)") }
+        }
+        guard case .complete(let h, let c) = bytes.withUnsafeBytes({ parser.parse($0) }) else { return XCTFail() }
+        XCTAssertEqual(c, bytes.count)
+        XCTAssertEqual(h.path, "/x")
+        XCTAssertEqual(h.target, "/x?y=1")
+    }
+
+    func testPipelinedRequestsParseOneAtATime() throws {
+        let two = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+        let (h1, c1) = try XCTUnwrap(head(two))
+        XCTAssertEqual(h1.target, "/a")
+        let rest = String(two.utf8.dropFirst(c1))!
+        let (h2, c2) = try XCTUnwrap(head(rest))
+        XCTAssertEqual(h2.target, "/b")
+        XCTAssertEqual(c1 + c2, two.utf8.count)
+    }
+
+    func testKeepAliveRules() throws {
+        XCTAssertFalse(try XCTUnwrap(head("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")).0.keepAlive)
+        XCTAssertFalse(try XCTUnwrap(head("GET / HTTP/1.0\r\n\r\n")).0.keepAlive)
+        XCTAssertTrue(try XCTUnwrap(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")).0.keepAlive)
+    }
+
+    func testChunkedAndExpect() throws {
+        let (h, _) = try XCTUnwrap(head("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"))
+        XCTAssertEqual(h.framing, .chunked)
+        XCTAssertTrue(h.expectContinue)
+    }
+
+    func testHTTP1xAbove1IsServedAs11() throws {
+        XCTAssertEqual(try XCTUnwrap(head("GET / HTTP/1.7\r\nHost: a\r\n\r\n")).0.minorVersion, 1)
+    }
+
+    func testAbsoluteFormIsReducedToOriginForm() throws {
+        XCTAssertEqual(try XCTUnwrap(head("GET http://example.com/v1/x?q HTTP/1.1\r\nHost: example.com\r\n\r\n")).0.target, "/v1/x?q")
+    }
+
+    func testLeadingEmptyLineIsIgnored() throws {
+        XCTAssertEqual(try XCTUnwrap(head("\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")).0.method, "GET")
+    }
+
+    // MARK: malformed requests (RFC 9112)
+
+    func testContentLengthAndTransferEncodingTogether() {
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400)
+    }
+
+    func testDuplicateContentLength() {
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", status: 400)
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", status: 400)
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", status: 400)
+    }
+
+    func testBadContentLength() {
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", status: 400)
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1e3\r\n\r\n", status: 400)
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", status: 400)
+    }
+
+    func testWhitespaceBeforeColon() {
+        expectError("GET / HTTP/1.1\r\nHost : a\r\n\r\n", status: 400)
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nX-Y\t: b\r\n\r\n", status: 400)
+    }
+
+    func testObsFold() {
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n", status: 400)
+    }
+
+    func testControlCharactersInValues() {
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\u{0}c\r\n\r\n", status: 400)
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n", status: 400)
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nX-A: b\nc\r\n\r\n", status: 400)
+    }
+
+    func testBareLF() {
+        expectError("GET / HTTP/1.1\nHost: a\n\n", status: 400)
+    }
+
+    func testMissingOrRepeatedHost() {
+        expectError("GET / HTTP/1.1\r\n\r\n", status: 400)
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400)
+    }
+
+    func testVersions() {
+        expectError("GET / HTTP/2.0\r\nHost: a\r\n\r\n", status: 505)
+        expectError("GET / HTTP/0.9\r\nHost: a\r\n\r\n", status: 505)
+        expectError("GET / HTTP/3.0\r\nHost: a\r\n\r\n", status: 505)
+        expectError("GET /\r\n\r\n", status: 400)           // HTTP/0.9 simple request
+        expectError("GET / HTTP/1.10\r\nHost: a\r\n\r\n", status: 400)
+        expectError("GET / http/1.1\r\nHost: a\r\n\r\n", status: 400)
+    }
+
+    func testMalformedRequestLines() {
+        expectError("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
+        expectError("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
+        expectError("GET nopath HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
+        expectError(": / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
+    }
+
+    func testBadHeaderNames() {
+        expectError("GET / HTTP/1.1\r\nHost: a\r\n: novalue\r\n\r\n", status: 400)
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nBad(Name): v\r\n\r\n", status: 400)
+        expectError("GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", status: 400)
+    }
+
+    func testTransferEncodingRules() {
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", status: 400)
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 501)
+        expectError("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400)
+    }
+
+    func testUnsupportedExpectation() {
+        expectError("POST / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\n", status: 417)
+    }
+
+    func testLimits() {
+        let small = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: 1024, maxRequestLineBytes: 256))
+        let longLine = "GET /" + String(repeating: "a", count: 300) + " HTTP/1.1\r\nHost: a\r\n\r\n"
+        guard case .failure(let e1) = parse(longLine, small) else { return XCTFail() }
+        XCTAssertEqual(e1.status, 414)
+        // A request line that never ends is refused once it passes the limit, not buffered forever.
+        guard case .failure(let e2) = parse("GET /" + String(repeating: "a", count: 300), small) else { return XCTFail() }
+        XCTAssertEqual(e2.status, 414)
+        let bigHeaders = "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + String(repeating: "b", count: 2000) + "\r\n\r\n"
+        guard case .failure(let e3) = parse(bigHeaders, small) else { return XCTFail() }
+        XCTAssertEqual(e3.status, 431)
+        guard case .failure(let e4) = parse("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + String(repeating: "b", count: 2000), small) else { return XCTFail() }
+        XCTAssertEqual(e4.status, 431)
+    }
+
+    func testErrorBodiesAreOpenAIShaped() {
+        let e = GatewayError.badRequest("Bad \"thing\"\n")
+        XCTAssertEqual(e.jsonBody, #"{"error":{"message":"Bad \"thing\"\n","type":"invalid_request_error","param":null,"code":"bad_request"}}"#)
+        XCTAssertEqual(GatewayError.upstreamTimeout("x").status, 504)
+        XCTAssertEqual(GatewayError.tooManyRequests("x", retryAfterSeconds: 3).extraHeaders.first?.1, "3")
+    }
+}

@@ -1,0 +1,39 @@
+import XCTest
+@testable import PortcullisHTTP
+
+final class HTTPResponseParserTests: XCTestCase {
+    let parser = HTTPResponseParser()
+
+    func parse(_ s: String, method: String = "POST") -> HeadParseResult<HTTPResponseHead> {
+        Array(s.utf8).withUnsafeBytes { parser.parse($0, requestMethod: method) }
+    }
+
+    func testFramings() {
+        guard case .complete(let a, _) = parse("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(a.framing, .length(12)); XCTAssertTrue(a.keepAlive)
+        guard case .complete(let b, _) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(b.framing, .chunked)
+        guard case .complete(let c, _) = parse("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(c.framing, .untilClose); XCTAssertFalse(c.keepAlive)
+        guard case .complete(let d, _) = parse("HTTP/1.1 204 No Content\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(d.framing, .none)
+        guard case .complete(let e, _) = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", method: "HEAD") else { return XCTFail() }
+        XCTAssertEqual(e.framing, .none)
+        guard case .complete(let f, _) = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n") else { return XCTFail() }
+        XCTAssertFalse(f.keepAlive)
+        guard case .complete(let g, _) = parse("HTTP/1.1 429 \r\nContent-Length: 0\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(g.status, 429)
+    }
+
+    func testRejectsAmbiguousUpstreamFraming() {
+        guard case .failure(let e) = parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(e.status, 502)
+        guard case .failure = parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n") else { return XCTFail() }
+        guard case .failure = parse("HTTP/9 OK\r\n\r\n") else { return XCTFail() }
+        guard case .failure = parse("garbage\r\n\r\n") else { return XCTFail() }
+    }
+
+    func testIncomplete() {
+        guard case .incomplete = parse("HTTP/1.1 200 OK\r\nContent-") else { return XCTFail() }
+    }
+}

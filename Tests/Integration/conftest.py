@@ -90,17 +90,24 @@ class Gateway:
         with open(self.log_path, "r", errors="replace") as f:
             return f.read()
 
+    def wait_log(self, needle, timeout=2.0):
+        """The log once it contains `needle` (the access line is written just after the response)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.log()
+            if needle in text:
+                return text
+            time.sleep(0.02)
+        return self.log()
+
 
 def render_config(port, providers, routes, server_extra="", log_access="true"):
-    lines = [
-        "server:",
-        f'  listen: ["127.0.0.1:{port}"]',
-        "  workers: 2",
-        "  max_connections: 4000",
-        "  header_timeout: 2s",
-        "  keepalive_timeout: 10s",
-    ]
-    lines += ["  " + l for l in server_extra.strip().splitlines()] if server_extra.strip() else []
+    server = {"listen": f'["127.0.0.1:{port}"]', "workers": "2", "max_connections": "4000",
+              "header_timeout": "2s", "keepalive_timeout": "10s"}
+    for l in server_extra.strip().splitlines():
+        k, v = l.split(":", 1)
+        server[k.strip()] = v.strip()
+    lines = ["server:"] + [f"  {k}: {v}" for k, v in server.items()]
     lines.append("providers:")
     for name, spec in providers.items():
         lines.append(f"  {name}: {json.dumps(spec)}")
@@ -123,7 +130,7 @@ def start_gateway(fake, tmp_path):
                              "timeouts": {"connect": "2s", "first_byte": "5s", "idle": "5s", "total": "30s"}}]
         cfg = render_config(port, providers, routes, server_extra)
         if workers:
-            cfg = cfg.replace("workers: 2", f"workers: {workers}")
+            cfg = cfg.replace("  workers: 2", f"  workers: {workers}")
         path = tmp_path / f"gateway-{port}.yaml"
         path.write_text(cfg)
         log_path = tmp_path / f"gateway-{port}.log"

@@ -59,19 +59,16 @@ def test_slowloris_gets_408(start_gateway):
 
 
 def test_idle_keepalive_connection_is_closed_quietly(start_gateway):
-    gw = start_gateway(server_extra="")
-    # keepalive_timeout is 10s in the test config; use a gateway with a short one.
-    cfg = open(gw.config_path).read().replace("keepalive_timeout: 10s", "keepalive_timeout: 300ms")
-    open(gw.config_path, "w").write(cfg)
-    gw2 = start_gateway.__wrapped__ if hasattr(start_gateway, "__wrapped__") else None
-    s = socket.create_connection(("127.0.0.1", gw.port), timeout=15)
+    gw = start_gateway(server_extra="keepalive_timeout: 300ms")
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     first = s.recv(4096)
     assert b"200 OK" in first
     t = time.monotonic()
     assert s.recv(4096) == b""  # closed by the gateway after keepalive_timeout, no bytes
-    assert time.monotonic() - t < 12
+    took = time.monotonic() - t
     s.close()
+    assert 0.2 < took < 2, took
 
 
 def test_healthz_and_metrics(gateway):

@@ -166,7 +166,7 @@ def test_idle_timeout_mid_stream_ends_cleanly_with_error_event(start_gateway):
     assert len(events) == 3
     assert events[-1][0] == "error"
     assert json.loads(events[-1][1])["error"]["code"] == "upstream_timeout"
-    assert "outcome=stream_error_timeout_idle" in gw.log()
+    assert "outcome=stream_error_timeout_idle" in gw.wait_log("outcome=stream_error_timeout_idle")
 
 
 def test_total_timeout(start_gateway):

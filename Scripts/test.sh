@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs missing packages, builds, starts its
+# own Redis on a free port, runs the Swift unit tests, then the integration tests against the
+# real binaries. Exit status is non-zero when anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+Scripts/bootstrap.sh redis-server python3 python3-pip
+[ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
+
+python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages pytest
+# The official OpenAI SDK as a real client (its tests are skipped if it cannot be installed).
+python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages openai 2>/dev/null || echo "note: openai SDK not installed; its tests will be skipped"
+
+echo "== build"
+swift build --build-tests 2>&1 | grep -v "^\[" || true
+swift build --build-tests >/dev/null   # fail here on a build error
+
+# Our own Redis on a free port (the limiter's tests use it); stopped on exit.
+REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REDIS_DIR=$(mktemp -d)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$REDIS_DIR" \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" >/dev/null
+cleanup() { [ -f "$REDIS_DIR/redis.pid" ] && kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; rm -rf "$REDIS_DIR"; }
+trap cleanup EXIT
+export PORTCULLIS_TEST_REDIS="127.0.0.1:$REDIS_PORT"
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== unit tests (swift test)"
+swift test --skip-build 2>&1 | tee /tmp/portcullis-swift-test.log | grep -E "error|failed|Executed .* tests" || true
+unit_status=${PIPESTATUS[0]}
+
+echo "== integration tests (pytest: real binaries, real sockets)"
+set +e
+PORTCULLIS_BIN_DIR="$ROOT/.build/debug" python3 -m pytest -q Tests/Integration
+integ_status=$?
+set -e
+
+if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ]; then
+    echo "FAILED: unit=$unit_status integration=$integ_status"
+    exit 1
+fi
+echo "all tests passed"

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-Scripts/bootstrap.sh redis-server python3 python3-pip
+extra=(redis-server)
+command -v python3 >/dev/null 2>&1 || extra+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || extra+=(python3-pip)
+Scripts/bootstrap.sh "${extra[@]}"
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 
 python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest 2>/dev/null \
@@ -16,8 +19,13 @@ python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai 2>/de
     || python3 -m pip install -q --break-system-packages openai 2>/dev/null || echo "note: openai SDK not installed; its tests will be skipped"
 
 echo "== build"
-swift build --build-tests 2>&1 | grep -v "^\[" || true
-swift build --build-tests >/dev/null   # fail here on a build error
+BUILD_LOG=$(mktemp)
+set +e
+swift build --build-tests > "$BUILD_LOG" 2>&1
+build_status=$?
+set -e
+grep -E "error:|Build complete|Compiling" "$BUILD_LOG" | tail -20 || true
+[ "$build_status" -eq 0 ] || { tail -50 "$BUILD_LOG"; echo "FAILED: build"; exit 1; }
 
 # Our own Redis on a free port (the limiter's tests use it); stopped on exit.
 REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -30,8 +38,11 @@ export PORTCULLIS_TEST_REDIS="127.0.0.1:$REDIS_PORT"
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "== unit tests (swift test)"
-swift test --skip-build 2>&1 | tee /tmp/portcullis-swift-test.log | grep -E "error|failed|Executed .* tests" || true
-unit_status=${PIPESTATUS[0]}
+set +e
+swift test --skip-build > "$REDIS_DIR/swift-test.log" 2>&1
+unit_status=$?
+set -e
+grep -E "error:|failed \(|Executed .* tests" "$REDIS_DIR/swift-test.log" | tail -20 || true
 
 echo "== integration tests (pytest: real binaries, real sockets)"
 set +e

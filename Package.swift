@@ -43,3 +43,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Release builds skip dynamic exclusivity checks on the hot path (the loop owns every object it
+// touches; there is no concurrent access to check). Debug builds and tests keep them.
+for t in package.targets where t.type == .regular || t.type == .executable {
+    t.swiftSettings = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+}

@@ -63,7 +63,7 @@ final class FakeConnection: EventHandler {
     func close() {
         if closed { return }
         closed = true
-        if let t = timer { loop.cancel(t) }
+        if let t = timer { loop.release(t) }
         if streaming { FakeStats.shared.activeStreams.subtract(1, ordering: .relaxed); streaming = false }
         loop.unregister(fd: fd)
         Syscall.close(fd)

@@ -93,7 +93,7 @@ public struct RouteConfiguration: Sendable {
     public var provider: String
     public var timeouts: RouteTimeouts
 
-    public func matches(_ requestPath: Substring) -> Bool {
+    public func matches(_ requestPath: String) -> Bool {
         if path.hasSuffix("*") { return requestPath.hasPrefix(path.dropLast()) }
         return requestPath == path
     }

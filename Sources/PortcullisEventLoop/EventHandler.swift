@@ -6,3 +6,9 @@
 public protocol EventHandler: AnyObject {
     func handleEvent(_ events: UInt32)
 }
+
+/// Work an object asks its loop to run once at the end of the current iteration (flushing a
+/// connection's output after all of this iteration's events were handled). Loop thread only.
+public protocol DeferredTask: AnyObject {
+    func runDeferredTask()
+}

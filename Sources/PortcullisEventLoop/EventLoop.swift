@@ -29,6 +29,7 @@ public final class EventLoop: @unchecked Sendable {
     public let index: Int
     /// Deferred work run at the end of the current iteration (on this thread).
     private var deferred: [() -> Void] = []
+    private var deferredTasks: [DeferredTask] = []
 
     public init(index: Int = 0) throws {
         self.index = index
@@ -96,17 +97,27 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: timers
 
-    /// Arms (or re-arms) `timer` to fire `after` ns from the loop's current time.
+    /// Arms (or re-arms) `timer` to fire `after` ns from now.
     public func arm(_ timer: LoopTimer, after ns: UInt64) {
-        timers.insertOrUpdate(timer, deadline: MonotonicClock.now() &+ ns)
+        arm(timer, at: MonotonicClock.now() &+ ns)
     }
 
-    /// Arms `timer` at an absolute monotonic deadline.
+    /// Arms `timer` at an absolute monotonic deadline. O(1) when pushing it later.
     public func arm(_ timer: LoopTimer, at deadline: UInt64) {
-        timers.insertOrUpdate(timer, deadline: deadline)
+        let d = max(deadline, 1)
+        timer.deadline = d
+        if timer.heapIndex < 0 || d < timer.heapKey { timers.insertOrUpdate(timer, key: d) }
     }
 
-    public func cancel(_ timer: LoopTimer) { timers.remove(timer) }
+    /// Disarms `timer` in O(1); its heap entry is dropped lazily when it comes due.
+    public func cancel(_ timer: LoopTimer) { timer.deadline = 0 }
+
+    /// Disarms `timer` and removes it from the heap now, so the loop holds no reference to it
+    /// (call when the timer's owner goes away: a closed connection, a finished exchange).
+    public func release(_ timer: LoopTimer) {
+        timer.deadline = 0
+        timers.remove(timer)
+    }
 
     /// A one-shot callback after `ns`; returns the timer so it can be cancelled.
     @discardableResult
@@ -118,6 +129,9 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs `body` on this thread after the current batch of events (re-entrancy breaker).
     public func deferToEndOfIteration(_ body: @escaping () -> Void) { deferred.append(body) }
+
+    /// Runs `task.runDeferredTask()` at the end of this iteration (no closure allocation).
+    public func deferToEndOfIteration(_ task: DeferredTask) { deferredTasks.append(task) }
 
     // MARK: cross-thread
 
@@ -145,9 +159,9 @@ public final class EventLoop: @unchecked Sendable {
             var timeout: Int32 = -1
             if let t = timers.first {
                 let cur = MonotonicClock.now()
-                timeout = t.deadline <= cur ? 0 : Int32(min((t.deadline - cur + 999_999) / 1_000_000, 60_000))
+                timeout = t.heapKey <= cur ? 0 : Int32(min((t.heapKey - cur + 999_999) / 1_000_000, 60_000))
             }
-            if !deferred.isEmpty { timeout = 0 }
+            if !deferred.isEmpty || !deferredTasks.isEmpty { timeout = 0 }
             let n = events.withUnsafeMutableBufferPointer { buf in
                 epoll_wait(epfd, buf.baseAddress, Int32(buf.count), timeout)
             }
@@ -178,13 +192,25 @@ public final class EventLoop: @unchecked Sendable {
     private func fireTimers() {
         guard !timers.isEmpty else { return }
         let cur = MonotonicClock.now()
-        while let t = timers.first, t.deadline <= cur {
-            _ = timers.popFirst()
-            t.callback()
+        while let t = timers.first, t.heapKey <= cur {
+            if t.deadline == 0 {
+                timers.remove(t)                       // cancelled
+            } else if t.deadline > cur {
+                timers.insertOrUpdate(t, key: t.deadline)  // pushed back since it was queued
+            } else {
+                timers.remove(t)
+                t.deadline = 0
+                t.callback()
+            }
         }
     }
 
     private func runDeferred() {
+        while !deferredTasks.isEmpty {
+            let tasks = deferredTasks
+            deferredTasks.removeAll(keepingCapacity: true)
+            for t in tasks { t.runDeferredTask() }
+        }
         while !deferred.isEmpty {
             let work = deferred
             deferred.removeAll(keepingCapacity: true)

@@ -1,35 +1,42 @@
-/// A one-shot timer owned by one event loop. Re-arming moves it inside the loop's heap (at most
-/// one heap entry per timer, so per-request re-arming leaves no garbage behind).
-/// Thread: only the owning loop's thread arms, cancels or fires it.
+/// A one-shot timer owned by one event loop.
+///
+/// Re-arming is O(1) when the new deadline is later than the one the loop's heap holds (the
+/// common case: keep-alive and idle timers pushed back on every request or read): the heap entry
+/// stays where it is, and when it comes due the loop moves it to the wanted deadline instead of
+/// firing. A timer has at most one heap entry, so re-arming leaves no garbage.
+/// Thread: only the owning loop's thread arms, cancels, releases or fires it.
 public final class LoopTimer {
-    /// Absolute monotonic deadline in ns; meaningful only while armed.
+    /// Absolute monotonic deadline the owner wants; 0 when disarmed.
     public internal(set) var deadline: UInt64 = 0
-    /// Position in the loop's heap, -1 when not armed.
+    /// The key of this timer's heap entry (≤ `deadline` while armed).
+    var heapKey: UInt64 = 0
+    /// Position in the loop's heap, -1 when not in it.
     var heapIndex = -1
     var callback: () -> Void
 
     public init(_ callback: @escaping () -> Void) { self.callback = callback }
 
-    public var isArmed: Bool { heapIndex >= 0 }
+    public var isArmed: Bool { deadline != 0 }
 
     /// Replaces the action run on expiry (e.g. when a connection changes phase).
     public func setCallback(_ cb: @escaping () -> Void) { callback = cb }
 }
 
-/// An indexed binary min-heap of timers by deadline.
+/// An indexed binary min-heap of timers by `heapKey`.
 struct TimerHeap {
     private(set) var items: [LoopTimer] = []
 
     var isEmpty: Bool { items.isEmpty }
     var first: LoopTimer? { items.first }
+    var count: Int { items.count }
 
-    mutating func insertOrUpdate(_ t: LoopTimer, deadline: UInt64) {
+    mutating func insertOrUpdate(_ t: LoopTimer, key: UInt64) {
         if t.heapIndex >= 0 {
-            let old = t.deadline
-            t.deadline = deadline
-            if deadline < old { siftUp(t.heapIndex) } else { siftDown(t.heapIndex) }
+            let old = t.heapKey
+            t.heapKey = key
+            if key < old { siftUp(t.heapIndex) } else { siftDown(t.heapIndex) }
         } else {
-            t.deadline = deadline
+            t.heapKey = key
             t.heapIndex = items.count
             items.append(t)
             siftUp(t.heapIndex)
@@ -49,17 +56,11 @@ struct TimerHeap {
         if i < items.count { siftDown(i); siftUp(i) }
     }
 
-    mutating func popFirst() -> LoopTimer? {
-        guard let t = items.first else { return nil }
-        remove(t)
-        return t
-    }
-
     private mutating func siftUp(_ start: Int) {
         var i = start
         while i > 0 {
             let p = (i - 1) / 2
-            if items[p].deadline <= items[i].deadline { break }
+            if items[p].heapKey <= items[i].heapKey { break }
             items.swapAt(p, i)
             items[p].heapIndex = p
             items[i].heapIndex = i
@@ -73,8 +74,8 @@ struct TimerHeap {
         while true {
             let l = 2 * i + 1, r = l + 1
             var m = i
-            if l < n && items[l].deadline < items[m].deadline { m = l }
-            if r < n && items[r].deadline < items[m].deadline { m = r }
+            if l < n && items[l].heapKey < items[m].heapKey { m = l }
+            if r < n && items[r].heapKey < items[m].heapKey { m = r }
             if m == i { break }
             items.swapAt(m, i)
             items[m].heapIndex = m

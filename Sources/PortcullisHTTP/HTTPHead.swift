@@ -19,6 +19,8 @@ public struct HTTPRequestHead: Sendable, Equatable {
     public var method: String
     /// The origin-form target (path and query); absolute-form is reduced to it.
     public var target: String
+    /// `target` without the query string (computed once at parse time; routing reads it).
+    public var path: String
     /// 0 for HTTP/1.0; 1 for HTTP/1.1 and any HTTP/1.x with x > 1 (served as 1.1).
     public var minorVersion: Int
     public var headers: [HTTPHeader]
@@ -29,14 +31,13 @@ public struct HTTPRequestHead: Sendable, Equatable {
     public init(method: String, target: String, minorVersion: Int, headers: [HTTPHeader],
                 framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
         self.method = method; self.target = target; self.minorVersion = minorVersion
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            self.path = String(target[..<q])
+        } else {
+            self.path = target
+        }
         self.headers = headers; self.framing = framing; self.keepAlive = keepAlive
         self.expectContinue = expectContinue
-    }
-
-    /// The path without the query string.
-    public var path: Substring {
-        if let q = target.firstIndex(of: "?") { return target[..<q] }
-        return target[...]
     }
 
     public func first(_ lowercasedName: String) -> String? {

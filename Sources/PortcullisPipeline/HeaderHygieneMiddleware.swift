@@ -15,7 +15,7 @@ public final class HeaderHygieneMiddleware: Middleware {
         "x-tenant-id", "x-user-id", "x-tenant-tier", "expect",
     ]
 
-    public func process(_ ctx: RequestContext, resumer: PipelineResumer) -> MiddlewareDecision {
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         var connectionListed: [Substring] = []
         for h in ctx.head.headers where h.name == "connection" {
             connectionListed += h.value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }

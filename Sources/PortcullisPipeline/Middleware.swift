@@ -13,10 +13,11 @@ public enum MiddlewareDecision {
 ///
 /// Threads: `process` is called on the loop thread that owns the request; a middleware keeps no
 /// per-request state of its own (that goes in `RequestContext`), so one instance serves every
-/// request of its worker.
+/// request of its worker. To suspend, call `context.suspend()` for a `PipelineResumer`, start the
+/// asynchronous work, and return `.suspend`; later call `resume(_:)` on the same loop thread.
 public protocol Middleware: AnyObject {
     var name: String { get }
-    func process(_ context: RequestContext, resumer: PipelineResumer) -> MiddlewareDecision
+    func process(_ context: RequestContext) -> MiddlewareDecision
 }
 
 /// Resumes a suspended pipeline. Calling it twice, or from another thread, is a programmer error.
@@ -35,7 +36,8 @@ public final class PipelineResumer {
     public var isPending: Bool { onResume != nil }
 }
 
-/// Runs middlewares in order until one answers, all pass, or one suspends.
+/// Runs middlewares in order until one answers, all pass, or one suspends. Allocates nothing per
+/// stage; a resumer is made only when a middleware actually suspends.
 public final class Pipeline {
     public let middlewares: [Middleware]
     public init(_ middlewares: [Middleware]) { self.middlewares = middlewares }
@@ -52,29 +54,32 @@ public final class Pipeline {
     public func run(_ ctx: RequestContext, from start: Int = 0,
                     completion: @escaping (Outcome) -> Void) -> PipelineResumer? {
         var i = start
-        while i < middlewares.count {
-            let stage = i
-            var suspendedResumer: PipelineResumer?
-            let resumer = PipelineResumer { [unowned self] decision in
+        ctx.makeResumer = { [unowned self, unowned ctx] stage in
+            PipelineResumer { decision in
                 switch decision {
                 case .next: self.run(ctx, from: stage + 1, completion: completion)
                 case .respond(let r): completion(.respond(r))
                 case .suspend: preconditionFailure("resume(.suspend) is meaningless")
                 }
             }
-            switch middlewares[i].process(ctx, resumer: resumer) {
+        }
+        while i < middlewares.count {
+            ctx.suspension = nil
+            ctx.stage = i
+            switch middlewares[i].process(ctx) {
             case .next:
-                resumer.cancel()
                 i += 1
             case .respond(let r):
-                resumer.cancel()
+                ctx.makeResumer = nil
                 completion(.respond(r))
                 return nil
             case .suspend:
-                suspendedResumer = resumer
-                return suspendedResumer
+                precondition(ctx.suspension != nil, "\(middlewares[i].name) returned .suspend without context.suspend()")
+                ctx.makeResumer = nil
+                return ctx.suspension
             }
         }
+        ctx.makeResumer = nil
         completion(.proceed)
         return nil
     }

@@ -25,6 +25,19 @@ public final class RequestContext {
     public var user: String?
     public var tier: String?
 
+    /// Pipeline bookkeeping for `suspend()`; owned by `Pipeline.run`.
+    var stage = 0
+    var makeResumer: ((Int) -> PipelineResumer)?
+    var suspension: PipelineResumer?
+
+    /// For a middleware about to return `.suspend`: the handle that continues the pipeline.
+    public func suspend() -> PipelineResumer {
+        guard let make = makeResumer else { preconditionFailure("suspend() outside a middleware's process()") }
+        let r = make(stage)
+        suspension = r
+        return r
+    }
+
     public init(requestID: String, head: HTTPRequestHead, body: [UInt8], clientAddress: String,
                 startNanos: UInt64, configuration: GatewayConfiguration) {
         self.requestID = requestID; self.head = head; self.body = body

@@ -6,7 +6,7 @@ public final class RouteMiddleware: Middleware {
     public let name = "route"
     public init() {}
 
-    public func process(_ ctx: RequestContext, resumer: PipelineResumer) -> MiddlewareDecision {
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.head.path
         for r in ctx.configuration.routes where r.matches(path) {
             guard let p = ctx.configuration.provider(named: r.provider) else { break }

@@ -10,7 +10,7 @@ final class BuiltinEndpointsMiddleware: Middleware {
 
     init(metrics: GatewayMetrics) { self.metrics = metrics }
 
-    func process(_ ctx: RequestContext, resumer: PipelineResumer) -> MiddlewareDecision {
+    func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.head.path
         guard path == "/healthz" || path == "/readyz" || path == "/metrics" else { return .next }
         guard ctx.head.method == "GET" || ctx.head.method == "HEAD" else {

@@ -38,14 +38,14 @@ extension HTTPServerConnection {
         response.headSent = true
         response.keepAlive = (head?.keepAlive ?? false) && !forceClose && !r.closeConnection && !readClosed
         if r.status >= 400 && response.outcome == "ok" { response.outcome = "local_error" }
-        var s = "HTTP/1.1 \(r.status) \(HTTPStatus.reason(r.status))\r\n"
-        for (n, v) in r.headers { s += n; s += ": "; s += v; s += "\r\n" }
-        s += "content-length: \(r.body.count)\r\n"
-        if let id = context?.requestID { s += "x-request-id: \(id)\r\n" }
-        if !response.keepAlive { s += "connection: close\r\n" }
-        s += "\r\n"
-        output.append(s)
-        if method != "HEAD" { output.append(r.body) }
+        let out = output
+        out.append(StatusLine.bytes(r.status, reason: ""))
+        for (n, v) in r.headers { out.append(n); out.append(StatusLine.colonSpace); out.append(v); out.append(StatusLine.crlf) }
+        out.append(StatusLine.contentLength); out.appendDecimal(r.body.count); out.append(StatusLine.crlf)
+        if let id = context?.requestID { out.append(StatusLine.requestID); out.append(id); out.append(StatusLine.crlf) }
+        if !response.keepAlive { out.append(StatusLine.connectionClose) }
+        out.append(StatusLine.crlf)
+        if method != "HEAD" { out.append(r.body) }
         response.complete = true
         flush()
     }
@@ -87,11 +87,7 @@ extension HTTPServerConnection {
         }
         armHeaderTimer()
         // Pipelined bytes are waiting: continue after this iteration (no deep recursion).
-        worker.loop.deferToEndOfIteration { [weak self] in
-            guard let self, self.phase == .readingHead else { return }
-            if self.readPaused { self.readAvailable() }
-            self.processInput()
-        }
+        scheduleProcessInput()
     }
 
     func resetRequest() {
@@ -110,7 +106,7 @@ extension HTTPServerConnection {
         let dur = requestStart == 0 ? 0 : (MonotonicClock.now() &- requestStart) / 1000
         let id = context?.requestID ?? "-"
         let method = head?.method ?? "-"
-        let path = head.map { String($0.path.prefix(256)) } ?? "-"
+        let path = head.map { String($0.path.utf8.prefix(256))! } ?? "-"
         Log.access("ts=\(WallClock.nowMillis()) id=\(id) client=\(peer) method=\(method) path=\(path) status=\(status) bytes=\(response.bodyBytes) dur_us=\(dur) upstream=\(response.upstream) outcome=\(outcome)\n")
     }
 }
@@ -123,35 +119,38 @@ extension HTTPServerConnection: UpstreamResponseDelegate {
         response.status = h.status
         response.headSent = true
         response.keepAlive = req.keepAlive
-        response.isSSE = h.first("content-type")?.lowercased().hasPrefix("text/event-stream") ?? false
         var connectionListed: [String] = []
-        for hd in h.headers where hd.name == "connection" {
-            connectionListed += hd.value.lowercased().split(separator: ",").map { String($0).trimmingCharacters() }
+        for hd in h.headers {
+            if hd.name == "content-type" { response.isSSE = ASCII.hasPrefixIgnoringCase(hd.value, "text/event-stream") }
+            if hd.name == "connection" {
+                connectionListed += hd.value.lowercased().split(separator: ",").map { String($0).trimmingCharacters() }
+            }
         }
-        var s = "HTTP/1.1 \(h.status) \(h.reason.isEmpty ? HTTPStatus.reason(h.status) : h.reason)\r\n"
+        let out = output
+        out.append(StatusLine.bytes(h.status, reason: h.reason))
         for hd in h.headers {
             if HopByHop.contains(hd.name) || hd.name == "content-length" || hd.name == "x-request-id" { continue }
             if response.isSSE && (hd.name == "cache-control" || hd.name == "x-accel-buffering") { continue }
             if !connectionListed.isEmpty && connectionListed.contains(hd.name) { continue }
-            s += hd.name; s += ": "; s += hd.value; s += "\r\n"
+            out.append(hd.name); out.append(StatusLine.colonSpace); out.append(hd.value); out.append(StatusLine.crlf)
         }
         if req.method == "HEAD" || h.status == 204 || h.status == 304 {
             response.noBody = true
-            if case .length(let n) = h.framing { s += "content-length: \(n)\r\n" }
+            if case .length(let n) = h.framing { out.append("content-length: \(n)\r\n") }
         } else {
             switch h.framing {
-            case .length(let n): s += "content-length: \(n)\r\n"
-            case .none: s += "content-length: 0\r\n"
+            case .length(let n):
+                out.append(StatusLine.contentLength); out.appendDecimal(n); out.append(StatusLine.crlf)
+            case .none: out.append("content-length: 0\r\n")
             case .chunked, .untilClose:
-                if req.minorVersion >= 1 { response.chunked = true; s += "transfer-encoding: chunked\r\n" }
+                if req.minorVersion >= 1 { response.chunked = true; out.append(StatusLine.chunked) }
                 else { response.keepAlive = false }
             }
         }
-        if response.isSSE { s += "cache-control: no-cache\r\nx-accel-buffering: no\r\n" }
-        if let id = context?.requestID { s += "x-request-id: \(id)\r\n" }
-        if !response.keepAlive { s += "connection: close\r\n" }
-        s += "\r\n"
-        output.append(s)
+        if response.isSSE { out.append(StatusLine.sseHeaders) }
+        if let id = context?.requestID { out.append(StatusLine.requestID); out.append(id); out.append(StatusLine.crlf) }
+        if !response.keepAlive { out.append(StatusLine.connectionClose) }
+        out.append(StatusLine.crlf)
         scheduleFlush()
     }
 
@@ -227,5 +226,43 @@ extension String {
         while s.first == " " || s.first == "\t" { s = s.dropFirst() }
         while s.last == " " || s.last == "\t" { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// Prebuilt byte strings for response heads (no String formatting per response).
+enum StatusLine {
+    static let crlf: [UInt8] = [13, 10]
+    static let colonSpace: [UInt8] = [58, 32]
+    static let contentLength = Array("content-length: ".utf8)
+    static let chunked = Array("transfer-encoding: chunked\r\n".utf8)
+    static let sseHeaders = Array("cache-control: no-cache\r\nx-accel-buffering: no\r\n".utf8)
+    static let requestID = Array("x-request-id: ".utf8)
+    static let connectionClose = Array("connection: close\r\n".utf8)
+    private static let common: [Int: [UInt8]] = {
+        var d: [Int: [UInt8]] = [:]
+        for code in [200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409, 413, 414, 417, 422,
+                     429, 431, 500, 501, 502, 503, 504, 505] {
+            d[code] = Array("HTTP/1.1 \(code) \(HTTPStatus.reason(code))\r\n".utf8)
+        }
+        return d
+    }()
+
+    /// "HTTP/1.1 <code> <reason>\r\n"; the standard reason unless the upstream gave its own.
+    static func bytes(_ code: Int, reason: String) -> [UInt8] {
+        if let b = common[code], reason.isEmpty || reason == HTTPStatus.reason(code) { return b }
+        let r = reason.isEmpty ? HTTPStatus.reason(code) : reason
+        return Array("HTTP/1.1 \(code) \(r)\r\n".utf8)
+    }
+}
+
+enum ASCII {
+    static func hasPrefixIgnoringCase(_ s: String, _ lowercasePrefix: String) -> Bool {
+        var a = s.utf8.makeIterator()
+        for c in lowercasePrefix.utf8 {
+            guard let x = a.next() else { return false }
+            let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
+            if lx != c { return false }
+        }
+        return true
     }
 }

@@ -15,7 +15,7 @@ import Glibc
 /// Ownership: the connection owns its fd (closes it in `close()`), its input and output
 /// buffers, its timer and the in-flight `UpstreamExchange` (cancelled on close). The `Worker`
 /// holds it in its connection table until `close()`. Every method runs on the worker's loop thread.
-final class HTTPServerConnection: EventHandler {
+final class HTTPServerConnection: EventHandler, DeferredTask {
     enum Phase { case readingHead, readingBody, processing, proxying, closed }
 
     let fd: Int32
@@ -30,6 +30,8 @@ final class HTTPServerConnection: EventHandler {
     /// Reading was stopped because `input` is full; resume when it drains.
     var readPaused = false
     var flushScheduled = false
+    var processScheduled = false
+    var deferredQueued = false
     var requestsServed = 0
 
     // Per-request state (reset in `resetRequest`).
@@ -72,7 +74,7 @@ final class HTTPServerConnection: EventHandler {
             if phase == .closed { return }
         }
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 {
-            readAvailable()
+            readAvailable(peerHalfClosed: events & EPOLLRDHUP.rawValue != 0)
             if phase == .closed { return }
             if readClosed && (phase == .proxying || phase == .processing) {
                 return abort("client closed the connection")
@@ -81,13 +83,18 @@ final class HTTPServerConnection: EventHandler {
         }
     }
 
-    /// Reads until EAGAIN, EOF, or `input` reaches its cap (then pauses reading).
-    func readAvailable() {
+    /// Reads until EAGAIN, EOF, or `input` reaches its cap (then pauses reading). A short read
+    /// means the socket is drained (edge-triggered epoll reports the next arrival), which saves
+    /// the EAGAIN read per request; after EPOLLRDHUP it reads on to see the EOF.
+    func readAvailable(peerHalfClosed: Bool = false) {
         while !readClosed {
             if input.readableBytes >= HTTPServerConnection.inputHighWater { readPaused = true; return }
             input.reserve(4096)
-            switch Syscall.read(fd, input.writePointer, input.writableBytes) {
-            case .bytes(let n): input.commitWrite(n)
+            let want = input.writableBytes
+            switch Syscall.read(fd, input.writePointer, want) {
+            case .bytes(let n):
+                input.commitWrite(n)
+                if n < want && !peerHalfClosed { readPaused = false; return }
             case .wouldBlock: readPaused = false; return
             case .eof, .error: readClosed = true; return
             }
@@ -265,9 +272,23 @@ final class HTTPServerConnection: EventHandler {
     func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        worker.loop.deferToEndOfIteration { [weak self] in
-            guard let self, self.phase != .closed, self.flushScheduled else { return }
-            self.flush()
+        if !deferredQueued { deferredQueued = true; worker.loop.deferToEndOfIteration(self) }
+    }
+
+    /// Continues with pipelined input after this iteration (no deep recursion).
+    func scheduleProcessInput() {
+        processScheduled = true
+        if !deferredQueued { deferredQueued = true; worker.loop.deferToEndOfIteration(self) }
+    }
+
+    func runDeferredTask() {
+        deferredQueued = false
+        if phase == .closed { return }
+        if flushScheduled { flush() }
+        if processScheduled && phase == .readingHead {
+            processScheduled = false
+            if readPaused { readAvailable() }
+            processInput()
         }
     }
 
@@ -288,7 +309,7 @@ final class HTTPServerConnection: EventHandler {
         phase = .closed
         suspended?.cancel(); suspended = nil
         exchange?.cancel(); exchange = nil
-        worker.loop.cancel(timer)
+        worker.loop.release(timer)
         worker.loop.unregister(fd: fd)
         Syscall.close(fd)
         worker.connectionClosed(self)

@@ -48,7 +48,7 @@ final class UpstreamConnection: EventHandler {
     func close(abort: Bool = false) {
         guard !closed else { return }
         closed = true
-        if let t = idleTimer { loop.cancel(t); idleTimer = nil }
+        if let t = idleTimer { loop.release(t); idleTimer = nil }
         owner = nil
         onIdleEvent = nil
         loop.unregister(fd: fd)

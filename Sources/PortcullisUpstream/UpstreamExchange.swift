@@ -141,8 +141,9 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
             case .eof, .error: return connectionLost("the connection closed while sending the request")
             }
         }
+        // The response is read when epoll reports it: a read right after sending would only
+        // cost an EAGAIN syscall per request.
         state = .awaitingHead
-        readResponse()
     }
 
     // MARK: events
@@ -160,6 +161,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
         case .sending:
             send()
         case .awaitingHead, .streamingBody:
+            if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHalfClosed = true }
             if paused { return }
             readResponse()
         }
@@ -167,18 +169,24 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
 
     // MARK: receive
 
+    private var peerHalfClosed = false
+
     private func readResponse() {
         while state == .awaitingHead || state == .streamingBody {
             guard let c = conn else { return }
             if paused { return }
             if state == .awaitingHead { buffer.reserve(4096) } else if buffer.writableBytes < 2048 { buffer.reserve(2048) }
-            let r = c.transport.read(buffer.writePointer, buffer.writableBytes)
+            let want = buffer.writableBytes
+            let r = c.transport.read(buffer.writePointer, want)
             switch r {
             case .bytes(let n):
                 buffer.commitWrite(n)
                 received += n
                 if state == .streamingBody { setPhase(.idle, timeouts.idle) }
                 processBuffered()
+                // Plain TCP: a short read drained the socket (edge-triggered: the next arrival
+                // is reported). TLS may hold decrypted bytes, so it reads on to EAGAIN.
+                if n < want, case .plain = c.transport, !peerHalfClosed { return }
             case .wouldBlock:
                 return
             case .eof:
@@ -272,7 +280,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     public func cancel() {
         guard state != .done else { return }
         state = .done
-        client.loop.cancel(timer)
+        client.loop.release(timer)
         conn?.close(abort: true)
         conn = nil
         delegate = nil
@@ -297,7 +305,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     private func finish(reusable: Bool) {
         guard state != .done else { return }
         state = .done
-        client.loop.cancel(timer)
+        client.loop.release(timer)
         if let c = conn {
             c.requestsServed += 1
             if reusable && provider.maxIdleConnections > 0 {
@@ -316,7 +324,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     private func fail(_ f: UpstreamFailure) {
         guard state != .done else { return }
         state = .done
-        client.loop.cancel(timer)
+        client.loop.release(timer)
         conn?.close(abort: true)
         conn = nil
         let d = delegate

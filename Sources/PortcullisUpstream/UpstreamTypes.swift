@@ -53,15 +53,22 @@ public protocol UpstreamResponseDelegate: AnyObject {
 public enum UpstreamRequestHead {
     public static func serialize(method: String, basePath: String, target: String, authority: String,
                                  headers: [HTTPHeader], bodyLength: Int) -> [UInt8] {
-        var s = ""
-        s.reserveCapacity(256 + headers.count * 48)
-        s += method; s += " "; s += basePath; s += target; s += " HTTP/1.1\r\nhost: "
-        s += authority; s += "\r\n"
-        for h in headers { s += h.name; s += ": "; s += h.value; s += "\r\n" }
-        if bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
-            s += "content-length: "; s += String(bodyLength); s += "\r\n"
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + target.utf8.count + headers.count * 48)
+        out.append(contentsOf: method.utf8); out.append(32)
+        out.append(contentsOf: basePath.utf8); out.append(contentsOf: target.utf8)
+        out.append(contentsOf: " HTTP/1.1\r\nhost: ".utf8)
+        out.append(contentsOf: authority.utf8); out.append(13); out.append(10)
+        for h in headers {
+            out.append(contentsOf: h.name.utf8); out.append(58); out.append(32)
+            out.append(contentsOf: h.value.utf8); out.append(13); out.append(10)
         }
-        s += "\r\n"
-        return Array(s.utf8)
+        if bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
+            out.append(contentsOf: "content-length: ".utf8)
+            out.append(contentsOf: String(bodyLength).utf8)
+            out.append(13); out.append(10)
+        }
+        out.append(13); out.append(10)
+        return out
     }
 }

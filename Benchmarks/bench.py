@@ -1,0 +1,266 @@
+"""Benchmark driver: one run, same machine, interleaved rounds, medians and ratios.
+
+Targets (all on loopback, one worker each so the comparison is per-core):
+  direct  – wrk → FakeProvider
+  gateway – wrk → Portcullis → FakeProvider
+  nginx   – wrk → nginx (proxy_buffering off, upstream keepalive) → FakeProvider
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not open")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / CLK
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wrk(port, seconds, conns, path="/v1/chat/completions"):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, "post.lua"),
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def lat(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "errors": errors.group(1) if errors else "", "requests": total}
+
+
+def ttfb(port, n=30, delay_ms=0):
+    """Median time from sending a streaming request to receiving the first SSE event, ms."""
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    samples = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        req = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               f"x-fake-first-byte-delay-ms: {delay_ms}\r\nx-fake-inter-event-delay-ms: 5\r\nConnection: close\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        t = time.perf_counter()
+        s.sendall(req)
+        got = b""
+        while b"data:" not in got:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        samples.append((time.perf_counter() - t) * 1000)
+        while s.recv(65536):
+            pass
+        s.close()
+    return statistics.median(samples)
+
+
+def idle_streams_rss(port, pid, n):
+    """RSS of `pid` before and while `n` streams are open and idle (provider hangs after one event)."""
+    before = rss_kb(pid)
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-fake-hang-after: 1\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+        socks.append(s)
+    for s in socks:  # wait until each has its first event: all streams are open end to end
+        s.settimeout(10)
+        got = b""
+        while b"data:" not in got:
+            got += s.recv(65536)
+    time.sleep(0.5)
+    during = rss_kb(pid)
+    for s in socks:
+        s.close()
+    return before, during
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.seconds = 2, 3
+
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    tmp = tempfile.mkdtemp(prefix="portcullis-bench-")
+    procs = []
+    fake_port, gw_port, ngx_port = free_port(), free_port(), free_port()
+    fake = subprocess.Popen([os.path.join(a.bin, "FakeProvider"), "--listen", f"127.0.0.1:{fake_port}", "--workers", "1"],
+                            stderr=subprocess.DEVNULL)
+    procs.append(fake)
+    cfg = os.path.join(tmp, "portcullis.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"""server:
+  listen: ["127.0.0.1:{gw_port}"]
+  workers: 1
+  max_connections: 20000
+providers:
+  fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
+routes:
+  - path: /v1/chat/completions
+    provider: fake
+log: {{ level: warn, access: false }}
+""")
+    gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg], stderr=subprocess.DEVNULL)
+    procs.append(gw)
+    ngx_conf = os.path.join(tmp, "nginx.conf")
+    with open(ngx_conf, "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 256; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{ngx_port};
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering on;
+    }}
+  }}
+}}
+""")
+    ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
+    procs.append(ngx)
+    try:
+        for p in (fake_port, gw_port, ngx_port):
+            wait_port(p)
+        time.sleep(0.3)
+        ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
+        targets = {"direct": (fake_port, fake.pid), "gateway": (gw_port, gw.pid), "nginx": (ngx_port, ngx_worker)}
+        for name, (port, _) in targets.items():  # warm-up
+            wrk(port, 1, a.conns)
+        rounds = {k: [] for k in targets}
+        for r in range(a.rounds):
+            for name, (port, pid) in targets.items():
+                c0 = cpu_seconds(pid)
+                res = wrk(port, a.seconds, a.conns)
+                res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
+                rounds[name].append(res)
+                print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
+                      f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
+        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us")} for k, v in rounds.items()}
+        ratio_ngx = statistics.median(g["rps"] / n["rps"] for g, n in zip(rounds["gateway"], rounds["nginx"]))
+        ratio_direct = statistics.median(g["rps"] / d["rps"] for g, d in zip(rounds["gateway"], rounds["direct"]))
+        p99_over = statistics.median(g["p99"] - d["p99"] for g, d in zip(rounds["gateway"], rounds["direct"]))
+        p50_over = statistics.median(g["p50"] - d["p50"] for g, d in zip(rounds["gateway"], rounds["direct"]))
+        errors = sum(x["non2xx"] for v in rounds.values() for x in v)
+
+        t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
+        n_idle = 1000
+        gw_rss = idle_streams_rss(gw_port, gw.pid, n_idle)
+        ngx_rss = idle_streams_rss(ngx_port, ngx_worker, n_idle)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Run: `Benchmarks/run.sh` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, release builds, one worker each for",
+        f"Portcullis, nginx and the fake provider; wrk -t1 -c{a.conns}, {a.rounds} interleaved rounds of {a.seconds} s,",
+        "small non-streaming chat completion (POST, 80-byte body, ~550-byte JSON answer). Medians over rounds;",
+        "ratios are medians of per-round ratios. CPU is the server process's user+system time per request.",
+        "",
+        "| target | req/s | p50 ms | p99 ms | server CPU µs/req |",
+        "|---|---|---|---|---|",
+    ]
+    for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake")):
+        m = med[k]
+        lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} |")
+    lines += [
+        "",
+        f"- **Portcullis / nginx req/s: {ratio_ngx:.2f}×** (target ≥ 0.8×, goal ≥ 1.0×)",
+        f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
+        f"- Added latency vs direct: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms (target p99 ≤ 1 ms)",
+        f"- Non-2xx responses across all runs: {errors}",
+        "",
+        "## Streaming",
+        "",
+        "Median time to the first SSE event over 30 sequential streaming requests (new connection each):",
+        "",
+        "| path | TTFB ms | added vs direct |",
+        "|---|---|---|",
+        f"| direct | {t_direct:.2f} | – |",
+        f"| Portcullis | {t_gw:.2f} | {t_gw - t_direct:+.2f} |",
+        f"| nginx | {t_ngx:.2f} | {t_ngx - t_direct:+.2f} |",
+        "",
+        f"## Memory with {n_idle} open idle streams",
+        "",
+        "| process | RSS before | RSS with streams open | per stream |",
+        "|---|---|---|---|",
+        f"| Portcullis | {gw_rss[0] / 1024:.1f} MiB | {gw_rss[1] / 1024:.1f} MiB | {(gw_rss[1] - gw_rss[0]) / n_idle:.1f} KiB |",
+        f"| nginx worker | {ngx_rss[0] / 1024:.1f} MiB | {ngx_rss[1] / 1024:.1f} MiB | {(ngx_rss[1] - ngx_rss[0]) / n_idle:.1f} KiB |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

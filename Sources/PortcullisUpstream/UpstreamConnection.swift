@@ -28,6 +28,8 @@ final class UpstreamConnection: EventHandler {
     /// Set while idle in the pool (fires on the idle timeout).
     var idleTimer: LoopTimer?
     var onIdleEvent: (() -> Void)?
+    /// True while the connection sits idle in its pool.
+    var pooled = false
 
     init(loop: EventLoop, poolKey: String, transport: Transport) {
         self.loop = loop

@@ -18,8 +18,8 @@ final class UpstreamPool {
         while var list = idle[key], let c = list.popLast() {
             idle[key] = list
             if c.closed { continue }
-            if let t = c.idleTimer { loop.cancel(t); c.idleTimer = nil }
-            c.onIdleEvent = nil
+            if let t = c.idleTimer { loop.cancel(t) }  // lazy: the timer is reused at check-in
+            c.pooled = false
             return c
         }
         return nil
@@ -30,11 +30,12 @@ final class UpstreamPool {
         var list = idle[c.poolKey] ?? []
         list.removeAll { $0.closed }
         guard list.count < maxIdle else { c.close(); return }
-        c.onIdleEvent = { [weak self, unowned c] in self?.evict(c) }
-        let t = c.idleTimer ?? LoopTimer({})
-        t.setCallback { [weak self, unowned c] in self?.evict(c) }
-        c.idleTimer = t
-        loop.arm(t, after: idleTimeoutNanos)
+        if c.idleTimer == nil {  // first check-in: set up once, reused for the connection's life
+            c.onIdleEvent = { [weak self, unowned c] in if c.pooled { self?.evict(c) } }
+            c.idleTimer = LoopTimer { [weak self, unowned c] in if c.pooled { self?.evict(c) } }
+        }
+        c.pooled = true
+        if let t = c.idleTimer { loop.arm(t, after: idleTimeoutNanos) }
         list.append(c)
         idle[c.poolKey] = list
     }

@@ -27,19 +27,22 @@ let package = Package(
         .target(name: "PortcullisPipeline",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig"]),
         .target(name: "PortcullisRedis", dependencies: ["PortcullisCore", "CHiredis"]),
+        .target(name: "PortcullisAuth",
+                dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline", "COpenSSL"]),
         .target(name: "PortcullisUpstream",
                 dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
                                "PortcullisConfig", "COpenSSL", "CLinux"]),
         .target(name: "PortcullisServer",
                 dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
                                "PortcullisConfig", "PortcullisPipeline", "PortcullisUpstream",
-                               "PortcullisRedis", "CLinux"]),
+                               "PortcullisRedis", "PortcullisAuth", "CLinux"]),
         .executableTarget(name: "portcullis", dependencies: ["PortcullisServer", "PortcullisConfig"]),
         .executableTarget(name: "FakeProvider",
                           dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "CLinux"]),
 
         .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore"]),
         .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore"]),
+        .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisConfig", "PortcullisCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,6 +12,8 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
+#include <openssl/crypto.h>
 
 // OpenSSL 3 function-like macros do not import into Swift; wrap them.
 static inline long pc_SSL_CTX_set_mode(SSL_CTX *c, long m) { return SSL_CTX_set_mode(c, m); }
@@ -25,4 +27,9 @@ static inline long pc_SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER(void) { return SSL_MOD
 static inline long pc_SSL_MODE_RELEASE_BUFFERS(void) { return SSL_MODE_RELEASE_BUFFERS; }
 static inline void pc_OPENSSL_free(void *p) { OPENSSL_free(p); }
 static inline int pc_EVP_PKEY_size(const EVP_PKEY *k) { return EVP_PKEY_get_size(k); }
+static inline int pc_BIO_reset(BIO *b) { return (int)BIO_reset(b); }
+static inline int pc_EVP_PKEY_PUBLIC_KEY(void) { return EVP_PKEY_PUBLIC_KEY; }
+static inline int pc_EVP_PKEY_ED25519(void) { return EVP_PKEY_ED25519; }
+static inline int pc_RSA_PKCS1_PSS_PADDING(void) { return RSA_PKCS1_PSS_PADDING; }
+static inline int pc_RSA_PSS_SALTLEN_DIGEST(void) { return RSA_PSS_SALTLEN_DIGEST; }
 #endif

@@ -24,9 +24,10 @@ public enum ConfigurationLoader {
         guard let pn = top.node("providers") else { throw top.missing("providers") }
         config.providers = try providers(pn, file, environment)
         guard let rn = top.node("routes") else { throw top.missing("routes") }
-        config.routes = try routes(rn, file, providers: config.providers)
+        config.routes = try routes(rn, file, providers: config.providers, env: environment)
         if let ln = top.node("log") { config.log = try log(ln, file) }
-        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log"])
+        if let an = top.node("auth") { config.auth = try auth(an, file) }
+        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log", "auth"])
         return config
     }
 
@@ -97,7 +98,7 @@ public enum ConfigurationLoader {
         return out
     }
 
-    static func routes(_ node: YAMLNode, _ file: String, providers: [ProviderConfiguration]) throws(ConfigError) -> [RouteConfiguration] {
+    static func routes(_ node: YAMLNode, _ file: String, providers: [ProviderConfiguration], env: [String: String]) throws(ConfigError) -> [RouteConfiguration] {
         guard case .sequence(let items, _) = node else {
             throw ConfigError(file: file, mark: node.mark, key: "routes", message: "expected a list of routes, found \(node.kindName)")
         }
@@ -120,11 +121,13 @@ public enum ConfigurationLoader {
                 t.total = try tr.duration("total") ?? t.total
                 try tr.rejectUnknownKeys(allowed: ["connect", "first_byte", "idle", "total"])
             }
-            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts"])
+            var hmac: HMACAuthConfiguration?
+            if let an = r.node("auth") { hmac = try routeAuth(an, file, path: "routes[\(i)].auth", env: env) }
+            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts", "auth"])
             if out.contains(where: { $0.path == path }) {
                 throw r.error("path", r.node("path")!, "duplicate route path '\(path)'")
             }
-            out.append(RouteConfiguration(path: path, provider: provider, timeouts: t))
+            out.append(RouteConfiguration(path: path, provider: provider, timeouts: t, hmac: hmac))
         }
         return out
     }

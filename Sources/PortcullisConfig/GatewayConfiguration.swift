@@ -8,6 +8,8 @@ public struct GatewayConfiguration: Sendable {
     public var providers: [ProviderConfiguration]
     public var routes: [RouteConfiguration]
     public var log: LogConfiguration
+    /// Nil when no `auth:` section is configured (no authentication).
+    public var auth: AuthConfiguration?
 
     public func provider(named n: String) -> ProviderConfiguration? {
         providers.first { $0.name == n }
@@ -92,6 +94,8 @@ public struct RouteConfiguration: Sendable {
     public var path: String
     public var provider: String
     public var timeouts: RouteTimeouts
+    /// Route-specific authentication replacing JWT for this route (webhooks).
+    public var hmac: HMACAuthConfiguration?
 
     public func matches(_ requestPath: String) -> Bool {
         if path.hasSuffix("*") { return requestPath.hasPrefix(path.dropLast()) }

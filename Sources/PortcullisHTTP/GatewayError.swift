@@ -2,7 +2,10 @@
 /// status and an OpenAI-style body `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
 public enum GatewayError: Error, Equatable, Sendable {
     case badRequest(String)
+    /// No usable credentials (no or non-Bearer `Authorization`).
     case unauthorized(String)
+    /// Credentials present but refused (bad signature, expired, wrong issuer/audience, unknown key).
+    case invalidToken(String)
     case forbidden(String)
     case notFound(String)
     case methodNotAllowed(String)
@@ -23,7 +26,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var status: Int {
         switch self {
         case .badRequest: 400
-        case .unauthorized: 401
+        case .unauthorized, .invalidToken: 401
         case .forbidden: 403
         case .notFound: 404
         case .methodNotAllowed: 405
@@ -45,7 +48,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     /// OpenAI's `error.type` vocabulary.
     public var type: String {
         switch self {
-        case .unauthorized: "authentication_error"
+        case .unauthorized, .invalidToken: "authentication_error"
         case .forbidden: "permission_error"
         case .tooManyRequests: "rate_limit_error"
         case .notFound: "not_found_error"
@@ -58,7 +61,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var code: String {
         switch self {
         case .badRequest: "bad_request"
-        case .unauthorized: "invalid_token"
+        case .unauthorized: "missing_token"
+        case .invalidToken: "invalid_token"
         case .forbidden: "forbidden"
         case .notFound: "not_found"
         case .methodNotAllowed: "method_not_allowed"
@@ -80,7 +84,7 @@ public enum GatewayError: Error, Equatable, Sendable {
 
     public var message: String {
         switch self {
-        case .badRequest(let m), .unauthorized(let m), .forbidden(let m), .notFound(let m),
+        case .badRequest(let m), .unauthorized(let m), .invalidToken(let m), .forbidden(let m), .notFound(let m),
              .methodNotAllowed(let m), .expectationFailed(let m), .internalError(let m),
              .notImplemented(let m), .upstreamConnectFailed(let m), .upstreamBadResponse(let m),
              .upstreamTimeout(let m), .overloaded(let m):
@@ -111,6 +115,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var extraHeaders: [(String, String)] {
         switch self {
         case .unauthorized: [("www-authenticate", "Bearer")]
+        case .invalidToken: [("www-authenticate", "Bearer error=\"invalid_token\"")]
         case .tooManyRequests(_, let s): [("retry-after", String(s))]
         default: []
         }

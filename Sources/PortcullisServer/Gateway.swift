@@ -3,6 +3,7 @@ import PortcullisCore
 import PortcullisEventLoop
 import PortcullisConfig
 import PortcullisUpstream
+import PortcullisAuth
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,6 +43,15 @@ public final class Gateway {
             return 1
         }
 
+        let keyRing: JWTKeyRing?
+        do { keyRing = try Gateway.loadKeyRing(configuration) } catch {
+            Log.error("\(error)")
+            return 1
+        }
+        if configuration.auth?.jwt == nil && !configuration.routes.contains(where: { $0.hmac != nil }) {
+            Log.warning("no auth configured: requests are proxied without a verified tenant (demo mode)")
+        }
+
         let workers = configuration.server.workers
         var fdsPerWorker: [[Int32]] = []
         do {
@@ -63,7 +73,7 @@ public final class Gateway {
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
-                    let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls)
+                    let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing)
                     started.increment()
                     loop.run()
                     w.stopListening()
@@ -86,7 +96,7 @@ public final class Gateway {
                 for l in loops { l.stop() }
                 return 0
             case SIGHUP:
-                Log.warning("SIGHUP received: live reload is not implemented yet; restart to apply config changes")
+                reloadKeys(keyRing)
             default:
                 continue
             }
@@ -95,6 +105,26 @@ public final class Gateway {
 }
 
 extension Gateway {
+    /// Loads the JWT keys (nil when JWT auth is not configured). Start-up and `portcullis check`.
+    public static func loadKeyRing(_ c: GatewayConfiguration) throws -> JWTKeyRing? {
+        guard let jwt = c.auth?.jwt else { return nil }
+        let keys = try KeySetLoader.load(jwt, environment: ProcessEnvironment.current())
+        return JWTKeyRing(keys)
+    }
+
+    /// The reload entry point for key rotation (SIGHUP): re-reads keys and `jwks_file`; on
+    /// failure the old keys stay in force. (Whole-config reload arrives with the operations issue.)
+    func reloadKeys(_ ring: JWTKeyRing?) {
+        guard let ring, let jwt = configuration.auth?.jwt else {
+            Log.info("SIGHUP: no JWT keys to reload (whole-config reload is not implemented yet)")
+            return
+        }
+        switch ring.reload(jwt, environment: ProcessEnvironment.current()) {
+        case .success(let n): Log.info("SIGHUP: reloaded \(n) JWT key(s)")
+        case .failure(let e): Log.error("SIGHUP: key reload failed, keeping the previous keys: \(e)")
+        }
+    }
+
     /// Raises the soft RLIMIT_NOFILE to the hard limit: every proxied stream holds two fds.
     static func raiseFileLimit() {
         var r = rlimit()

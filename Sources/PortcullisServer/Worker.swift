@@ -5,6 +5,7 @@ import PortcullisHTTP
 import PortcullisConfig
 import PortcullisPipeline
 import PortcullisUpstream
+import PortcullisAuth
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,7 +26,7 @@ final class Worker {
     private var listeners: [Listener] = []
 
     init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
-         resolver: HostResolver, tls: [String: TLSClientContext]) throws {
+         resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?) throws {
         self.loop = loop
         self.configuration = configuration
         let s = configuration.server
@@ -33,10 +34,14 @@ final class Worker {
                                                                         maxRequestLineBytes: min(8192, s.maxHeaderBytes)))
         self.maxConnections = max(1, s.maxConnections / max(1, s.workers))
         self.upstream = UpstreamClient(loop: loop, resolver: resolver, tlsContexts: tls)
+        // The request pipeline, in order. Each stage may answer early; none reaches around another.
+        let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
         self.pipeline = Pipeline([
-            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared),
-            RouteMiddleware(),
-            HeaderHygieneMiddleware(),
+            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared),  // /healthz /readyz /metrics
+            RouteMiddleware(),                                           // path → route, provider (404)
+            AuthenticationMiddleware(auth: configuration.auth, ring: keyRing),  // JWT / HMAC (401/403)
+            HeaderHygieneMiddleware(),                                   // hop-by-hop, spoofed identity out
+            TenantContextMiddleware(required: authRequired),             // verified x-tenant-id in
         ])
         for fd in listenFDs {
             let l = Listener(fd: fd, worker: self)

@@ -58,6 +58,7 @@ case "run":
 case "check":
     guard configPath != nil else { fail("check needs --config FILE\n" + usage) }
     let config = loadConfiguration(configPath)
+    do { _ = try Gateway.loadKeyRing(config) } catch { fail("portcullis: invalid configuration: \(error)") }
     print("\(config.source): OK (\(config.providers.count) provider(s), \(config.routes.count) route(s), \(config.server.workers) worker(s))")
     exit(0)
 case "version":

@@ -1,0 +1,116 @@
+import PortcullisConfig
+import PortcullisHTTP
+import PortcullisPipeline
+
+/// The first gate (after routing): establishes who the caller is, from a verified JWT or, on
+/// routes configured for it, a verified HMAC body signature. Never from client headers.
+/// One instance per worker (it owns that worker's `JWTVerifier` and its token cache).
+public final class AuthenticationMiddleware: Middleware {
+    public let name = "authentication"
+    let auth: AuthConfiguration?
+    let verifier: JWTVerifier?
+
+    public init(auth: AuthConfiguration?, ring: JWTKeyRing?) {
+        self.auth = auth
+        if let jwt = auth?.jwt, let ring { verifier = JWTVerifier(config: jwt, ring: ring) } else { verifier = nil }
+    }
+
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
+        if let hmac = ctx.route?.hmac { return checkHMAC(hmac, ctx) }
+        guard let auth, let verifier else { return .next }          // authentication not configured
+        if auth.isPublic(ctx.head.path) { return .next }
+        var authorization: String?
+        for h in ctx.head.headers where h.name == "authorization" {
+            if authorization != nil { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
+            authorization = h.value
+        }
+        guard let value = authorization, value.utf8.count > 7,
+              value.utf8.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) else {
+            return .respond(LocalResponse(.unauthorized("Missing bearer token: send Authorization: Bearer <JWT>.")))
+        }
+        let token = String(decoding: value.utf8.dropFirst(7).drop(while: { $0 == 32 }), as: UTF8.self)
+        switch verifier.verify(token) {
+        case .failure(let e):
+            return .respond(LocalResponse(.invalidToken(e.message)))
+        case .success(let id):
+            let claims = auth.jwt.map { ($0.tenantClaim, $0.userClaim, $0.tierClaim) } ?? ("tenant_id", "sub", "tier")
+            guard let tenant = id.tenant else {
+                return .respond(LocalResponse(.forbidden("Token has no '\(claims.0)' claim: no tenant, no query.")))
+            }
+            guard IdentityValue.isValid(tenant) else { return .respond(LocalResponse(.forbidden("The tenant claim is not a valid identifier."))) }
+            if let u = id.user, !IdentityValue.isValid(u) { return .respond(LocalResponse(.forbidden("The user claim is not a valid identifier."))) }
+            if let t = id.tier, !IdentityValue.isValid(t) { return .respond(LocalResponse(.forbidden("The tier claim is not a valid identifier."))) }
+            ctx.tenant = tenant
+            ctx.user = id.user
+            ctx.tier = id.tier
+            return .next
+        }
+    }
+
+    private func checkHMAC(_ cfg: HMACAuthConfiguration, _ ctx: RequestContext) -> MiddlewareDecision {
+        guard let secret = cfg.secret else {
+            return .respond(LocalResponse(.internalError("Webhook secret is not configured: \(cfg.secretEnv) is not set.")))
+        }
+        let provided = ctx.head.headers.filter { $0.name == cfg.header }
+        guard provided.count == 1 else {
+            return .respond(LocalResponse(.unauthorized("Missing or repeated \(cfg.header) signature header.")))
+        }
+        let decoded: [UInt8]?
+        switch cfg.encoding {
+        case .base64: decoded = Base64.decode(provided[0].value.trimmingSpacesAndTabs())
+        case .hex: decoded = Hex.decode(provided[0].value.trimmingSpacesAndTabs())
+        }
+        let ok = decoded.map { mac in
+            ctx.body.withUnsafeBytes { SignatureVerifier.hmacMatches(.HS256, secret: secret, data: $0, mac: mac) }
+        } ?? false
+        guard ok else { return .respond(LocalResponse(.invalidToken("Request signature does not match the body."))) }
+        let tenant: String?
+        if let fixed = cfg.tenant { tenant = fixed }
+        else if let hn = cfg.tenantHeader {
+            let values = ctx.head.headers.filter { $0.name == hn }
+            tenant = values.count == 1 ? values[0].value : nil
+        } else { tenant = nil }
+        guard let t = tenant, IdentityValue.isValid(t) else {
+            return .respond(LocalResponse(.forbidden("Signed request carries no valid tenant (\(cfg.tenantHeader ?? "tenant")).")))
+        }
+        ctx.tenant = t
+        return .next
+    }
+}
+
+/// Identity values go into upstream headers: 1–256 visible ASCII characters, nothing else.
+enum IdentityValue {
+    static func isValid(_ s: String) -> Bool {
+        let u = s.utf8
+        return !u.isEmpty && u.count <= 256 && u.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+}
+
+extension String {
+    func trimmingSpacesAndTabs() -> String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// Injects the verified identity upstream as `x-tenant-id`, `x-user-id`, `x-tenant-tier`
+/// (`HeaderHygieneMiddleware` already removed every client-sent copy, in any case and count).
+/// With authentication configured, a request without a verified tenant never goes upstream.
+public final class TenantContextMiddleware: Middleware {
+    public let name = "tenant-context"
+    let required: Bool
+
+    public init(required: Bool) { self.required = required }
+
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
+        guard let tenant = ctx.tenant else {
+            return required ? .respond(LocalResponse(.forbidden("No verified tenant: no tenant, no query."))) : .next
+        }
+        ctx.upstreamHeaders.append(HTTPHeader(name: "x-tenant-id", value: tenant))
+        if let u = ctx.user { ctx.upstreamHeaders.append(HTTPHeader(name: "x-user-id", value: u)) }
+        if let t = ctx.tier { ctx.upstreamHeaders.append(HTTPHeader(name: "x-tenant-tier", value: t)) }
+        return .next
+    }
+}

@@ -1,0 +1,173 @@
+import COpenSSL
+import PortcullisConfig
+
+/// Who a verified token says the caller is.
+public struct VerifiedIdentity: Sendable, Equatable {
+    public var tenant: String?
+    public var user: String?
+    public var tier: String?
+    public var expiresAt: Int64
+}
+
+/// Why a token was refused. The message names the reason, never key material.
+public enum JWTError: Error, Equatable, Sendable {
+    case malformed(String)
+    case unknownKey(String)
+    case algorithmMismatch(token: String, key: String)
+    case badSignature
+    case missingExpiry
+    case expired
+    case notYetValid
+    case issuedInFuture
+    case wrongIssuer
+    case wrongAudience
+
+    public var message: String {
+        switch self {
+        case .malformed(let m): "Malformed token: \(m)."
+        case .unknownKey(let m): "Unknown signing key: \(m)."
+        case .algorithmMismatch(let t, let k): "Token algorithm \(t) does not match the key's algorithm \(k)."
+        case .badSignature: "Invalid token signature."
+        case .missingExpiry: "Token has no exp claim."
+        case .expired: "Token has expired."
+        case .notYetValid: "Token is not valid yet (nbf)."
+        case .issuedInFuture: "Token was issued in the future (iat)."
+        case .wrongIssuer: "Token issuer is not accepted."
+        case .wrongAudience: "Token audience is not accepted."
+        }
+    }
+}
+
+/// Verifies bearer tokens (RFC 7519/7515) for one worker. Keeps a bounded cache of verified
+/// tokens keyed by their SHA-256, so a long session is not re-verified (RSA!) per request; an
+/// entry lives no longer than its token's `exp`. Loop thread only (one instance per worker).
+public final class JWTVerifier {
+    let config: JWTConfiguration
+    let ring: JWTKeyRing
+    var keys: KeySet
+    var generation: Int
+    let now: () -> Int64
+    private var cache: [TokenDigest: VerifiedIdentity] = [:]
+    public static let maxTokenBytes = 8192
+
+    public init(config: JWTConfiguration, ring: JWTKeyRing, now: @escaping () -> Int64 = { Int64(WallSeconds.now()) }) {
+        self.config = config
+        self.ring = ring
+        self.now = now
+        let snap = ring.snapshot(after: 0) ?? (KeySet(), 0)
+        self.keys = snap.0
+        self.generation = snap.1
+    }
+
+    public var cachedTokens: Int { cache.count }
+
+    public func verify(_ token: String) -> Result<VerifiedIdentity, JWTError> {
+        if let (k, g) = ring.snapshot(after: generation) {  // keys rotated: forget what they verified
+            keys = k; generation = g; cache.removeAll()
+        }
+        let bytes = Array(token.utf8)
+        guard bytes.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
+        let t = now()
+        let digest = TokenDigest(bytes)
+        if config.cacheSize > 0, let hit = cache[digest] {
+            if t <= hit.expiresAt + Int64(config.leeway.nanoseconds / 1_000_000_000) { return .success(hit) }
+            cache.removeValue(forKey: digest)
+            return .failure(.expired)
+        }
+        let result = verifyUncached(bytes, now: t)
+        if case .success(let id) = result, config.cacheSize > 0 { remember(digest, id, now: t) }
+        return result
+    }
+
+    private func remember(_ d: TokenDigest, _ id: VerifiedIdentity, now t: Int64) {
+        if cache.count >= config.cacheSize {
+            cache = cache.filter { $0.value.expiresAt > t }
+            if cache.count >= config.cacheSize { cache.removeAll(keepingCapacity: true) }
+        }
+        cache[d] = id
+    }
+
+    func verifyUncached(_ b: [UInt8], now t: Int64) -> Result<VerifiedIdentity, JWTError> {
+        guard let d1 = b.firstIndex(of: 46) else { return .failure(.malformed("expected three dot-separated parts")) }
+        guard let d2 = b[(d1 + 1)...].firstIndex(of: 46) else { return .failure(.malformed("expected three dot-separated parts")) }
+        if b[(d2 + 1)...].contains(46) { return .failure(.malformed("expected three dot-separated parts")) }
+        guard d1 > 0, d2 > d1 + 1, d2 + 1 < b.count else { return .failure(.malformed("empty part")) }
+        guard let headerBytes = Base64URL.decode(b[0..<d1]) else { return .failure(.malformed("header is not base64url")) }
+        guard let header = JSONValue.object(from: headerBytes) else { return .failure(.malformed("header is not a JSON object")) }
+        guard let algName = header["alg"]?.string else { return .failure(.malformed("header has no alg")) }
+        if header["crit"] != nil { return .failure(.malformed("unsupported crit header")) }
+        var kid: String? = nil
+        if let k = header["kid"] {
+            guard let s = k.string else { return .failure(.malformed("kid is not a string")) }
+            kid = s
+        }
+        guard let key = keys.key(kid: kid) else {
+            return .failure(.unknownKey(kid.map { "no key with kid '\(String($0.prefix(64)))'" } ?? "the token has no kid and several keys are configured"))
+        }
+        guard algName == key.algorithm.rawValue, let alg = JWSAlgorithm(rawValue: algName) else {
+            return .failure(.algorithmMismatch(token: String(algName.prefix(16)), key: key.algorithm.rawValue))
+        }
+        guard let signature = Base64URL.decode(b[(d2 + 1)...]) else { return .failure(.malformed("signature is not base64url")) }
+        let valid = b.withUnsafeBytes { raw in
+            SignatureVerifier.verify(alg, key: key, signingInput: UnsafeRawBufferPointer(rebasing: raw[0..<d2]), signature: signature)
+        }
+        guard valid else { return .failure(.badSignature) }
+        guard let payloadBytes = Base64URL.decode(b[(d1 + 1)..<d2]) else { return .failure(.malformed("payload is not base64url")) }
+        guard let claims = JSONValue.object(from: payloadBytes) else { return .failure(.malformed("payload is not a JSON object")) }
+        return checkClaims(claims, now: t)
+    }
+
+    func checkClaims(_ c: [String: JSONValue], now t: Int64) -> Result<VerifiedIdentity, JWTError> {
+        let leeway = Int64(config.leeway.nanoseconds / 1_000_000_000)
+        guard let expValue = c["exp"] else { return .failure(.missingExpiry) }
+        guard let exp = expValue.number, exp.isFinite else { return .failure(.malformed("exp is not a number")) }
+        if Double(t) > exp + Double(leeway) { return .failure(.expired) }
+        if let nbfValue = c["nbf"] {
+            guard let nbf = nbfValue.number else { return .failure(.malformed("nbf is not a number")) }
+            if Double(t) + Double(leeway) < nbf { return .failure(.notYetValid) }
+        }
+        if let iatValue = c["iat"] {
+            guard let iat = iatValue.number else { return .failure(.malformed("iat is not a number")) }
+            if iat > Double(t) + Double(leeway) { return .failure(.issuedInFuture) }
+        }
+        if let iss = config.issuer, c["iss"]?.string != iss { return .failure(.wrongIssuer) }
+        if !config.audiences.isEmpty {
+            var auds: [String] = []
+            switch c["aud"] {
+            case .string(let s)?: auds = [s]
+            case .array(let a)?: auds = a.compactMap(\.string)
+            default: break
+            }
+            if !auds.contains(where: config.audiences.contains) { return .failure(.wrongAudience) }
+        }
+        return .success(VerifiedIdentity(tenant: Self.claimString(c[config.tenantClaim]),
+                                         user: Self.claimString(c[config.userClaim]),
+                                         tier: Self.claimString(c[config.tierClaim]),
+                                         expiresAt: Int64(min(exp, 9e15))))
+    }
+
+    static func claimString(_ v: JSONValue?) -> String? {
+        switch v {
+        case .string(let s)?: return s
+        case .number(let n)? where n == n.rounded() && abs(n) < 1e15: return String(Int64(n))
+        default: return nil
+        }
+    }
+}
+
+/// SHA-256 of a token: the cache key (the cache never holds tokens themselves).
+struct TokenDigest: Hashable {
+    let a: UInt64, b: UInt64, c: UInt64, d: UInt64
+    init(_ bytes: [UInt8]) {
+        var md = [UInt8](repeating: 0, count: 32)
+        bytes.withUnsafeBufferPointer { p in md.withUnsafeMutableBufferPointer { o in _ = SHA256(p.baseAddress, p.count, o.baseAddress) } }
+        (a, b, c, d) = md.withUnsafeBytes { r in
+            (r.load(fromByteOffset: 0, as: UInt64.self), r.load(fromByteOffset: 8, as: UInt64.self),
+             r.load(fromByteOffset: 16, as: UInt64.self), r.load(fromByteOffset: 24, as: UInt64.self))
+        }
+    }
+}
+
+public enum WallSeconds {
+    public static func now() -> UInt64 { PortcullisCoreWall.seconds() }
+}

@@ -42,7 +42,7 @@ let package = Package(
 
         .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore"]),
         .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore"]),
-        .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisConfig", "PortcullisCore"]),
+        .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisConfig", "PortcullisCore", "COpenSSL"]),
     ],
     swiftLanguageModes: [.v6]
 )

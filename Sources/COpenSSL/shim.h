@@ -28,6 +28,14 @@ static inline long pc_SSL_MODE_RELEASE_BUFFERS(void) { return SSL_MODE_RELEASE_B
 static inline void pc_OPENSSL_free(void *p) { OPENSSL_free(p); }
 static inline int pc_EVP_PKEY_size(const EVP_PKEY *k) { return EVP_PKEY_get_size(k); }
 static inline int pc_BIO_reset(BIO *b) { return (int)BIO_reset(b); }
+/* OSSL_PARAM_BLD keeps key-name and value pointers until OSSL_PARAM_BLD_to_param: hand it
+   C literals with static storage, never temporaries bridged from Swift strings. */
+static inline const char *pc_param_rsa_n(void) { return OSSL_PKEY_PARAM_RSA_N; }
+static inline const char *pc_param_rsa_e(void) { return OSSL_PKEY_PARAM_RSA_E; }
+static inline const char *pc_param_group(void) { return OSSL_PKEY_PARAM_GROUP_NAME; }
+static inline const char *pc_param_pub(void) { return OSSL_PKEY_PARAM_PUB_KEY; }
+static inline const char *pc_group_p256(void) { return "prime256v1"; }
+static inline const char *pc_group_p384(void) { return "secp384r1"; }
 static inline int pc_EVP_PKEY_PUBLIC_KEY(void) { return EVP_PKEY_PUBLIC_KEY; }
 static inline int pc_EVP_PKEY_ED25519(void) { return EVP_PKEY_ED25519; }
 static inline int pc_RSA_PKCS1_PSS_PADDING(void) { return RSA_PKCS1_PSS_PADDING; }

@@ -85,28 +85,28 @@ public enum KeyMaterial {
         let bn = n.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress, Int32($0.count), nil) }
         let be = e.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress, Int32($0.count), nil) }
         defer { BN_free(bn); BN_free(be) }
-        guard let bn, let be, OSSL_PARAM_BLD_push_BN(bld, "n", bn) == 1, OSSL_PARAM_BLD_push_BN(bld, "e", be) == 1 else { return nil }
+        guard let bn, let be, OSSL_PARAM_BLD_push_BN(bld, pc_param_rsa_n(), bn) == 1,
+              OSSL_PARAM_BLD_push_BN(bld, pc_param_rsa_e(), be) == 1 else { return nil }
         return fromParams(bld, type: "RSA")
     }
 
     /// An EC public key from a JWK's curve name and coordinates.
     public static func ec(curve: String, x: [UInt8], y: [UInt8]) -> PublicKey? {
-        let (group, size): (String, Int)
+        let (group, size): (UnsafePointer<CChar>?, Int)
         switch curve {
-        case "P-256": (group, size) = ("prime256v1", 32)
-        case "P-384": (group, size) = ("secp384r1", 48)
+        case "P-256": (group, size) = (pc_group_p256(), 32)
+        case "P-384": (group, size) = (pc_group_p384(), 48)
         default: return nil
         }
         guard x.count == size, y.count == size, let bld = OSSL_PARAM_BLD_new() else { return nil }
         defer { OSSL_PARAM_BLD_free(bld) }
         let point: [UInt8] = [4] + x + y
-        let ok = group.withCString { g in
-            OSSL_PARAM_BLD_push_utf8_string(bld, "group", g, 0) == 1
-        } && point.withUnsafeBytes { p in
-            OSSL_PARAM_BLD_push_octet_string(bld, "pub", p.baseAddress, p.count) == 1
+        // The builder keeps `point`'s address until to_param: build the key inside the closure.
+        return point.withUnsafeBytes { p -> PublicKey? in
+            guard OSSL_PARAM_BLD_push_utf8_string(bld, pc_param_group(), group, 0) == 1,
+                  OSSL_PARAM_BLD_push_octet_string(bld, pc_param_pub(), p.baseAddress, p.count) == 1 else { return nil }
+            return fromParams(bld, type: "EC")
         }
-        guard ok else { return nil }
-        return fromParams(bld, type: "EC")
     }
 
     /// An Ed25519 public key from its 32 raw bytes (JWK `x`, RFC 8037).

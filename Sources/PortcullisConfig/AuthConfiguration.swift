@@ -24,6 +24,7 @@ public struct JWTConfiguration: Sendable {
     public var tierClaim = "tier"
     /// Verified tokens remembered per worker (bounded; entries expire with the token).
     public var cacheSize = 10_000
+    public init() {}
 }
 
 /// One configured verification key. Exactly one source is set.
@@ -37,6 +38,12 @@ public struct JWTKeyConfiguration: Sendable {
     public var file: String
     public var mark: SourceMark
     public var path: String
+
+    public init(kid: String, alg: String, secretEnv: String?, secretFile: String?, publicKeyFile: String?,
+                file: String, mark: SourceMark, path: String) {
+        self.kid = kid; self.alg = alg; self.secretEnv = secretEnv; self.secretFile = secretFile
+        self.publicKeyFile = publicKeyFile; self.file = file; self.mark = mark; self.path = path
+    }
 }
 
 /// Per-route `auth.hmac`: Shopify-webhook-style HMAC-SHA256 of the raw body.

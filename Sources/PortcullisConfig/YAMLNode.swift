@@ -4,6 +4,7 @@ import CYAML
 public struct SourceMark: Sendable, Equatable {
     public var line: Int
     public var column: Int
+    public init(line: Int, column: Int) { self.line = line; self.column = column }
 }
 
 /// The YAML document as a tree with positions, produced by libyaml's event parser. Only the

@@ -12,8 +12,12 @@ python3 -m pip --version >/dev/null 2>&1 || extra+=(python3-pip)
 Scripts/bootstrap.sh "${extra[@]}"
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 
-python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install -q pytest 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages pytest
+pip_install() {  # pip refuses system-wide installs on PEP 668 systems; retry with the override
+    python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+python3 -m pytest --version >/dev/null 2>&1 || pip_install pytest
+# Tokens for the auth tests are minted with `cryptography` (RSA, EC, Ed25519).
+python3 -c "import cryptography" 2>/dev/null || pip_install cryptography
 # The official OpenAI SDK as a real client (its tests are skipped if it cannot be installed).
 python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai 2>/dev/null \
     || python3 -m pip install -q --break-system-packages openai 2>/dev/null || echo "note: openai SDK not installed; its tests will be skipped"

@@ -52,8 +52,9 @@ def rss_kb(pid):
     return 0
 
 
-def wrk(port, seconds, conns, path="/v1/chat/completions"):
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, "post.lua"),
+def wrk(port, seconds, conns, path="/v1/chat/completions", token=None):
+    extra = ["-H", f"Authorization: Bearer {token}"] if token else []
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, "post.lua"), *extra,
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     def lat(p):
@@ -114,6 +115,35 @@ def idle_streams_rss(port, pid, n):
     return before, during
 
 
+def b64u(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mint_tokens(tmp):
+    """An HS256 and an RS256 token (RS256 signed with the openssl CLI), plus the auth YAML."""
+    import hashlib, hmac
+    secret = "benchmark-secret-0123456789abcdef0123456789"
+    claims = {"tenant_id": "acme", "sub": "bench", "tier": "pro", "exp": int(time.time()) + 86400}
+    def signing_input(alg, kid):
+        return (b64u(json.dumps({"alg": alg, "kid": kid}).encode()) + "." + b64u(json.dumps(claims).encode())).encode()
+    si = signing_input("HS256", "hs1")
+    hs = si.decode() + "." + b64u(hmac.new(secret.encode(), si, hashlib.sha256).digest())
+    key, pub = os.path.join(tmp, "rs.key"), os.path.join(tmp, "rs.pub")
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+    subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-out", pub], check=True, capture_output=True)
+    si = signing_input("RS256", "rs1")
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=si, capture_output=True, check=True).stdout
+    rs = si.decode() + "." + b64u(sig)
+    auth = f"""auth:
+  jwt:
+    keys:
+      - {{ kid: hs1, alg: HS256, secret_env: BENCH_JWT_SECRET }}
+      - {{ kid: rs1, alg: RS256, public_key_file: {pub} }}
+"""
+    return hs, rs, auth, secret
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -151,6 +181,14 @@ log: {{ level: warn, access: false }}
 """)
     gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg], stderr=subprocess.DEVNULL)
     procs.append(gw)
+    hs_token, rs_token, auth_yaml, secret = mint_tokens(tmp)
+    auth_port = free_port()
+    cfg_auth = os.path.join(tmp, "portcullis-auth.yaml")
+    with open(cfg, encoding="utf-8") as src, open(cfg_auth, "w") as f:
+        f.write(src.read().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{auth_port}") + auth_yaml)
+    gw_auth = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_auth], stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, BENCH_JWT_SECRET=secret))
+    procs.append(gw_auth)
     ngx_conf = os.path.join(tmp, "nginx.conf")
     with open(ngx_conf, "w") as f:
         f.write(f"""worker_processes 1;
@@ -180,18 +218,20 @@ http {{
     ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
     procs.append(ngx)
     try:
-        for p in (fake_port, gw_port, ngx_port):
+        for p in (fake_port, gw_port, ngx_port, auth_port):
             wait_port(p)
         time.sleep(0.3)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
-        targets = {"direct": (fake_port, fake.pid), "gateway": (gw_port, gw.pid), "nginx": (ngx_port, ngx_worker)}
-        for name, (port, _) in targets.items():  # warm-up
-            wrk(port, 1, a.conns)
+        targets = {"direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
+                   "nginx": (ngx_port, ngx_worker, None), "jwt_hs256": (auth_port, gw_auth.pid, hs_token),
+                   "jwt_rs256": (auth_port, gw_auth.pid, rs_token)}
+        for name, (port, _, tok) in targets.items():  # warm-up
+            wrk(port, 1, a.conns, token=tok)
         rounds = {k: [] for k in targets}
         for r in range(a.rounds):
-            for name, (port, pid) in targets.items():
+            for name, (port, pid, tok) in targets.items():
                 c0 = cpu_seconds(pid)
-                res = wrk(port, a.seconds, a.conns)
+                res = wrk(port, a.seconds, a.conns, token=tok)
                 res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
                 rounds[name].append(res)
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
@@ -202,6 +242,8 @@ http {{
         p99_over = statistics.median(g["p99"] - d["p99"] for g, d in zip(rounds["gateway"], rounds["direct"]))
         p50_over = statistics.median(g["p50"] - d["p50"] for g, d in zip(rounds["gateway"], rounds["direct"]))
         errors = sum(x["non2xx"] for v in rounds.values() for x in v)
+        hs_ratio = statistics.median(h["rps"] / g["rps"] for h, g in zip(rounds["jwt_hs256"], rounds["gateway"]))
+        rs_ratio = statistics.median(h["rps"] / g["rps"] for h, g in zip(rounds["jwt_rs256"], rounds["gateway"]))
 
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
         n_idle = 1000
@@ -227,7 +269,8 @@ http {{
         "| target | req/s | p50 ms | p99 ms | server CPU µs/req |",
         "|---|---|---|---|---|",
     ]
-    for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake")):
+    for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
+                     ("jwt_hs256", "Portcullis + JWT HS256 → fake"), ("jwt_rs256", "Portcullis + JWT RS256 (cached) → fake")):
         m = med[k]
         lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} |")
     lines += [
@@ -236,6 +279,8 @@ http {{
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
         f"- Added latency vs direct: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms (target p99 ≤ 1 ms)",
         f"- Non-2xx responses across all runs: {errors}",
+        f"- JWT auth cost (same run, auth on / off): HS256 {hs_ratio:.2f}× req/s ({(1 - hs_ratio) * 100:+.1f}% cost; target ≤ 5%),"
+        f" RS256 with the token cache {rs_ratio:.2f}× ({(1 - rs_ratio) * 100:+.1f}% cost; target ≤ 10%)",
         "",
         "## Streaming",
         "",

@@ -24,27 +24,36 @@ public final class AuthenticationMiddleware: Middleware {
             if authorization != nil { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
             authorization = h.value
         }
-        guard let value = authorization, value.utf8.count > 7,
-              value.utf8.prefix(7).map({ $0 | 0x20 }) == Array("bearer ".utf8) else {
+        guard let value = authorization, let token = Self.bearerToken(value) else {
             return .respond(LocalResponse(.unauthorized("Missing bearer token: send Authorization: Bearer <JWT>.")))
         }
-        let token = String(decoding: value.utf8.dropFirst(7).drop(while: { $0 == 32 }), as: UTF8.self)
         switch verifier.verify(token) {
         case .failure(let e):
             return .respond(LocalResponse(.invalidToken(e.message)))
         case .success(let id):
-            let claims = auth.jwt.map { ($0.tenantClaim, $0.userClaim, $0.tierClaim) } ?? ("tenant_id", "sub", "tier")
             guard let tenant = id.tenant else {
-                return .respond(LocalResponse(.forbidden("Token has no '\(claims.0)' claim: no tenant, no query.")))
+                let claim = auth.jwt?.tenantClaim ?? "tenant_id"
+                return .respond(LocalResponse(.forbidden("Token has no valid '\(claim)' claim: no tenant, no query.")))
             }
-            guard IdentityValue.isValid(tenant) else { return .respond(LocalResponse(.forbidden("The tenant claim is not a valid identifier."))) }
-            if let u = id.user, !IdentityValue.isValid(u) { return .respond(LocalResponse(.forbidden("The user claim is not a valid identifier."))) }
-            if let t = id.tier, !IdentityValue.isValid(t) { return .respond(LocalResponse(.forbidden("The tier claim is not a valid identifier."))) }
             ctx.tenant = tenant
             ctx.user = id.user
             ctx.tier = id.tier
             return .next
         }
+    }
+
+    /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive), else nil.
+    static func bearerToken(_ value: String) -> Substring? {
+        let u = value.utf8
+        guard u.count > 7 else { return nil }
+        var i = u.startIndex
+        for c in "bearer ".utf8 {
+            if u[i] | 0x20 != c && !(c == 32 && u[i] == 32) { return nil }
+            i = u.index(after: i)
+        }
+        while i < u.endIndex && u[i] == 32 { i = u.index(after: i) }
+        guard i < u.endIndex else { return nil }
+        return value[i...]
     }
 
     private func checkHMAC(_ cfg: HMACAuthConfiguration, _ ctx: RequestContext) -> MiddlewareDecision {

@@ -61,20 +61,24 @@ public final class JWTVerifier {
 
     public var cachedTokens: Int { cache.count }
 
-    public func verify(_ token: String) -> Result<VerifiedIdentity, JWTError> {
+    public func verify(_ token: String) -> Result<VerifiedIdentity, JWTError> { verify(token[...]) }
+
+    /// Verifies `token`. Identity values in the result are already checked to be header-safe
+    /// (1–256 visible ASCII characters); a tenant that is not is returned as nil (→ 403).
+    public func verify(_ token: Substring) -> Result<VerifiedIdentity, JWTError> {
         if let (k, g) = ring.snapshot(after: generation) {  // keys rotated: forget what they verified
             keys = k; generation = g; cache.removeAll()
         }
-        let bytes = Array(token.utf8)
-        guard bytes.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
+        guard token.utf8.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
         let t = now()
-        let digest = TokenDigest(bytes)
+        var token = token
+        let digest = token.withUTF8 { TokenDigest(UnsafeRawBufferPointer($0)) }
         if config.cacheSize > 0, let hit = cache[digest] {
             if t <= hit.expiresAt + Int64(config.leeway.nanoseconds / 1_000_000_000) { return .success(hit) }
             cache.removeValue(forKey: digest)
             return .failure(.expired)
         }
-        let result = verifyUncached(bytes, now: t)
+        let result = verifyUncached(Array(token.utf8), now: t)
         if case .success(let id) = result, config.cacheSize > 0 { remember(digest, id, now: t) }
         return result
     }
@@ -140,10 +144,16 @@ public final class JWTVerifier {
             }
             if !auds.contains(where: config.audiences.contains) { return .failure(.wrongAudience) }
         }
-        return .success(VerifiedIdentity(tenant: Self.claimString(c[config.tenantClaim]),
-                                         user: Self.claimString(c[config.userClaim]),
-                                         tier: Self.claimString(c[config.tierClaim]),
+        return .success(VerifiedIdentity(tenant: Self.identity(c[config.tenantClaim]),
+                                         user: Self.identity(c[config.userClaim]),
+                                         tier: Self.identity(c[config.tierClaim]),
                                          expiresAt: Int64(min(exp, 9e15))))
+    }
+
+    /// A claim as a header-safe identity value, or nil when absent or unsafe.
+    static func identity(_ v: JSONValue?) -> String? {
+        guard let s = claimString(v), IdentityValue.isValid(s) else { return nil }
+        return s
     }
 
     static func claimString(_ v: JSONValue?) -> String? {
@@ -158,13 +168,13 @@ public final class JWTVerifier {
 /// SHA-256 of a token: the cache key (the cache never holds tokens themselves).
 struct TokenDigest: Hashable {
     let a: UInt64, b: UInt64, c: UInt64, d: UInt64
-    init(_ bytes: [UInt8]) {
-        var md = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeBufferPointer { p in md.withUnsafeMutableBufferPointer { o in _ = SHA256(p.baseAddress, p.count, o.baseAddress) } }
-        (a, b, c, d) = md.withUnsafeBytes { r in
-            (r.load(fromByteOffset: 0, as: UInt64.self), r.load(fromByteOffset: 8, as: UInt64.self),
-             r.load(fromByteOffset: 16, as: UInt64.self), r.load(fromByteOffset: 24, as: UInt64.self))
+    init(_ bytes: UnsafeRawBufferPointer) {
+        var md: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &md) { o in
+            _ = SHA256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                       o.baseAddress?.assumingMemoryBound(to: UInt8.self))
         }
+        (a, b, c, d) = md
     }
 }
 

@@ -7,7 +7,11 @@ public struct AuthConfiguration: Sendable {
     public var publicPaths: [String] = ["/healthz", "/readyz", "/metrics"]
 
     public func isPublic(_ path: String) -> Bool {
-        publicPaths.contains { p in p.hasSuffix("*") ? path.hasPrefix(p.dropLast()) : path == p }
+        for p in publicPaths {
+            if p.utf8.last == 42 /* * */ { if path.utf8.starts(with: p.utf8.dropLast()) { return true } }
+            else if path == p { return true }
+        }
+        return false
     }
 }
 

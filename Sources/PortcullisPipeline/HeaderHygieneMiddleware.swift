@@ -15,6 +15,14 @@ public final class HeaderHygieneMiddleware: Middleware {
         "x-tenant-id", "x-user-id", "x-tenant-tier", "expect",
     ]
 
+    /// `gatewayOwned.contains(name)`, without hashing: most names fail on the first byte.
+    @inline(__always)
+    static func isGatewayOwned(_ name: String) -> Bool {
+        guard let f = name.utf8.first, f == UInt8(ascii: "h") || f == UInt8(ascii: "c") || f == UInt8(ascii: "a")
+                || f == UInt8(ascii: "x") || f == UInt8(ascii: "e") || f == UInt8(ascii: "f") else { return false }
+        return gatewayOwned.contains(name)
+    }
+
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         var connectionListed: [Substring] = []
         for h in ctx.head.headers where h.name == "connection" {
@@ -23,7 +31,7 @@ public final class HeaderHygieneMiddleware: Middleware {
         var out: [HTTPHeader] = []
         out.reserveCapacity(ctx.head.headers.count + 4)
         for h in ctx.head.headers {
-            if HopByHop.contains(h.name) || Self.gatewayOwned.contains(h.name) { continue }
+            if HopByHop.contains(h.name) || Self.isGatewayOwned(h.name) { continue }
             if !connectionListed.isEmpty && connectionListed.contains(where: { $0 == h.name }) { continue }
             out.append(h)
         }

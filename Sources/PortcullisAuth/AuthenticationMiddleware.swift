@@ -20,7 +20,7 @@ public final class AuthenticationMiddleware: Middleware {
         guard let auth, let verifier else { return .next }          // authentication not configured
         if auth.isPublic(ctx.head.path) { return .next }
         var authorization: String?
-        for h in ctx.head.headers where h.name == "authorization" {
+        for h in ctx.head.headers where h.known == .authorization {
             if authorization != nil { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
             authorization = h.value
         }

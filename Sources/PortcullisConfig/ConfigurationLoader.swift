@@ -17,7 +17,7 @@ public enum ConfigurationLoader {
     public static func parse(_ text: String, file: String, environment: [String: String] = [:]) throws(ConfigError) -> GatewayConfiguration {
         let root = try YAMLReader.parse(text, file: file)
         var top = try MappingReader(root, file: file, path: "")
-        var config = GatewayConfiguration(source: file, server: ServerConfiguration(), providers: [], routes: [], log: LogConfiguration())
+        let config = GatewayConfiguration(source: file, server: ServerConfiguration(), providers: [], routes: [], log: LogConfiguration())
 
         if let n = top.node("server") { config.server = try server(n, file) }
         else { config.server.listen = [SocketAddress.parse("127.0.0.1:8080")!] }
@@ -81,7 +81,8 @@ public enum ConfigurationLoader {
                 }
                 kind = pk
             }
-            var p = ProviderConfiguration(name: item.key, kind: kind, baseURL: url)
+            let p = ProviderConfiguration(name: item.key, kind: kind, baseURL: url)
+            p.index = out.count
             if let envName = try r.string("api_key_env") {
                 p.apiKeyEnv = envName
                 p.apiKey = env[envName].flatMap { $0.isEmpty ? nil : $0 }
@@ -109,7 +110,7 @@ public enum ConfigurationLoader {
             let path = try r.requiredString("path")
             guard path.hasPrefix("/") else { throw r.error("path", r.node("path")!, "must start with '/', found '\(path)'") }
             let provider = try r.requiredString("provider")
-            guard providers.contains(where: { $0.name == provider }) else {
+            guard let target = providers.first(where: { $0.name == provider }) else {
                 throw r.error("provider", r.node("provider")!, "unknown provider '\(provider)' (defined: \(providers.map(\.name).joined(separator: ", ")))")
             }
             var t = RouteTimeouts()
@@ -127,7 +128,7 @@ public enum ConfigurationLoader {
             if out.contains(where: { $0.path == path }) {
                 throw r.error("path", r.node("path")!, "duplicate route path '\(path)'")
             }
-            out.append(RouteConfiguration(path: path, provider: provider, timeouts: t, hmac: hmac))
+            out.append(RouteConfiguration(path: path, provider: target, timeouts: t, hmac: hmac))
         }
         return out
     }

@@ -1,8 +1,10 @@
 import PortcullisCore
 
-/// The whole validated configuration. Immutable once loaded; shared read-only by all workers
-/// (a reload builds a new one and swaps it in, never mutates this one).
-public struct GatewayConfiguration: Sendable {
+/// The whole validated configuration. A class so that the request path shares one reference
+/// instead of copying (and retaining) every field. Mutated only by the loader while it builds
+/// it; after `ConfigurationLoader` returns it is immutable and shared read-only by all workers
+/// (a reload builds a new one and swaps it in).
+public final class GatewayConfiguration: @unchecked Sendable {
     public var source: String
     public var server: ServerConfiguration
     public var providers: [ProviderConfiguration]
@@ -10,6 +12,12 @@ public struct GatewayConfiguration: Sendable {
     public var log: LogConfiguration
     /// Nil when no `auth:` section is configured (no authentication).
     public var auth: AuthConfiguration?
+
+    init(source: String, server: ServerConfiguration, providers: [ProviderConfiguration],
+         routes: [RouteConfiguration], log: LogConfiguration) {
+        self.source = source; self.server = server; self.providers = providers
+        self.routes = routes; self.log = log
+    }
 
     public func provider(named n: String) -> ProviderConfiguration? {
         providers.first { $0.name == n }
@@ -33,16 +41,19 @@ public enum ProviderKind: String, Sendable { case openai, anthropic }
 
 /// Where a provider lives, parsed from `base_url`.
 public struct UpstreamURL: Sendable, Equatable {
-    public var tls: Bool
-    public var host: String
-    public var port: UInt16
+    public let tls: Bool
+    public let host: String
+    public let port: UInt16
     /// Prefix prepended to the client's path (no trailing slash), e.g. "" or "/openai".
-    public var basePath: String
+    public let basePath: String
 
-    /// The Host header value for upstream requests.
-    public var authority: String {
+    /// The Host header value for upstream requests (computed once; read per request).
+    public let authority: String
+
+    public init(tls: Bool, host: String, port: UInt16, basePath: String) {
+        self.tls = tls; self.host = host; self.port = port; self.basePath = basePath
         let h = host.contains(":") ? "[\(host)]" : host
-        return (tls && port == 443) || (!tls && port == 80) ? h : "\(h):\(port)"
+        self.authority = (tls && port == 443) || (!tls && port == 80) ? h : "\(h):\(port)"
     }
 
     public static func parse(_ s: String) -> UpstreamURL? {
@@ -68,8 +79,11 @@ public struct UpstreamURL: Sendable, Equatable {
     }
 }
 
-public struct ProviderConfiguration: Sendable {
+/// One provider. Immutable after loading (a class: shared by reference on the request path).
+public final class ProviderConfiguration: @unchecked Sendable {
     public var name: String
+    /// Position in `GatewayConfiguration.providers` (dense; indexes per-worker pools).
+    public var index: Int = 0
     public var kind: ProviderKind
     public var baseURL: UpstreamURL
     public var apiKeyEnv: String?
@@ -80,6 +94,10 @@ public struct ProviderConfiguration: Sendable {
     /// Idle keep-alive connections kept per worker.
     public var maxIdleConnections: Int = 64
     public var idleConnectionTimeout: Duration64 = .seconds(60)
+
+    init(name: String, kind: ProviderKind, baseURL: UpstreamURL) {
+        self.name = name; self.kind = kind; self.baseURL = baseURL
+    }
 }
 
 public struct RouteTimeouts: Sendable, Equatable {
@@ -89,13 +107,22 @@ public struct RouteTimeouts: Sendable, Equatable {
     public var total: Duration64 = .seconds(600)
 }
 
-public struct RouteConfiguration: Sendable {
+/// One route. Immutable after loading (a class: shared by reference on the request path).
+public final class RouteConfiguration: @unchecked Sendable {
     /// Exact path, or a prefix when it ends in `*` (`/v1/*`).
     public var path: String
     public var provider: String
     public var timeouts: RouteTimeouts
     /// Route-specific authentication replacing JWT for this route (webhooks).
     public var hmac: HMACAuthConfiguration?
+
+    /// The provider named by `provider`, resolved once at load time.
+    public let target: ProviderConfiguration
+
+    init(path: String, provider: ProviderConfiguration, timeouts: RouteTimeouts, hmac: HMACAuthConfiguration?) {
+        self.path = path; self.provider = provider.name; self.target = provider
+        self.timeouts = timeouts; self.hmac = hmac
+    }
 
     public func matches(_ requestPath: String) -> Bool {
         if path.hasSuffix("*") { return requestPath.hasPrefix(path.dropLast()) }

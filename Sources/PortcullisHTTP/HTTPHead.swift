@@ -2,7 +2,14 @@
 public struct HTTPHeader: Sendable, Equatable {
     public var name: String
     public var value: String
-    public init(name: String, value: String) { self.name = name; self.value = value }
+    /// `name` classified (computed from the name; the parser fills it from the raw bytes).
+    public var known: KnownHeader
+    public init(name: String, value: String) {
+        self.name = name; self.value = value; self.known = KnownHeader.classify(name)
+    }
+    init(name: String, value: String, known: KnownHeader) {
+        self.name = name; self.value = value; self.known = known
+    }
 }
 
 /// How a message body is delimited (RFC 9112 §6).
@@ -40,24 +47,71 @@ public struct HTTPRequestHead: Sendable, Equatable {
         self.expectContinue = expectContinue
     }
 
+    /// The parser's initialiser: `path` was cut from the bytes already.
+    init(method: String, target: String, path: String, minorVersion: Int, headers: [HTTPHeader],
+         framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
+        self.method = method; self.target = target; self.path = path; self.minorVersion = minorVersion
+        self.headers = headers; self.framing = framing; self.keepAlive = keepAlive
+        self.expectContinue = expectContinue
+    }
+
     public func first(_ lowercasedName: String) -> String? {
         for h in headers where h.name == lowercasedName { return h.value }
         return nil
     }
+
+    public func first(_ known: KnownHeader) -> String? {
+        for h in headers where h.known == known { return h.value }
+        return nil
+    }
 }
 
-/// A parsed response head (from an upstream).
+/// One header field of a response head, as offsets into `HTTPResponseHead.raw`.
+public struct HeaderField: Sendable, Equatable {
+    public var nameStart: Int32, nameEnd: Int32, valueStart: Int32, valueEnd: Int32
+    public var known: KnownHeader
+}
+
+/// A parsed response head (from an upstream). The header section is kept as raw bytes with field
+/// offsets, so forwarding a response head allocates no String per header.
 public struct HTTPResponseHead: Sendable, Equatable {
     public var status: Int
     public var reason: String
     public var minorVersion: Int
-    public var headers: [HTTPHeader]
+    /// The header lines (after the status line), bytes as received.
+    public var raw: [UInt8]
+    public var fields: [HeaderField]
     public var framing: BodyFraming
     public var keepAlive: Bool
 
-    public func first(_ lowercasedName: String) -> String? {
-        for h in headers where h.name == lowercasedName { return h.value }
+    public func name(_ f: HeaderField) -> String {
+        String(decoding: raw[Int(f.nameStart)..<Int(f.nameEnd)], as: UTF8.self).lowercased()
+    }
+
+    public func value(_ f: HeaderField) -> String {
+        String(decoding: raw[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self)
+    }
+
+    public func first(_ known: KnownHeader) -> String? {
+        for f in fields where f.known == known { return value(f) }
         return nil
+    }
+
+    public func first(_ lowercasedName: String) -> String? {
+        for f in fields where name(f) == lowercasedName { return value(f) }
+        return nil
+    }
+
+    /// All fields as (lowercased name, value) Strings (tests, diagnostics).
+    public var headers: [HTTPHeader] { fields.map { HTTPHeader(name: name($0), value: value($0)) } }
+
+    /// Whether the value of `f` starts with `lowercasePrefix`, ignoring ASCII case.
+    public func valueHasPrefix(_ f: HeaderField, _ lowercasePrefix: StaticString) -> Bool {
+        let n = lowercasePrefix.utf8CodeUnitCount
+        guard Int(f.valueEnd - f.valueStart) >= n else { return false }
+        let p = lowercasePrefix.utf8Start
+        for i in 0..<n where HeadLexer.lower(raw[Int(f.valueStart) + i]) != p[i] { return false }
+        return true
     }
 }
 

@@ -76,7 +76,7 @@ public struct HTTPRequestParser: Sendable {
         let (s, e, _) = requestLine
         // method SP target SP version
         var i = s
-        while i < e && HeadLexer.tchar[Int(b[i])] { i += 1 }
+        while i < e && HeadLexer.isTchar(b[i]) { i += 1 }
         guard i > s, i < e, b[i] == HeadLexer.SP else {
             return .failure(.badRequest("Malformed request line."))
         }
@@ -102,13 +102,23 @@ public struct HTTPRequestParser: Sendable {
         guard major == 1 else { return .failure(.versionNotSupported) }
         let minor = minorRaw == 0 ? 0 : 1
 
-        var target = HeadLexer.string(b, ts, te)
-        if target.hasPrefix("http://") || target.hasPrefix("https://") {
-            let afterScheme = target.index(target.firstIndex(of: "/")!, offsetBy: 2)
-            let rest = target[afterScheme...]
-            target = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
-        } else if !(target.hasPrefix("/") || (target == "*" && method == "OPTIONS")) {
-            return .failure(.badRequest("Malformed request target."))
+        var target: String
+        var path: String
+        if b[ts] == 47 /* / */ {
+            target = HeadLexer.string(b, ts, te)
+            var q = ts
+            while q < te && b[q] != 63 /* ? */ { q += 1 }
+            path = q == te ? target : HeadLexer.string(b, ts, q)
+        } else {
+            target = HeadLexer.string(b, ts, te)
+            if target.hasPrefix("http://") || target.hasPrefix("https://"),
+               let slash = target.firstIndex(of: "/") {
+                let rest = target[target.index(slash, offsetBy: 2)...]
+                target = rest.firstIndex(of: "/").map { String(rest[$0...]) } ?? "/"
+            } else if !(target == "*" && method == "OPTIONS") {
+                return .failure(.badRequest("Malformed request target."))
+            }
+            path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
         }
 
         var hostCount = 0
@@ -117,23 +127,23 @@ public struct HTTPRequestParser: Sendable {
         var connectionClose = false, connectionKeepAlive = false
         var expectContinue = false
         for h in headers {
-            switch h.name {
-            case "host":
+            switch h.known {
+            case .host:
                 hostCount += 1
-            case "content-length":
+            case .contentLength:
                 if contentLength != nil { return .failure(.badRequest("Duplicate Content-Length header.")) }
                 guard let n = HeadLexer.contentLength(h.value) else {
                     return .failure(.badRequest("Invalid Content-Length header."))
                 }
                 contentLength = n
-            case "transfer-encoding":
+            case .transferEncoding:
                 transferEncoding = transferEncoding.map { $0 + "," + h.value } ?? h.value
-            case "connection":
+            case .connection:
                 for t in HeadLexer.tokens(h.value) {
                     if t == "close" { connectionClose = true }
                     if t == "keep-alive" { connectionKeepAlive = true }
                 }
-            case "expect":
+            case .expect:
                 if h.value.lowercased() == "100-continue" { expectContinue = true }
                 else { return .failure(.expectationFailed("Unsupported expectation.")) }
             default:
@@ -161,7 +171,7 @@ public struct HTTPRequestParser: Sendable {
             framing = .length(n)
         }
         let keepAlive = minor == 1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
-        return .complete(HTTPRequestHead(method: method, target: target, minorVersion: minor,
+        return .complete(HTTPRequestHead(method: method, target: target, path: path, minorVersion: minor,
                                          headers: headers, framing: framing, keepAlive: keepAlive,
                                          expectContinue: expectContinue && framing != .none),
                          consumed: consumed)

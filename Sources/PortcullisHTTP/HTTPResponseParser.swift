@@ -15,7 +15,9 @@ public struct HTTPResponseParser: Sendable {
             return .failure(.upstreamBadResponse("Malformed upstream status line."))
         case .line(let s, let e, let n): statusLine = (s, e, n)
         }
-        var headers: [HTTPHeader] = []
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(16)
+        let base = statusLine.2
         var pos = statusLine.2
         while true {
             switch HeadLexer.nextLine(b, from: pos) {
@@ -24,18 +26,18 @@ public struct HTTPResponseParser: Sendable {
             case .bareLF:
                 return .failure(.upstreamBadResponse("Malformed upstream header section."))
             case .line(let s, let e, let next):
-                if s == e { return finish(b, statusLine, headers, next, requestMethod) }
-                switch HeadLexer.header(b, s, e) {
-                case .success(let h): headers.append(h)
-                case .failure: return .failure(.upstreamBadResponse("Malformed upstream header."))
+                if s == e { return finish(b, statusLine, fields, base: base, end: s, next, requestMethod) }
+                guard let f = HeadLexer.field(b, s, e, base: base) else {
+                    return .failure(.upstreamBadResponse("Malformed upstream header."))
                 }
+                fields.append(f)
                 pos = next
             }
         }
     }
 
-    private func finish(_ b: UnsafeRawBufferPointer, _ line: (Int, Int, Int), _ headers: [HTTPHeader],
-                        _ consumed: Int, _ method: String) -> HeadParseResult<HTTPResponseHead> {
+    private func finish(_ b: UnsafeRawBufferPointer, _ line: (Int, Int, Int), _ fields: [HeaderField],
+                        base: Int, end: Int, _ consumed: Int, _ method: String) -> HeadParseResult<HTTPResponseHead> {
         let (s, e, _) = line
         // "HTTP/1.x SP 3DIGIT [SP reason]"
         guard e - s >= 12, b[s] == 72, b[s+1] == 84, b[s+2] == 84, b[s+3] == 80, b[s+4] == 47,
@@ -45,22 +47,25 @@ public struct HTTPResponseParser: Sendable {
         }
         let minor = b[s+7] == 48 ? 0 : 1
         let status = Int(b[s+9] - 48) * 100 + Int(b[s+10] - 48) * 10 + Int(b[s+11] - 48)
-        let reason = e > s + 13 ? HeadLexer.string(b, s + 13, e) : ""
+        var reason = e > s + 13 ? HeadLexer.string(b, s + 13, e) : ""
+        if reason == HTTPStatus.reason(status) { reason = "" }  // standard: use the prebuilt line
         var contentLength: Int? = nil
         var chunked = false, hasTE = false
         var close = false, keepAliveToken = false
-        for h in headers {
-            switch h.name {
-            case "content-length":
-                guard let n = HeadLexer.contentLength(h.value), contentLength == nil || contentLength == n else {
+        let raw = Array(UnsafeRawBufferPointer(rebasing: b[base..<end]))
+        func value(_ f: HeaderField) -> String { String(decoding: raw[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self) }
+        for f in fields {
+            switch f.known {
+            case .contentLength:
+                guard let n = HeadLexer.contentLength(value(f)), contentLength == nil || contentLength == n else {
                     return .failure(.upstreamBadResponse("Invalid upstream Content-Length."))
                 }
                 contentLength = n
-            case "transfer-encoding":
+            case .transferEncoding:
                 hasTE = true
-                chunked = HeadLexer.tokens(h.value).last == "chunked"
-            case "connection":
-                for t in HeadLexer.tokens(h.value) {
+                chunked = HeadLexer.tokens(value(f)).last == "chunked"
+            case .connection:
+                for t in HeadLexer.tokens(value(f)) {
                     if t == "close" { close = true }
                     if t == "keep-alive" { keepAliveToken = true }
                 }
@@ -82,8 +87,8 @@ public struct HTTPResponseParser: Sendable {
         }
         var keepAlive = minor == 1 ? !close : (keepAliveToken && !close)
         if framing == .untilClose { keepAlive = false }
-        return .complete(HTTPResponseHead(status: status, reason: reason, minorVersion: minor,
-                                          headers: headers, framing: framing, keepAlive: keepAlive),
+        return .complete(HTTPResponseHead(status: status, reason: reason, minorVersion: minor, raw: raw,
+                                          fields: fields, framing: framing, keepAlive: keepAlive),
                          consumed: consumed)
     }
 }

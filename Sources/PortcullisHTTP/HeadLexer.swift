@@ -3,15 +3,16 @@
 enum HeadLexer {
     static let CR: UInt8 = 13, LF: UInt8 = 10, SP: UInt8 = 32, HT: UInt8 = 9, COLON: UInt8 = 58
 
-    /// RFC 9110 tchar.
-    static let tchar: [Bool] = {
-        var t = [Bool](repeating: false, count: 256)
-        for c in UInt8(ascii: "a")...UInt8(ascii: "z") { t[Int(c)] = true }
-        for c in UInt8(ascii: "A")...UInt8(ascii: "Z") { t[Int(c)] = true }
-        for c in UInt8(ascii: "0")...UInt8(ascii: "9") { t[Int(c)] = true }
-        for c in "!#$%&'*+-.^_`|~".utf8 { t[Int(c)] = true }
-        return t
-    }()
+    /// RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~". A bit test, no table to load.
+    @inline(__always) static func isTchar(_ c: UInt8) -> Bool {
+        // Bits for 0x20...0x7F: 0x21 ! 0x23-0x27 #$%&' 0x2A * 0x2B + 0x2D - 0x2E . 0x30-0x39
+        // 0x41-0x5A 0x5E ^ 0x5F _ 0x60 ` 0x61-0x7A 0x7C | 0x7E ~
+        let lo: UInt64 = 0x03FF_6CFA_0000_0000   // 0x00-0x3F
+        let hi: UInt64 = 0x57FF_FFFF_C7FF_FFFE   // 0x40-0x7F
+        if c < 64 { return (lo >> UInt64(c)) & 1 == 1 }
+        if c < 128 { return (hi >> UInt64(c - 64)) & 1 == 1 }
+        return false
+    }
 
     enum LineResult { case line(start: Int, end: Int, next: Int), incomplete, bareLF }
 
@@ -51,13 +52,18 @@ enum HeadLexer {
     static func header(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Result<HTTPHeader, HeaderErrorBox> {
         if b[s] == SP || b[s] == HT { return .failure(.init(.obsFold)) }
         var i = s
-        while i < e && tchar[Int(b[i])] { i += 1 }
+        while i < e && isTchar(b[i]) { i += 1 }
         if i == e { return .failure(.init(.noColon)) }
         if b[i] != COLON {
             return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName))
         }
         if i == s { return .failure(.init(.badName)) }
-        let name = lowercasedString(b, s, i)
+        var known = KnownHeader.other
+        let name = String(unsafeUninitializedCapacity: i - s) { out in
+            for j in s..<i { out[j - s] = lower(b[j]) }
+            known = KnownHeader.classify(UnsafeRawBufferPointer(out.extracting(0..<(i - s))))
+            return i - s
+        }
         var vs = i + 1
         var ve = e
         while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }
@@ -68,7 +74,28 @@ enum HeadLexer {
             if (c < 0x20 && c != HT) || c == 0x7F { return .failure(.init(.badValue)) }
             j += 1
         }
-        return .success(HTTPHeader(name: name, value: string(b, vs, ve)))
+        return .success(HTTPHeader(name: name, value: string(b, vs, ve), known: known))
+    }
+
+    /// Validates one header line `[s, e)` like `header` but returns offsets only (no Strings).
+    static func field(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int, base: Int) -> HeaderField? {
+        if b[s] == SP || b[s] == HT { return nil }
+        var i = s
+        while i < e && isTchar(b[i]) { i += 1 }
+        guard i > s, i < e, b[i] == COLON else { return nil }
+        let known = KnownHeader.classifyIgnoringCase(UnsafeRawBufferPointer(rebasing: b[s..<i]))
+        var vs = i + 1
+        var ve = e
+        while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }
+        while ve > vs && (b[ve - 1] == SP || b[ve - 1] == HT) { ve -= 1 }
+        var j = vs
+        while j < ve {
+            let c = b[j]
+            if (c < 0x20 && c != HT) || c == 0x7F { return nil }
+            j += 1
+        }
+        return HeaderField(nameStart: Int32(s - base), nameEnd: Int32(i - base), valueStart: Int32(vs - base),
+                           valueEnd: Int32(ve - base), known: known)
     }
 
     struct HeaderErrorBox: Error { let kind: HeaderError; init(_ k: HeaderError) { kind = k } }

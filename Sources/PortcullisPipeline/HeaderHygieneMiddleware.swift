@@ -8,31 +8,16 @@ public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
     public init() {}
 
-    /// Headers only the gateway may set upstream (identity is injected from verified claims).
-    public static let gatewayOwned: Set<String> = [
-        "host", "content-length", "authorization", "x-request-id", "x-forwarded-for",
-        "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip",
-        "x-tenant-id", "x-user-id", "x-tenant-tier", "expect",
-    ]
-
-    /// `gatewayOwned.contains(name)`, without hashing: most names fail on the first byte.
-    @inline(__always)
-    static func isGatewayOwned(_ name: String) -> Bool {
-        guard let f = name.utf8.first, f == UInt8(ascii: "h") || f == UInt8(ascii: "c") || f == UInt8(ascii: "a")
-                || f == UInt8(ascii: "x") || f == UInt8(ascii: "e") || f == UInt8(ascii: "f") else { return false }
-        return gatewayOwned.contains(name)
-    }
-
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         var connectionListed: [Substring] = []
-        for h in ctx.head.headers where h.name == "connection" {
+        for h in ctx.head.headers where h.known == .connection {
             connectionListed += h.value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }
         }
         var out: [HTTPHeader] = []
         out.reserveCapacity(ctx.head.headers.count + 4)
         for h in ctx.head.headers {
-            if HopByHop.contains(h.name) || Self.isGatewayOwned(h.name) { continue }
-            if !connectionListed.isEmpty && connectionListed.contains(where: { $0 == h.name }) { continue }
+            if h.known.isHopByHop || h.known.isGatewayOwned { continue }
+            if !connectionListed.isEmpty && h.known == .other && connectionListed.contains(where: { $0 == h.name }) { continue }
             out.append(h)
         }
         out.append(HTTPHeader(name: "x-request-id", value: ctx.requestID))

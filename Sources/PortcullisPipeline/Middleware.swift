@@ -54,15 +54,9 @@ public final class Pipeline {
     public func run(_ ctx: RequestContext, from start: Int = 0,
                     completion: @escaping (Outcome) -> Void) -> PipelineResumer? {
         var i = start
-        ctx.makeResumer = { [unowned self, unowned ctx] stage in
-            PipelineResumer { decision in
-                switch decision {
-                case .next: self.run(ctx, from: stage + 1, completion: completion)
-                case .respond(let r): completion(.respond(r))
-                case .suspend: preconditionFailure("resume(.suspend) is meaningless")
-                }
-            }
-        }
+        ctx.running = self
+        ctx.completion = completion
+        defer { ctx.running = nil; ctx.completion = nil }
         while i < middlewares.count {
             ctx.suspension = nil
             ctx.stage = i
@@ -70,16 +64,13 @@ public final class Pipeline {
             case .next:
                 i += 1
             case .respond(let r):
-                ctx.makeResumer = nil
                 completion(.respond(r))
                 return nil
             case .suspend:
                 precondition(ctx.suspension != nil, "\(middlewares[i].name) returned .suspend without context.suspend()")
-                ctx.makeResumer = nil
                 return ctx.suspension
             }
         }
-        ctx.makeResumer = nil
         completion(.proceed)
         return nil
     }

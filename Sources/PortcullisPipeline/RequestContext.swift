@@ -25,15 +25,25 @@ public final class RequestContext {
     public var user: String?
     public var tier: String?
 
-    /// Pipeline bookkeeping for `suspend()`; owned by `Pipeline.run`.
+    /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`.
     var stage = 0
-    var makeResumer: ((Int) -> PipelineResumer)?
+    var running: Pipeline?
+    var completion: ((Pipeline.Outcome) -> Void)?
     var suspension: PipelineResumer?
 
     /// For a middleware about to return `.suspend`: the handle that continues the pipeline.
     public func suspend() -> PipelineResumer {
-        guard let make = makeResumer else { preconditionFailure("suspend() outside a middleware's process()") }
-        let r = make(stage)
+        guard let pipeline = running, let completion else {
+            preconditionFailure("suspend() outside a middleware's process()")
+        }
+        let stage = self.stage
+        let r = PipelineResumer { [unowned self] decision in
+            switch decision {
+            case .next: pipeline.run(self, from: stage + 1, completion: completion)
+            case .respond(let resp): completion(.respond(resp))
+            case .suspend: preconditionFailure("resume(.suspend) is meaningless")
+            }
+        }
         suspension = r
         return r
     }

@@ -9,9 +9,8 @@ public final class RouteMiddleware: Middleware {
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.head.path
         for r in ctx.configuration.routes where r.matches(path) {
-            guard let p = ctx.configuration.provider(named: r.provider) else { break }
             ctx.route = r
-            ctx.provider = p
+            ctx.provider = r.target
             return .next
         }
         return .respond(LocalResponse(.notFound("No route for \(ctx.head.method) \(String(path.prefix(200))).")))

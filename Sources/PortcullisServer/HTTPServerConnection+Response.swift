@@ -120,19 +120,25 @@ extension HTTPServerConnection: UpstreamResponseDelegate {
         response.headSent = true
         response.keepAlive = req.keepAlive
         var connectionListed: [String] = []
-        for hd in h.headers {
-            if hd.name == "content-type" { response.isSSE = ASCII.hasPrefixIgnoringCase(hd.value, "text/event-stream") }
-            if hd.name == "connection" {
-                connectionListed += hd.value.lowercased().split(separator: ",").map { String($0).trimmingCharacters() }
+        for f in h.fields {
+            if f.known == .contentType { response.isSSE = h.valueHasPrefix(f, "text/event-stream") }
+            if f.known == .connection {
+                connectionListed += h.value(f).lowercased().split(separator: ",").map { String($0).trimmingCharacters() }
             }
         }
         let out = output
         out.append(StatusLine.bytes(h.status, reason: h.reason))
-        for hd in h.headers {
-            if HopByHop.contains(hd.name) || hd.name == "content-length" || hd.name == "x-request-id" { continue }
-            if response.isSSE && (hd.name == "cache-control" || hd.name == "x-accel-buffering") { continue }
-            if !connectionListed.isEmpty && connectionListed.contains(hd.name) { continue }
-            out.append(hd.name); out.append(StatusLine.colonSpace); out.append(hd.value); out.append(StatusLine.crlf)
+        h.raw.withUnsafeBytes { raw in
+            for f in h.fields {
+                if f.known.isHopByHop || f.known == .contentLength || f.known == .xRequestId { continue }
+                if response.isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
+                if !connectionListed.isEmpty && f.known == .other && connectionListed.contains(h.name(f)) { continue }
+                // "Name: value" straight from the provider's bytes.
+                out.append(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)]))
+                out.append(StatusLine.colonSpace)
+                out.append(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)]))
+                out.append(StatusLine.crlf)
+            }
         }
         if req.method == "HEAD" || h.status == 204 || h.status == 304 {
             response.noBody = true
@@ -238,18 +244,13 @@ enum StatusLine {
     static let sseHeaders = Array("cache-control: no-cache\r\nx-accel-buffering: no\r\n".utf8)
     static let requestID = Array("x-request-id: ".utf8)
     static let connectionClose = Array("connection: close\r\n".utf8)
-    private static let common: [Int: [UInt8]] = {
-        var d: [Int: [UInt8]] = [:]
-        for code in [200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409, 413, 414, 417, 422,
-                     429, 431, 500, 501, 502, 503, 504, 505] {
-            d[code] = Array("HTTP/1.1 \(code) \(HTTPStatus.reason(code))\r\n".utf8)
-        }
-        return d
-    }()
+    private static let common: [[UInt8]] = (0..<600).map { code in
+        Array("HTTP/1.1 \(code) \(HTTPStatus.reason(code))\r\n".utf8)
+    }
 
     /// "HTTP/1.1 <code> <reason>\r\n"; the standard reason unless the upstream gave its own.
     static func bytes(_ code: Int, reason: String) -> [UInt8] {
-        if let b = common[code], reason.isEmpty || reason == HTTPStatus.reason(code) { return b }
+        if code >= 100 && code < 600 && (reason.isEmpty || reason == HTTPStatus.reason(code)) { return common[code] }
         let r = reason.isEmpty ? HTTPStatus.reason(code) : reason
         return Array("HTTP/1.1 \(code) \(r)\r\n".utf8)
     }

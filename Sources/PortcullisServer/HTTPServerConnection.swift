@@ -210,7 +210,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         guard let h = head else { return }
         phase = .processing
         worker.loop.cancel(timer)
-        var id = h.first("x-request-id") ?? ""
+        var id = h.first(.xRequestId) ?? ""
         if !RequestIDGenerator.isValid(id) { id = worker.requestIDs.make() }
         let ctx = RequestContext(requestID: id, head: h, body: body, clientAddress: peer,
                                  startNanos: requestStart, configuration: worker.configuration)

@@ -19,9 +19,7 @@ public final class UpstreamClient {
         self.tls = tlsContexts
     }
 
-    func poolKey(_ p: ProviderConfiguration) -> String {
-        "\(p.name)|\(p.baseURL.tls ? "s" : "")|\(p.baseURL.host)|\(p.baseURL.port)"
-    }
+    func poolKey(_ p: ProviderConfiguration) -> Int { p.index }
 
     func tlsContext(for p: ProviderConfiguration) -> TLSClientContext? { tls[p.name] }
 

@@ -8,6 +8,7 @@ import Glibc
 /// Receives the readiness events of an upstream connection while it serves an exchange.
 protocol UpstreamConnectionOwner: AnyObject {
     func connectionEvent(_ events: UInt32)
+    func connectionTimerFired()
 }
 
 /// One TCP (optionally TLS) connection to a provider.
@@ -17,21 +18,28 @@ protocol UpstreamConnectionOwner: AnyObject {
 /// idle it sits in its worker's `UpstreamPool`. Loop thread only.
 final class UpstreamConnection: EventHandler {
     let loop: EventLoop
-    let poolKey: String
+    /// The provider index this connection belongs to (its pool slot).
+    let poolKey: Int
     var transport: Transport
+    /// Response bytes read but not yet consumed; empty whenever the connection is idle. Owned by
+    /// the connection so a reused connection costs no new buffer.
+    let readBuffer = ByteBuffer(capacity: 8192)
     var fd: Int32 { transport.fd }
     weak var owner: UpstreamConnectionOwner?
     /// Handshake finished and at least connected once.
     var established = false
     var requestsServed = 0
     var closed = false
-    /// Set while idle in the pool (fires on the idle timeout).
-    var idleTimer: LoopTimer?
+    /// The connection's one timer: the owning exchange's timeouts while busy, the pool's idle
+    /// timeout while pooled. Released (removed from the loop's heap) in `close()`.
+    private(set) lazy var timer = LoopTimer { [unowned self] in
+        if let o = self.owner { o.connectionTimerFired() } else if self.pooled { self.onIdleEvent?() }
+    }
     var onIdleEvent: (() -> Void)?
     /// True while the connection sits idle in its pool.
     var pooled = false
 
-    init(loop: EventLoop, poolKey: String, transport: Transport) {
+    init(loop: EventLoop, poolKey: Int, transport: Transport) {
         self.loop = loop
         self.poolKey = poolKey
         self.transport = transport
@@ -50,7 +58,7 @@ final class UpstreamConnection: EventHandler {
     func close(abort: Bool = false) {
         guard !closed else { return }
         closed = true
-        if let t = idleTimer { loop.release(t); idleTimer = nil }
+        loop.release(timer)
         owner = nil
         onIdleEvent = nil
         loop.unregister(fd: fd)

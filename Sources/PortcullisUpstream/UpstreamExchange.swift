@@ -36,8 +36,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     var framing = BodyFraming.none
     var remaining = 0
     var chunked = ChunkedDecoder()
-    let buffer = ByteBuffer(capacity: 8192)
-    let timer = LoopTimer({})
     var phaseDeadline: UInt64 = 0
     var phaseKind = UpstreamTimeoutKind.connect
     var totalDeadline: UInt64 = 0
@@ -47,7 +45,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
          method: String, head: [UInt8], body: [UInt8], delegate: UpstreamResponseDelegate) {
         self.client = client; self.provider = provider; self.timeouts = timeouts
         self.method = method; self.head = head; self.body = body; self.delegate = delegate
-        timer.setCallback { [weak self] in self?.timerFired() }
     }
 
     public var isDone: Bool { state == .done }
@@ -175,6 +172,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
         while state == .awaitingHead || state == .streamingBody {
             guard let c = conn else { return }
             if paused { return }
+            let buffer = c.readBuffer
             if state == .awaitingHead { buffer.reserve(4096) } else if buffer.writableBytes < 2048 { buffer.reserve(2048) }
             let want = buffer.writableBytes
             let r = c.transport.read(buffer.writePointer, want)
@@ -183,7 +181,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
                 buffer.commitWrite(n)
                 received += n
                 if state == .streamingBody { setPhase(.idle, timeouts.idle) }
-                processBuffered()
+                processBuffered(buffer)
                 // Plain TCP: a short read drained the socket (edge-triggered: the next arrival
                 // is reported). TLS may hold decrypted bytes, so it reads on to EAGAIN.
                 if n < want, case .plain = c.transport, !peerHalfClosed { return }
@@ -198,7 +196,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
         }
     }
 
-    private func processBuffered() {
+    private func processBuffered(_ buffer: ByteBuffer) {
         if state == .awaitingHead {
             while true {
                 switch parser.parse(buffer.readable, requestMethod: method) {
@@ -280,7 +278,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     public func cancel() {
         guard state != .done else { return }
         state = .done
-        client.loop.release(timer)
         conn?.close(abort: true)
         conn = nil
         delegate = nil
@@ -296,7 +293,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
             conn = nil
             reused = false
             state = .idle
-            buffer.clear()
             return connectFresh()
         }
         fail(.reset(why))
@@ -305,8 +301,8 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     private func finish(reusable: Bool) {
         guard state != .done else { return }
         state = .done
-        client.loop.release(timer)
         if let c = conn {
+            client.loop.cancel(c.timer)
             c.requestsServed += 1
             if reusable && provider.maxIdleConnections > 0 {
                 client.pool.checkin(c, maxIdle: provider.maxIdleConnections,
@@ -324,7 +320,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     private func fail(_ f: UpstreamFailure) {
         guard state != .done else { return }
         state = .done
-        client.loop.release(timer)
         conn?.close(abort: true)
         conn = nil
         let d = delegate
@@ -341,11 +336,12 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     }
 
     private func rearm() {
+        guard let c = conn else { return }
         let next = phaseDeadline == 0 ? totalDeadline : min(phaseDeadline, totalDeadline)
-        client.loop.arm(timer, at: next)
+        client.loop.arm(c.timer, at: next)
     }
 
-    private func timerFired() {
+    func connectionTimerFired() {
         guard state != .done else { return }
         let now = MonotonicClock.now()
         if now >= totalDeadline { return fail(.timeout(.total)) }

@@ -8,17 +8,18 @@ import Glibc
 /// block). A pooled connection that becomes readable (the provider closed it or sent junk) or
 /// outlives its idle timeout is closed and dropped. Loop thread only.
 final class UpstreamPool {
-    private var idle: [String: [UpstreamConnection]] = [:]
+    /// Idle connections per provider index (see `ProviderConfiguration.index`).
+    private var idle: [[UpstreamConnection]] = []
     let loop: EventLoop
 
     init(loop: EventLoop) { self.loop = loop }
 
     /// The most recently used idle connection for `key` (LIFO keeps few connections warm).
-    func checkout(_ key: String) -> UpstreamConnection? {
-        while var list = idle[key], let c = list.popLast() {
-            idle[key] = list
+    func checkout(_ key: Int) -> UpstreamConnection? {
+        guard key < idle.count else { return nil }
+        while let c = idle[key].popLast() {
             if c.closed { continue }
-            if let t = c.idleTimer { loop.cancel(t) }  // lazy: the timer is reused at check-in
+            loop.cancel(c.timer)  // O(1); the exchange re-arms it for its own timeouts
             c.pooled = false
             return c
         }
@@ -27,31 +28,30 @@ final class UpstreamPool {
 
     func checkin(_ c: UpstreamConnection, maxIdle: Int, idleTimeoutNanos: UInt64) {
         c.owner = nil
-        var list = idle[c.poolKey] ?? []
-        list.removeAll { $0.closed }
-        guard list.count < maxIdle else { c.close(); return }
-        if c.idleTimer == nil {  // first check-in: set up once, reused for the connection's life
+        let key = c.poolKey
+        while idle.count <= key { idle.append([]) }
+        guard idle[key].count < maxIdle else {
+            idle[key].removeAll { $0.closed }
+            if idle[key].count >= maxIdle { c.close(); return }
+            return checkin(c, maxIdle: maxIdle, idleTimeoutNanos: idleTimeoutNanos)
+        }
+        if c.onIdleEvent == nil {  // first check-in: set up once for the connection's life
             c.onIdleEvent = { [weak self, unowned c] in if c.pooled { self?.evict(c) } }
-            c.idleTimer = LoopTimer { [weak self, unowned c] in if c.pooled { self?.evict(c) } }
         }
         c.pooled = true
-        if let t = c.idleTimer { loop.arm(t, after: idleTimeoutNanos) }
-        list.append(c)
-        idle[c.poolKey] = list
+        loop.arm(c.timer, after: idleTimeoutNanos)
+        idle[key].append(c)
     }
 
     private func evict(_ c: UpstreamConnection) {
         c.close()
-        if var list = idle[c.poolKey] {
-            list.removeAll { $0 === c }
-            idle[c.poolKey] = list
-        }
+        if c.poolKey < idle.count { idle[c.poolKey].removeAll { $0 === c } }
     }
 
-    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+    var idleCount: Int { idle.reduce(0) { $0 + $1.count } }
 
     func closeAll() {
-        for (_, list) in idle { for c in list { c.close() } }
+        for list in idle { for c in list { c.close() } }
         idle.removeAll()
     }
 }

@@ -54,19 +54,19 @@ public enum UpstreamRequestHead {
     public static func serialize(method: String, basePath: String, target: String, authority: String,
                                  headers: [HTTPHeader], bodyLength: Int) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(160 + target.utf8.count + headers.count * 48)
-        out.append(contentsOf: method.utf8); out.append(32)
-        out.append(contentsOf: basePath.utf8); out.append(contentsOf: target.utf8)
-        out.append(contentsOf: " HTTP/1.1\r\nhost: ".utf8)
-        out.append(contentsOf: authority.utf8); out.append(13); out.append(10)
+        out.reserveCapacity(160 + target.utf8.count + headers.count * 64)
+        func put(_ s: String) {
+            var s = s
+            s.withUTF8 { out.append(contentsOf: $0) }
+        }
+        put(method); out.append(32); put(basePath); put(target); put(" HTTP/1.1\r\nhost: ")
+        put(authority); out.append(13); out.append(10)
         for h in headers {
-            out.append(contentsOf: h.name.utf8); out.append(58); out.append(32)
-            out.append(contentsOf: h.value.utf8); out.append(13); out.append(10)
+            put(h.name); out.append(58); out.append(32)
+            put(h.value); out.append(13); out.append(10)
         }
         if bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
-            out.append(contentsOf: "content-length: ".utf8)
-            out.append(contentsOf: String(bodyLength).utf8)
-            out.append(13); out.append(10)
+            put("content-length: "); put(String(bodyLength)); out.append(13); out.append(10)
         }
         out.append(13); out.append(10)
         return out

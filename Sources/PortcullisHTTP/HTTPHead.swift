@@ -21,19 +21,20 @@ public enum BodyFraming: Sendable, Equatable {
     case untilClose
 }
 
-/// A parsed request head. Value type; owned by the request it describes.
-public struct HTTPRequestHead: Sendable, Equatable {
-    public var method: String
+/// A parsed request head. Immutable once parsed; a class so that passing it through the
+/// pipeline shares one reference instead of copying (and retaining) every field.
+public final class HTTPRequestHead: @unchecked Sendable {
+    public let method: String
     /// The origin-form target (path and query); absolute-form is reduced to it.
-    public var target: String
+    public let target: String
     /// `target` without the query string (computed once at parse time; routing reads it).
-    public var path: String
+    public let path: String
     /// 0 for HTTP/1.0; 1 for HTTP/1.1 and any HTTP/1.x with x > 1 (served as 1.1).
-    public var minorVersion: Int
-    public var headers: [HTTPHeader]
-    public var framing: BodyFraming
-    public var keepAlive: Bool
-    public var expectContinue: Bool
+    public let minorVersion: Int
+    public let headers: [HTTPHeader]
+    public let framing: BodyFraming
+    public let keepAlive: Bool
+    public let expectContinue: Bool
 
     public init(method: String, target: String, minorVersion: Int, headers: [HTTPHeader],
                 framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {

@@ -27,60 +27,64 @@ public enum KnownHeader: UInt8, Sendable {
         }
     }
 
-    static let table: [(String, KnownHeader)] = [
-        ("host", .host), ("content-length", .contentLength), ("transfer-encoding", .transferEncoding),
-        ("connection", .connection), ("keep-alive", .keepAlive), ("te", .te), ("trailer", .trailer),
-        ("upgrade", .upgrade), ("proxy-connection", .proxyConnection), ("proxy-authenticate", .proxyAuthenticate),
-        ("proxy-authorization", .proxyAuthorization), ("expect", .expect), ("authorization", .authorization),
-        ("content-type", .contentType), ("cache-control", .cacheControl), ("x-accel-buffering", .xAccelBuffering),
-        ("x-request-id", .xRequestId), ("x-forwarded-for", .xForwardedFor), ("x-forwarded-proto", .xForwardedProto),
-        ("x-forwarded-host", .xForwardedHost), ("forwarded", .forwarded), ("x-real-ip", .xRealIp),
-        ("x-tenant-id", .xTenantId), ("x-user-id", .xUserId), ("x-tenant-tier", .xTenantTier),
-    ]
-
-    /// Candidates bucketed by name length (lowercase ASCII bytes).
-    static let byLength: [[([UInt8], KnownHeader)]] = {
-        var b = [[([UInt8], KnownHeader)]](repeating: [], count: 32)
-        for (n, k) in table { b[n.utf8.count].append((Array(n.utf8), k)) }
-        return b
-    }()
-
-    /// Classifies an already-lowercased name given as bytes.
+    /// Classifies a header name given as bytes, in any case. A switch on the length, then a
+    /// case-folding compare against static strings: no tables, no hashing, no allocation.
     @inline(__always)
-    static func classify(_ p: UnsafeRawBufferPointer) -> KnownHeader {
-        let n = p.count
-        if n < 32 {
-            for (bytes, k) in byLength[n] where bytes.withUnsafeBytes({ memEqual($0, p) }) { return k }
-        }
-        if n > 6 && p[0] == 112 && p[1] == 114 && p[2] == 111 && p[3] == 120 && p[4] == 121 && p[5] == 45 { return .proxyOther }
-        return .other
-    }
+    static func classify(_ p: UnsafeRawBufferPointer) -> KnownHeader { classifyIgnoringCase(p) }
 
-    /// Classifies a name in any case (response heads keep the provider's spelling).
-    @inline(__always)
     static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader {
-        let n = p.count
-        if n < 32 {
-            for (bytes, k) in byLength[n] {
-                var same = true
-                var i = 0
-                while i < n { if bytes[i] != HeadLexer.lower(p[i]) { same = false; break }; i += 1 }
-                if same { return k }
+        @inline(__always) func eq(_ s: StaticString) -> Bool {
+            let q = s.utf8Start
+            var i = 0
+            while i < p.count {
+                let c = p[i]
+                if ((c >= 65 && c <= 90) ? c | 0x20 : c) != q[i] { return false }
+                i += 1
             }
+            return true
         }
-        if n > 6 && HeadLexer.lower(p[0]) == 112 && HeadLexer.lower(p[1]) == 114 && HeadLexer.lower(p[2]) == 111
-            && HeadLexer.lower(p[3]) == 120 && HeadLexer.lower(p[4]) == 121 && p[5] == 45 { return .proxyOther }
+        switch p.count {
+        case 2: if eq("te") { return .te }
+        case 4: if eq("host") { return .host }
+        case 6: if eq("expect") { return .expect }
+        case 7:
+            if eq("trailer") { return .trailer }
+            if eq("upgrade") { return .upgrade }
+        case 9:
+            if eq("forwarded") { return .forwarded }
+            if eq("x-real-ip") { return .xRealIp }
+            if eq("x-user-id") { return .xUserId }
+        case 10:
+            if eq("connection") { return .connection }
+            if eq("keep-alive") { return .keepAlive }
+        case 11: if eq("x-tenant-id") { return .xTenantId }
+        case 12:
+            if eq("content-type") { return .contentType }
+            if eq("x-request-id") { return .xRequestId }
+        case 13:
+            if eq("authorization") { return .authorization }
+            if eq("cache-control") { return .cacheControl }
+            if eq("x-tenant-tier") { return .xTenantTier }
+        case 14: if eq("content-length") { return .contentLength }
+        case 15: if eq("x-forwarded-for") { return .xForwardedFor }
+        case 16:
+            if eq("proxy-connection") { return .proxyConnection }
+            if eq("x-forwarded-host") { return .xForwardedHost }
+        case 17:
+            if eq("transfer-encoding") { return .transferEncoding }
+            if eq("x-forwarded-proto") { return .xForwardedProto }
+            if eq("x-accel-buffering") { return .xAccelBuffering }
+        case 18: if eq("proxy-authenticate") { return .proxyAuthenticate }
+        case 19: if eq("proxy-authorization") { return .proxyAuthorization }
+        default: break
+        }
+        if p.count > 6 && (p[0] | 0x20) == 112 && (p[1] | 0x20) == 114 && (p[2] | 0x20) == 111
+            && (p[3] | 0x20) == 120 && (p[4] | 0x20) == 121 && p[5] == 45 { return .proxyOther }
         return .other
     }
 
     public static func classify(_ lowercasedName: String) -> KnownHeader {
         var s = lowercasedName
         return s.withUTF8 { classify(UnsafeRawBufferPointer($0)) }
-    }
-
-    @inline(__always) static func memEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        while i < a.count { if a[i] != b[i] { return false }; i += 1 }
-        return true
     }
 }

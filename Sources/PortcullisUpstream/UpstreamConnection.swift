@@ -25,7 +25,10 @@ final class UpstreamConnection: EventHandler {
     /// the connection so a reused connection costs no new buffer.
     let readBuffer = ByteBuffer(capacity: 8192)
     var fd: Int32 { transport.fd }
-    weak var owner: UpstreamConnectionOwner?
+    /// The exchange this connection serves. Strong on purpose (a weak reference would cost a
+    /// side-table allocation per exchange): every exchange end clears it — `finish` via the pool's
+    /// check-in, `fail`/`cancel`/retry via `close()`.
+    var owner: UpstreamConnectionOwner?
     /// Handshake finished and at least connected once.
     var established = false
     var requestsServed = 0

@@ -53,22 +53,32 @@ public protocol UpstreamResponseDelegate: AnyObject {
 public enum UpstreamRequestHead {
     public static func serialize(method: String, basePath: String, target: String, authority: String,
                                  headers: [HTTPHeader], bodyLength: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(160 + target.utf8.count + headers.count * 64)
-        func put(_ s: String) {
-            var s = s
-            s.withUTF8 { out.append(contentsOf: $0) }
+        let hasLength = bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH"
+        let lengthText = hasLength ? String(bodyLength) : ""
+        var total = method.utf8.count + 1 + basePath.utf8.count + target.utf8.count + 17 + authority.utf8.count + 2 + 2
+        for h in headers { total += h.name.utf8.count + h.value.utf8.count + 4 }
+        if hasLength { total += 16 + lengthText.utf8.count + 2 }
+        // One exact-size allocation, filled with memcpy.
+        return [UInt8](unsafeUninitializedCapacity: total) { buf, count in
+            count = 0
+            guard let dst = buf.baseAddress else { return }
+            var at = 0
+            func put(_ s: String) {
+                var s = s
+                s.withUTF8 { src in
+                    if let b = src.baseAddress { (dst + at).update(from: b, count: src.count) }
+                    at += src.count
+                }
+            }
+            func put(_ s: StaticString) {
+                (dst + at).update(from: s.utf8Start, count: s.utf8CodeUnitCount)
+                at += s.utf8CodeUnitCount
+            }
+            put(method); put(" "); put(basePath); put(target); put(" HTTP/1.1\r\nhost: "); put(authority); put("\r\n")
+            for h in headers { put(h.name); put(": "); put(h.value); put("\r\n") }
+            if hasLength { put("content-length: "); put(lengthText); put("\r\n") }
+            put("\r\n")
+            count = at
         }
-        put(method); out.append(32); put(basePath); put(target); put(" HTTP/1.1\r\nhost: ")
-        put(authority); out.append(13); out.append(10)
-        for h in headers {
-            put(h.name); out.append(58); out.append(32)
-            put(h.value); out.append(13); out.append(10)
-        }
-        if bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH" {
-            put("content-length: "); put(String(bodyLength)); out.append(13); out.append(10)
-        }
-        out.append(13); out.append(10)
-        return out
     }
 }

@@ -48,6 +48,7 @@ public final class JWTVerifier {
     var generation: Int
     let now: () -> Int64
     private var cache: [TokenDigest: VerifiedIdentity] = [:]
+    private let digester = SHA256Digester()
     public static let maxTokenBytes = 8192
 
     public init(config: JWTConfiguration, ring: JWTKeyRing, now: @escaping () -> Int64 = { Int64(WallSeconds.now()) }) {
@@ -72,7 +73,7 @@ public final class JWTVerifier {
         guard token.utf8.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
         let t = now()
         var token = token
-        let digest = token.withUTF8 { TokenDigest(UnsafeRawBufferPointer($0)) }
+        let digest = token.withUTF8 { digester.digest(UnsafeRawBufferPointer($0)) }
         if config.cacheSize > 0, let hit = cache[digest] {
             if t <= hit.expiresAt + Int64(config.leeway.nanoseconds / 1_000_000_000) { return .success(hit) }
             cache.removeValue(forKey: digest)
@@ -168,13 +169,37 @@ public final class JWTVerifier {
 /// SHA-256 of a token: the cache key (the cache never holds tokens themselves).
 struct TokenDigest: Hashable {
     let a: UInt64, b: UInt64, c: UInt64, d: UInt64
-    init(_ bytes: UnsafeRawBufferPointer) {
-        var md: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &md) { o in
-            _ = SHA256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
-                       o.baseAddress?.assumingMemoryBound(to: UInt8.self))
+}
+
+/// SHA-256 with the algorithm fetched once and one reusable context: OpenSSL 3's one-shot
+/// `SHA256()` fetches the implementation on every call, which costs more than the hashing.
+/// One per `JWTVerifier` (so per worker); loop thread only.
+final class SHA256Digester {
+    private let md: OpaquePointer?
+    private let ctx: OpaquePointer?
+
+    init() {
+        md = EVP_MD_fetch(nil, "SHA256", nil)
+        ctx = EVP_MD_CTX_new()
+    }
+
+    deinit {
+        EVP_MD_CTX_free(ctx)
+        EVP_MD_free(md)
+    }
+
+    func digest(_ bytes: UnsafeRawBufferPointer) -> TokenDigest {
+        var out: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &out) { o in
+            var len: UInt32 = 0
+            if EVP_DigestInit_ex2(ctx, md, nil) != 1 || EVP_DigestUpdate(ctx, bytes.baseAddress, bytes.count) != 1
+                || EVP_DigestFinal_ex(ctx, o.baseAddress?.assumingMemoryBound(to: UInt8.self), &len) != 1 {
+                // Cannot happen with a fetched SHA-256; fall back to the one-shot API.
+                _ = SHA256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+                           o.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            }
         }
-        (a, b, c, d) = md
+        return TokenDigest(a: out.0, b: out.1, c: out.2, d: out.3)
     }
 }
 

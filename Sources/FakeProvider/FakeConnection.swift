@@ -114,7 +114,7 @@ final class FakeConnection: EventHandler {
         if path == "/_fake/stats" { return respond(status: 200, contentType: "application/json", body: FakeStats.shared.json()) }
         if path == "/_fake/reset" { FakeStats.shared.reset(); return respond(status: 200, contentType: "application/json", body: "{}") }
         if path == "/_fake/last-request" {
-            return respond(status: 200, contentType: "application/json", body: FakeStats.shared.lastRequest.withLock { $0 })
+            return respond(status: 200, contentType: "application/json", body: FakeStats.shared.lastRequestJSON())
         }
         if path == "/healthz" { return respond(status: 200, contentType: "application/json", body: "{\"status\":\"ok\"}") }
         guard path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") else {
@@ -135,13 +135,8 @@ final class FakeConnection: EventHandler {
     }
 
     func recordRequest(_ h: HTTPRequestHead) {
-        var s = "{\"method\":\(JSONText.quote(h.method)),\"target\":\(JSONText.quote(h.target)),\"body_bytes\":\(body.count),\"headers\":["
-        for (i, hd) in h.headers.enumerated() {
-            if i > 0 { s += "," }
-            s += "[\(JSONText.quote(hd.name)),\(JSONText.quote(hd.value))]"
-        }
-        s += "]}"
-        FakeStats.shared.lastRequest.withLock { $0 = s }
+        let n = body.count
+        FakeStats.shared.lastRequest.withLock { $0 = (h, n) }
     }
 
     func answer() {

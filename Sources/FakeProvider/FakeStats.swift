@@ -1,4 +1,5 @@
 import PortcullisCore
+import PortcullisHTTP
 import Synchronization
 
 /// Counters the tests read through `GET /_fake/stats`; shared by the fake's workers.
@@ -10,7 +11,19 @@ final class FakeStats: Sendable {
     let activeStreams = Atomic<Int>(0)
     let abortedStreams = Atomic<Int>(0)
     let lastAbortMillis = Atomic<Int>(0)
-    let lastRequest = Mutex<String>("null")
+    /// The last chat request's head and body size; rendered to JSON only when asked for, so
+    /// recording costs the fake almost nothing per request (it is a benchmark baseline too).
+    let lastRequest = Mutex<(HTTPRequestHead, Int)?>(nil)
+
+    func lastRequestJSON() -> String {
+        guard let (h, bodyCount) = lastRequest.withLock({ $0 }) else { return "null" }
+        var s = "{\"method\":\(JSONText.quote(h.method)),\"target\":\(JSONText.quote(h.target)),\"body_bytes\":\(bodyCount),\"headers\":["
+        for (i, hd) in h.headers.enumerated() {
+            if i > 0 { s += "," }
+            s += "[\(JSONText.quote(hd.name)),\(JSONText.quote(hd.value))]"
+        }
+        return s + "]}"
+    }
 
     func json() -> String {
         "{\"requests\":\(requests.load(ordering: .relaxed)),\"connections\":\(connections.load(ordering: .relaxed)),\"chat_requests\":\(chatRequests.load(ordering: .relaxed)),\"active_streams\":\(activeStreams.load(ordering: .relaxed)),\"aborted_streams\":\(abortedStreams.load(ordering: .relaxed)),\"last_abort_unix_ms\":\(lastAbortMillis.load(ordering: .relaxed))}"
@@ -22,6 +35,6 @@ final class FakeStats: Sendable {
         chatRequests.store(0, ordering: .relaxed)
         abortedStreams.store(0, ordering: .relaxed)
         lastAbortMillis.store(0, ordering: .relaxed)
-        lastRequest.withLock { $0 = "null" }
+        lastRequest.withLock { $0 = nil }
     }
 }

@@ -24,7 +24,9 @@ final class FakeConnection: EventHandler {
     var streaming = false
     var closeAfter = false
     var timer: LoopTimer?
-    var pendingEvents: [String] = []
+    var events: OpenAIWire.EventStream?
+    /// Streaming stopped because the socket is full; EPOLLOUT resumes it.
+    var waitingWritable = false
     var eventsSent = 0
     var script = FakeScript()
     var seq = 0
@@ -37,6 +39,8 @@ final class FakeConnection: EventHandler {
         if closed { return }
         if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { return peerGone() }
         if events & EPOLLOUT.rawValue != 0 && !output.isEmpty { flush() }
+        if closed { return }
+        if waitingWritable && output.isEmpty { waitingWritable = false; nextEvent() }
         if closed { return }
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0 {
             while true {
@@ -153,8 +157,8 @@ final class FakeConnection: EventHandler {
             let json = OpenAIWire.completion(id: id, created: created, model: script.model, tokens: script.tokens, prompt: prompt)
             return respond(status: 200, contentType: "application/json", body: json, extra: received, chunked: script.chunked)
         }
-        pendingEvents = OpenAIWire.streamEvents(id: id, created: created, model: script.model, tokens: script.tokens,
-                                                prompt: prompt, includeUsage: script.includeUsage)
+        self.events = OpenAIWire.EventStream(id: id, created: created, model: script.model, tokens: script.tokens,
+                                             prompt: prompt, includeUsage: script.includeUsage)
         eventsSent = 0
         streaming = true
         FakeStats.shared.activeStreams.add(1, ordering: .relaxed)
@@ -162,24 +166,32 @@ final class FakeConnection: EventHandler {
         nextEvent()
     }
 
+    /// Sends events until the stream ends, a delay is due, or the socket is full (then EPOLLOUT
+    /// resumes it: the fake honours backpressure like a real provider).
     func nextEvent() {
-        if closed { return }
-        if let r = script.resetAfter, eventsSent >= r { flush(); return reset() }
-        if let hang = script.hangAfter, eventsSent >= hang { flush(); return }
-        if eventsSent >= pendingEvents.count {
-            output.append("0\r\n\r\n")
-            streaming = false
-            FakeStats.shared.activeStreams.subtract(1, ordering: .relaxed)
-            return finishResponse()
-        }
-        let ev = Array(pendingEvents[eventsSent].utf8)
-        eventsSent += 1
-        output.appendHex(ev.count); output.append("\r\n"); output.append(ev); output.append("\r\n")
-        flush()
-        if script.interEventDelayMs > 0 {
-            timer = loop.schedule(after: UInt64(script.interEventDelayMs) * 1_000_000) { [weak self] in self?.nextEvent() }
-        } else {
-            nextEvent()
+        guard let stream = events else { return }
+        while !closed {
+            if let r = script.resetAfter, eventsSent >= r { flush(); return reset() }
+            if let hang = script.hangAfter, eventsSent >= hang { flush(); return }
+            if eventsSent >= stream.count {
+                output.append("0\r\n\r\n")
+                streaming = false
+                events = nil
+                FakeStats.shared.activeStreams.subtract(1, ordering: .relaxed)
+                return finishResponse()
+            }
+            let ev = Array(stream.event(eventsSent).utf8)
+            eventsSent += 1
+            output.appendHex(ev.count); output.append("\r\n"); output.append(ev); output.append("\r\n")
+            if script.interEventDelayMs > 0 {
+                flush()
+                timer = loop.schedule(after: UInt64(script.interEventDelayMs) * 1_000_000) { [weak self] in self?.nextEvent() }
+                return
+            }
+            if output.readableBytes >= 65536 {
+                flush()
+                if !output.isEmpty { waitingWritable = true; return }
+            }
         }
     }
 

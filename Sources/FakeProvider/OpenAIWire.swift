@@ -14,21 +14,29 @@ enum OpenAIWire {
         return "{\"id\":\"\(id)\",\"object\":\"chat.completion\",\"created\":\(created),\"model\":\"\(model)\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"\(content)\",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":\(usage(prompt: prompt, completion: tokens)),\"service_tier\":\"default\",\"system_fingerprint\":\"fp_fake\"}"
     }
 
-    /// The SSE events of a streamed answer, each a complete `data: …\n\n` block, ending in `[DONE]`.
-    static func streamEvents(id: String, created: UInt64, model: String, tokens: Int, prompt: Int, includeUsage: Bool) -> [String] {
-        let prefix = "data: {\"id\":\"\(id)\",\"object\":\"chat.completion.chunk\",\"created\":\(created),\"model\":\"\(model)\",\"system_fingerprint\":\"fp_fake\",\"choices\":"
-        let usageNull = includeUsage ? ",\"usage\":null" : ""
-        var out: [String] = []
-        out.append(prefix + "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]\(usageNull)}\n\n")
-        for i in 0..<tokens {
-            out.append(prefix + "[{\"index\":0,\"delta\":{\"content\":\"\(token(i))\"},\"logprobs\":null,\"finish_reason\":null}]\(usageNull)}\n\n")
+    /// Generates a streamed answer's SSE events one at a time (a long stream is never held whole).
+    struct EventStream {
+        let prefix: String
+        let usageNull: String
+        let tokens: Int
+        let usageChunk: String?
+        var count: Int { tokens + 3 + (usageChunk == nil ? 0 : 1) }
+
+        init(id: String, created: UInt64, model: String, tokens: Int, prompt: Int, includeUsage: Bool) {
+            prefix = "data: {\"id\":\"\(id)\",\"object\":\"chat.completion.chunk\",\"created\":\(created),\"model\":\"\(model)\",\"system_fingerprint\":\"fp_fake\",\"choices\":"
+            usageNull = includeUsage ? ",\"usage\":null" : ""
+            self.tokens = tokens
+            usageChunk = includeUsage ? "[],\"usage\":\(OpenAIWire.usage(prompt: prompt, completion: tokens))}\n\n" : nil
         }
-        out.append(prefix + "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]\(usageNull)}\n\n")
-        if includeUsage {
-            out.append(prefix + "[],\"usage\":\(usage(prompt: prompt, completion: tokens))}\n\n")
+
+        /// Event `i` of `count`: role, tokens…, finish, [usage], [DONE].
+        func event(_ i: Int) -> String {
+            if i == 0 { return prefix + "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]\(usageNull)}\n\n" }
+            if i <= tokens { return prefix + "[{\"index\":0,\"delta\":{\"content\":\"\(OpenAIWire.token(i - 1))\"},\"logprobs\":null,\"finish_reason\":null}]\(usageNull)}\n\n" }
+            if i == tokens + 1 { return prefix + "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"stop\"}]\(usageNull)}\n\n" }
+            if let u = usageChunk, i == tokens + 2 { return prefix + u }
+            return "data: [DONE]\n\n"
         }
-        out.append("data: [DONE]\n\n")
-        return out
     }
 
     static func error(status: Int) -> String {

@@ -265,3 +265,37 @@ def test_http10_client_gets_close_delimited_stream(gateway):
     assert b"200" in head.split(b"\r\n")[0]
     assert b"transfer-encoding" not in head.lower()
     assert rest.rstrip().endswith(b"data: [DONE]")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slow_client_backpressure_keeps_memory_bounded(gateway, fake):
+    """A client that stops reading must stop the gateway reading the provider: a ~50 MB stream
+    may not pile up in the gateway; once the client reads again the stream completes intact."""
+    body = chat_body(stream=True)
+    s = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    before = rss_kib(gateway.proc.pid)
+    s.sendall((f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nx-fake-tokens: 200000\r\nConnection: close\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    time.sleep(2.0)  # the provider could have sent everything by now; the client reads nothing
+    grown = rss_kib(gateway.proc.pid) - before
+    assert fake.stats()["active_streams"] >= 1, "the provider should be blocked mid-stream"
+    assert grown < 16 * 1024, f"gateway RSS grew {grown} KiB while the client was not reading"
+    total, tail = 0, b""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        total += len(chunk)
+        tail = (tail + chunk)[-64:]
+    s.close()
+    assert total > 40 * 1024 * 1024, total
+    assert tail.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), tail

@@ -48,6 +48,17 @@ public enum Log {
         }
     }
 
+    /// Writes preformatted access-log bytes to stdout (one batch per loop iteration).
+    public static func accessBytes(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress else { return }
+        var off = 0
+        while off < bytes.count {
+            let r = Glibc.write(1, base + off, bytes.count - off)
+            if r <= 0 { if pc_errno() == EINTR { continue }; return }
+            off += r
+        }
+    }
+
     /// Writes a preformatted line to stdout (access log).
     public static func access(_ line: String) {
         var line = line

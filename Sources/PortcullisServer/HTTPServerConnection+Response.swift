@@ -107,7 +107,7 @@ extension HTTPServerConnection {
         let id = context?.requestID ?? "-"
         let method = head?.method ?? "-"
         let path = head.map { String($0.path.utf8.prefix(256))! } ?? "-"
-        Log.access("ts=\(WallClock.nowMillis()) id=\(id) client=\(peer) method=\(method) path=\(path) status=\(status) bytes=\(response.bodyBytes) dur_us=\(dur) upstream=\(response.upstream) outcome=\(outcome)\n")
+        worker.logAccess("ts=\(WallClock.nowMillis()) id=\(id) client=\(peer) method=\(method) path=\(path) status=\(status) bytes=\(response.bodyBytes) dur_us=\(dur) upstream=\(response.upstream) outcome=\(outcome)\n")
     }
 }
 

@@ -14,7 +14,7 @@ import Glibc
 /// its upstream pool and its pipeline instance. Nothing in a worker is shared with another
 /// worker except the read-only configuration, resolver cache and TLS contexts, so the request
 /// path takes no locks. Everything here runs on the worker's loop thread.
-final class Worker {
+final class Worker: DeferredTask {
     let loop: EventLoop
     let configuration: GatewayConfiguration
     let requestParser: HTTPRequestParser
@@ -24,6 +24,9 @@ final class Worker {
     let maxConnections: Int
     private var connections: [ObjectIdentifier: HTTPServerConnection] = [:]
     private var listeners: [Listener] = []
+    /// Access-log lines of this iteration, written with one `write(2)` at its end.
+    private let accessBuffer = ByteBuffer(capacity: 4096)
+    private var accessFlushQueued = false
 
     init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
          resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?) throws {
@@ -81,6 +84,23 @@ final class Worker {
     }
 
     var connectionCount: Int { connections.count }
+
+    /// Queues one access-log line (with its newline).
+    func logAccess(_ line: String) {
+        accessBuffer.append(line)
+        if !accessFlushQueued {
+            accessFlushQueued = true
+            loop.deferToEndOfIteration(self)
+        }
+    }
+
+    func runDeferredTask() {
+        accessFlushQueued = false
+        guard !accessBuffer.isEmpty else { return }
+        Log.accessBytes(accessBuffer.readable)
+        accessBuffer.clear()
+        accessBuffer.shrinkIfIdle(to: 65536)
+    }
 }
 
 /// A listening socket of one worker. Accepts up to 64 connections per readiness event so one

@@ -2,6 +2,10 @@
 so tests can tell when each SSE event left the gateway (no client-side buffering in the way)."""
 import socket
 import time
+import weakref
+
+# Bytes read past the end of a response (the start of the next pipelined one), per socket.
+_leftover = weakref.WeakKeyDictionary()
 
 
 class RawResponse:
@@ -14,7 +18,7 @@ class RawResponse:
 
 
 def read_response(sock, deadline=10.0, on_first_body=None):
-    buf = b""
+    buf = _leftover.pop(sock, b"")
     end = time.monotonic() + deadline
     sock.settimeout(0.5)
 
@@ -55,6 +59,9 @@ def read_response(sock, deadline=10.0, on_first_body=None):
                 while not buf.startswith(b"\r\n") and b"\r\n\r\n" not in buf:
                     if not more():
                         return RawResponse(status, headers, body, events, False)
+                # Trailer section ends at the first empty line; keep what follows.
+                end = 2 if buf.startswith(b"\r\n") else buf.index(b"\r\n\r\n") + 4
+                _leftover[sock] = buf[end:]
                 return RawResponse(status, headers, body, events, True)
             while len(buf) < size + 2:
                 if not more():
@@ -70,6 +77,7 @@ def read_response(sock, deadline=10.0, on_first_body=None):
         while len(buf) < n:
             if not more():
                 return RawResponse(status, headers, buf, events, False)
+        _leftover[sock] = buf[n:]
         return RawResponse(status, headers, buf[:n], events, True)
     else:
         while more():

@@ -1,3 +1,4 @@
+import PortcullisCore
 import PortcullisConfig
 import PortcullisHTTP
 import PortcullisPipeline
@@ -66,8 +67,8 @@ public final class AuthenticationMiddleware: Middleware {
         }
         let decoded: [UInt8]?
         switch cfg.encoding {
-        case .base64: decoded = Base64.decode(provided[0].value.trimmingSpacesAndTabs())
-        case .hex: decoded = Hex.decode(provided[0].value.trimmingSpacesAndTabs())
+        case .base64: decoded = Base64.decode(String(provided[0].value.trimmingOWS()))
+        case .hex: decoded = Hex.decode(String(provided[0].value.trimmingOWS()))
         }
         let ok = decoded.map { mac in
             ctx.body.withUnsafeBytes { SignatureVerifier.hmacMatches(.HS256, secret: secret, data: $0, mac: mac) }
@@ -95,14 +96,6 @@ enum IdentityValue {
     }
 }
 
-extension String {
-    func trimmingSpacesAndTabs() -> String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// Injects the verified identity upstream as `x-tenant-id`, `x-user-id`, `x-tenant-tier`
 /// (`HeaderHygieneMiddleware` already removed every client-sent copy, in any case and count).

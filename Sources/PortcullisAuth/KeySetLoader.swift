@@ -1,3 +1,4 @@
+import PortcullisCore
 import PortcullisConfig
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +30,7 @@ public enum KeySetLoader {
                     guard let v = environment[env], !v.isEmpty else { throw KeyLoadError("\(at): environment variable \(env) is not set") }
                     secret = Array(v.utf8)
                 } else if let f = k.secretFile {
-                    guard let bytes = readFile(f) else { throw KeyLoadError("\(at): cannot read secret_file \(f)") }
+                    guard let bytes = FileReader.bytes(f, limit: 4 << 20) else { throw KeyLoadError("\(at): cannot read secret_file \(f)") }
                     secret = bytes
                     while let last = secret.last, last == 10 || last == 13 { secret.removeLast() }  // trailing newline
                 } else {
@@ -40,7 +41,7 @@ public enum KeySetLoader {
                 }
                 out.append(VerificationKey(kid: k.kid, algorithm: alg, material: .secret(secret)))
             } else {
-                guard let f = k.publicKeyFile, let pem = readFile(f) else {
+                guard let f = k.publicKeyFile, let pem = FileReader.bytes(f, limit: 4 << 20) else {
                     throw KeyLoadError("\(at): cannot read public_key_file \(k.publicKeyFile ?? "")")
                 }
                 guard let pk = KeyMaterial.publicKey(pem: pem) else { throw KeyLoadError("\(at): \(f) holds no PEM public key or certificate") }
@@ -50,7 +51,7 @@ public enum KeySetLoader {
         }
         if let jwks = config.jwksFile {
             let at = "\(config.jwksFile ?? ""): auth.jwt.jwks_file"
-            guard let bytes = readFile(jwks) else { throw KeyLoadError("\(at): cannot read the file") }
+            guard let bytes = FileReader.bytes(jwks, limit: 4 << 20) else { throw KeyLoadError("\(at): cannot read the file") }
             for key in try parseJWKS(bytes, origin: at) where !out.contains(where: { $0.kid == key.kid }) {
                 out.append(key)
             }
@@ -102,20 +103,6 @@ public enum KeySetLoader {
             guard let key = pk else { throw KeyLoadError("\(origin): key \(kid): invalid \(kty) key material") }
             if let problem = KeyMaterial.check(key, for: alg) { throw KeyLoadError("\(origin): key \(kid): \(problem)") }
             out.append(VerificationKey(kid: kid, algorithm: alg, material: .publicKey(key)))
-        }
-        return out
-    }
-
-    static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n > 0 { out += buf[0..<n] }
-            if n < buf.count { break }
-            if out.count > 4 << 20 { return nil }
         }
         return out
     }

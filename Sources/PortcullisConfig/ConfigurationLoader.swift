@@ -7,11 +7,11 @@ import Glibc
 /// file:line:column and the key. Reads the file and the environment; no other side effects.
 public enum ConfigurationLoader {
     public static func load(file path: String, environment: [String: String] = ProcessEnvironment.current()) throws(ConfigError) -> GatewayConfiguration {
-        guard let text = readFile(path) else {
+        guard let bytes = FileReader.bytes(path) else {
             throw ConfigError(file: path, mark: .init(line: 0, column: 0), key: "",
                               message: "cannot read the file: \(Syscall.errorString(pc_errnoValue()))")
         }
-        return try parse(text, file: path, environment: environment)
+        return try parse(String(decoding: bytes, as: UTF8.self), file: path, environment: environment)
     }
 
     public static func parse(_ text: String, file: String, environment: [String: String] = [:]) throws(ConfigError) -> GatewayConfiguration {
@@ -143,19 +143,6 @@ public enum ConfigurationLoader {
         l.access = try r.bool("access") ?? l.access
         try r.rejectUnknownKeys(allowed: ["level", "access"])
         return l
-    }
-
-    static func readFile(_ path: String) -> String? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n > 0 { out += buf[0..<n] }
-            if n < buf.count { break }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -38,37 +38,17 @@ public enum Log {
     private static func emit(_ level: LogLevel, _ m: () -> String) {
         guard enabled(level) else { return }
         var line = "portcullis \(level.label): \(m())\n"
-        line.withUTF8 { p in
-            var off = 0
-            while off < p.count {
-                let r = Glibc.write(2, p.baseAddress! + off, p.count - off)
-                if r <= 0 { if pc_errno() == EINTR { continue }; return }
-                off += r
-            }
-        }
+        line.withUTF8 { writeAll(2, $0.baseAddress, $0.count) }
     }
 
     /// Writes preformatted access-log bytes to stdout (one batch per loop iteration).
     public static func accessBytes(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress else { return }
-        var off = 0
-        while off < bytes.count {
-            let r = Glibc.write(1, base + off, bytes.count - off)
-            if r <= 0 { if pc_errno() == EINTR { continue }; return }
-            off += r
-        }
+        writeAll(1, bytes.baseAddress, bytes.count)
     }
 
     /// Writes a preformatted line to stdout (access log).
     public static func access(_ line: String) {
         var line = line
-        line.withUTF8 { p in
-            var off = 0
-            while off < p.count {
-                let r = Glibc.write(1, p.baseAddress! + off, p.count - off)
-                if r <= 0 { if pc_errno() == EINTR { continue }; return }
-                off += r
-            }
-        }
+        line.withUTF8 { writeAll(1, $0.baseAddress, $0.count) }
     }
 }

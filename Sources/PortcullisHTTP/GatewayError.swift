@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Every error the gateway answers a client with, and the one place that maps each to an HTTP
 /// status and an OpenAI-style body `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
 public enum GatewayError: Error, Equatable, Sendable {
@@ -108,7 +110,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     }
 
     public var jsonBody: String {
-        "{\"error\":{\"message\":\(jsonQuote(message)),\"type\":\"\(type)\",\"param\":null,\"code\":\"\(code)\"}}"
+        "{\"error\":{\"message\":\(JSONText.quote(message)),\"type\":\"\(type)\",\"param\":null,\"code\":\"\(code)\"}}"
     }
 
     /// Extra response headers this error requires.
@@ -120,21 +122,4 @@ public enum GatewayError: Error, Equatable, Sendable {
         default: []
         }
     }
-}
-
-func jsonQuote(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += "\\u00" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16) }
-            else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
 }

@@ -27,7 +27,7 @@ public struct HTTPResponseParser: Sendable {
                 return .failure(.upstreamBadResponse("Malformed upstream header section."))
             case .line(let s, let e, let next):
                 if s == e { return finish(b, statusLine, fields, base: base, end: s, next, requestMethod) }
-                guard let f = HeadLexer.field(b, s, e, base: base) else {
+                guard case .success(let f) = HeadLexer.field(b, s, e, base: base) else {
                     return .failure(.upstreamBadResponse("Malformed upstream header."))
                 }
                 fields.append(f)

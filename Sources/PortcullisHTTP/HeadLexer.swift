@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Byte-level helpers shared by the request and response head parsers. Pure functions over
 /// raw buffers; no allocation except the Strings they return.
 enum HeadLexer {
@@ -50,20 +52,23 @@ enum HeadLexer {
 
     /// Parses one header line `[s, e)` into a lowercased name and an OWS-trimmed value.
     static func header(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Result<HTTPHeader, HeaderErrorBox> {
+        field(b, s, e, base: 0).map { f in
+            HTTPHeader(name: lowercasedString(b, Int(f.nameStart), Int(f.nameEnd)),
+                       value: string(b, Int(f.valueStart), Int(f.valueEnd)), known: f.known)
+        }
+    }
+
+    /// Validates one header line `[s, e)` (RFC 9112 §5: token name, colon with no whitespace
+    /// before it, no obs-fold, no control characters in the value) and returns offsets relative
+    /// to `base`, classified by name. No Strings: response heads are forwarded from these offsets.
+    static func field(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int, base: Int) -> Result<HeaderField, HeaderErrorBox> {
         if b[s] == SP || b[s] == HT { return .failure(.init(.obsFold)) }
         var i = s
         while i < e && isTchar(b[i]) { i += 1 }
         if i == e { return .failure(.init(.noColon)) }
-        if b[i] != COLON {
-            return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName))
-        }
+        if b[i] != COLON { return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName)) }
         if i == s { return .failure(.init(.badName)) }
-        var known = KnownHeader.other
-        let name = String(unsafeUninitializedCapacity: i - s) { out in
-            for j in s..<i { out[j - s] = lower(b[j]) }
-            known = KnownHeader.classify(UnsafeRawBufferPointer(out.extracting(0..<(i - s))))
-            return i - s
-        }
+        let known = KnownHeader.classifyIgnoringCase(UnsafeRawBufferPointer(rebasing: b[s..<i]))
         var vs = i + 1
         var ve = e
         while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }
@@ -74,28 +79,8 @@ enum HeadLexer {
             if (c < 0x20 && c != HT) || c == 0x7F { return .failure(.init(.badValue)) }
             j += 1
         }
-        return .success(HTTPHeader(name: name, value: string(b, vs, ve), known: known))
-    }
-
-    /// Validates one header line `[s, e)` like `header` but returns offsets only (no Strings).
-    static func field(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int, base: Int) -> HeaderField? {
-        if b[s] == SP || b[s] == HT { return nil }
-        var i = s
-        while i < e && isTchar(b[i]) { i += 1 }
-        guard i > s, i < e, b[i] == COLON else { return nil }
-        let known = KnownHeader.classifyIgnoringCase(UnsafeRawBufferPointer(rebasing: b[s..<i]))
-        var vs = i + 1
-        var ve = e
-        while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }
-        while ve > vs && (b[ve - 1] == SP || b[ve - 1] == HT) { ve -= 1 }
-        var j = vs
-        while j < ve {
-            let c = b[j]
-            if (c < 0x20 && c != HT) || c == 0x7F { return nil }
-            j += 1
-        }
-        return HeaderField(nameStart: Int32(s - base), nameEnd: Int32(i - base), valueStart: Int32(vs - base),
-                           valueEnd: Int32(ve - base), known: known)
+        return .success(HeaderField(nameStart: Int32(s - base), nameEnd: Int32(i - base), valueStart: Int32(vs - base),
+                                    valueEnd: Int32(ve - base), known: known))
     }
 
     struct HeaderErrorBox: Error { let kind: HeaderError; init(_ k: HeaderError) { kind = k } }
@@ -123,15 +108,6 @@ enum HeadLexer {
 
     /// Splits a comma-separated header value into lowercased, trimmed tokens.
     static func tokens(_ v: String) -> [Substring] {
-        v.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: " \t") }
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(in set: String) -> Substring {
-        var s = self
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return s
+        v.lowercased().split(separator: ",").map { $0.trimmingOWS() }
     }
 }

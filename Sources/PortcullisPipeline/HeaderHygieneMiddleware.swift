@@ -1,3 +1,4 @@
+import PortcullisCore
 import PortcullisHTTP
 
 /// Builds the upstream header set from the client's: drops hop-by-hop headers (and any header the
@@ -9,9 +10,9 @@ public final class HeaderHygieneMiddleware: Middleware {
     public init() {}
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
-        var connectionListed: [Substring] = []
+        var connectionListed: [String] = []
         for h in ctx.head.headers where h.known == .connection {
-            connectionListed += h.value.lowercased().split(separator: ",").map { $0.trimmingSpaces() }
+            connectionListed += h.value.lowercasedCommaList()
         }
         var out: [HTTPHeader] = []
         out.reserveCapacity(ctx.head.headers.count + 4)
@@ -35,14 +36,5 @@ public final class HeaderHygieneMiddleware: Middleware {
         }
         ctx.upstreamHeaders = out
         return .next
-    }
-}
-
-extension Substring {
-    func trimmingSpaces() -> Substring {
-        var s = self
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return s
     }
 }

@@ -123,7 +123,7 @@ extension HTTPServerConnection: UpstreamResponseDelegate {
         for f in h.fields {
             if f.known == .contentType { response.isSSE = h.valueHasPrefix(f, "text/event-stream") }
             if f.known == .connection {
-                connectionListed += h.value(f).lowercased().split(separator: ",").map { String($0).trimmingCharacters() }
+                connectionListed += h.value(f).lowercasedCommaList()
             }
         }
         let out = output
@@ -226,14 +226,6 @@ extension HTTPServerConnection: UpstreamResponseDelegate {
     }
 }
 
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// Prebuilt byte strings for response heads (no String formatting per response).
 enum StatusLine {

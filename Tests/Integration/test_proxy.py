@@ -299,3 +299,85 @@ def test_slow_client_backpressure_keeps_memory_bounded(gateway, fake):
     s.close()
     assert total > 40 * 1024 * 1024, total
     assert tail.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), tail
+
+
+def test_connect_timeout_is_504(start_gateway):
+    """A provider whose accept queue is full drops our SYNs: the connect timeout answers."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    port = blackhole.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # fill the accept queue; further SYNs are dropped, not refused
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+    time.sleep(0.2)
+    try:
+        gw = start_gateway(providers={"slow": {"base_url": f"http://127.0.0.1:{port}"}},
+                           routes=[{"path": CHAT, "provider": "slow",
+                                    "timeouts": {"connect": "400ms", "first_byte": "5s", "idle": "5s", "total": "30s"}}])
+        t = time.monotonic()
+        r = post(gw.port, CHAT, chat_body())
+        took = time.monotonic() - t
+        assert r.status == 504, r.body
+        assert "connect" in json.loads(r.body)["error"]["message"]
+        assert 0.3 < took < 3, took
+    finally:
+        for f in fillers:
+            f.close()
+        blackhole.close()
+
+
+def test_connections_over_max_are_refused_and_counted(start_gateway):
+    gw = start_gateway(server_extra="max_connections: 2", workers=1)
+    held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(2)]
+    time.sleep(0.2)
+    extra = socket.create_connection(("127.0.0.1", gw.port), timeout=3)
+    try:
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = extra.recv(100)
+    except (ConnectionResetError, BrokenPipeError):
+        got = b""
+    extra.close()
+    assert got == b"", "a connection over max_connections must not be served"
+    for h in held:
+        h.close()
+    time.sleep(0.2)
+    metrics = raw_request(gw.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").decode()
+    assert "portcullis_rejected_connections_total 1" in metrics
+
+
+def test_provider_restart_is_invisible_to_clients(start_gateway):
+    """Pooled connections to a provider that restarted are dead: they are evicted or retried once
+    on a fresh connection, never surfaced to the client as an error."""
+    import os
+    import subprocess
+    from conftest import BIN, free_port, wait_port
+    port = free_port()
+    def run_fake():
+        p = subprocess.Popen([os.path.join(BIN, "FakeProvider"), "--listen", f"127.0.0.1:{port}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port, p)
+        return p
+    fake1 = run_fake()
+    try:
+        gw = start_gateway(providers={"p": {"base_url": f"http://127.0.0.1:{port}"}},
+                           routes=[{"path": CHAT, "provider": "p"}], workers=1)
+        conn = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        for _ in range(3):
+            assert post(gw.port, CHAT, chat_body(), sock=conn).status == 200
+        fake1.kill()
+        fake1.wait()
+        fake2 = run_fake()
+        try:
+            for _ in range(3):
+                assert post(gw.port, CHAT, chat_body(), sock=conn).status == 200
+        finally:
+            fake2.kill()
+            fake2.wait()
+        conn.close()
+    finally:
+        if fake1.poll() is None:
+            fake1.kill()

@@ -116,19 +116,6 @@ public struct HTTPResponseHead: Sendable, Equatable {
     }
 }
 
-/// Hop-by-hop header names (RFC 9110 §7.6.1) never forwarded in either direction.
-public enum HopByHop {
-    public static func contains(_ lowercasedName: String) -> Bool {
-        switch lowercasedName {
-        case "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-             "proxy-connection", "proxy-authenticate", "proxy-authorization":
-            return true
-        default:
-            return lowercasedName.hasPrefix("proxy-")
-        }
-    }
-}
-
 public enum HTTPStatus {
     public static func reason(_ code: Int) -> String {
         switch code {

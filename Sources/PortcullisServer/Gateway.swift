@@ -67,14 +67,12 @@ public final class Gateway {
         }
 
         let config = configuration
-        let started = SharedCounter()
         for i in 0..<workers {
             let loop = loops[i]
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
                     let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing)
-                    started.increment()
                     loop.run()
                     w.stopListening()
                     w.upstream.shutdown()
@@ -132,11 +130,4 @@ extension Gateway {
         r.rlim_cur = r.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
     }
-}
-
-final class SharedCounter: @unchecked Sendable {
-    private var value = 0
-    private var lock = pthread_mutex_t()
-    init() { pthread_mutex_init(&lock, nil) }
-    func increment() { pthread_mutex_lock(&lock); value += 1; pthread_mutex_unlock(&lock) }
 }

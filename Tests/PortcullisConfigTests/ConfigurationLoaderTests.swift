@@ -2,10 +2,8 @@ import XCTest
 import PortcullisCore
 @testable import PortcullisConfig
 
-/// Config loading: a good file gives typed values; each kind of bad file gives its
-/// file:line:column and key.
-final class ConfigurationLoaderTests: XCTestCase {
-    let good = """
+/// The example configuration the tests mutate (line numbers below refer to it).
+let goodConfigYAML = """
     server:
       listen: ["127.0.0.1:8080", "[::1]:8081"]
       workers: 2
@@ -25,6 +23,11 @@ final class ConfigurationLoaderTests: XCTestCase {
         provider: openai
         timeouts: { connect: 500ms, first_byte: 2m }
     """
+
+/// Config loading: a good file gives typed values; each kind of bad file gives its
+/// file:line:column and key.
+final class ConfigurationLoaderTests: XCTestCase {
+    let good = goodConfigYAML
 
     func load(_ yaml: String, env: [String: String] = [:]) throws -> GatewayConfiguration {
         try ConfigurationLoader.parse(yaml, file: "test.yaml", environment: env)
@@ -150,5 +153,34 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertNil(Duration64.parse("s"))
         XCTAssertNil(Duration64.parse("-5s"))
         XCTAssertNil(Duration64.parse("5 s"))
+    }
+}
+
+/// Mutated YAML: the loader answers with a config or a ConfigError naming a position, never crashes.
+final class RandomConfigTests: XCTestCase {
+    func testMutatedConfigsNeverCrash() {
+        let base = Array(goodConfigYAML.utf8)
+        var state: UInt64 = 7
+        func rnd(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        let alphabet = Array(":-[]{}'\"#&*!|> \n\t0a".utf8)
+        for _ in 0..<1500 {
+            var t = base
+            for _ in 0...rnd(4) {
+                let i = rnd(t.count)
+                switch rnd(3) {
+                case 0: t[i] = alphabet[rnd(alphabet.count)]
+                case 1: t.remove(at: i)
+                default: t.insert(alphabet[rnd(alphabet.count)], at: i)
+                }
+            }
+            do {
+                _ = try ConfigurationLoader.parse(String(decoding: t, as: UTF8.self), file: "fuzz.yaml", environment: [:])
+            } catch {
+                XCTAssertTrue(error.description.hasPrefix("fuzz.yaml:"), error.description)
+            }
+        }
     }
 }

@@ -61,7 +61,7 @@ public enum SignatureVerifier {
         guard let sig = ECDSA_SIG_new() else { return nil }
         defer { ECDSA_SIG_free(sig) }
         let r = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress, Int32(n), nil) }
-        let s = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress! + n, Int32(n), nil) }
+        let s = raw.withUnsafeBufferPointer { p in p.baseAddress.flatMap { BN_bin2bn($0 + n, Int32(n), nil) } }
         guard let r, let s else { BN_free(r); BN_free(s); return nil }
         guard ECDSA_SIG_set0(sig, r, s) == 1 else { BN_free(r); BN_free(s); return nil }  // sig owns r, s now
         let len = i2d_ECDSA_SIG(sig, nil)

@@ -85,7 +85,8 @@ public struct HTTPRequestParser: Sendable {
         var te = ts
         while te < e && b[te] != HeadLexer.SP {
             let c = b[te]
-            if c <= 0x20 || c == 0x7F { return .failure(.badRequest("Invalid character in request target.")) }
+            // RFC 9112 §3.2: the target is ASCII; controls, spaces and bytes ≥ 0x7F are refused.
+            if c <= 0x20 || c >= 0x7F { return .failure(.badRequest("Invalid character in request target.")) }
             te += 1
         }
         guard te > ts else { return .failure(.badRequest("Malformed request line.")) }

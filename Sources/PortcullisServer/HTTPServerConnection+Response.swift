@@ -106,7 +106,7 @@ extension HTTPServerConnection {
         let dur = requestStart == 0 ? 0 : (MonotonicClock.now() &- requestStart) / 1000
         let id = context?.requestID ?? "-"
         let method = head?.method ?? "-"
-        let path = head.map { String($0.path.utf8.prefix(256))! } ?? "-"
+        let path = head.map { String(decoding: $0.path.utf8.prefix(256), as: UTF8.self) } ?? "-"
         worker.logAccess("ts=\(WallClock.nowMillis()) id=\(id) client=\(peer) method=\(method) path=\(path) status=\(status) bytes=\(response.bodyBytes) dur_us=\(dur) upstream=\(response.upstream) outcome=\(outcome)\n")
     }
 }

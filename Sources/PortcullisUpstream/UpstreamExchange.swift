@@ -127,10 +127,16 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
                     Sockets.writev2(fd, UnsafeRawBufferPointer(rebasing: h[sent...]), b)
                 } }
             } else if sent < head.count {
-                r = head.withUnsafeBytes { h in c.transport.write(h.baseAddress! + sent, head.count - sent) }
+                r = head.withUnsafeBytes { h in
+                    guard let p = h.baseAddress else { return .error(EINVAL) }
+                    return c.transport.write(p + sent, head.count - sent)
+                }
             } else {
                 let off = sent - head.count
-                r = body.withUnsafeBytes { b in c.transport.write(b.baseAddress! + off, body.count - off) }
+                r = body.withUnsafeBytes { b in
+                    guard let p = b.baseAddress else { return .error(EINVAL) }
+                    return c.transport.write(p + off, body.count - off)
+                }
             }
             switch r {
             case .bytes(let n): sent += n

@@ -153,6 +153,7 @@ final class HTTPRequestParserTests: XCTestCase {
         expectError("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
         expectError("GET nopath HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
         expectError(": / HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
+        expectError("GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n", status: 400)
     }
 
     func testBadHeaderNames() {

@@ -1,0 +1,109 @@
+import XCTest
+import PortcullisConfig
+import PortcullisHTTP
+@testable import PortcullisPipeline
+
+/// The middleware chain without sockets: order, early answers, and the suspend/resume path the
+/// Redis limiter will use (a stage parks the request, an async reply resumes it later).
+final class PipelineTests: XCTestCase {
+    final class Recorder: Middleware {
+        let name: String
+        let decide: (RequestContext) -> MiddlewareDecision
+        init(_ name: String, _ decide: @escaping (RequestContext) -> MiddlewareDecision = { _ in .next }) {
+            self.name = name; self.decide = decide
+        }
+        func process(_ context: RequestContext) -> MiddlewareDecision {
+            context.user = (context.user ?? "") + name
+            return decide(context)
+        }
+    }
+
+    func context() throws -> RequestContext {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
+                                                   file: "t.yaml")
+        let bytes = Array("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Tenant-Id: spoof\r\nConnection: keep-alive, x-drop\r\nX-Drop: 1\r\n\r\n".utf8)
+        guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else {
+            throw XCTSkip("parse failed")
+        }
+        return RequestContext(requestID: "rid", head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+    }
+
+    func testRunsInOrderAndProceeds() throws {
+        let ctx = try context()
+        var outcomes: [String] = []
+        let p = Pipeline([Recorder("a"), Recorder("b"), Recorder("c")])
+        XCTAssertNil(p.run(ctx) { o in if case .proceed = o { outcomes.append("proceed") } })
+        XCTAssertEqual(ctx.user, "abc")
+        XCTAssertEqual(outcomes, ["proceed"])
+    }
+
+    func testEarlyAnswerStopsTheChain() throws {
+        let ctx = try context()
+        var status = 0
+        let p = Pipeline([Recorder("a"), Recorder("b") { _ in .respond(LocalResponse(.forbidden("no"))) }, Recorder("c")])
+        p.run(ctx) { o in if case .respond(let r) = o { status = r.status } }
+        XCTAssertEqual(ctx.user, "ab")
+        XCTAssertEqual(status, 403)
+    }
+
+    func testSuspendThenResumeContinuesWithTheNextStage() throws {
+        let ctx = try context()
+        var calls = 0
+        let limiter = Recorder("L")
+        var parked: PipelineResumer?
+        let suspending = Recorder("S") { ctx in parked = ctx.suspend(); return .suspend }
+        let p = Pipeline([limiter, suspending, Recorder("z")])
+        let handle = p.run(ctx) { o in if case .proceed = o { calls += 1 } }
+        XCTAssertNotNil(handle)
+        XCTAssertEqual(calls, 0, "nothing completes while suspended")
+        XCTAssertEqual(ctx.user, "LS")
+        parked?.resume(.next)            // e.g. the Redis reply arrived: under the limit
+        XCTAssertEqual(ctx.user, "LSz")
+        XCTAssertEqual(calls, 1)
+    }
+
+    func testResumeWithAnAnswer() throws {
+        let ctx = try context()
+        var status = 0
+        var parked: PipelineResumer?
+        let p = Pipeline([Recorder("S") { ctx in parked = ctx.suspend(); return .suspend }, Recorder("never")])
+        p.run(ctx) { o in if case .respond(let r) = o { status = r.status } }
+        parked?.resume(.respond(LocalResponse(.tooManyRequests("slow down", retryAfterSeconds: 7))))
+        XCTAssertEqual(status, 429)
+        XCTAssertEqual(ctx.user, "S")
+    }
+
+    func testCancelledSuspensionNeverCompletes() throws {
+        let ctx = try context()
+        var completed = false
+        var parked: PipelineResumer?
+        let p = Pipeline([Recorder("S") { ctx in parked = ctx.suspend(); return .suspend }])
+        let handle = p.run(ctx) { _ in completed = true }
+        handle?.cancel()                  // the client went away
+        XCTAssertEqual(parked?.isPending, false)
+        XCTAssertFalse(completed)
+    }
+
+    func testRouteAndHeaderHygiene() throws {
+        let ctx = try context()
+        var proceeded = false
+        Pipeline([RouteMiddleware(), HeaderHygieneMiddleware()]).run(ctx) { o in if case .proceed = o { proceeded = true } }
+        XCTAssertTrue(proceeded)
+        XCTAssertEqual(ctx.provider?.name, "p")
+        let names = ctx.upstreamHeaders.map(\.name)
+        XCTAssertFalse(names.contains("x-tenant-id"))
+        XCTAssertFalse(names.contains("x-drop"), "a header named in Connection is hop-by-hop")
+        XCTAssertFalse(names.contains("connection"))
+        XCTAssertEqual(ctx.upstreamHeaders.first { $0.name == "x-forwarded-for" }?.value, "10.0.0.1")
+        XCTAssertEqual(ctx.upstreamHeaders.first { $0.name == "x-request-id" }?.value, "rid")
+    }
+
+    func testUnknownRouteIs404() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /other, provider: p } ]\n", file: "t.yaml")
+        let ctx = try context()
+        let c2 = RequestContext(requestID: "r", head: ctx.head, body: [], clientAddress: "x", startNanos: 0, configuration: config)
+        var status = 0
+        Pipeline([RouteMiddleware()]).run(c2) { o in if case .respond(let r) = o { status = r.status } }
+        XCTAssertEqual(status, 404)
+    }
+}

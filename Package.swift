@@ -42,6 +42,7 @@ let package = Package(
 
         .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore"]),
         .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore"]),
+        .testTarget(name: "PortcullisEventLoopTests", dependencies: ["PortcullisEventLoop", "PortcullisCore"]),
         .testTarget(name: "PortcullisPipelineTests",
                     dependencies: ["PortcullisPipeline", "PortcullisHTTP", "PortcullisConfig", "PortcullisCore"]),
         .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisConfig", "PortcullisCore", "COpenSSL"]),

@@ -59,8 +59,9 @@ public enum ConfigurationLoader {
         s.headerTimeout = try r.duration("header_timeout") ?? s.headerTimeout
         s.keepaliveTimeout = try r.duration("keepalive_timeout") ?? s.keepaliveTimeout
         s.maxRequestsPerConnection = try r.int("max_requests_per_connection", range: 1...Int.max) ?? s.maxRequestsPerConnection
+        s.drainTimeout = try r.duration("drain_timeout") ?? s.drainTimeout
         try r.rejectUnknownKeys(allowed: ["listen", "workers", "max_connections", "max_header_bytes", "max_body_bytes",
-                                          "header_timeout", "keepalive_timeout", "max_requests_per_connection"])
+                                          "header_timeout", "keepalive_timeout", "max_requests_per_connection", "drain_timeout"])
         return s
     }
 

@@ -35,6 +35,8 @@ public struct ServerConfiguration: Sendable {
     public var keepaliveTimeout: Duration64 = .seconds(75)
     /// Cap on requests answered on one client connection before it is closed.
     public var maxRequestsPerConnection: Int = 100_000
+    /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
+    public var drainTimeout: Duration64 = .seconds(30)
 }
 
 public enum ProviderKind: String, Sendable { case openai, anthropic }

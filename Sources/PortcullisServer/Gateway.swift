@@ -67,15 +67,18 @@ public final class Gateway {
         }
 
         let config = configuration
+        let registry = WorkerRegistry()
         for i in 0..<workers {
             let loop = loops[i]
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
                     let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing)
+                    registry.add(loop) { w.beginDrain() }
                     loop.run()
                     w.stopListening()
                     w.upstream.shutdown()
+                    registry.finished()
                 } catch {
                     Log.error("worker \(i): \(error)")
                     exit(1)
@@ -90,9 +93,7 @@ public final class Gateway {
             if sigwait(&set, &sig) != 0 { continue }
             switch sig {
             case SIGTERM, SIGINT:
-                Log.info("received signal \(sig), shutting down")
-                for l in loops { l.stop() }
-                return 0
+                return drain(registry, signal: sig, set: &set)
             case SIGHUP:
                 reloadKeys(keyRing)
             default:
@@ -103,6 +104,26 @@ public final class Gateway {
 }
 
 extension Gateway {
+    /// Graceful shutdown: every worker stops accepting and finishes its in-flight requests; the
+    /// process exits when all are done, at `drain_timeout`, or on a second SIGTERM/SIGINT.
+    func drain(_ registry: WorkerRegistry, signal sig: Int32, set: inout sigset_t) -> Int32 {
+        let timeout = configuration.server.drainTimeout
+        Log.info("received signal \(sig): draining (up to \(timeout)); send it again to stop at once")
+        registry.drainAll()
+        let deadline = MonotonicClock.now() &+ timeout.nanoseconds
+        var wait = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+        while registry.running > 0 && MonotonicClock.now() < deadline {
+            let s = sigtimedwait(&set, nil, &wait)
+            if s == SIGTERM || s == SIGINT {
+                Log.info("second signal: stopping now")
+                break
+            }
+        }
+        if registry.running > 0 { Log.warning("drain ended with \(registry.running) worker(s) still busy") }
+        for l in loops { l.stop() }
+        return 0
+    }
+
     /// Loads the JWT keys (nil when JWT auth is not configured). Start-up and `portcullis check`.
     public static func loadKeyRing(_ c: GatewayConfiguration) throws -> JWTKeyRing? {
         guard let jwt = c.auth?.jwt else { return nil }
@@ -129,5 +150,31 @@ extension Gateway {
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < r.rlim_max else { return }
         r.rlim_cur = r.rlim_max
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
+    }
+}
+
+/// The running workers, for signal handling on the main thread. Each worker thread registers a
+/// drain action (run on its own loop) and reports when its loop has returned.
+final class WorkerRegistry: @unchecked Sendable {
+    private var drains: [(EventLoop, @Sendable () -> Void)] = []
+    private var active = 0
+    private var lock = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&lock, nil) }
+
+    func add(_ loop: EventLoop, drain: @escaping () -> Void) {
+        nonisolated(unsafe) let d = drain   // runs only on `loop`'s own thread
+        pthread_mutex_lock(&lock); drains.append((loop, { d() })); active += 1; pthread_mutex_unlock(&lock)
+    }
+
+    func finished() { pthread_mutex_lock(&lock); active -= 1; pthread_mutex_unlock(&lock) }
+
+    var running: Int { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return active }
+
+    func drainAll() {
+        pthread_mutex_lock(&lock)
+        let all = drains
+        pthread_mutex_unlock(&lock)
+        for (loop, d) in all { loop.execute(d) }
     }
 }

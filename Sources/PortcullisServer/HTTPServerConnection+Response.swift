@@ -36,7 +36,7 @@ extension HTTPServerConnection {
         phase = .processing
         response.status = r.status
         response.headSent = true
-        response.keepAlive = (head?.keepAlive ?? false) && !forceClose && !r.closeConnection && !readClosed
+        response.keepAlive = (head?.keepAlive ?? false) && !forceClose && !r.closeConnection && !readClosed && !worker.draining
         if r.status >= 400 && response.outcome == "ok" { response.outcome = "local_error" }
         let out = output
         out.append(StatusLine.bytes(r.status, reason: ""))
@@ -74,7 +74,8 @@ extension HTTPServerConnection {
         GatewayMetrics.shared.countResponse(status: response.status)
         logAccess(status: response.status, outcome: response.outcome)
         requestsServed += 1
-        let keep = response.keepAlive && !readClosed && requestsServed < worker.configuration.server.maxRequestsPerConnection
+        let keep = response.keepAlive && !readClosed && !worker.draining
+            && requestsServed < worker.configuration.server.maxRequestsPerConnection
         resetRequest()
         guard keep else {
             _ = shutdown(fd, Int32(SHUT_WR))
@@ -118,7 +119,7 @@ extension HTTPServerConnection: UpstreamResponseDelegate {
         guard phase == .proxying, let req = head else { return }
         response.status = h.status
         response.headSent = true
-        response.keepAlive = req.keepAlive
+        response.keepAlive = req.keepAlive && !worker.draining
         var connectionListed: [String] = []
         for f in h.fields {
             if f.known == .contentType { response.isSSE = h.valueHasPrefix(f, "text/event-stream") }

@@ -56,6 +56,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         timer.setCallback { [unowned self] in self.timerFired() }
     }
 
+    /// Between requests with nothing buffered: safe to close during a drain.
+    var isIdle: Bool { phase == .readingHead && input.isEmpty && requestStart == 0 }
+
     func start() {
         armHeaderTimer()
         readAvailable()

@@ -75,9 +75,27 @@ final class Worker: DeferredTask {
         if connections.removeValue(forKey: ObjectIdentifier(c)) != nil {
             GatewayMetrics.shared.openConnections.subtract(1, ordering: .relaxed)
         }
+        stopIfDrained()
     }
 
-    /// Stops accepting (drain starts here; the ops issue adds waiting for in-flight requests).
+    /// Set by `beginDrain()`: responses close their connections; the loop stops when none is left.
+    private(set) var draining = false
+
+    /// Graceful shutdown (SIGTERM): stop accepting, close idle keep-alive connections, let every
+    /// in-flight request finish (its connection closes after the response), then stop the loop.
+    func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        stopListening()
+        for c in connections.values where c.isIdle { c.close() }
+        stopIfDrained()
+    }
+
+    private func stopIfDrained() {
+        if draining && connections.isEmpty { loop.stop() }
+    }
+
+    /// Stops accepting new connections.
     func stopListening() {
         for l in listeners { loop.unregister(fd: l.fd); Syscall.close(l.fd) }
         listeners.removeAll()

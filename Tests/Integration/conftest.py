@@ -103,7 +103,7 @@ class Gateway:
 
 def render_config(port, providers, routes, server_extra="", log_access="true"):
     server = {"listen": f'["127.0.0.1:{port}"]', "workers": "2", "max_connections": "4000",
-              "header_timeout": "2s", "keepalive_timeout": "10s"}
+              "header_timeout": "2s", "keepalive_timeout": "10s", "drain_timeout": "2s"}
     for l in server_extra.strip().splitlines():
         k, v = l.split(":", 1)
         server[k.strip()] = v.strip()

@@ -90,3 +90,38 @@ def test_garbage_does_not_crash_the_gateway(gateway):
     status, _, _ = status_and_body(raw_request(gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
     assert status == 200
     assert gateway.proc.poll() is None
+
+
+def test_sigterm_drains_in_flight_streams_then_exits(start_gateway):
+    import signal
+    from httpio import read_response
+    from conftest import chat_body
+    gw = start_gateway()
+    idle = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"200 OK" in idle.recv(4096)
+    body = chat_body(stream=True)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-fake-inter-event-delay-ms: 100\r\n"
+               f"x-fake-tokens: 8\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    first = []
+    t = time.monotonic()
+    r = None
+    def on_first():
+        first.append(time.monotonic())
+        gw.proc.send_signal(signal.SIGTERM)   # mid-stream
+    r = read_response(s, on_first_body=on_first)
+    assert first, "no event before the signal"
+    assert r.status == 200 and r.complete, "the in-flight stream must finish"
+    assert r.body.rstrip().endswith(b"data: [DONE]")
+    assert s.recv(10) == b"", "the drained connection is closed after its response"
+    assert idle.recv(10) == b"", "idle keep-alive connections are closed at drain"
+    assert gw.proc.wait(timeout=5) == 0
+    took = time.monotonic() - t
+    assert took < 4, took
+    try:
+        socket.create_connection(("127.0.0.1", gw.port), timeout=1).close()
+        refused = False
+    except OSError:
+        refused = True
+    assert refused, "no new connections after the drain"

@@ -1,3 +1,4 @@
+import PortcullisCore
 import COpenSSL
 import PortcullisConfig
 
@@ -51,7 +52,7 @@ public final class JWTVerifier {
     private let digester = SHA256Digester()
     public static let maxTokenBytes = 8192
 
-    public init(config: JWTConfiguration, ring: JWTKeyRing, now: @escaping () -> Int64 = { Int64(WallSeconds.now()) }) {
+    public init(config: JWTConfiguration, ring: JWTKeyRing, now: @escaping () -> Int64 = { Int64(WallClock.nowMillis() / 1000) }) {
         self.config = config
         self.ring = ring
         self.now = now
@@ -201,8 +202,4 @@ final class SHA256Digester {
         }
         return TokenDigest(a: out.0, b: out.1, c: out.2, d: out.3)
     }
-}
-
-public enum WallSeconds {
-    public static func now() -> UInt64 { PortcullisCoreWall.seconds() }
 }

@@ -113,16 +113,17 @@ public struct RouteTimeouts: Sendable, Equatable {
 public final class RouteConfiguration: @unchecked Sendable {
     /// Exact path, or a prefix when it ends in `*` (`/v1/*`).
     public var path: String
-    public var provider: String
+    /// The provider's name (as written in the config).
+    public var provider: String { target.name }
     public var timeouts: RouteTimeouts
     /// Route-specific authentication replacing JWT for this route (webhooks).
     public var hmac: HMACAuthConfiguration?
 
-    /// The provider named by `provider`, resolved once at load time.
+    /// The provider named in the route, resolved once at load time.
     public let target: ProviderConfiguration
 
     init(path: String, provider: ProviderConfiguration, timeouts: RouteTimeouts, hmac: HMACAuthConfiguration?) {
-        self.path = path; self.provider = provider.name; self.target = provider
+        self.path = path; self.target = provider
         self.timeouts = timeouts; self.hmac = hmac
     }
 

@@ -35,7 +35,7 @@ public enum Syscall {
         }
     }
 
-    /// write(2) retrying EINTR. Uses send(MSG_NOSIGNAL) so a closed peer never raises SIGPIPE.
+    /// Socket write retrying EINTR. Uses send(MSG_NOSIGNAL) so a closed peer never raises SIGPIPE.
     @inline(__always)
     public static func write(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> IOResult {
         while true {
@@ -44,14 +44,6 @@ public enum Syscall {
             let e = pc_errno()
             if e == EINTR { continue }
             if e == EAGAIN || e == EWOULDBLOCK { return .wouldBlock }
-            if e == ENOTSOCK {  // pipes and files (logs)
-                let w = Glibc.write(fd, p, n)
-                if w >= 0 { return .bytes(w) }
-                let e2 = pc_errno()
-                if e2 == EINTR { continue }
-                if e2 == EAGAIN { return .wouldBlock }
-                return .error(e2)
-            }
             return .error(e)
         }
     }

@@ -29,9 +29,6 @@ public enum KnownHeader: UInt8, Sendable {
 
     /// Classifies a header name given as bytes, in any case. A switch on the length, then a
     /// case-folding compare against static strings: no tables, no hashing, no allocation.
-    @inline(__always)
-    static func classify(_ p: UnsafeRawBufferPointer) -> KnownHeader { classifyIgnoringCase(p) }
-
     static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader {
         @inline(__always) func eq(_ s: StaticString) -> Bool {
             let q = s.utf8Start
@@ -85,6 +82,6 @@ public enum KnownHeader: UInt8, Sendable {
 
     public static func classify(_ lowercasedName: String) -> KnownHeader {
         var s = lowercasedName
-        return s.withUTF8 { classify(UnsafeRawBufferPointer($0)) }
+        return s.withUTF8 { classifyIgnoringCase(UnsafeRawBufferPointer($0)) }
     }
 }

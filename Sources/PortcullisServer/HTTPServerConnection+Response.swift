@@ -190,9 +190,6 @@ extension HTTPServerConnection: UpstreamResponseDelegate {
         guard phase == .proxying else { return }
         exchange = nil
         if response.chunked { output.append("0\r\n\r\n") }
-        if !response.chunked && !response.noBody && response.keepAlive == false && head?.minorVersion == 0 {
-            // close-delimited to an HTTP/1.0 client: the close ends the body.
-        }
         response.complete = true
         flush()
     }
@@ -246,17 +243,5 @@ enum StatusLine {
         if code >= 100 && code < 600 && (reason.isEmpty || reason == HTTPStatus.reason(code)) { return common[code] }
         let r = reason.isEmpty ? HTTPStatus.reason(code) : reason
         return Array("HTTP/1.1 \(code) \(r)\r\n".utf8)
-    }
-}
-
-enum ASCII {
-    static func hasPrefixIgnoringCase(_ s: String, _ lowercasePrefix: String) -> Bool {
-        var a = s.utf8.makeIterator()
-        for c in lowercasePrefix.utf8 {
-            guard let x = a.next() else { return false }
-            let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
-            if lx != c { return false }
-        }
-        return true
     }
 }

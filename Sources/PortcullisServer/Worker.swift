@@ -101,8 +101,6 @@ final class Worker: DeferredTask {
         listeners.removeAll()
     }
 
-    var connectionCount: Int { connections.count }
-
     /// Queues one access-log line (with its newline).
     func logAccess(_ line: String) {
         accessBuffer.append(line)

@@ -32,8 +32,6 @@ public final class UpstreamClient {
         return x
     }
 
-    public var idleConnections: Int { pool.idleCount }
-
     public func shutdown() { pool.closeAll() }
 
     /// Builds one TLS context per https provider (start-up and reload; may read CA files).

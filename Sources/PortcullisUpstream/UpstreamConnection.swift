@@ -29,9 +29,6 @@ final class UpstreamConnection: EventHandler {
     /// side-table allocation per exchange): every exchange end clears it — `finish` via the pool's
     /// check-in, `fail`/`cancel`/retry via `close()`.
     var owner: UpstreamConnectionOwner?
-    /// Handshake finished and at least connected once.
-    var established = false
-    var requestsServed = 0
     var closed = false
     /// The connection's one timer: the owning exchange's timeouts while busy, the pool's idle
     /// timeout while pooled. Released (removed from the loop's heap) in `close()`.

@@ -95,7 +95,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
 
     private func onConnected() {
         guard let c = conn else { return }
-        c.established = true
         if case .tls = c.transport { state = .handshaking; handshake() } else { startSending() }
     }
 
@@ -309,7 +308,6 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
         state = .done
         if let c = conn {
             client.loop.cancel(c.timer)
-            c.requestsServed += 1
             if reusable && provider.maxIdleConnections > 0 {
                 client.pool.checkin(c, maxIdle: provider.maxIdleConnections,
                                     idleTimeoutNanos: provider.idleConnectionTimeout.nanoseconds)

@@ -48,8 +48,6 @@ final class UpstreamPool {
         if c.poolKey < idle.count { idle[c.poolKey].removeAll { $0 === c } }
     }
 
-    var idleCount: Int { idle.reduce(0) { $0 + $1.count } }
-
     func closeAll() {
         for list in idle { for c in list { c.close() } }
         idle.removeAll()

@@ -40,12 +40,14 @@ let package = Package(
         .executableTarget(name: "FakeProvider",
                           dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "CLinux"]),
 
-        .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore"]),
-        .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore"]),
+        .target(name: "PortcullisTestSupport", path: "Tests/PortcullisTestSupport"),
+        .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore", "PortcullisTestSupport"]),
+        .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore", "PortcullisTestSupport"]),
         .testTarget(name: "PortcullisEventLoopTests", dependencies: ["PortcullisEventLoop", "PortcullisCore"]),
         .testTarget(name: "PortcullisPipelineTests",
                     dependencies: ["PortcullisPipeline", "PortcullisHTTP", "PortcullisConfig", "PortcullisCore"]),
-        .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisConfig", "PortcullisCore", "COpenSSL"]),
+        .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisConfig", "PortcullisCore", "COpenSSL",
+                                                             "PortcullisTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -42,8 +42,7 @@ sigemptyset(&set)
 for s in [SIGTERM, SIGINT, SIGPIPE] { sigaddset(&set, s) }
 pthread_sigmask(SIG_BLOCK, &set, nil)
 
-var lim = rlimit()
-if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 { lim.rlim_cur = lim.rlim_max; _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) }
+Syscall.raiseFileLimit()
 let script = defaults
 for i in 0..<workers {
     let fd: Int32

@@ -50,6 +50,14 @@ public enum Syscall {
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+    /// Raises the soft RLIMIT_NOFILE to the hard limit: every proxied stream holds two fds.
+    public static func raiseFileLimit() {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < r.rlim_max else { return }
+        r.rlim_cur = r.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
+    }
+
     public static func setNonBlocking(_ fd: Int32) {
         let flags = fcntl(fd, F_GETFL, 0)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)

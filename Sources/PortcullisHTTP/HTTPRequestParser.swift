@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Limits the request parser enforces.
 public struct HTTPParserLimits: Sendable {
     public var maxHeaderBytes: Int
@@ -140,7 +142,7 @@ public struct HTTPRequestParser: Sendable {
             case .transferEncoding:
                 transferEncoding = transferEncoding.map { $0 + "," + h.value } ?? h.value
             case .connection:
-                for t in HeadLexer.tokens(h.value) {
+                for t in h.value.lowercasedCommaList() {
                     if t == "close" { connectionClose = true }
                     if t == "keep-alive" { connectionKeepAlive = true }
                 }
@@ -160,7 +162,7 @@ public struct HTTPRequestParser: Sendable {
                 return .failure(.badRequest("Both Content-Length and Transfer-Encoding present."))
             }
             if minor == 0 { return .failure(.badRequest("Transfer-Encoding in an HTTP/1.0 request.")) }
-            let codings = HeadLexer.tokens(te)
+            let codings = te.lowercasedCommaList()
             guard codings.last == "chunked" else {
                 return .failure(.badRequest("Transfer-Encoding must end in chunked."))
             }

@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Parses an upstream's response head. Like the request parser it is stateless over a buffer.
 /// Upstream framing is checked as strictly as client framing: an ambiguous response (both
 /// Content-Length and Transfer-Encoding, or a bad length) is a 502, never a guess.
@@ -63,9 +65,9 @@ public struct HTTPResponseParser: Sendable {
                 contentLength = n
             case .transferEncoding:
                 hasTE = true
-                chunked = HeadLexer.tokens(value(f)).last == "chunked"
+                chunked = value(f).lowercasedCommaList().last == "chunked"
             case .connection:
-                for t in HeadLexer.tokens(value(f)) {
+                for t in value(f).lowercasedCommaList() {
                     if t == "close" { close = true }
                     if t == "keep-alive" { keepAliveToken = true }
                 }

@@ -105,9 +105,4 @@ enum HeadLexer {
         }
         return n
     }
-
-    /// Splits a comma-separated header value into lowercased, trimmed tokens.
-    static func tokens(_ v: String) -> [Substring] {
-        v.lowercased().split(separator: ",").map { $0.trimmingOWS() }
-    }
 }

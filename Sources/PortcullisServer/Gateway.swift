@@ -27,7 +27,7 @@ public final class Gateway {
         for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
 
-        Gateway.raiseFileLimit()
+        Syscall.raiseFileLimit()
         let resolver = HostResolver()
         for p in configuration.providers {
             let addrs = resolver.resolveBlocking(host: p.baseURL.host, port: p.baseURL.port)
@@ -144,13 +144,6 @@ extension Gateway {
         }
     }
 
-    /// Raises the soft RLIMIT_NOFILE to the hard limit: every proxied stream holds two fds.
-    static func raiseFileLimit() {
-        var r = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur < r.rlim_max else { return }
-        r.rlim_cur = r.rlim_max
-        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
-    }
 }
 
 /// The running workers, for signal handling on the main thread. Each worker thread registers a

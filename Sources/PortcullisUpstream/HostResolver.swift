@@ -1,5 +1,6 @@
 import CLinux
 import PortcullisCore
+import PortcullisEventLoop
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -65,7 +66,7 @@ public final class HostResolver: Sendable {
         let names = hosts.filter { SocketAddress.numeric(host: $0.0, port: $0.1) == nil }
         guard !names.isEmpty else { return }
         let pairs = names.map { HostPort(host: $0.0, port: $0.1) }
-        Thread0.spawn { [self] in
+        spawnThread(name: "portcullis-dns") { [self] in
             while true {
                 sleep(intervalSeconds)
                 for p in pairs { resolveBlocking(host: p.host, port: p.port) }
@@ -75,15 +76,3 @@ public final class HostResolver: Sendable {
 }
 
 struct HostPort: Sendable { let host: String; let port: UInt16 }
-
-/// A detached helper thread (kept here to avoid a dependency on the event-loop module's spawner).
-enum Thread0 {
-    static func spawn(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        var tid = pthread_t()
-        if pthread_create(&tid, nil, { arg in
-            Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body(); return nil
-        }, box) == 0 { pthread_detach(tid) }
-    }
-}

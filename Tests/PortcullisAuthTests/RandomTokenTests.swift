@@ -1,5 +1,6 @@
 import XCTest
 import PortcullisConfig
+import PortcullisTestSupport
 @testable import PortcullisAuth
 
 /// Mutated tokens: every one is refused (the key is HS256 and no mutation re-signs), none crashes.
@@ -10,22 +11,10 @@ final class RandomTokenTests: XCTestCase {
         let v = JWTVerifier(config: c, ring: JWTKeyRing(KeySet([key])), now: { JWTVerifierTests.rfcNow })
         let good = Array(JWTVerifierTests.a1.utf8)
         XCTAssertNoThrow(try v.verify(JWTVerifierTests.a1).get())
-        var state: UInt64 = 42
-        func rnd(_ n: Int) -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int((state >> 33) % UInt64(n))
-        }
+        var rng = SeededRandom(seed: 42)
         let alphabet = Array("ABCxyz019-_.=+/ {}\"\u{0}".utf8)
         for _ in 0..<5000 {
-            var t = good
-            for _ in 0...rnd(3) {
-                let i = rnd(t.count)
-                switch rnd(3) {
-                case 0: t[i] = alphabet[rnd(alphabet.count)]
-                case 1: t.remove(at: i)
-                default: t.insert(alphabet[rnd(alphabet.count)], at: i)
-                }
-            }
+            let t = mutated(good, alphabet: alphabet, maxEdits: 3, using: &rng)
             if t == good { continue }
             let s = String(decoding: t, as: UTF8.self)
             if case .success = v.verify(s) {

@@ -1,5 +1,6 @@
 import XCTest
 import PortcullisCore
+import PortcullisTestSupport
 @testable import PortcullisConfig
 
 /// The example configuration the tests mutate (line numbers below refer to it).
@@ -160,22 +161,10 @@ final class ConfigurationLoaderTests: XCTestCase {
 final class RandomConfigTests: XCTestCase {
     func testMutatedConfigsNeverCrash() {
         let base = Array(goodConfigYAML.utf8)
-        var state: UInt64 = 7
-        func rnd(_ n: Int) -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int((state >> 33) % UInt64(n))
-        }
+        var rng = SeededRandom(seed: 7)
         let alphabet = Array(":-[]{}'\"#&*!|> \n\t0a".utf8)
         for _ in 0..<1500 {
-            var t = base
-            for _ in 0...rnd(4) {
-                let i = rnd(t.count)
-                switch rnd(3) {
-                case 0: t[i] = alphabet[rnd(alphabet.count)]
-                case 1: t.remove(at: i)
-                default: t.insert(alphabet[rnd(alphabet.count)], at: i)
-                }
-            }
+            let t = mutated(base, alphabet: alphabet, maxEdits: 4, using: &rng)
             do {
                 _ = try ConfigurationLoader.parse(String(decoding: t, as: UTF8.self), file: "fuzz.yaml", environment: [:])
             } catch {

@@ -1,21 +1,11 @@
 import XCTest
 @testable import PortcullisHTTP
+import PortcullisTestSupport
 
 /// Seeded random and mutated inputs through every parser: they must answer (complete,
 /// incomplete or an error), never crash, and never accept a request whose framing is ambiguous.
 /// (Coverage-guided fuzz targets arrive with the hardening issue; this keeps the basics in CI.)
 final class RandomInputTests: XCTestCase {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E3779B97F4A7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-            z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let seeds: [[UInt8]] = [
         "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -23,7 +13,7 @@ final class RandomInputTests: XCTestCase {
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
     ].map { Array($0.utf8) }
 
-    func mutate(_ input: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
+    func mutate(_ input: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
         var b = input
         for _ in 0..<Int.random(in: 1...4, using: &rng) {
             let op = Int.random(in: 0..<5, using: &rng)
@@ -40,7 +30,7 @@ final class RandomInputTests: XCTestCase {
     }
 
     func testParsersSurviveMutatedAndRandomInput() {
-        var rng = SplitMix(state: 0x5EED)
+        var rng = SeededRandom(seed: 0x5EED)
         let request = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: 4096))
         let response = HTTPResponseParser(maxHeaderBytes: 4096)
         for n in 0..<20_000 {

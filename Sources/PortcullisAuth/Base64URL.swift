@@ -2,11 +2,15 @@ import COpenSSL
 
 /// base64url (RFC 4648 §5, no padding) on top of OpenSSL's base64 block codec.
 public enum Base64URL {
-    /// Decodes unpadded base64url; nil on any character outside the alphabet or a bad length.
+    /// Decodes unpadded base64url; nil on any character outside the alphabet, a bad length, or a
+    /// non-canonical encoding (unused trailing bits not zero, RFC 4648 §3.5): one byte string has
+    /// exactly one accepted spelling, so a JWS signature cannot be re-spelled past a replay check.
     public static func decode<S: Sequence>(_ text: S) -> [UInt8]? where S.Element == UInt8 {
         var std: [UInt8] = []
         std.reserveCapacity(64)
+        var last: UInt8 = 0
         for c in text {
+            last = c
             switch c {
             case 45: std.append(43)        // - → +
             case 95: std.append(47)        // _ → /
@@ -15,7 +19,24 @@ public enum Base64URL {
             default: return nil
             }
         }
+        // 2 chars carry 1 byte (4 unused bits), 3 chars carry 2 bytes (2 unused bits).
+        switch std.count % 4 {
+        case 2: if sextet(last) & 0x0F != 0 { return nil }
+        case 3: if sextet(last) & 0x03 != 0 { return nil }
+        default: break
+        }
         return Base64.decodeStandardUnpadded(std)
+    }
+
+    /// The 6-bit value of a base64url character (already checked to be in the alphabet).
+    static func sextet(_ c: UInt8) -> UInt8 {
+        switch c {
+        case 65...90: c - 65
+        case 97...122: c - 71
+        case 48...57: c + 4
+        case 45: 62
+        default: 63
+        }
     }
 
     public static func decode(_ s: String) -> [UInt8]? { decode(s.utf8) }

@@ -1,4 +1,5 @@
 import PortcullisCore
+import PortcullisJSON
 import COpenSSL
 import PortcullisConfig
 
@@ -99,7 +100,11 @@ public final class JWTVerifier {
         if b[(d2 + 1)...].contains(46) { return .failure(.malformed("expected three dot-separated parts")) }
         guard d1 > 0, d2 > d1 + 1, d2 + 1 < b.count else { return .failure(.malformed("empty part")) }
         guard let headerBytes = Base64URL.decode(b[0..<d1]) else { return .failure(.malformed("header is not base64url")) }
-        guard let header = JSONValue.object(from: headerBytes) else { return .failure(.malformed("header is not a JSON object")) }
+        let header: JSONObject
+        switch Self.jsonObject(headerBytes) {
+        case .success(let o): header = o
+        case .failure(let why): return .failure(.malformed("header is not a valid JSON object (\(why))"))
+        }
         guard let algName = header["alg"]?.string else { return .failure(.malformed("header has no alg")) }
         if header["crit"] != nil { return .failure(.malformed("unsupported crit header")) }
         var kid: String? = nil
@@ -119,11 +124,25 @@ public final class JWTVerifier {
         }
         guard valid else { return .failure(.badSignature) }
         guard let payloadBytes = Base64URL.decode(b[(d1 + 1)..<d2]) else { return .failure(.malformed("payload is not base64url")) }
-        guard let claims = JSONValue.object(from: payloadBytes) else { return .failure(.malformed("payload is not a JSON object")) }
+        let claims: JSONObject
+        switch Self.jsonObject(payloadBytes) {
+        case .success(let o): claims = o
+        case .failure(let why): return .failure(.malformed("payload is not a valid JSON object (\(why))"))
+        }
         return checkClaims(claims, now: t)
     }
 
-    func checkClaims(_ c: [String: JSONValue], now t: Int64) -> Result<VerifiedIdentity, JWTError> {
+    /// A strict JSON object (RFC 7515 §5.2: duplicate member names are refused), or why not.
+    static func jsonObject(_ bytes: [UInt8]) -> Result<JSONObject, JSONReader.Failure> {
+        do {
+            guard case .object(let o) = try JSONReader.parse(bytes) else {
+                return .failure(JSONReader.Failure(offset: 0, reason: "not an object"))
+            }
+            return .success(o)
+        } catch { return .failure(error) }
+    }
+
+    func checkClaims(_ c: JSONObject, now t: Int64) -> Result<VerifiedIdentity, JWTError> {
         let leeway = Int64(config.leeway.nanoseconds / 1_000_000_000)
         guard let expValue = c["exp"] else { return .failure(.missingExpiry) }
         guard let exp = expValue.number, exp.isFinite else { return .failure(.malformed("exp is not a number")) }
@@ -161,7 +180,9 @@ public final class JWTVerifier {
     static func claimString(_ v: JSONValue?) -> String? {
         switch v {
         case .string(let s)?: return s
-        case .number(let n)? where n == n.rounded() && abs(n) < 1e15: return String(Int64(n))
+        case .numberText? :
+            guard let n = v?.number, n == n.rounded(), abs(n) < 1e15 else { return nil }
+            return String(Int64(n))
         default: return nil
         }
     }

@@ -1,4 +1,5 @@
 import PortcullisCore
+import PortcullisJSON
 import PortcullisConfig
 #if canImport(Glibc)
 import Glibc

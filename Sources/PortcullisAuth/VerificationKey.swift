@@ -34,6 +34,13 @@ public final class PublicKey: @unchecked Sendable {
     deinit { EVP_PKEY_free(pkey) }
 
     var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
+    /// The EC group's short name ("prime256v1", "secp384r1", …); nil for non-EC keys.
+    var groupName: String? {
+        var buf = [CChar](repeating: 0, count: 64)
+        var len = 0
+        guard EVP_PKEY_get_group_name(pkey, &buf, buf.count, &len) == 1 else { return nil }
+        return String(decoding: buf.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
     var typeName: String {
         guard let n = EVP_PKEY_get0_type_name(pkey) else { return "?" }
         return String(cString: n)
@@ -137,8 +144,12 @@ public enum KeyMaterial {
             if key.bits < 2048 { return "RSA keys must have at least 2048 bits, found \(key.bits)" }
         case .ES256, .ES384:
             if type != "EC" { return "\(alg.rawValue) needs an EC key, found \(type)" }
-            let want = alg == .ES256 ? 256 : 384
-            if key.bits != want { return "\(alg.rawValue) needs a P-\(want) key, found a \(key.bits)-bit curve" }
+            // The named curve, not just its size: secp256k1 and brainpoolP256r1 are 256-bit too.
+            let want = alg == .ES256 ? "prime256v1" : "secp384r1"
+            let curve = key.groupName ?? "unknown"
+            if curve != want {
+                return "\(alg.rawValue) needs a P-\(alg == .ES256 ? 256 : 384) key, found curve \(curve)"
+            }
         case .EdDSA:
             if type != "ED25519" { return "EdDSA needs an Ed25519 key, found \(type)" }
         case .HS256, .HS384, .HS512:

@@ -1,0 +1,65 @@
+import XCTest
+import PortcullisTestSupport
+@testable import PortcullisJSON
+
+/// The strict JSON reader: RFC 8259 accept/reject cases, duplicate names, member spans.
+final class JSONReaderTests: XCTestCase {
+    func parse(_ s: String) throws -> JSONValue { try JSONReader.parse(Array(s.utf8)) }
+
+    func testAcceptsValidDocuments() throws {
+        XCTAssertEqual(try parse(" {\"a\": [1, -2.5e3, true, false, null, \"x\"]} "),
+                       .object(JSONObject([("a", .array([.numberText("1"), .numberText("-2.5e3"), .bool(true), .bool(false), .null, .string("x")]))])))
+        XCTAssertEqual(try parse("\"\\u00e9\\ud83d\\ude00\\n\\/\""), .string("é😀\n/"))
+        XCTAssertEqual(try parse("0"), .numberText("0"))
+        XCTAssertEqual(try parse("{}"), .object(JSONObject([])))
+        XCTAssertEqual(try parse("\"héllo\""), .string("héllo"))
+        XCTAssertEqual(try parse("{\"exp\": 1300819380}").objectValue?["exp"]?.number, 1300819380)
+    }
+
+    func testRejectsInvalidDocuments() {
+        for bad in ["", "{", "{\"a\":1,}", "[1,]", "01", "1.", ".5", "-", "+1", "1e", "tru", "nul", "'a'",
+                    "\"a", "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "{\"a\" 1}", "{a:1}",
+                    "[1 2]", "1 2", "\"tab\there\"", "{\"a\":1}x", "NaN", "[" + String(repeating: "[", count: 70) + "]"] {
+            XCTAssertThrowsError(try parse(bad), "accepted \(bad.debugDescription)")
+        }
+        XCTAssertThrowsError(try JSONReader.parse([0x22, 0xFF, 0x22]), "invalid UTF-8 accepted")
+        XCTAssertThrowsError(try JSONReader.parse([0x22, 0xC3, 0x22]), "truncated UTF-8 accepted")
+    }
+
+    func testDuplicateMemberNamesAreRefusedAtEveryDepth() {
+        XCTAssertThrowsError(try parse("{\"alg\":\"HS256\",\"alg\":\"none\"}")) { e in
+            XCTAssertTrue((e as? JSONReader.Failure)?.reason.contains("duplicate member name 'alg'") == true)
+        }
+        XCTAssertThrowsError(try parse("{\"a\":{\"b\":1,\"b\":2}}"))
+        // Same name after unescaping is the same name.
+        XCTAssertThrowsError(try parse("{\"tenant_id\":\"a\",\"tenant\\u005fid\":\"b\"}"))
+        XCTAssertNoThrow(try parse("[{\"a\":1},{\"a\":2}]"))
+    }
+
+    func testTopLevelMemberSpan() throws {
+        let body = Array("{\"model\" : \"chat-default\", \"n\": 1.50, \"messages\":[{\"model\":\"inner\"}]}".utf8)
+        let r = try body.withUnsafeBytes { try JSONReader.topLevelMember("model", in: $0) }
+        XCTAssertEqual(r.map { String(decoding: body[$0], as: UTF8.self) }, "\"chat-default\"")
+        let n = try body.withUnsafeBytes { try JSONReader.topLevelMember("n", in: $0) }
+        XCTAssertEqual(n.map { String(decoding: body[$0], as: UTF8.self) }, "1.50")
+        XCTAssertNil(try body.withUnsafeBytes { try JSONReader.topLevelMember("absent", in: $0) })
+        let dup = Array("{\"model\":\"a\",\"model\":\"b\"}".utf8)
+        XCTAssertThrowsError(try dup.withUnsafeBytes { try JSONReader.topLevelMember("model", in: $0) })
+        let notObject = Array("[1]".utf8)
+        XCTAssertThrowsError(try notObject.withUnsafeBytes { try JSONReader.topLevelMember("model", in: $0) })
+    }
+
+    /// Mutated documents never crash the reader, and whatever it accepts has no duplicate names.
+    func testMutatedInputNeverCrashes() {
+        var rng = SeededRandom(seed: 0x4A534F4E)
+        let seeds = ["{\"alg\":\"ES256\",\"kid\":\"k1\",\"typ\":\"JWT\"}", "{\"a\":[1,2,{\"b\":\"\\u00e9\"}],\"c\":-0.5e+7}",
+                     "[true,false,null,\"x\\n\"]"]
+        let alphabet = Array("{}[]\",:\\u0123456789eE+-.truefalsn \t\n".utf8) + [0x00, 0x80, 0xC3, 0xFF]
+        for i in 0..<20_000 {
+            let input = mutated(Array(seeds[i % seeds.count].utf8), alphabet: alphabet, maxEdits: 4, using: &rng)
+            if case .object(let o)? = try? JSONReader.parse(input) {
+                XCTAssertEqual(Set(o.keys).count, o.keys.count)
+            }
+        }
+    }
+}

@@ -101,7 +101,7 @@ final class FakeConnection: EventHandler {
                 switch r {
                 case .needMore: input.clear(); return
                 case .finished(let c): input.consume(c)
-                case .invalid: close(); return
+                case .invalid, .tooLarge: close(); return
                 }
             default: break
             }

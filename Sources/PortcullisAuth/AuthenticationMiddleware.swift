@@ -19,7 +19,7 @@ public final class AuthenticationMiddleware: Middleware {
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         if let hmac = ctx.route?.hmac { return checkHMAC(hmac, ctx) }
         guard let auth, let verifier else { return .next }          // authentication not configured
-        if auth.isPublic(ctx.head.path) { return .next }
+        if auth.isPublic(ctx.path) { return .next }
         var authorization: String?
         for h in ctx.head.headers where h.known == .authorization {
             if authorization != nil { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
@@ -61,30 +61,66 @@ public final class AuthenticationMiddleware: Middleware {
         guard let secret = cfg.secret else {
             return .respond(LocalResponse(.internalError("Webhook secret is not configured: \(cfg.secretEnv) is not set.")))
         }
-        let provided = ctx.head.headers.filter { $0.name == cfg.header }
-        guard provided.count == 1 else {
+        guard let provided = Self.single(cfg.header, ctx) else {
             return .respond(LocalResponse(.unauthorized("Missing or repeated \(cfg.header) signature header.")))
         }
         let decoded: [UInt8]?
         switch cfg.encoding {
-        case .base64: decoded = Base64.decode(String(provided[0].value.trimmingOWS()))
-        case .hex: decoded = Hex.decode(String(provided[0].value.trimmingOWS()))
+        case .base64: decoded = Base64.decode(String(provided.trimmingOWS()))
+        case .hex: decoded = Hex.decode(String(provided.trimmingOWS()))
         }
-        let ok = decoded.map { mac in
-            ctx.body.withUnsafeBytes { SignatureVerifier.hmacMatches(.HS256, secret: secret, data: $0, mac: mac) }
-        } ?? false
-        guard ok else { return .respond(LocalResponse(.invalidToken("Request signature does not match the body."))) }
+        guard let mac = decoded else { return .respond(LocalResponse(.invalidToken("Malformed \(cfg.header) signature."))) }
         let tenant: String?
         if let fixed = cfg.tenant { tenant = fixed }
-        else if let hn = cfg.tenantHeader {
-            let values = ctx.head.headers.filter { $0.name == hn }
-            tenant = values.count == 1 ? values[0].value : nil
-        } else { tenant = nil }
+        else if let hn = cfg.tenantHeader { tenant = Self.single(hn, ctx) }
+        else { tenant = nil }
+
+        switch cfg.mode {
+        case .bodyOnly:
+            let ok = ctx.body.withUnsafeBytes { SignatureVerifier.hmacMatches(.HS256, secret: secret, data: $0, mac: mac) }
+            guard ok else { return .respond(LocalResponse(.invalidToken("Request signature does not match the body."))) }
+        case .request:
+            guard let tsText = Self.single(cfg.timestampHeader, ctx), let ts = Self.unixSeconds(tsText) else {
+                return .respond(LocalResponse(.unauthorized("Missing or malformed \(cfg.timestampHeader) header (Unix seconds).")))
+            }
+            let now = Int64(WallClock.nowMillis() / 1000)
+            let skew = Int64(cfg.maxSkew.nanoseconds / 1_000_000_000)
+            guard abs(now - ts) <= skew else {
+                return .respond(LocalResponse(.invalidToken("Request timestamp is outside the allowed window of \(cfg.maxSkew).")))
+            }
+            let input = Self.signedContext(timestamp: tsText, method: ctx.head.method, target: ctx.target,
+                                           tenant: tenant ?? "", body: ctx.body)
+            let ok = input.withUnsafeBytes { SignatureVerifier.hmacMatches(.HS256, secret: secret, data: $0, mac: mac) }
+            guard ok else { return .respond(LocalResponse(.invalidToken("Request signature does not match the signed request."))) }
+        }
         guard let t = tenant, IdentityValue.isValid(t) else {
             return .respond(LocalResponse(.forbidden("Signed request carries no valid tenant (\(cfg.tenantHeader ?? "tenant")).")))
         }
         ctx.tenant = t
         return .next
+    }
+
+    /// The string a `mode: request` signature covers (see `HMACAuthConfiguration`).
+    public static func signedContext(timestamp: String, method: String, target: String, tenant: String, body: [UInt8]) -> [UInt8] {
+        var s = Array("\(timestamp)\n\(method)\n\(target)\n\(tenant)\n".utf8)
+        s += Hex.encode(SignatureVerifier.sha256(body)).utf8
+        return s
+    }
+
+    /// The value of the one header named `lowercasedName` (nil when absent or repeated).
+    static func single(_ lowercasedName: String, _ ctx: RequestContext) -> String? {
+        var found: String?
+        for h in ctx.head.headers where h.name == lowercasedName {
+            if found != nil { return nil }
+            found = h.value
+        }
+        return found
+    }
+
+    /// 1–12 decimal digits.
+    static func unixSeconds(_ s: String) -> Int64? {
+        guard !s.isEmpty, s.utf8.count <= 12, s.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return Int64(s)
     }
 }
 

@@ -32,6 +32,13 @@ public enum SignatureVerifier {
         return out.withUnsafeBytes { a in mac.withUnsafeBytes { b in CRYPTO_memcmp(a.baseAddress, b.baseAddress, Int(len)) == 0 } }
     }
 
+    /// SHA-256 of `data` (HMAC request contexts; not on the JWT hot path).
+    public static func sha256(_ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        data.withUnsafeBufferPointer { d in out.withUnsafeMutableBufferPointer { o in _ = SHA256(d.baseAddress, d.count, o.baseAddress) } }
+        return out
+    }
+
     static func hmacSHA256(secret: [UInt8], data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0

@@ -50,9 +50,20 @@ public struct JWTKeyConfiguration: Sendable {
     }
 }
 
-/// Per-route `auth.hmac`: Shopify-webhook-style HMAC-SHA256 of the raw body.
+/// Per-route `auth.hmac`: HMAC-SHA256 request signatures.
+///
+/// `mode: request` (the default) signs the request's context, so a captured request cannot be
+/// replayed later, to another path, or under another tenant:
+/// `timestamp "\n" METHOD "\n" canonical-target "\n" tenant "\n" hex(SHA-256(body))`, with the
+/// timestamp (Unix seconds, from `timestamp_header`) within `max_skew` of the gateway's clock.
+/// `mode: body_only` signs the raw body alone (Shopify-style webhooks): it trusts the tenant
+/// header as sent and does not stop replays.
 public struct HMACAuthConfiguration: Sendable {
     public enum Encoding: String, Sendable { case base64, hex }
+    public enum Mode: String, Sendable { case request, bodyOnly = "body_only" }
+    public var mode: Mode = .request
+    public var timestampHeader = "x-portcullis-timestamp"   // lowercased
+    public var maxSkew: Duration64 = .seconds(300)
     public var header: String          // lowercased
     public var secretEnv: String
     public var secret: [UInt8]?        // read at load time; nil when the variable is unset
@@ -147,12 +158,24 @@ extension ConfigurationLoader {
             }
             cfg.encoding = enc
         }
+        if let m = try h.string("mode") {
+            guard let mode = HMACAuthConfiguration.Mode(rawValue: m) else {
+                throw h.error("mode", h.node("mode")!, "expected request or body_only, found '\(m)'")
+            }
+            cfg.mode = mode
+        }
+        cfg.timestampHeader = try h.string("timestamp_header")?.lowercased() ?? cfg.timestampHeader
+        cfg.maxSkew = try h.duration("max_skew") ?? cfg.maxSkew
+        if cfg.mode == .bodyOnly, let k = ["timestamp_header", "max_skew"].first(where: { h.items.map(\.key).contains($0) }) {
+            throw h.error(k, h.node(k)!, "only used with mode: request")
+        }
         cfg.tenantHeader = try h.string("tenant_header")?.lowercased()
         cfg.tenant = try h.string("tenant")
         if (cfg.tenantHeader == nil) == (cfg.tenant == nil) {
             throw ConfigError(file: file, mark: hn.mark, key: path + ".hmac", message: "set exactly one of tenant_header, tenant")
         }
-        try h.rejectUnknownKeys(allowed: ["header", "secret_env", "encoding", "tenant_header", "tenant"])
+        try h.rejectUnknownKeys(allowed: ["header", "secret_env", "encoding", "tenant_header", "tenant", "mode",
+                                          "timestamp_header", "max_skew"])
         try r.rejectUnknownKeys(allowed: ["hmac"])
         return cfg
     }

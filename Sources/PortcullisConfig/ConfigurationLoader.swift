@@ -87,6 +87,11 @@ public enum ConfigurationLoader {
             if let envName = try r.string("api_key_env") {
                 p.apiKeyEnv = envName
                 p.apiKey = env[envName].flatMap { $0.isEmpty ? nil : $0 }
+                // The key becomes a header value: visible ASCII only (no CR/LF, spaces or controls).
+                if let key = p.apiKey, !key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+                    throw r.error("api_key_env", r.node("api_key_env")!,
+                                  "environment variable \(envName) is not a header-safe key (it holds spaces, control or non-ASCII characters)")
+                }
             }
             if let ca = try r.string("ca_file") {
                 guard access(ca, R_OK) == 0 else { throw r.error("ca_file", r.node("ca_file")!, "cannot read '\(ca)'") }
@@ -125,11 +130,27 @@ public enum ConfigurationLoader {
             }
             var hmac: HMACAuthConfiguration?
             if let an = r.node("auth") { hmac = try routeAuth(an, file, path: "routes[\(i)].auth", env: env) }
-            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts", "auth"])
+            var methods = ["GET", "POST"]
+            if let list = try r.stringList("methods") {
+                methods = []
+                for (m, mn) in list {
+                    guard !m.isEmpty, m.utf8.allSatisfy({ $0 >= 65 && $0 <= 90 }) else {
+                        throw r.error("methods", mn, "expected upper-case method names such as GET or POST, found '\(m)'")
+                    }
+                    guard !["TRACE", "TRACK", "CONNECT"].contains(m) else {
+                        throw r.error("methods", mn, "\(m) is never forwarded by the gateway")
+                    }
+                    if !methods.contains(m) { methods.append(m) }
+                }
+                guard !methods.isEmpty else { throw r.error("methods", r.node("methods")!, "must name at least one method") }
+            }
+            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts", "auth", "methods"])
             if out.contains(where: { $0.path == path }) {
                 throw r.error("path", r.node("path")!, "duplicate route path '\(path)'")
             }
-            out.append(RouteConfiguration(path: path, provider: target, timeouts: t, hmac: hmac))
+            let route = RouteConfiguration(path: path, provider: target, timeouts: t, hmac: hmac)
+            route.methods = methods
+            out.append(route)
         }
         return out
     }

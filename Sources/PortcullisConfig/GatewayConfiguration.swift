@@ -118,6 +118,10 @@ public final class RouteConfiguration: @unchecked Sendable {
     public var timeouts: RouteTimeouts
     /// Route-specific authentication replacing JWT for this route (webhooks).
     public var hmac: HMACAuthConfiguration?
+    /// The methods this route serves (`methods:`; default GET and POST). Others get 405.
+    public var methods: [String] = ["GET", "POST"]
+    /// `methods` as an `Allow` header value.
+    public var allowHeader: String { methods.joined(separator: ", ") }
 
     /// The provider named in the route, resolved once at load time.
     public let target: ProviderConfiguration

@@ -10,7 +10,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case invalidToken(String)
     case forbidden(String)
     case notFound(String)
-    case methodNotAllowed(String)
+    /// `allow` is the value of the `Allow` header (the methods the resource serves).
+    case methodNotAllowed(String, allow: String)
     case requestTimeout
     case payloadTooLarge(limit: Int)
     case uriTooLong
@@ -87,7 +88,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var message: String {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .invalidToken(let m), .forbidden(let m), .notFound(let m),
-             .methodNotAllowed(let m), .expectationFailed(let m), .internalError(let m),
+             .methodNotAllowed(let m, _), .expectationFailed(let m), .internalError(let m),
              .notImplemented(let m), .upstreamConnectFailed(let m), .upstreamBadResponse(let m),
              .upstreamTimeout(let m), .overloaded(let m):
             m
@@ -119,6 +120,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .unauthorized: [("www-authenticate", "Bearer")]
         case .invalidToken: [("www-authenticate", "Bearer error=\"invalid_token\"")]
         case .tooManyRequests(_, let s): [("retry-after", String(s))]
+        case .methodNotAllowed(_, let allow): [("allow", allow)]
         default: []
         }
     }

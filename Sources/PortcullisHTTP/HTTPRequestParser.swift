@@ -1,4 +1,7 @@
 import PortcullisCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Limits the request parser enforces.
 public struct HTTPParserLimits: Sendable {
@@ -20,37 +23,58 @@ public enum HeadParseResult<Head> {
     case failure(GatewayError)
 }
 
-/// A strict RFC 9112 request-head parser. Stateless: give it the buffered bytes, it answers
-/// incomplete / complete(head, consumed) / failure. It never owns a socket (Envoy codec shape),
-/// so tests feed it byte arrays whole, split, or byte by byte.
+/// Where an incomplete head's parse stopped, so the next read resumes there instead of
+/// re-scanning from the first byte (a head sent a byte at a time costs linear, not quadratic,
+/// work). Offsets are relative to the start of the buffered bytes, which must not move or be
+/// consumed while a head is incomplete. Owned by one connection; reset for every new head.
+public struct HeadScanState {
+    /// Start of the line being looked for.
+    var lineStart = 0
+    /// No LF in `[lineStart, scanFrom)`.
+    var scanFrom = 0
+    var requestLine: (Int, Int, Int)? = nil
+    var headers: [HTTPHeader] = []
+    /// Bytes looked at in total (tests check that it stays linear in the head's size).
+    public internal(set) var bytesExamined = 0
+    public init() {}
+}
+
+/// A strict RFC 9112 request-head parser. It never owns a socket (Envoy codec shape): give it
+/// the buffered bytes (and, between reads of one head, its `HeadScanState`), it answers
+/// incomplete / complete(head, consumed) / failure; tests feed it bytes whole, split, or one by one.
 public struct HTTPRequestParser: Sendable {
     public var limits: HTTPParserLimits
     public init(limits: HTTPParserLimits = .init()) { self.limits = limits }
 
+    /// Parses from scratch (tests, fuzzing).
     public func parse(_ b: UnsafeRawBufferPointer) -> HeadParseResult<HTTPRequestHead> {
-        // Request line.
-        var lineStart = 0
-        // RFC 9112 §2.2: ignore at least one empty line before the request line.
-        while lineStart < 8, lineStart + 1 < b.count, b[lineStart] == HeadLexer.CR, b[lineStart + 1] == HeadLexer.LF {
-            lineStart += 2
+        var state = HeadScanState()
+        return parse(b, resuming: &state)
+    }
+
+    /// Parses `b`, resuming where `state` stopped on the previous call for this head. After a
+    /// `complete` or `failure` answer, start the next head with a fresh state.
+    public func parse(_ b: UnsafeRawBufferPointer, resuming st: inout HeadScanState) -> HeadParseResult<HTTPRequestHead> {
+        if st.requestLine == nil {
+            // RFC 9112 §2.2: ignore at least one empty line before the request line.
+            while st.lineStart < 8, st.lineStart + 1 < b.count, b[st.lineStart] == HeadLexer.CR, b[st.lineStart + 1] == HeadLexer.LF {
+                st.lineStart += 2
+            }
+            switch nextLine(b, &st) {
+            case .incomplete:
+                if b.count - st.lineStart > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+                return .incomplete
+            case .bareLF:
+                return .failure(.badRequest("Malformed request line: bare LF."))
+            case .line(let s, let e, let next):
+                if e - s > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+                st.requestLine = (s, e, next)
+                st.headers.reserveCapacity(12)
+            }
         }
-        let requestLine: (Int, Int, Int)
-        switch HeadLexer.nextLine(b, from: lineStart) {
-        case .incomplete:
-            if b.count - lineStart > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
-            return .incomplete
-        case .bareLF:
-            return .failure(.badRequest("Malformed request line: bare LF."))
-        case .line(let s, let e, let next):
-            if e - s > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
-            requestLine = (s, e, next)
-        }
-        // Headers.
-        var headers: [HTTPHeader] = []
-        headers.reserveCapacity(12)
-        var pos = requestLine.2
+        guard let requestLine = st.requestLine else { return .incomplete }
         while true {
-            switch HeadLexer.nextLine(b, from: pos) {
+            switch nextLine(b, &st) {
             case .incomplete:
                 if b.count > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
                 return .incomplete
@@ -59,18 +83,38 @@ public struct HTTPRequestParser: Sendable {
             case .line(let s, let e, let next):
                 if next > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
                 if s == e {
-                    return finish(b, requestLine: requestLine, headers: headers, consumed: next)
+                    return finish(b, requestLine: requestLine, headers: st.headers, consumed: next)
                 }
+                st.bytesExamined += e - s
                 switch HeadLexer.header(b, s, e) {
                 case .success(let h):
-                    headers.append(h)
-                    if headers.count > limits.maxHeaderCount { return .failure(.headersTooLarge) }
+                    st.headers.append(h)
+                    if st.headers.count > limits.maxHeaderCount { return .failure(.headersTooLarge) }
                 case .failure(let err):
                     return .failure(.badRequest("Malformed header: \(HeadLexer.describe(err.kind))."))
                 }
-                pos = next
             }
         }
+    }
+
+    /// The next CRLF line from `st.lineStart`, scanning only bytes not scanned before; on a
+    /// line, advances `lineStart` past it.
+    private func nextLine(_ b: UnsafeRawBufferPointer, _ st: inout HeadScanState) -> HeadLexer.LineResult {
+        let from = max(st.scanFrom, st.lineStart)
+        guard from < b.count, let base = b.baseAddress else { st.scanFrom = max(from, b.count); return .incomplete }
+        let found = memchr(base + from, Int32(HeadLexer.LF), b.count - from)
+        guard let hit = found else {
+            st.bytesExamined += b.count - from
+            st.scanFrom = b.count
+            return .incomplete
+        }
+        let i = UnsafeRawPointer(hit) - base
+        st.bytesExamined += i + 1 - from
+        let start = st.lineStart
+        if i == start || b[i - 1] != HeadLexer.CR { return .bareLF }
+        st.lineStart = i + 1
+        st.scanFrom = i + 1
+        return .line(start: start, end: i - 1, next: i + 1)
     }
 
     private func finish(_ b: UnsafeRawBufferPointer, requestLine: (Int, Int, Int),

@@ -41,10 +41,15 @@ public struct HTTPResponseParser: Sendable {
     private func finish(_ b: UnsafeRawBufferPointer, _ line: (Int, Int, Int), _ fields: [HeaderField],
                         base: Int, end: Int, _ consumed: Int, _ method: String) -> HeadParseResult<HTTPResponseHead> {
         let (s, e, _) = line
-        // "HTTP/1.x SP 3DIGIT [SP reason]"
-        guard e - s >= 12, b[s] == 72, b[s+1] == 84, b[s+2] == 84, b[s+3] == 80, b[s+4] == 47,
+        // RFC 9112 §4: "HTTP/1.x" SP 3DIGIT SP reason, the status 100–599 and the reason made of
+        // visible characters, spaces and tabs (it may be empty, the SP before it may not be).
+        guard e - s >= 13, b[s] == 72, b[s+1] == 84, b[s+2] == 84, b[s+3] == 80, b[s+4] == 47,
               b[s+5] == 49, b[s+6] == 46, (48...57).contains(b[s+7]), b[s+8] == 32,
-              (48...57).contains(b[s+9]), (48...57).contains(b[s+10]), (48...57).contains(b[s+11]) else {
+              (49...53).contains(b[s+9]), (48...57).contains(b[s+10]), (48...57).contains(b[s+11]),
+              b[s+12] == 32 else {
+            return .failure(.upstreamBadResponse("Malformed upstream status line."))
+        }
+        for i in (s + 13)..<e where !(b[i] == HeadLexer.HT || (b[i] >= 0x20 && b[i] < 0x7F)) {
             return .failure(.upstreamBadResponse("Malformed upstream status line."))
         }
         let minor = b[s+7] == 48 ? 0 : 1

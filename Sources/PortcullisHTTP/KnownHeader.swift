@@ -7,22 +7,14 @@ public enum KnownHeader: UInt8, Sendable {
     case expect, authorization, contentType, cacheControl, xAccelBuffering
     case xRequestId, xForwardedFor, xForwardedProto, xForwardedHost, forwarded, xRealIp
     case xTenantId, xUserId, xTenantTier
+    /// Credential headers a provider may read (besides `authorization`).
+    case xApiKey, apiKey, anthropicApiKey, xGoogApiKey
 
     /// Hop-by-hop (RFC 9110 §7.6.1, plus any `Proxy-*`): never forwarded in either direction.
     @inline(__always) public var isHopByHop: Bool {
         switch self {
         case .connection, .keepAlive, .te, .trailer, .transferEncoding, .upgrade,
              .proxyConnection, .proxyAuthenticate, .proxyAuthorization, .proxyOther: true
-        default: false
-        }
-    }
-
-    /// Only the gateway may set these upstream: framing it computes, identity it verifies,
-    /// forwarding facts it observes, and the provider credential.
-    @inline(__always) public var isGatewayOwned: Bool {
-        switch self {
-        case .host, .contentLength, .authorization, .xRequestId, .xForwardedFor, .xForwardedProto,
-             .xForwardedHost, .forwarded, .xRealIp, .xTenantId, .xUserId, .xTenantTier, .expect: true
         default: false
         }
     }
@@ -45,12 +37,14 @@ public enum KnownHeader: UInt8, Sendable {
         case 4: if eq("host") { return .host }
         case 6: if eq("expect") { return .expect }
         case 7:
+            if eq("api-key") { return .apiKey }
             if eq("trailer") { return .trailer }
             if eq("upgrade") { return .upgrade }
         case 9:
             if eq("forwarded") { return .forwarded }
             if eq("x-real-ip") { return .xRealIp }
             if eq("x-user-id") { return .xUserId }
+            if eq("x-api-key") { return .xApiKey }
         case 10:
             if eq("connection") { return .connection }
             if eq("keep-alive") { return .keepAlive }
@@ -62,7 +56,9 @@ public enum KnownHeader: UInt8, Sendable {
             if eq("authorization") { return .authorization }
             if eq("cache-control") { return .cacheControl }
             if eq("x-tenant-tier") { return .xTenantTier }
-        case 14: if eq("content-length") { return .contentLength }
+        case 14:
+            if eq("content-length") { return .contentLength }
+            if eq("x-goog-api-key") { return .xGoogApiKey }
         case 15: if eq("x-forwarded-for") { return .xForwardedFor }
         case 16:
             if eq("proxy-connection") { return .proxyConnection }
@@ -71,6 +67,7 @@ public enum KnownHeader: UInt8, Sendable {
             if eq("transfer-encoding") { return .transferEncoding }
             if eq("x-forwarded-proto") { return .xForwardedProto }
             if eq("x-accel-buffering") { return .xAccelBuffering }
+            if eq("anthropic-api-key") { return .anthropicApiKey }
         case 18: if eq("proxy-authenticate") { return .proxyAuthenticate }
         case 19: if eq("proxy-authorization") { return .proxyAuthorization }
         default: break
@@ -78,6 +75,14 @@ public enum KnownHeader: UInt8, Sendable {
         if p.count > 6 && (p[0] | 0x20) == 112 && (p[1] | 0x20) == 114 && (p[2] | 0x20) == 111
             && (p[3] | 0x20) == 120 && (p[4] | 0x20) == 121 && p[5] == 45 { return .proxyOther }
         return .other
+    }
+
+    /// Classifies `name` (any case) reading `_` as `-`, the way CGI-style servers merge
+    /// `X_Tenant_Id` into `X-Tenant-Id`: what a backend behind the gateway may take it for.
+    public static func classifyFoldingUnderscores(_ name: String) -> KnownHeader {
+        var folded = Array(name.utf8)
+        for i in folded.indices where folded[i] == 95 /* _ */ { folded[i] = 45 }
+        return folded.withUnsafeBytes { classifyIgnoringCase($0) }
     }
 
     public static func classify(_ lowercasedName: String) -> KnownHeader {

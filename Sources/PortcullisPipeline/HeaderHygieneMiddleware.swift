@@ -1,24 +1,56 @@
 import PortcullisCore
 import PortcullisHTTP
 
-/// Builds the upstream header set from the client's: drops hop-by-hop headers (and any header the
-/// client's `Connection` names), the client's `Authorization` (the provider key replaces it),
-/// client-sent forwarding and identity headers, and framing headers the upstream client sets
-/// itself. Adds `X-Request-Id`, `X-Forwarded-For`, `X-Forwarded-Proto` and the provider key.
+extension KnownHeader {
+    /// Only the gateway may set these upstream: framing it computes, identity it verifies,
+    /// forwarding facts it observes, and provider credentials (every header a provider may read
+    /// a key from). Client-sent copies are dropped in every spelling.
+    @inline(__always) public var isGatewayOwned: Bool {
+        switch self {
+        case .host, .contentLength, .authorization, .xApiKey, .apiKey, .anthropicApiKey, .xGoogApiKey,
+             .xRequestId, .xForwardedFor, .xForwardedProto, .xForwardedHost, .forwarded, .xRealIp,
+             .xTenantId, .xUserId, .xTenantTier, .expect: true
+        default: false
+        }
+    }
+}
+
+/// Builds the upstream header set from the client's. Dropped:
+/// - hop-by-hop headers, and every header the client's `Connection` names (any header but
+///   `host`; names compared case-folded with `_` read as `-`);
+/// - gateway-owned headers (identity, forwarding, framing, credentials), including spellings a
+///   CGI-style backend would merge into them (`X_Tenant_Id`, `Transfer_Encoding`);
+/// - the route's HMAC signature header (it proves the request to the gateway, not upstream).
+/// Added: `X-Request-Id`, `X-Forwarded-For`, `X-Forwarded-Proto` and the provider key.
 public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
     public init() {}
 
+    /// `name` lowercased with `_` read as `-`.
+    static func folded(_ name: String) -> String {
+        String(name.lowercased().map { $0 == "_" ? "-" : $0 })
+    }
+
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         var connectionListed: [String] = []
         for h in ctx.head.headers where h.known == .connection {
-            connectionListed += h.value.lowercasedCommaList()
+            connectionListed += h.value.lowercasedCommaList().map(Self.folded)
         }
+        let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
         var out: [HTTPHeader] = []
         out.reserveCapacity(ctx.head.headers.count + 4)
         for h in ctx.head.headers {
             if h.known.isHopByHop || h.known.isGatewayOwned { continue }
-            if !connectionListed.isEmpty && h.known == .other && connectionListed.contains(where: { $0 == h.name }) { continue }
+            let hasUnderscore = h.known == .other && h.name.utf8.contains(95)
+            if hasUnderscore {
+                let k = KnownHeader.classifyFoldingUnderscores(h.name)
+                if k.isHopByHop || k.isGatewayOwned { continue }
+            }
+            if !connectionListed.isEmpty || signatureHeader != nil {
+                let f = hasUnderscore ? Self.folded(h.name) : h.name
+                if h.known != .host && connectionListed.contains(f) { continue }
+                if f == signatureHeader { continue }
+            }
             out.append(h)
         }
         out.append(HTTPHeader(name: "x-request-id", value: ctx.requestID))

@@ -13,6 +13,10 @@ public final class RequestContext {
     public let clientAddress: String
     public let startNanos: UInt64
     public let configuration: GatewayConfiguration
+    /// The canonical path and target (`RequestTarget`): what routing, authentication and the
+    /// upstream request use. Set by `RequestTargetMiddleware`, the first stage.
+    public var path: String
+    public var target: String
 
     /// Set by `RouteMiddleware`.
     public var route: RouteConfiguration?
@@ -53,6 +57,7 @@ public final class RequestContext {
         self.requestID = requestID; self.head = head; self.body = body
         self.clientAddress = clientAddress; self.startNanos = startNanos
         self.configuration = configuration
+        self.path = head.path; self.target = head.target
     }
 }
 

@@ -1,18 +1,46 @@
 import PortcullisHTTP
 
-/// Finds the route for the request path (first match in config order) and its provider.
-/// No route → 404. Runs first: every later stage can rely on `context.route`.
+/// Puts the request target in canonical form (`RequestTarget`) before anything reads it, so
+/// every later stage and the upstream see one path. Refusals are 400s.
+public final class RequestTargetMiddleware: Middleware {
+    public let name = "request-target"
+    public init() {}
+
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
+        switch RequestTarget.canonicalize(ctx.head.target) {
+        case .success(let c):
+            ctx.path = c.path
+            ctx.target = c.target
+            return .next
+        case .failure(let refusal):
+            return .respond(LocalResponse(.badRequest(refusal.message)))
+        }
+    }
+}
+
+/// Finds the route for the canonical path (first match in config order) and its provider, then
+/// checks the method against the route's `methods` (405 with `Allow`). No route → 404.
+/// `TRACE`, `TRACK` and `CONNECT` are never forwarded, whatever the route says.
 public final class RouteMiddleware: Middleware {
     public let name = "route"
     public init() {}
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
-        let path = ctx.head.path
+        let path = ctx.path
         for r in ctx.configuration.routes where r.matches(path) {
+            let method = ctx.head.method
+            guard r.methods.contains(method), !Self.neverForwarded(method) else {
+                return .respond(LocalResponse(.methodNotAllowed("Method \(String(method.prefix(32))) is not allowed on \(r.path).",
+                                                                allow: r.allowHeader)))
+            }
             ctx.route = r
             ctx.provider = r.target
             return .next
         }
         return .respond(LocalResponse(.notFound("No route for \(ctx.head.method) \(String(path.prefix(200))).")))
+    }
+
+    @inline(__always) static func neverForwarded(_ m: String) -> Bool {
+        m == "TRACE" || m == "TRACK" || m == "CONNECT"
     }
 }

@@ -11,10 +11,10 @@ final class BuiltinEndpointsMiddleware: Middleware {
     init(metrics: GatewayMetrics) { self.metrics = metrics }
 
     func process(_ ctx: RequestContext) -> MiddlewareDecision {
-        let path = ctx.head.path
+        let path = ctx.path
         guard path == "/healthz" || path == "/readyz" || path == "/metrics" else { return .next }
         guard ctx.head.method == "GET" || ctx.head.method == "HEAD" else {
-            return .respond(LocalResponse(.methodNotAllowed("Use GET for \(path).")))
+            return .respond(LocalResponse(.methodNotAllowed("Use GET for \(path).", allow: "GET, HEAD")))
         }
         if path == "/metrics" {
             return .respond(LocalResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")],

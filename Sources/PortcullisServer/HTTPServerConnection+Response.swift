@@ -57,7 +57,7 @@ extension HTTPServerConnection {
             return respondLocal(LocalResponse(.internalError("No route was selected.")), method: ctx.head.method, target: ctx.head.target, forceClose: false)
         }
         let headBytes = UpstreamRequestHead.serialize(
-            method: ctx.head.method, basePath: provider.baseURL.basePath, target: ctx.head.target,
+            method: ctx.head.method, basePath: provider.baseURL.basePath, target: ctx.target,
             authority: provider.baseURL.authority, headers: ctx.upstreamHeaders, bodyLength: ctx.body.count)
         phase = .proxying
         response.upstream = provider.name

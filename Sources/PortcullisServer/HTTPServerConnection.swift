@@ -36,6 +36,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
 
     // Per-request state (reset in `resetRequest`).
     var head: HTTPRequestHead?
+    /// Where the parse of an incomplete head stopped (nothing is consumed from `input` until
+    /// the head is complete, so its offsets stay valid).
+    var headScan = HeadScanState()
     var body: [UInt8] = []
     var bodyRemaining = 0
     var bodyDecoder = ChunkedDecoder()
@@ -115,13 +118,15 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                     return
                 }
                 if requestStart == 0 { requestStart = MonotonicClock.now(); if requestsServed > 0 { armHeaderTimer() } }
-                switch worker.requestParser.parse(input.readable) {
+                switch worker.requestParser.parse(input.readable, resuming: &headScan) {
                 case .incomplete:
                     if readClosed { return close() }
                     return
                 case .failure(let e):
+                    headScan = HeadScanState()
                     return respondLocal(LocalResponse(e), method: "-", target: "-", forceClose: true)
                 case .complete(let h, let consumed):
+                    headScan = HeadScanState()
                     input.consume(consumed)
                     head = h
                     GatewayMetrics.shared.requests.add(1, ordering: .relaxed)
@@ -162,7 +167,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             bodyRemaining = n
             body.reserveCapacity(n)
         case .chunked:
-            bodyDecoder = ChunkedDecoder()
+            bodyDecoder = ChunkedDecoder(maxBodyBytes: limit)
         }
         if h.expectContinue && input.isEmpty {
             output.append("HTTP/1.1 100 Continue\r\n\r\n")
@@ -200,6 +205,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             switch outcome {
             case .needMore: input.clear(); return false
             case .finished(let consumed): input.consume(consumed); return true
+            case .tooLarge:
+                respondLocal(LocalResponse(.payloadTooLarge(limit: limit)), method: h.method, target: h.target, forceClose: true)
+                return false
             case .invalid(let m):
                 respondLocal(LocalResponse(.badRequest("Malformed chunked body: \(m)")), method: h.method, target: h.target, forceClose: true)
                 return false

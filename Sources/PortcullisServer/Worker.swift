@@ -40,6 +40,7 @@ final class Worker: DeferredTask {
         // The request pipeline, in order. Each stage may answer early; none reaches around another.
         let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
         self.pipeline = Pipeline([
+            RequestTargetMiddleware(),                                   // one canonical path (400)
             BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared),  // /healthz /readyz /metrics
             RouteMiddleware(),                                           // path → route, provider (404)
             AuthenticationMiddleware(auth: configuration.auth, ring: keyRing),  // JWT / HMAC (401/403)

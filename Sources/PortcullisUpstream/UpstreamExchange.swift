@@ -246,6 +246,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
                 buffer.consume(consumed)
                 return finish(reusable: responseHead?.keepAlive == true && buffer.isEmpty)
             case .invalid(let m): return fail(.badResponse("Upstream sent an invalid chunked body: \(m)"))
+            case .tooLarge: return fail(.badResponse("Upstream sent an oversized chunk."))
             }
         case .untilClose:
             keepGoing = delegate?.upstreamDidReceiveBody(buffer.readable) ?? false

@@ -36,4 +36,21 @@ final class HTTPResponseParserTests: XCTestCase {
     func testIncomplete() {
         guard case .incomplete = parse("HTTP/1.1 200 OK\r\nContent-") else { return XCTFail() }
     }
+
+    func testStatusLineIsStrict() {
+        for good in ["HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.0 599 Custom\tReason\r\n\r\n", "HTTP/1.1 100 \r\n\r\n"] {
+            guard case .complete = parse(good) else { return XCTFail("refused \(good.debugDescription)") }
+        }
+        for bad in ["HTTP/1.1 200\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n", "HTTP/1.1 600 High\r\n\r\n",
+                    "HTTP/1.1 000 Zero\r\n\r\n", "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n",
+                    "HTTP/1.1 200 O\u{01}K\r\n\r\n", "HTTP/1.1 200 \u{7f}\r\n\r\n", "HTTP/2.0 200 OK\r\n\r\n",
+                    "HTTP/1.1  200 OK\r\n\r\n", "http/1.1 200 OK\r\n\r\n"] {
+            guard case .failure(let e) = parse(bad) else { return XCTFail("accepted \(bad.debugDescription)") }
+            XCTAssertEqual(e.status, 502)
+        }
+        let obsText: [UInt8] = Array("HTTP/1.1 200 ".utf8) + [0xC3, 0xA9] + Array("\r\n\r\n".utf8)
+        guard case .failure = obsText.withUnsafeBytes({ HTTPResponseParser().parse($0, requestMethod: "GET") }) else {
+            return XCTFail("non-ASCII reason accepted")
+        }
+    }
 }

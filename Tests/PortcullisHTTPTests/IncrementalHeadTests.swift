@@ -1,0 +1,63 @@
+import XCTest
+import PortcullisTestSupport
+@testable import PortcullisHTTP
+
+/// Resumed head parsing: a head fed a byte at a time gives the same answer as one whole, and
+/// the work done stays linear in the head's size.
+final class IncrementalHeadTests: XCTestCase {
+    func feedByteByByte(_ bytes: [UInt8], parser: HTTPRequestParser) -> (HeadParseResult<HTTPRequestHead>, Int) {
+        var state = HeadScanState()
+        var last: HeadParseResult<HTTPRequestHead> = .incomplete
+        for n in 1...bytes.count {
+            last = bytes.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), resuming: &state) }
+            if case .incomplete = last { continue }
+            break
+        }
+        return (last, state.bytesExamined)
+    }
+
+    func bigHead(_ size: Int) -> [UInt8] {
+        var s = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        var i = 0
+        while s.utf8.count < size - 40 { s += "X-Filler-\(i): \(String(repeating: "v", count: 90))\r\n"; i += 1 }
+        return Array((s + "Content-Length: 0\r\n\r\n").utf8)
+    }
+
+    func testSixteenKilobyteHeadByteByByteIsLinear() throws {
+        let head = bigHead(16_000)
+        let parser = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: 32_768, maxHeaderCount: 512))
+        let (result, examined) = feedByteByByte(head, parser: parser)
+        guard case .complete(let h, let consumed) = result else { return XCTFail("\(result)") }
+        XCTAssertEqual(consumed, head.count)
+        XCTAssertEqual(h.first("x-filler-3")?.count, 90)
+        // Each byte is scanned for LF once and each header line lexed once: ≤ 2× the head.
+        XCTAssertLessThanOrEqual(examined, 2 * head.count, "head parsing is not linear: \(examined) bytes examined for \(head.count)")
+        // The same head in one piece gives the same head.
+        guard case .complete(let whole, consumed) = head.withUnsafeBytes({ parser.parse($0) }) else { return XCTFail() }
+        XCTAssertEqual(whole.headers, h.headers)
+    }
+
+    func testEverySplitGivesTheSameAnswer() {
+        let inputs = ["\r\nGET /a?b=c HTTP/1.1\r\nHost: x\r\nX-A:  1 \r\n\r\nNEXT", "GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+                      "GET / HTTP/1.1\r\nHost : x\r\n\r\n", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"]
+        let parser = HTTPRequestParser()
+        for text in inputs {
+            let bytes = Array(text.utf8)
+            let whole = bytes.withUnsafeBytes { parser.parse($0) }
+            for split in 1..<bytes.count {
+                var state = HeadScanState()
+                var r = bytes.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<split]), resuming: &state) }
+                if case .incomplete = r { r = bytes.withUnsafeBytes { parser.parse($0, resuming: &state) } }
+                XCTAssertEqual(describe(r), describe(whole), "\(text.debugDescription) split at \(split)")
+            }
+        }
+    }
+
+    func describe(_ r: HeadParseResult<HTTPRequestHead>) -> String {
+        switch r {
+        case .incomplete: "incomplete"
+        case .failure(let e): "failure \(e)"
+        case .complete(let h, let c): "complete \(h.method) \(h.target) \(h.headers.map { "\($0.name)=\($0.value)" }) \(c)"
+        }
+    }
+}

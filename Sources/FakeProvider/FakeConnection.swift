@@ -121,11 +121,11 @@ final class FakeConnection: EventHandler {
             return respond(status: 200, contentType: "application/json", body: FakeStats.shared.lastRequestJSON())
         }
         if path == "/healthz" { return respond(status: 200, contentType: "application/json", body: "{\"status\":\"ok\"}") }
+        recordRequest(h)   // every request a gateway sent, so tests can check what escaped where
         guard path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") else {
             return respond(status: 404, contentType: "application/json", body: OpenAIWire.error(status: 404))
         }
         FakeStats.shared.chatRequests.add(1, ordering: .relaxed)
-        recordRequest(h)
         script = FakeScript(defaults: defaults)
         script.apply(h, body: body)
         if script.close { closeAfter = true }

@@ -175,7 +175,8 @@ def test_hmac_signed_route(auth_gateway, fake):
     routes = [{"path": CHAT, "provider": "local"},
               {"path": "/hooks/*", "provider": "local",
                "auth": {"hmac": {"header": "X-Shopify-Hmac-Sha256", "secret_env": "TEST_JWT_SECRET",
-                                 "encoding": "base64", "tenant_header": "X-Shopify-Shop-Domain"}}}]
+                                 "encoding": "base64", "tenant_header": "X-Shopify-Shop-Domain",
+                                 "mode": "body_only"}}}]
     gw = auth_gateway(routes=routes)
     body = chat_body()
     sig = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()

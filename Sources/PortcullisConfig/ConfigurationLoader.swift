@@ -1,4 +1,5 @@
 import PortcullisCore
+import PortcullisHTTP
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,11 +24,25 @@ public enum ConfigurationLoader {
         else { config.server.listen = [SocketAddress.parse("127.0.0.1:8080")!] }
         guard let pn = top.node("providers") else { throw top.missing("providers") }
         config.providers = try providers(pn, file, environment)
+        var defaults = RoutingDefaults()
+        if let n = top.node("routing") { defaults = try routing(n, file) }
+        var tierPolicies: [String: TierPolicy] = [:]
+        if let n = top.node("tiers") { tierPolicies = try tiers(n, file) }
+        if let n = top.node("models") {
+            config.models = try models(n, file, providers: config.providers, defaults: defaults, tiers: tierPolicies)
+        } else {
+            config.models.defaults = defaults
+            config.models.tiers = tierPolicies
+        }
         guard let rn = top.node("routes") else { throw top.missing("routes") }
-        config.routes = try routes(rn, file, providers: config.providers, env: environment)
+        config.routes = try routes(rn, file, providers: config.providers, models: config.models, env: environment)
+        if !config.models.isEmpty {
+            config.modelListRoute = RouteConfiguration(path: "/v1/models", provider: nil, timeouts: RouteTimeouts(), hmac: nil,
+                                                       methods: ["GET", "HEAD"])
+        }
         if let ln = top.node("log") { config.log = try log(ln, file) }
         if let an = top.node("auth") { config.auth = try auth(an, file) }
-        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log", "auth"])
+        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log", "auth", "models", "tiers", "routing"])
         return config
     }
 
@@ -105,7 +120,8 @@ public enum ConfigurationLoader {
         return out
     }
 
-    static func routes(_ node: YAMLNode, _ file: String, providers: [ProviderConfiguration], env: [String: String]) throws(ConfigError) -> [RouteConfiguration] {
+    static func routes(_ node: YAMLNode, _ file: String, providers: [ProviderConfiguration], models: ModelsConfiguration,
+                       env: [String: String]) throws(ConfigError) -> [RouteConfiguration] {
         guard case .sequence(let items, _) = node else {
             throw ConfigError(file: file, mark: node.mark, key: "routes", message: "expected a list of routes, found \(node.kindName)")
         }
@@ -115,10 +131,48 @@ public enum ConfigurationLoader {
             var r = try MappingReader(item, file: file, path: "routes[\(i)]")
             let path = try r.requiredString("path")
             guard path.hasPrefix("/") else { throw r.error("path", r.node("path")!, "must start with '/', found '\(path)'") }
-            let provider = try r.requiredString("provider")
-            guard let target = providers.first(where: { $0.name == provider }) else {
-                throw r.error("provider", r.node("provider")!, "unknown provider '\(provider)' (defined: \(providers.map(\.name).joined(separator: ", ")))")
+            var target: ProviderConfiguration?
+            if let provider = try r.string("provider") {
+                guard let p = providers.first(where: { $0.name == provider }) else {
+                    throw r.error("provider", r.node("provider")!, "unknown provider '\(provider)' (defined: \(providers.map(\.name).joined(separator: ", ")))")
+                }
+                target = p
             }
+            var alias: ModelAlias?
+            if let a = try r.string("alias") {
+                guard let found = models.aliases[a] else {
+                    throw r.error("alias", r.node("alias")!, "unknown alias '\(a)' (defined in models: \(models.aliasOrder.joined(separator: ", ")))")
+                }
+                alias = found
+            }
+            let tier = try r.string("tier")
+            let passthrough = try r.bool("passthrough_models") ?? false
+            var policy = RouteConfiguration.MaxTokensPolicy.clamp
+            if let p = try r.string("max_tokens_policy") {
+                guard let v = RouteConfiguration.MaxTokensPolicy(rawValue: p) else {
+                    throw r.error("max_tokens_policy", r.node("max_tokens_policy")!, "expected clamp or reject, found '\(p)'")
+                }
+                policy = v
+            }
+            var upstreamPath = try r.string("upstream_path")
+            if let u = upstreamPath {
+                guard case .success(let c) = RequestTarget.canonicalize(u), c.target == u, !u.contains("?") else {
+                    throw r.error("upstream_path", r.node("upstream_path")!, "expected a canonical absolute path such as /v1/chat/completions, found '\(u)'")
+                }
+            }
+            if target != nil && alias != nil {
+                throw r.error("alias", r.node("alias")!, "a route has either provider or alias, not both")
+            }
+            if passthrough && target == nil {
+                throw r.error("passthrough_models", r.node("passthrough_models")!, "passthrough_models needs provider (where other models go)")
+            }
+            if target == nil && models.isEmpty {
+                throw r.missing("provider")
+            }
+            if tier != nil && target != nil && !passthrough {
+                throw r.error("tier", r.node("tier")!, "tier applies to alias routes (a plain route has no tiers)")
+            }
+            if alias != nil && upstreamPath == nil { upstreamPath = "/v1/chat/completions" }
             var t = RouteTimeouts()
             if let tn = r.node("timeouts") {
                 var tr = try MappingReader(tn, file: file, path: "routes[\(i)].timeouts")
@@ -144,13 +198,14 @@ public enum ConfigurationLoader {
                 }
                 guard !methods.isEmpty else { throw r.error("methods", r.node("methods")!, "must name at least one method") }
             }
-            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts", "auth", "methods"])
+            try r.rejectUnknownKeys(allowed: ["path", "provider", "timeouts", "auth", "methods", "alias", "tier",
+                                              "passthrough_models", "max_tokens_policy", "upstream_path"])
             if out.contains(where: { $0.path == path }) {
                 throw r.error("path", r.node("path")!, "duplicate route path '\(path)'")
             }
-            let route = RouteConfiguration(path: path, provider: target, timeouts: t, hmac: hmac)
-            route.methods = methods
-            out.append(route)
+            out.append(RouteConfiguration(path: path, provider: target, timeouts: t, hmac: hmac, methods: methods,
+                                          alias: alias, tier: tier, passthroughModels: passthrough,
+                                          maxTokensPolicy: policy, upstreamPath: upstreamPath))
         }
         return out
     }

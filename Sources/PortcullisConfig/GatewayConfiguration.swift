@@ -12,6 +12,10 @@ public final class GatewayConfiguration: @unchecked Sendable {
     public var log: LogConfiguration
     /// Nil when no `auth:` section is configured (no authentication).
     public var auth: AuthConfiguration?
+    /// Aliases, tiers and failover defaults (`models`, `tiers`, `routing`); empty when unused.
+    public var models = ModelsConfiguration()
+    /// The gateway's own `GET /v1/models` (aliases for the caller's tier), when `models` is set.
+    public var modelListRoute: RouteConfiguration?
 
     init(source: String, server: ServerConfiguration, providers: [ProviderConfiguration],
          routes: [RouteConfiguration], log: LogConfiguration) {
@@ -107,28 +111,52 @@ public struct RouteTimeouts: Sendable, Equatable {
     public var firstByte: Duration64 = .seconds(60)
     public var idle: Duration64 = .seconds(30)
     public var total: Duration64 = .seconds(600)
+    public init(connect: Duration64 = .seconds(5), firstByte: Duration64 = .seconds(60), idle: Duration64 = .seconds(30),
+                total: Duration64 = .seconds(600)) {
+        self.connect = connect; self.firstByte = firstByte; self.idle = idle; self.total = total
+    }
 }
 
 /// One route. Immutable after loading (a class: shared by reference on the request path).
+///
+/// Three kinds: a **plain** route names a `provider` and forwards as is; an **alias** route has no
+/// provider and is served by `models` (its `alias`, or the body's `"model"`); a **passthrough**
+/// route (`passthrough_models: true`) serves known aliases through `models` and sends any other
+/// model to its `provider` unchanged.
 public final class RouteConfiguration: @unchecked Sendable {
+    public enum MaxTokensPolicy: String, Sendable { case clamp, reject }
+
     /// Exact path, or a prefix when it ends in `*` (`/v1/*`).
-    public var path: String
-    /// The provider's name (as written in the config).
-    public var provider: String { target.name }
-    public var timeouts: RouteTimeouts
+    public let path: String
+    public let timeouts: RouteTimeouts
     /// Route-specific authentication replacing JWT for this route (webhooks).
-    public var hmac: HMACAuthConfiguration?
+    public let hmac: HMACAuthConfiguration?
     /// The methods this route serves (`methods:`; default GET and POST). Others get 405.
-    public var methods: [String] = ["GET", "POST"]
+    public let methods: [String]
     /// `methods` as an `Allow` header value.
-    public var allowHeader: String { methods.joined(separator: ", ") }
+    public let allowHeader: String
+    /// The provider of a plain or passthrough route, resolved at load time.
+    public let provider: ProviderConfiguration?
+    /// A route-level alias (`alias:`), resolved at load time.
+    public let alias: ModelAlias?
+    /// `tier:` — only callers whose verified tier is this one (a route never raises a tier).
+    public let tier: String?
+    public let passthroughModels: Bool
+    public let maxTokensPolicy: MaxTokensPolicy
+    /// The path sent upstream in place of the request's (`upstream_path:`; alias routes with a
+    /// route-level alias default to `/v1/chat/completions`). Nil: the canonical request target.
+    public let upstreamPath: String?
 
-    /// The provider named in the route, resolved once at load time.
-    public let target: ProviderConfiguration
+    /// Whether requests on this route go through the alias router.
+    public var usesAliases: Bool { provider == nil || passthroughModels }
 
-    init(path: String, provider: ProviderConfiguration, timeouts: RouteTimeouts, hmac: HMACAuthConfiguration?) {
-        self.path = path; self.target = provider
-        self.timeouts = timeouts; self.hmac = hmac
+    init(path: String, provider: ProviderConfiguration?, timeouts: RouteTimeouts, hmac: HMACAuthConfiguration?,
+         methods: [String] = ["GET", "POST"], alias: ModelAlias? = nil, tier: String? = nil,
+         passthroughModels: Bool = false, maxTokensPolicy: MaxTokensPolicy = .clamp, upstreamPath: String? = nil) {
+        self.path = path; self.provider = provider; self.timeouts = timeouts; self.hmac = hmac
+        self.methods = methods; self.allowHeader = methods.joined(separator: ", ")
+        self.alias = alias; self.tier = tier; self.passthroughModels = passthroughModels
+        self.maxTokensPolicy = maxTokensPolicy; self.upstreamPath = upstreamPath
     }
 
     public func matches(_ requestPath: String) -> Bool {

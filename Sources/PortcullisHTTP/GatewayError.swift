@@ -10,6 +10,8 @@ public enum GatewayError: Error, Equatable, Sendable {
     case invalidToken(String)
     case forbidden(String)
     case notFound(String)
+    /// An unknown model alias (OpenAI's `model_not_found`).
+    case modelNotFound(String)
     /// `allow` is the value of the `Allow` header (the methods the resource serves).
     case methodNotAllowed(String, allow: String)
     case requestTimeout
@@ -31,7 +33,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .badRequest: 400
         case .unauthorized, .invalidToken: 401
         case .forbidden: 403
-        case .notFound: 404
+        case .notFound, .modelNotFound: 404
         case .methodNotAllowed: 405
         case .requestTimeout: 408
         case .payloadTooLarge: 413
@@ -68,6 +70,7 @@ public enum GatewayError: Error, Equatable, Sendable {
         case .invalidToken: "invalid_token"
         case .forbidden: "forbidden"
         case .notFound: "not_found"
+        case .modelNotFound: "model_not_found"
         case .methodNotAllowed: "method_not_allowed"
         case .requestTimeout: "request_timeout"
         case .payloadTooLarge: "request_too_large"
@@ -88,6 +91,7 @@ public enum GatewayError: Error, Equatable, Sendable {
     public var message: String {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .invalidToken(let m), .forbidden(let m), .notFound(let m),
+             .modelNotFound(let m),
              .methodNotAllowed(let m, _), .expectationFailed(let m), .internalError(let m),
              .notImplemented(let m), .upstreamConnectFailed(let m), .upstreamBadResponse(let m),
              .upstreamTimeout(let m), .overloaded(let m):

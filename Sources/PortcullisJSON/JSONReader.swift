@@ -36,25 +36,35 @@ public struct JSONReader {
     /// top-level member `name` (nil when absent). Throws for invalid JSON, a non-object, or a
     /// duplicated top-level `name`.
     public static func topLevelMember(_ name: String, in bytes: UnsafeRawBufferPointer) throws(Failure) -> Range<Int>? {
+        try topLevelMembers([name], in: bytes).members[0]
+    }
+
+    /// One validating pass over a top-level object: the value range of each of `names` (nil when
+    /// absent) and the offset just after the opening `{` (where a member can be inserted), and
+    /// whether the object has any member.
+    public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure)
+        -> (members: [Range<Int>?], afterBrace: Int, isEmpty: Bool) {
+        var found = [Range<Int>?](repeating: nil, count: names.count)
         var r = JSONReader(bytes)
         r.skipWhitespace()
         guard r.pos < bytes.count, bytes[r.pos] == UInt8(ascii: "{") else { throw r.fail("expected a JSON object") }
         r.pos += 1
-        var found: Range<Int>? = nil
+        let afterBrace = r.pos
+        var isEmpty = false
         r.skipWhitespace()
-        if r.peek == UInt8(ascii: "}") { r.pos += 1 } else {
-            var names = Set<String>()
+        if r.peek == UInt8(ascii: "}") { r.pos += 1; isEmpty = true } else {
+            var seen = Set<String>()
             while true {
                 r.skipWhitespace()
                 let keyStart = r.pos
                 let key = try r.string()
-                guard names.insert(key).inserted else { r.pos = keyStart; throw r.fail("duplicate member name '\(key)'") }
+                guard seen.insert(key).inserted else { r.pos = keyStart; throw r.fail("duplicate member name '\(key)'") }
                 r.skipWhitespace()
                 try r.expect(UInt8(ascii: ":"))
                 r.skipWhitespace()
                 let start = r.pos
                 _ = try r.value(depth: 1, build: false)
-                if key == name { found = start..<r.pos }
+                if let i = names.firstIndex(of: key) { found[i] = start..<r.pos }
                 r.skipWhitespace()
                 if r.peek == UInt8(ascii: ",") { r.pos += 1; continue }
                 try r.expect(UInt8(ascii: "}"))
@@ -63,7 +73,7 @@ public struct JSONReader {
         }
         r.skipWhitespace()
         guard r.pos == bytes.count else { throw r.fail("unexpected data after the JSON value") }
-        return found
+        return (found, afterBrace, isEmpty)
     }
 
     // MARK: - machinery

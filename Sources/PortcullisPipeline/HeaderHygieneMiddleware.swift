@@ -21,7 +21,8 @@ extension KnownHeader {
 /// - gateway-owned headers (identity, forwarding, framing, credentials), including spellings a
 ///   CGI-style backend would merge into them (`X_Tenant_Id`, `Transfer_Encoding`);
 /// - the route's HMAC signature header (it proves the request to the gateway, not upstream).
-/// Added: `X-Request-Id`, `X-Forwarded-For`, `X-Forwarded-Proto` and the provider key.
+/// Added: `X-Request-Id`, `X-Forwarded-For`, `X-Forwarded-Proto` (the provider key is added per
+/// attempt by the proxy coordinator, since failover may change the provider).
 public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
     public init() {}
@@ -56,17 +57,7 @@ public final class HeaderHygieneMiddleware: Middleware {
         out.append(HTTPHeader(name: "x-request-id", value: ctx.requestID))
         out.append(HTTPHeader(name: "x-forwarded-for", value: ctx.clientAddress))
         out.append(HTTPHeader(name: "x-forwarded-proto", value: "http"))
-        if let p = ctx.provider, let envName = p.apiKeyEnv {
-            guard let key = p.apiKey else {
-                return .respond(LocalResponse(.internalError("Provider '\(p.name)' has no API key: \(envName) is not set.")))
-            }
-            if p.kind == .anthropic {
-                out.append(HTTPHeader(name: "x-api-key", value: key))
-            } else {
-                out.append(HTTPHeader(name: "authorization", value: "Bearer " + key))
-            }
-        }
-        ctx.upstreamHeaders = out
+        ctx.upstreamHeaders = out   // the provider key is added per attempt (failover may change provider)
         return .next
     }
 }

@@ -1,6 +1,7 @@
 import PortcullisCore
 import PortcullisHTTP
 import PortcullisConfig
+import PortcullisJSON
 
 /// Everything the pipeline knows about one request. Created by the server connection when a
 /// request's head and body are complete; owned by that connection; touched only on its loop's
@@ -28,6 +29,9 @@ public final class RequestContext {
     public var tenant: String?
     public var user: String?
     public var tier: String?
+    /// Set by the alias router on alias routes: the targets to try, in order, and the body to
+    /// send each. Nil on plain routes (one attempt to `provider` with `body` as received).
+    public var plan: RoutePlan?
 
     /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`.
     var stage = 0
@@ -76,5 +80,33 @@ public struct LocalResponse: Sendable {
         self.init(status: error.status,
                   headers: [("content-type", "application/json")] + error.extraHeaders,
                   body: Array(error.jsonBody.utf8), closeConnection: error.closesConnection)
+    }
+}
+
+/// The alias router's decision for one request, read by the proxy coordinator.
+public final class RoutePlan {
+    public let alias: String
+    /// The tier list the caller was served from.
+    public let tier: String
+    /// Targets in the order they are tried: the sticky weighted choice, the rest of the tier's
+    /// list, then the alias's fallback (no target twice).
+    public let candidates: [ModelTarget]
+    public let retryOn: Set<Int>
+    public let maxAttempts: Int
+    /// The request body with `model` as a slot (and any `max_tokens` clamp applied).
+    public let body: JSONMemberEdits
+
+    public init(alias: String, tier: String, candidates: [ModelTarget], retryOn: Set<Int>, maxAttempts: Int,
+                body: JSONMemberEdits) {
+        self.alias = alias; self.tier = tier; self.candidates = candidates
+        self.retryOn = retryOn; self.maxAttempts = maxAttempts; self.body = body
+    }
+
+    /// The body for `target`: its model name in the slot.
+    public func body(for target: ModelTarget) -> [UInt8] {
+        var slot: [UInt8] = [34]
+        slot.append(contentsOf: target.model.utf8)   // validated at load: no quote, backslash or control
+        slot.append(34)
+        return body.render(slot: slot)
     }
 }

@@ -27,6 +27,10 @@ public final class RouteMiddleware: Middleware {
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.path
+        if let list = ctx.configuration.modelListRoute, path == list.path, ctx.head.method == "GET" || ctx.head.method == "HEAD" {
+            ctx.route = list   // answered by the alias router, after authentication (it needs the tier)
+            return .next
+        }
         for r in ctx.configuration.routes where r.matches(path) {
             let method = ctx.head.method
             guard r.methods.contains(method), !Self.neverForwarded(method) else {
@@ -34,7 +38,7 @@ public final class RouteMiddleware: Middleware {
                                                                 allow: r.allowHeader)))
             }
             ctx.route = r
-            ctx.provider = r.target
+            ctx.provider = r.provider
             return .next
         }
         return .respond(LocalResponse(.notFound("No route for \(ctx.head.method) \(String(path.prefix(200))).")))

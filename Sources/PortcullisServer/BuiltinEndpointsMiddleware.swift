@@ -1,5 +1,6 @@
 import PortcullisHTTP
 import PortcullisPipeline
+import PortcullisRouter
 
 /// Answers the gateway's own endpoints before any routing: `GET /healthz` (alive),
 /// `GET /readyz` (accepting traffic) and `GET /metrics` (Prometheus text). Nothing here goes
@@ -7,8 +8,9 @@ import PortcullisPipeline
 final class BuiltinEndpointsMiddleware: Middleware {
     let name = "builtin-endpoints"
     let metrics: GatewayMetrics
+    let router: RouterMetrics
 
-    init(metrics: GatewayMetrics) { self.metrics = metrics }
+    init(metrics: GatewayMetrics, router: RouterMetrics) { self.metrics = metrics; self.router = router }
 
     func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.path
@@ -18,7 +20,7 @@ final class BuiltinEndpointsMiddleware: Middleware {
         }
         if path == "/metrics" {
             return .respond(LocalResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")],
-                                          body: Array(metrics.render().utf8)))
+                                          body: Array((metrics.render() + router.render()).utf8)))
         }
         return .respond(LocalResponse(status: 200, headers: [("content-type", "application/json")],
                                       body: Array("{\"status\":\"ok\"}".utf8)))

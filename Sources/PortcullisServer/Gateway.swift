@@ -4,6 +4,7 @@ import PortcullisEventLoop
 import PortcullisConfig
 import PortcullisUpstream
 import PortcullisAuth
+import PortcullisRouter
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,12 +69,14 @@ public final class Gateway {
 
         let config = configuration
         let registry = WorkerRegistry()
+        let routerMetrics = RouterMetrics(targetIDs: configuration.models.targets.map(\.id))
         for i in 0..<workers {
             let loop = loops[i]
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
-                    let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing)
+                    let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing,
+                                       routerMetrics: routerMetrics)
                     registry.add(loop) { w.beginDrain() }
                     loop.run()
                     w.stopListening()

@@ -5,6 +5,7 @@ import PortcullisHTTP
 import PortcullisConfig
 import PortcullisPipeline
 import PortcullisUpstream
+import PortcullisProxy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -45,7 +46,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     var requestStart: UInt64 = 0
     var context: RequestContext?
     var suspended: PipelineResumer?
-    var exchange: UpstreamExchange?
+    /// Runs the upstream attempts and writes proxied responses (created on the first proxied
+    /// request, reused for the connection's later ones).
+    var coordinator: ProxyCoordinator?
     var response = ResponseState()
 
     static let inputHighWater = 65536
@@ -271,9 +274,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             }
         }
         output.shrinkIfIdle(to: 16384)
-        if let x = exchange, x.isDone == false, response.upstreamPaused {
+        if response.upstreamPaused {
             response.upstreamPaused = false
-            x.resumeReading()
+            coordinator?.clientDrained()
         }
         if response.complete { finishResponse() }
     }
@@ -310,16 +313,20 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         if phase == .closed { return }
         if phase == .proxying || phase == .processing {
             GatewayMetrics.shared.clientAborts.add(1, ordering: .relaxed)
-            if response.headSent || phase == .proxying { logAccess(status: response.status == 0 ? 499 : response.status, outcome: "client_abort") }
+            if phase == .proxying {
+                let sent = coordinator?.relay.headSent == true
+                logAccess(status: sent ? (coordinator?.relay.status ?? 499) : 499, outcome: "client_abort")
+            }
         }
         close()
     }
 
     func close() {
         if phase == .closed { return }
+        let wasProxying = phase == .proxying
         phase = .closed
         suspended?.cancel(); suspended = nil
-        exchange?.cancel(); exchange = nil
+        if wasProxying { coordinator?.cancel() }
         worker.loop.release(timer)
         worker.loop.unregister(fd: fd)
         Syscall.close(fd)

@@ -6,6 +6,7 @@ import PortcullisConfig
 import PortcullisPipeline
 import PortcullisUpstream
 import PortcullisAuth
+import PortcullisRouter
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,6 +21,9 @@ final class Worker: DeferredTask {
     let requestParser: HTTPRequestParser
     let pipeline: Pipeline
     let upstream: UpstreamClient
+    /// This worker's circuit breakers, one per routing target (no locks: loop thread only).
+    let breakers: CircuitBreakers?
+    let routerMetrics: RouterMetrics
     let requestIDs = RequestIDGenerator()
     let maxConnections: Int
     private var connections: [ObjectIdentifier: HTTPServerConnection] = [:]
@@ -29,7 +33,7 @@ final class Worker: DeferredTask {
     private var accessFlushQueued = false
 
     init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
-         resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?) throws {
+         resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?, routerMetrics: RouterMetrics) throws {
         self.loop = loop
         self.configuration = configuration
         let s = configuration.server
@@ -37,15 +41,20 @@ final class Worker: DeferredTask {
                                                                         maxRequestLineBytes: min(8192, s.maxHeaderBytes)))
         self.maxConnections = max(1, s.maxConnections / max(1, s.workers))
         self.upstream = UpstreamClient(loop: loop, resolver: resolver, tlsContexts: tls)
+        self.routerMetrics = routerMetrics
+        let models = configuration.models
+        self.breakers = models.targets.isEmpty ? nil
+            : CircuitBreakers(targets: models.targets.count, defaults: models.defaults, metrics: routerMetrics)
         // The request pipeline, in order. Each stage may answer early; none reaches around another.
         let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
         self.pipeline = Pipeline([
             RequestTargetMiddleware(),                                   // one canonical path (400)
-            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared),  // /healthz /readyz /metrics
+            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared, router: routerMetrics),  // /healthz /readyz /metrics
             RouteMiddleware(),                                           // path → route, provider (404)
             AuthenticationMiddleware(auth: configuration.auth, ring: keyRing),  // JWT / HMAC (401/403)
             HeaderHygieneMiddleware(),                                   // hop-by-hop, spoofed identity out
             TenantContextMiddleware(required: authRequired),             // verified x-tenant-id in
+            AliasRouterMiddleware(),                                     // alias → RoutePlan (404/403/400)
         ])
         for fd in listenFDs {
             let l = Listener(fd: fd, worker: self)

@@ -6,7 +6,7 @@ import PortcullisConfig
 /// A worker's door to the providers: its connection pool plus the shared resolver and TLS
 /// contexts. One per event loop; loop thread only (the resolver and TLS contexts are shared
 /// read-only across workers).
-public final class UpstreamClient {
+public final class UpstreamClient: UpstreamAttemptStarter {
     public let loop: EventLoop
     let pool: UpstreamPool
     let resolver: HostResolver
@@ -28,6 +28,14 @@ public final class UpstreamClient {
                               head: [UInt8], body: [UInt8], delegate: UpstreamResponseDelegate) -> UpstreamExchange {
         let x = UpstreamExchange(client: self, provider: provider, timeouts: timeouts, method: method,
                                  head: head, body: body, delegate: delegate)
+        x.start()
+        return x
+    }
+
+    public func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
+                             body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
+        let x = UpstreamExchange(client: self, provider: provider, timeouts: timeouts, method: method,
+                                 head: head, body: body, deadline: deadline, delegate: delegate)
         x.start()
         return x
     }

@@ -14,7 +14,7 @@ import Glibc
 /// the owner calls `cancel()` first (then it hears nothing). The connection goes back to the
 /// pool only after a complete, well-framed response; every other end closes it, and `cancel()`
 /// and timeouts close it with RST so the provider stops generating at once.
-public final class UpstreamExchange: UpstreamConnectionOwner {
+public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     enum State { case idle, connecting, handshaking, sending, awaitingHead, streamingBody, done }
 
     let client: UpstreamClient
@@ -30,6 +30,8 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     var reused = false
     var retried = false
     var sent = 0
+    /// Some of the request reached the socket (on this or an earlier, retried connection).
+    var wrote = false
     var received = 0
     var paused = false
     var responseHead: HTTPResponseHead?
@@ -41,16 +43,20 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
     var totalDeadline: UInt64 = 0
     let parser = HTTPResponseParser()
 
+    /// The request's overall deadline (monotonic ns); 0: the route's `total` from now.
+    let deadline: UInt64
+
     init(client: UpstreamClient, provider: ProviderConfiguration, timeouts: RouteTimeouts,
-         method: String, head: [UInt8], body: [UInt8], delegate: UpstreamResponseDelegate) {
+         method: String, head: [UInt8], body: [UInt8], deadline: UInt64 = 0, delegate: UpstreamResponseDelegate) {
         self.client = client; self.provider = provider; self.timeouts = timeouts
         self.method = method; self.head = head; self.body = body; self.delegate = delegate
+        self.deadline = deadline
     }
 
     public var isDone: Bool { state == .done }
 
     func start() {
-        totalDeadline = MonotonicClock.now() &+ timeouts.total.nanoseconds
+        totalDeadline = deadline != 0 ? deadline : MonotonicClock.now() &+ timeouts.total.nanoseconds
         if let c = client.pool.checkout(client.poolKey(provider)) {
             conn = c; c.owner = self; reused = true
             startSending()
@@ -138,7 +144,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
                 }
             }
             switch r {
-            case .bytes(let n): sent += n
+            case .bytes(let n): sent += n; wrote = true
             case .wouldBlock: return
             case .eof, .error: return connectionLost("the connection closed while sending the request")
             }
@@ -329,7 +335,11 @@ public final class UpstreamExchange: UpstreamConnectionOwner {
         conn = nil
         let d = delegate
         delegate = nil
-        d?.upstreamDidFail(f, afterHead: responseHead != nil)
+        let phase: UpstreamFailurePhase
+        if responseHead != nil { phase = .afterHead }
+        else if wrote { phase = .awaitingResponse }
+        else { phase = .beforeRequestWritten }
+        d?.upstreamDidFail(f, phase: phase)
     }
 
     // MARK: timers

@@ -1,5 +1,6 @@
 import PortcullisCore
 import PortcullisHTTP
+import PortcullisConfig
 
 /// Which of a route's timeouts expired.
 public enum UpstreamTimeoutKind: String, Sendable {
@@ -25,6 +26,9 @@ public enum UpstreamFailure: Error, Sendable, Equatable {
     }
 
     /// Short label for logs and metrics.
+    /// Whether the failure is a timeout (metrics group them).
+    public var isTimeout: Bool { if case .timeout = self { true } else { false } }
+
     public var label: String {
         switch self {
         case .connectFailed: "connect_failed"
@@ -36,6 +40,35 @@ public enum UpstreamFailure: Error, Sendable, Equatable {
     }
 }
 
+/// How far an exchange had got when it failed: what a retry elsewhere may assume.
+public enum UpstreamFailurePhase: String, Sendable {
+    /// Nothing of the request reached the provider (resolve, connect, TLS).
+    case beforeRequestWritten = "before_request"
+    /// The request was (at least partly) written; no response head came back.
+    case awaitingResponse = "awaiting_response"
+    /// The response head arrived (and was handed to the delegate).
+    case afterHead = "after_head"
+}
+
+/// An attempt in flight, as its owner sees it (`UpstreamExchange`; test doubles in unit tests).
+/// Loop thread only.
+public protocol UpstreamAttempt: AnyObject {
+    var isDone: Bool { get }
+    func pauseReading()
+    func resumeReading()
+    /// Stops the attempt at once (RST); its delegate hears nothing more.
+    func cancel()
+}
+
+/// Starts attempts (`UpstreamClient`; a scripted double in unit tests).
+public protocol UpstreamAttemptStarter: AnyObject {
+    /// Starts sending `head` + `body` to `provider`; the response streams to `delegate`, which
+    /// may hear of a failure before this returns. `deadline`: the request's overall end (the
+    /// route's `total` across every attempt), monotonic nanoseconds.
+    func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
+                      body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt
+}
+
 /// Receives one exchange's response as it arrives. Loop thread only. Each method may call
 /// `UpstreamExchange.cancel()` (e.g. the client write failed); the exchange checks for that.
 public protocol UpstreamResponseDelegate: AnyObject {
@@ -44,8 +77,8 @@ public protocol UpstreamResponseDelegate: AnyObject {
     /// exchange to stop reading until `resumeReading()` (the client is slower than the provider).
     func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool
     func upstreamDidFinish()
-    /// `afterHead` tells whether `upstreamDidReceiveHead` was already called.
-    func upstreamDidFail(_ failure: UpstreamFailure, afterHead: Bool)
+    /// `phase` tells how far the exchange got (`.afterHead`: `upstreamDidReceiveHead` was called).
+    func upstreamDidFail(_ failure: UpstreamFailure, phase: UpstreamFailurePhase)
 }
 
 /// Serializes the head of an upstream request: origin-form target under the provider's base

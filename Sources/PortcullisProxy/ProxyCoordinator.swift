@@ -1,0 +1,314 @@
+import PortcullisCore
+import PortcullisHTTP
+import PortcullisConfig
+import PortcullisPipeline
+import PortcullisUpstream
+import PortcullisRouter
+
+/// Runs the upstream attempts of one request and owns its response (the home of the response
+/// path; the server connection keeps I/O, timers and lifecycle).
+///
+/// Decisions, all made while **nothing has gone to the client**:
+/// - a failure before the response head (connect, TLS, reset, timeout — `UpstreamFailurePhase`
+///   says which) → the next candidate of the `RoutePlan`;
+/// - a response head whose status is in the plan's `retry_on` → its (small) body is held, not
+///   forwarded; when it ends, the next candidate. If no candidate is left, the held response
+///   (the last provider's own status and body) goes to the client;
+/// - any other head → forwarded at once; from then on there is no retry: a failure ends the
+///   response as `ResponseRelay.failAfterHead` says.
+/// Candidates whose circuit breaker is open are skipped without paying their timeout. Attempts
+/// are bounded by the plan's `max_attempts` and share the route's `total` deadline.
+/// Plain routes (no plan) make exactly one attempt.
+///
+/// One per client connection, reused request after request; loop thread only.
+public final class ProxyCoordinator: UpstreamResponseDelegate {
+    unowned let sink: ResponseSink
+    let starter: UpstreamAttemptStarter
+    let breakers: CircuitBreakers?
+    let metrics: RouterMetrics?
+    let now: () -> UInt64
+
+    /// Held retryable responses larger than this are forwarded instead (no retry).
+    static let maxHeldBody = 65536
+
+    // Per request (reset by `start`).
+    var context: RequestContext?
+    var attempt: UpstreamAttempt?
+    var attemptSerial = 0
+    public private(set) var attempts = 0
+    /// Attempts of this request that failed (connect, reset, timeout, bad response, retryable status).
+    public private(set) var failedAttempts = 0
+    var nextCandidate = 0
+    var deadline: UInt64 = 0
+    /// The target and provider of the current (or last) attempt.
+    public private(set) var target: ModelTarget?
+    public private(set) var provider: ProviderConfiguration?
+    var held: (head: HTTPResponseHead, body: [UInt8])?
+    var holding = false
+    var lastFailure: GatewayError?
+    var paused = false
+    public private(set) var relay = ResponseRelay()
+    /// For the access log: "ok", "upstream_<label>", "stream_error_<label>", …
+    public private(set) var outcome = "ok"
+    public private(set) var finished = true
+
+    public init(sink: ResponseSink, starter: UpstreamAttemptStarter, breakers: CircuitBreakers?, metrics: RouterMetrics?,
+                now: @escaping () -> UInt64 = MonotonicClock.now) {
+        self.sink = sink; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
+    }
+
+    /// Starts proxying `ctx` (its pipeline said `.proceed`).
+    public func start(_ ctx: RequestContext) {
+        context = ctx
+        attempt = nil; attempts = 0; failedAttempts = 0; nextCandidate = 0; target = nil; provider = nil
+        held = nil; holding = false; lastFailure = nil; paused = false
+        relay = ResponseRelay(); outcome = "ok"; finished = false
+        let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
+        deadline = now() &+ timeouts.total.nanoseconds
+        if ctx.plan == nil {
+            guard let p = ctx.provider else { return respondLocal(.internalError("No provider was selected.")) }
+            launch(provider: p, target: nil, body: ctx.body)
+        } else {
+            tryNext()
+        }
+    }
+
+    /// The client went away: stop the attempt at once; nothing more is written.
+    public func cancel() {
+        if let t = target, attempt != nil { breakers?.releaseProbe(t.index) }
+        attempt?.cancel()
+        attempt = nil
+        finished = true
+    }
+
+    /// The client's buffer drained after `outputAppended()` returned false.
+    public func clientDrained() {
+        guard paused else { return }
+        paused = false
+        if let a = attempt, !a.isDone { a.resumeReading() }
+    }
+
+    // MARK: attempts
+
+    /// Launches the next admitted candidate, or ends with the last failure.
+    func tryNext() {
+        guard let ctx = context, let plan = ctx.plan else { return giveUp() }
+        let t = now()
+        while nextCandidate < plan.candidates.count && attempts < plan.maxAttempts {
+            let c = plan.candidates[nextCandidate]
+            nextCandidate += 1
+            if let b = breakers, !b.admit(c.index, now: t) { continue }
+            return launch(provider: c.provider, target: c, body: plan.body(for: c))
+        }
+        giveUp()
+    }
+
+    /// Whether another attempt could be made after the current one (without consuming breakers).
+    func mayTryAnother() -> Bool {
+        guard let plan = context?.plan, attempts < plan.maxAttempts else { return false }
+        let t = now()
+        for c in plan.candidates[nextCandidate...] {
+            guard let b = breakers else { return true }
+            switch b.state(c.index) {
+            case .closed: return true
+            case .open(let until): if t >= until { return true }
+            case .halfOpen(let probing): if !probing { return true }
+            }
+        }
+        return false
+    }
+
+    func launch(provider p: ProviderConfiguration, target t: ModelTarget?, body: [UInt8]) {
+        guard let ctx = context, let route = ctx.route else { return }
+        target = t; provider = p
+        if attempts > 0 { metrics?.failover() }
+        attempts += 1
+        if let t { metrics?.attempt(t.index) }
+        var headers = ctx.upstreamHeaders
+        switch ProviderCredentials.header(for: p) {
+        case .none: break
+        case .header(let h): headers.append(h)
+        case .missing(let envName):
+            if let t { metrics?.failure(t.index, .credentials) }
+            held = nil
+            lastFailure = .internalError("Provider '\(p.name)' has no API key: \(envName) is not set.")
+            outcome = "upstream_no_credentials"
+            return tryNext()
+        }
+        let headBytes = UpstreamRequestHead.serialize(
+            method: ctx.head.method, basePath: p.baseURL.basePath, target: route.upstreamPath ?? ctx.target,
+            authority: p.baseURL.authority, headers: headers, bodyLength: body.count)
+        attemptSerial += 1
+        let serial = attemptSerial
+        let a = starter.startAttempt(provider: p, timeouts: route.timeouts, method: ctx.head.method, head: headBytes,
+                                     body: body, deadline: deadline, delegate: self)
+        // A synchronous failure may already have moved on to another attempt.
+        if serial == attemptSerial && !a.isDone && !finished { attempt = a }
+    }
+
+    /// No candidate left: the held provider response, else the last failure, else "none available".
+    func giveUp() {
+        if let h = held {
+            held = nil
+            forwardHead(h.head)
+            h.body.withUnsafeBytes { forwardBody($0) }
+            return finishResponse()
+        }
+        if let e = lastFailure { return respondLocal(e) }
+        let alias = context?.plan?.alias ?? "-"
+        outcome = "no_healthy_target"
+        respondLocal(.overloaded("No provider is available for '\(alias)' now: every target's circuit breaker is open."))
+    }
+
+    func respondLocal(_ e: GatewayError) {
+        finished = true
+        attempt = nil
+        sink.respondLocal(LocalResponse(e))
+    }
+
+    // MARK: the response
+
+    func identityLines() -> [UInt8] {
+        guard let p = provider else { return [] }
+        var s = "x-portcullis-provider: \(p.name)\r\n"
+        if let t = target { s += "x-portcullis-model: \(t.model)\r\n" }
+        return Array(s.utf8)
+    }
+
+    func forwardHead(_ h: HTTPResponseHead) {
+        guard let ctx = context else { return }
+        let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
+                                 keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
+        relay.head(h, request: facts, identity: identityLines(), into: sink.output)
+        if h.status >= 400 && outcome == "ok" { outcome = "upstream_status" }
+    }
+
+    /// Returns false when the upstream should pause (the client is slower).
+    @discardableResult
+    func forwardBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        relay.body(bytes, into: sink.output)
+        if sink.outputAppended() { return true }
+        paused = true
+        return false
+    }
+
+    func finishResponse() {
+        finished = true
+        attempt = nil
+        relay.end(into: sink.output)
+        sink.responseQueued(keepAlive: relay.keepAlive)
+    }
+
+    // MARK: UpstreamResponseDelegate
+
+    public func upstreamDidReceiveHead(_ h: HTTPResponseHead) {
+        guard !finished else { return }
+        let retryable = context?.plan?.retryOn.contains(h.status) ?? false
+        if let t = target {
+            if retryable {
+                failedAttempts += 1
+                metrics?.failure(t.index, .status)
+                breakers?.recordFailure(t.index, now: now(), retryAfterNanos: h.status == 429 ? Self.retryAfterNanos(h) : nil)
+            } else {
+                breakers?.recordSuccess(t.index)
+            }
+        }
+        if retryable && mayTryAnother() {
+            holding = true
+            held = (h, [])
+            return
+        }
+        holding = false
+        held = nil
+        if let t = target, !retryable { metrics?.success(t.index) }
+        forwardHead(h)
+        _ = sink.outputAppended()
+    }
+
+    public func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !finished else { return true }
+        if holding, var h = held {
+            if h.body.count + bytes.count <= Self.maxHeldBody {
+                h.body.append(contentsOf: bytes)
+                held = h
+                return true
+            }
+            // Too large to hold: forward it after all (no retry of this one).
+            holding = false
+            held = nil
+            forwardHead(h.head)
+            h.body.withUnsafeBytes { _ = forwardBody($0) }
+        }
+        return forwardBody(bytes)
+    }
+
+    public func upstreamDidFinish() {
+        guard !finished else { return }
+        attempt = nil
+        if holding {
+            holding = false
+            outcome = "upstream_status"
+            if let h = held { lastFailure = .upstreamBadResponse("Upstream answered \(h.head.status).") }
+            return tryNext()
+        }
+        finishResponse()
+    }
+
+    public func upstreamDidFail(_ failure: UpstreamFailure, phase: UpstreamFailurePhase) {
+        guard !finished else { return }
+        attempt = nil
+        failedAttempts += 1
+        if let t = target {
+            metrics?.failure(t.index, Self.kind(failure))
+            breakers?.recordFailure(t.index, now: now())
+        }
+        Log.debug("request \(context?.requestID ?? "-"): upstream \(provider?.name ?? "-") failed \(phase.rawValue): \(failure.label)")
+        if holding {
+            // The held error response broke off: it is not forwarded; try on.
+            holding = false
+            held = nil
+        }
+        guard relay.headSent else {
+            held = nil   // the last attempt's answer is what the client gets
+            lastFailure = failure.gatewayError
+            outcome = "upstream_" + failure.label
+            return tryNext()
+        }
+        outcome = "stream_error_" + failure.label
+        relay.failAfterHead(failure.gatewayError, into: sink.output)
+        finished = true
+        sink.responseQueued(keepAlive: relay.keepAlive)
+    }
+
+    static func kind(_ f: UpstreamFailure) -> RouterMetrics.FailureKind {
+        switch f {
+        case .connectFailed: .connect
+        case .tls: .tls
+        case .reset: .reset
+        case .timeout: .timeout
+        case .badResponse: .badResponse
+        }
+    }
+
+    /// `Retry-After` in seconds (the delta-seconds form; an HTTP-date is ignored).
+    static func retryAfterNanos(_ h: HTTPResponseHead) -> UInt64? {
+        guard let v = h.first("retry-after"), !v.isEmpty, v.utf8.count <= 9, v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              let s = UInt64(v) else { return nil }
+        return s * 1_000_000_000
+    }
+}
+
+/// The provider credential header for an attempt: the adapter for the provider's kind decides
+/// where the key goes (a later issue moves this into per-kind adapters).
+public enum ProviderCredentials {
+    public enum Outcome { case none, header(HTTPHeader), missing(env: String) }
+
+    public static func header(for p: ProviderConfiguration) -> Outcome {
+        guard let envName = p.apiKeyEnv else { return .none }
+        guard let key = p.apiKey else { return .missing(env: envName) }
+        switch p.kind {
+        case .anthropic: return .header(HTTPHeader(name: "x-api-key", value: key))
+        case .openai: return .header(HTTPHeader(name: "authorization", value: "Bearer " + key))
+        }
+    }
+}

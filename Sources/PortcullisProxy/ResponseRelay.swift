@@ -1,0 +1,110 @@
+import PortcullisCore
+import PortcullisHTTP
+import PortcullisUpstream
+
+/// Writes one provider response to the client: the head rewritten (hop-by-hop and
+/// `Connection`-named fields out, SSE anti-buffering headers, the request id and the serving
+/// provider/model in), the body re-framed (chunked towards HTTP/1.1 clients when the provider
+/// did not give a length), and a failure after the head ended cleanly (SSE `event: error`, else a
+/// visible truncation). Owned by the `ProxyCoordinator`; reset per request; loop thread only.
+public struct ResponseRelay {
+    public private(set) var status = 0
+    public private(set) var headSent = false
+    public private(set) var bodyBytes = 0
+    var chunked = false
+    var noBody = false
+    public private(set) var isSSE = false
+    public var keepAlive = true
+    /// The last two body bytes, to know whether an SSE event boundary was reached.
+    var tail: (UInt8, UInt8) = (10, 10)
+
+    public init() {}
+
+    /// Queues the response head. `identity` lines (already formatted `name: value\r\n`) are
+    /// added after the provider's fields.
+    mutating func head(_ h: HTTPResponseHead, request: RequestFacts, identity: [UInt8], into out: ByteBuffer) {
+        status = h.status
+        headSent = true
+        keepAlive = request.keepAlive
+        var connectionListed: [String] = []
+        for f in h.fields {
+            if f.known == .contentType { isSSE = h.valueHasPrefix(f, "text/event-stream") }
+            if f.known == .connection { connectionListed += h.value(f).lowercasedCommaList() }
+        }
+        out.append(StatusLine.bytes(h.status, reason: h.reason))
+        h.raw.withUnsafeBytes { raw in
+            for f in h.fields {
+                if f.known.isHopByHop || f.known == .contentLength || f.known == .xRequestId { continue }
+                if isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
+                if !connectionListed.isEmpty && f.known == .other && connectionListed.contains(h.name(f)) { continue }
+                // "Name: value" straight from the provider's bytes.
+                out.append(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)]))
+                out.append(StatusLine.colonSpace)
+                out.append(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)]))
+                out.append(StatusLine.crlf)
+            }
+        }
+        if request.method == "HEAD" || h.status == 204 || h.status == 304 {
+            noBody = true
+            if case .length(let n) = h.framing { out.append(StatusLine.contentLength); out.appendDecimal(n); out.append(StatusLine.crlf) }
+        } else {
+            switch h.framing {
+            case .length(let n):
+                out.append(StatusLine.contentLength); out.appendDecimal(n); out.append(StatusLine.crlf)
+            case .none: out.append(StatusLine.contentLengthZero)
+            case .chunked, .untilClose:
+                if request.minorVersion >= 1 { chunked = true; out.append(StatusLine.chunked) }
+                else { keepAlive = false }
+            }
+        }
+        if isSSE { out.append(StatusLine.sseHeaders) }
+        out.append(identity)
+        out.append(StatusLine.requestID); out.append(request.requestID); out.append(StatusLine.crlf)
+        if !keepAlive { out.append(StatusLine.connectionClose) }
+        out.append(StatusLine.crlf)
+    }
+
+    /// Queues body bytes (already de-chunked by the upstream side).
+    mutating func body(_ bytes: UnsafeRawBufferPointer, into out: ByteBuffer) {
+        guard !noBody, bytes.count > 0 else { return }
+        if chunked {
+            out.appendHex(bytes.count)
+            out.append(StatusLine.crlf)
+            out.append(bytes)
+            out.append(StatusLine.crlf)
+        } else {
+            out.append(bytes)
+        }
+        bodyBytes += bytes.count
+        tail = bytes.count >= 2 ? (bytes[bytes.count - 2], bytes[bytes.count - 1]) : (tail.1, bytes[0])
+    }
+
+    /// Queues the end of a complete body.
+    mutating func end(into out: ByteBuffer) {
+        if chunked && !noBody { out.append(StatusLine.lastChunk) }
+    }
+
+    /// Ends a response that failed after its head: an SSE stream gets an explicit error event and
+    /// a clean end (field-notes #10); anything else is truncated (the connection closes), so the
+    /// client cannot mistake it for success.
+    mutating func failAfterHead(_ error: GatewayError, into out: ByteBuffer) {
+        if status < 400 { status = error.status }
+        if isSSE && chunked {
+            var event = (tail == (10, 10)) ? "" : "\n\n"
+            event += "event: error\ndata: \(error.jsonBody)\n\n"
+            let bytes = Array(event.utf8)
+            out.appendHex(bytes.count); out.append(StatusLine.crlf); out.append(bytes); out.append(StatusLine.crlf)
+            out.append(StatusLine.lastChunk)
+        } else {
+            keepAlive = false
+        }
+    }
+}
+
+/// What the relay needs to know about the client's request.
+struct RequestFacts {
+    let method: String
+    let minorVersion: Int
+    let keepAlive: Bool
+    let requestID: String
+}

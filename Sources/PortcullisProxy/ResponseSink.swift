@@ -1,0 +1,20 @@
+import PortcullisCore
+import PortcullisPipeline
+
+/// The client side of a proxied response, as the proxy coordinator sees it: implemented by the
+/// server connection, which keeps the socket, the output buffer's flushing, timers and the
+/// connection's lifecycle. Loop thread only.
+public protocol ResponseSink: AnyObject {
+    /// The client output buffer; the coordinator appends response bytes to it.
+    var output: ByteBuffer { get }
+    /// Called after bytes were appended: the sink flushes them this iteration. Returns false
+    /// when the client is slower than the provider (the coordinator then pauses the upstream
+    /// until `ProxyCoordinator.clientDrained()`).
+    func outputAppended() -> Bool
+    /// Every byte of the response is queued; `keepAlive: false` closes after writing it.
+    func responseQueued(keepAlive: Bool)
+    /// Answer with a gateway-made response (only while nothing of a response was queued).
+    func respondLocal(_ response: LocalResponse)
+    /// The gateway is draining: responses close their connections.
+    var isDraining: Bool { get }
+}

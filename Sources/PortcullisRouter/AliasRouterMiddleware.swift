@@ -1,0 +1,120 @@
+import PortcullisCore
+import PortcullisHTTP
+import PortcullisConfig
+import PortcullisPipeline
+import PortcullisJSON
+
+/// The fourth pipeline stage: turns a model alias into a `RoutePlan`.
+///
+/// The alias comes from the route (`alias:`) or the body's `"model"`. The caller's **verified**
+/// tier picks the alias's tier list (a route with `tier:` admits only that tier: a route never
+/// raises a caller's tier); the sticky weighted choice orders it; the alias's fallback follows.
+/// The body is read once (strict JSON) and kept as edits: `model` becomes a slot filled per
+/// attempt, `max_tokens` is clamped to the tier's cap; every other byte goes as sent.
+/// Also answers `GET /v1/models` with the aliases the caller's tier may use.
+/// One instance per worker; no per-request state of its own.
+public final class AliasRouterMiddleware: Middleware {
+    public let name = "alias-router"
+    public init() {}
+
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
+        guard let route = ctx.route else { return .next }
+        let models = ctx.configuration.models
+        if route === ctx.configuration.modelListRoute { return .respond(Self.modelList(models, tier: ctx.tier)) }
+        guard route.usesAliases else { return .next }
+        switch plan(ctx, route, models) {
+        case .success(let p):
+            ctx.plan = p
+            return .next
+        case .failure(.passthrough):
+            return .next
+        case .failure(.refused(let e)):
+            return .respond(LocalResponse(e))
+        }
+    }
+
+    enum Refusal: Error { case passthrough, refused(GatewayError) }
+
+    func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ models: ModelsConfiguration) -> Result<RoutePlan, Refusal> {
+        let names = ["model", "max_tokens", "max_completion_tokens"]
+        let scanned = ctx.body.withUnsafeBytes { b -> Result<(members: [Range<Int>?], afterBrace: Int, isEmpty: Bool), JSONReader.Failure> in
+            do throws(JSONReader.Failure) { return .success(try JSONReader.topLevelMembers(names, in: b)) } catch { return .failure(error) }
+        }
+        let scan: (members: [Range<Int>?], afterBrace: Int, isEmpty: Bool)
+        switch scanned {
+        case .success(let s): scan = s
+        case .failure(let error):
+            if route.passthroughModels { return .failure(.passthrough) }
+            return .failure(.refused(.badRequest("The request body is not a valid JSON object: \(error.description).")))
+        }
+        var alias: ModelAlias
+        if let a = route.alias {
+            alias = a
+        } else {
+            guard let r = scan.members[0] else {
+                if route.passthroughModels { return .failure(.passthrough) }
+                return .failure(.refused(.badRequest("The request body has no \"model\".")))
+            }
+            guard case .string(let model)? = try? JSONReader.parse(Array(ctx.body[r])) else {
+                return .failure(.refused(.badRequest("\"model\" must be a string.")))
+            }
+            guard let a = models.aliases[model] else {
+                if route.passthroughModels { return .failure(.passthrough) }
+                return .failure(.refused(.modelNotFound("The model '\(String(model.prefix(100)))' does not exist.")))
+            }
+            alias = a
+        }
+        if let required = route.tier, ctx.tier != required {
+            return .failure(.refused(.forbidden("This route serves the '\(required)' tier only.")))
+        }
+        guard let chosen = alias.targets(forTier: ctx.tier), models.permits(tier: ctx.tier, alias: alias) else {
+            return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
+        }
+
+        var edits = JSONMemberEdits(original: ctx.body, objectHasMembers: !scan.isEmpty)
+        if let r = scan.members[0] { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
+        if let cap = models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
+            var present = false
+            for i in 1...2 {
+                guard let r = scan.members[i] else { continue }
+                present = true
+                guard let n = Self.integer(ctx.body[r]) else {
+                    return .failure(.refused(.badRequest("\"\(names[i])\" must be a non-negative integer.")))
+                }
+                if n > cap {
+                    if route.maxTokensPolicy == .reject {
+                        return .failure(.refused(.badRequest("\"\(names[i])\" is \(n); your tier allows at most \(cap).")))
+                    }
+                    edits.replace(r, with: Array(String(cap).utf8))
+                }
+            }
+            if !present { edits.insert("max_tokens", at: scan.afterBrace, value: Array(String(cap).utf8)) }
+        }
+
+        let key = StickyChooser.callerKey(tenant: ctx.tenant, user: ctx.user, fallback: ctx.clientAddress)
+        var candidates: [ModelTarget] = []
+        for i in StickyChooser.order(chosen.targets, key: key) where !candidates.contains(where: { $0.index == chosen.targets[i].index }) {
+            candidates.append(chosen.targets[i])
+        }
+        for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
+        return .success(RoutePlan(alias: alias.name, tier: chosen.tier, candidates: candidates, retryOn: alias.retryOn,
+                                  maxAttempts: alias.maxAttempts, body: edits))
+    }
+
+    /// A JSON number that is a non-negative integer of at most 12 digits.
+    static func integer(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 12, bytes.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return bytes.reduce(0) { $0 * 10 + Int($1 - 48) }
+    }
+
+    /// `GET /v1/models` in OpenAI's list format: the aliases this caller's tier may use.
+    static func modelList(_ models: ModelsConfiguration, tier: String?) -> LocalResponse {
+        var s = "{\"object\":\"list\",\"data\":["
+        for (i, a) in models.aliases(visibleTo: tier).enumerated() {
+            if i > 0 { s += "," }
+            s += "{\"id\":\(JSONText.quote(a.name)),\"object\":\"model\",\"created\":0,\"owned_by\":\"portcullis\"}"
+        }
+        s += "]}"
+        return LocalResponse(status: 200, headers: [("content-type", "application/json")], body: Array(s.utf8))
+    }
+}

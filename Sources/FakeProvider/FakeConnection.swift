@@ -122,6 +122,7 @@ final class FakeConnection: EventHandler {
         }
         if path == "/healthz" { return respond(status: 200, contentType: "application/json", body: "{\"status\":\"ok\"}") }
         recordRequest(h)   // every request a gateway sent, so tests can check what escaped where
+        FakeStats.shared.countPrefix(FakeScript.pathKnobs(path).map(String.init) ?? "")
         guard path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") else {
             return respond(status: 404, contentType: "application/json", body: OpenAIWire.error(status: 404))
         }
@@ -150,7 +151,7 @@ final class FakeConnection: EventHandler {
         let prompt = max(1, body.count / 4)
         let received = "x-fake-received-bytes: \(body.count)\r\n"
         if script.status != 200 {
-            let extra = script.status == 429 ? "retry-after: 1\r\n" + received : received
+            let extra = script.status == 429 ? "retry-after: \(script.retryAfter)\r\n" + received : received
             return respond(status: script.status, contentType: "application/json", body: OpenAIWire.error(status: script.status), extra: extra)
         }
         if !script.stream {

@@ -13,7 +13,13 @@ import PortcullisHTTP
 /// | `x-fake-hang-after: N` | after N SSE events stop sending but keep the connection open (`head`: never answer) |
 /// | `x-fake-chunked: 1` | send a non-streamed JSON answer with chunked framing |
 /// | `x-fake-close: 1` | send `connection: close` and close after the response |
+/// | `x-fake-retry-after: N` | the `Retry-After` seconds of a 429 (default 1) |
+///
+/// The same knobs can be put in the path, so that several "providers" (base URLs) on one fake
+/// behave differently: `/_x/status=500,first-byte-delay-ms=50/v1/chat/completions` (names
+/// without the `x-fake-` prefix). Path knobs apply first; headers override them.
 struct FakeScript {
+    var retryAfter = 1
     var status = 200
     var firstByteDelayMs = 0
     var interEventDelayMs = 0
@@ -31,10 +37,27 @@ struct FakeScript {
         if let d = defaults { self = d }
     }
 
+    /// The `/_x/<knobs>` prefix of a path, if any.
+    static func pathKnobs(_ path: String) -> Substring? {
+        guard path.hasPrefix("/_x/") else { return nil }
+        let rest = path.dropFirst(4)
+        return rest.firstIndex(of: "/").map { rest[..<$0] } ?? rest
+    }
+
     mutating func apply(_ head: HTTPRequestHead, body: [UInt8]) {
-        for h in head.headers where h.name.hasPrefix("x-fake-") {
+        var knobs: [(String, String)] = []
+        if let k = FakeScript.pathKnobs(head.path) {
+            for pair in k.split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { knobs.append(("x-fake-" + kv[0], String(kv[1]))) }
+            }
+        }
+        for h in head.headers where h.name.hasPrefix("x-fake-") { knobs.append((h.name, h.value)) }
+        for (name, value) in knobs {
+            let h = (name: name, value: value)
             let n = Int(h.value)
             switch h.name {
+            case "x-fake-retry-after": retryAfter = n ?? retryAfter
             case "x-fake-status": status = n ?? status
             case "x-fake-first-byte-delay-ms": firstByteDelayMs = n ?? firstByteDelayMs
             case "x-fake-inter-event-delay-ms": interEventDelayMs = n ?? interEventDelayMs

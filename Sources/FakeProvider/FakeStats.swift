@@ -14,6 +14,10 @@ final class FakeStats: Sendable {
     /// The last chat request's head and body size; rendered to JSON only when asked for, so
     /// recording costs the fake almost nothing per request (it is a benchmark baseline too).
     let lastRequest = Mutex<(HTTPRequestHead, Int)?>(nil)
+    /// Requests per `/_x/<knobs>` path prefix ("" for none): which scripted provider was asked.
+    let byPrefix = Mutex<[String: Int]>([:])
+
+    func countPrefix(_ p: String) { byPrefix.withLock { $0[p, default: 0] += 1 } }
 
     func lastRequestJSON() -> String {
         guard let (h, bodyCount) = lastRequest.withLock({ $0 }) else { return "null" }
@@ -26,10 +30,15 @@ final class FakeStats: Sendable {
     }
 
     func json() -> String {
-        "{\"requests\":\(requests.load(ordering: .relaxed)),\"connections\":\(connections.load(ordering: .relaxed)),\"chat_requests\":\(chatRequests.load(ordering: .relaxed)),\"active_streams\":\(activeStreams.load(ordering: .relaxed)),\"aborted_streams\":\(abortedStreams.load(ordering: .relaxed)),\"last_abort_unix_ms\":\(lastAbortMillis.load(ordering: .relaxed))}"
+        "{\"requests\":\(requests.load(ordering: .relaxed)),\"connections\":\(connections.load(ordering: .relaxed)),\"chat_requests\":\(chatRequests.load(ordering: .relaxed)),\"active_streams\":\(activeStreams.load(ordering: .relaxed)),\"aborted_streams\":\(abortedStreams.load(ordering: .relaxed)),\"last_abort_unix_ms\":\(lastAbortMillis.load(ordering: .relaxed)),\"by_prefix\":{\(prefixJSON())}}"
+    }
+
+    func prefixJSON() -> String {
+        byPrefix.withLock { m in m.sorted { $0.key < $1.key }.map { "\(JSONText.quote($0.key)):\($0.value)" }.joined(separator: ",") }
     }
 
     func reset() {
+        byPrefix.withLock { $0 = [:] }
         requests.store(0, ordering: .relaxed)
         connections.store(0, ordering: .relaxed)
         chatRequests.store(0, ordering: .relaxed)

@@ -180,7 +180,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
         relay.head(h, request: facts, identity: identityLines(), into: sink.output)
-        if h.status >= 400 && outcome == "ok" { outcome = "upstream_status" }
+        outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
     }
 
     /// Returns false when the upstream should pause (the client is slower).

@@ -61,6 +61,7 @@ public struct RoutingDefaults: Sendable {
     public var breakerCooldown: Duration64 = .seconds(30)
     /// Upper bound on a provider's `Retry-After` honoured as an open breaker.
     public var maxRetryAfter: Duration64 = .seconds(300)
+    public init() {}
 }
 
 /// Everything about model routing, resolved at load time.

@@ -85,6 +85,11 @@ public enum ConfigurationLoader {
         guard !top.items.isEmpty else { throw ConfigError(file: file, mark: node.mark, key: "providers", message: "must define at least one provider") }
         var out: [ProviderConfiguration] = []
         for item in top.items {
+            // Provider names appear in response headers (x-portcullis-provider), logs and metrics.
+            guard !item.key.isEmpty, item.key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C && $0 != 0x2F }) else {
+                throw ConfigError(file: file, mark: item.keyMark, key: "providers.\(item.key)",
+                                  message: "provider names are printable ASCII without spaces, quotes, backslashes or '/'")
+            }
             var r = try MappingReader(item.value, file: file, path: "providers.\(item.key)")
             let urlText = try r.requiredString("base_url")
             guard let url = UpstreamURL.parse(urlText) else {

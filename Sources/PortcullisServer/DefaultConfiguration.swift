@@ -12,9 +12,16 @@ public enum DefaultConfiguration {
       keepalive_timeout: 75s
     providers:
       local: { base_url: "http://127.0.0.1:9000", kind: openai }
+    models:
+      chat-default:
+        tiers:
+          free: [{ target: local/gpt-4o-mini }]
+          pro:  [{ target: local/gpt-4o, weight: 90 }, { target: local/gpt-4.1, weight: 10 }]
+        default_tier: free
     routes:
       - path: /v1/chat/completions
         provider: local
+        passthrough_models: true     # "chat-default" is routed by alias; other models go to local as is
         timeouts: { connect: 5s, first_byte: 60s, idle: 30s, total: 600s }
       - path: /v1/*
         provider: local

@@ -152,6 +152,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--only", default="", help="comma-separated targets (a partial run; results are printed, not written)")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.seconds = 2, 3
@@ -189,6 +190,27 @@ log: {{ level: warn, access: false }}
     gw_auth = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_auth], stderr=subprocess.DEVNULL,
                                env=dict(os.environ, BENCH_JWT_SECRET=secret))
     procs.append(gw_auth)
+    # The alias router: the same request bytes ("model": "chat-default"), rewritten to a target's model.
+    alias_port = free_port()
+    cfg_alias = os.path.join(tmp, "portcullis-alias.yaml")
+    with open(cfg_alias, "w") as f:
+        f.write(f"""server:
+  listen: ["127.0.0.1:{alias_port}"]
+  workers: 1
+  max_connections: 20000
+providers:
+  fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
+models:
+  chat-default:
+    tiers:
+      standard: [{{ target: fake/gpt-4o-mini }}]
+    default_tier: standard
+routes:
+  - path: /v1/chat/completions
+log: {{ level: warn, access: false }}
+""")
+    gw_alias = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_alias], stderr=subprocess.DEVNULL)
+    procs.append(gw_alias)
     ngx_conf = os.path.join(tmp, "nginx.conf")
     with open(ngx_conf, "w") as f:
         f.write(f"""worker_processes 1;
@@ -218,7 +240,7 @@ http {{
     ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
     procs.append(ngx)
     try:
-        for p in (fake_port, gw_port, ngx_port, auth_port):
+        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port):
             wait_port(p)
         time.sleep(0.3)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
@@ -226,7 +248,11 @@ http {{
                    "nginx": (ngx_port, ngx_worker, None),
                    # Auth cost: the same request bytes (token included) with auth off, then on.
                    "noauth_hs": (gw_port, gw.pid, hs_token), "jwt_hs256": (auth_port, gw_auth.pid, hs_token),
-                   "noauth_rs": (gw_port, gw.pid, rs_token), "jwt_rs256": (auth_port, gw_auth.pid, rs_token)}
+                   "noauth_rs": (gw_port, gw.pid, rs_token), "jwt_rs256": (auth_port, gw_auth.pid, rs_token),
+                   # Alias rewrite cost: the same bytes to a plain route, then to an alias route.
+                   "plain_route": (gw_port, gw.pid, None), "alias_route": (alias_port, gw_alias.pid, None)}
+        if a.only:
+            targets = {k: v for k, v in targets.items() if k in a.only.split(",")}
         for name, (port, _, tok) in targets.items():  # warm-up
             wrk(port, 1, a.conns, token=tok)
         rounds = {k: [] for k in targets}
@@ -239,6 +265,13 @@ http {{
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us")} for k, v in rounds.items()}
+        if a.only:
+            for k, m in med.items():
+                print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req")
+            if "plain_route" in rounds and "alias_route" in rounds:
+                r = statistics.median(x["rps"] / y["rps"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
+                print(f"alias/plain req/s {r:.3f}")
+            return
         ratio_ngx = statistics.median(g["rps"] / n["rps"] for g, n in zip(rounds["gateway"], rounds["nginx"]))
         ratio_direct = statistics.median(g["rps"] / d["rps"] for g, d in zip(rounds["gateway"], rounds["direct"]))
         p99_over = statistics.median(g["p99"] - d["p99"] for g, d in zip(rounds["gateway"], rounds["direct"]))
@@ -248,6 +281,10 @@ http {{
         rs_ratio = statistics.median(h["rps"] / g["rps"] for h, g in zip(rounds["jwt_rs256"], rounds["noauth_rs"]))
         hs_cpu = statistics.median(h["cpu_us"] - g["cpu_us"] for h, g in zip(rounds["jwt_hs256"], rounds["noauth_hs"]))
         rs_cpu = statistics.median(h["cpu_us"] - g["cpu_us"] for h, g in zip(rounds["jwt_rs256"], rounds["noauth_rs"]))
+        alias_ratio = statistics.median(x["rps"] / y["rps"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
+        alias_cpu = statistics.median(x["cpu_us"] - y["cpu_us"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
+        alias_p50 = statistics.median(x["p50"] - y["p50"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
+        alias_p99 = statistics.median(x["p99"] - y["p99"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
 
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
         n_idle = 1000
@@ -277,7 +314,9 @@ http {{
                      ("noauth_hs", "Portcullis, auth off, HS256 token sent → fake"),
                      ("jwt_hs256", "Portcullis + JWT HS256 → fake"),
                      ("noauth_rs", "Portcullis, auth off, RS256 token sent → fake"),
-                     ("jwt_rs256", "Portcullis + JWT RS256 (cached) → fake")):
+                     ("jwt_rs256", "Portcullis + JWT RS256 (cached) → fake"),
+                     ("plain_route", "Portcullis, plain route (alias off) → fake"),
+                     ("alias_route", "Portcullis, alias route (model rewritten) → fake")):
         m = med[k]
         lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} |")
     lines += [
@@ -289,6 +328,9 @@ http {{
         f"- JWT auth cost (same run, same request bytes, auth on / off): HS256 {hs_ratio:.2f}× req/s "
         f"({(1 - hs_ratio) * 100:+.1f}% cost, {hs_cpu:+.1f} µs CPU/req; target ≤ 5%), RS256 with the token cache "
         f"{rs_ratio:.2f}× ({(1 - rs_ratio) * 100:+.1f}% cost, {rs_cpu:+.1f} µs CPU/req; target ≤ 10%)",
+        f"- Alias rewrite cost (same run, same request bytes, alias route / plain route): {alias_ratio:.3f}× req/s "
+        f"({(1 - alias_ratio) * 100:+.1f}% cost, {alias_cpu:+.1f} µs CPU/req, p50 {alias_p50:+.2f} ms, p99 {alias_p99:+.2f} ms; "
+        f"target ≤ 3%)",
         "",
         "## Streaming",
         "",

@@ -100,9 +100,12 @@ public final class ProviderConfiguration: @unchecked Sendable {
     /// Idle keep-alive connections kept per worker.
     public var maxIdleConnections: Int = 64
     public var idleConnectionTimeout: Duration64 = .seconds(60)
+    /// `x-portcullis-provider: <name>\r\n`, prebuilt for responses of plain routes.
+    public let responseHeaderLine: [UInt8]
 
     init(name: String, kind: ProviderKind, baseURL: UpstreamURL) {
         self.name = name; self.kind = kind; self.baseURL = baseURL
+        self.responseHeaderLine = Array("x-portcullis-provider: \(name)\r\n".utf8)
     }
 }
 

@@ -10,10 +10,21 @@ public final class ModelTarget: Sendable {
     /// `provider/model`, as written in the config.
     public let id: String
     public let index: Int
+    /// FNV-1a 64 of `id` (the sticky split's per-target input), computed once.
+    public let idHash: UInt64
+    /// `x-portcullis-provider: …\r\nx-portcullis-model: …\r\n`, prebuilt for responses.
+    public let responseHeaderLines: [UInt8]
+    /// The model as a JSON string literal (the body's `model` slot).
+    public let quotedModel: [UInt8]
 
     init(provider: ProviderConfiguration, model: String, weight: Int, index: Int) {
         self.provider = provider; self.model = model; self.weight = weight
         self.id = "\(provider.name)/\(model)"; self.index = index
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        self.idHash = h
+        self.quotedModel = [34] + Array(model.utf8) + [34]
+        self.responseHeaderLines = Array("x-portcullis-provider: \(provider.name)\r\nx-portcullis-model: \(model)\r\n".utf8)
     }
 }
 
@@ -84,7 +95,13 @@ public struct ModelsConfiguration: Sendable {
     /// Whether `tier` may use `alias` (it has a tier list for the caller, and the tier's guard allows it).
     public func permits(tier: String?, alias: ModelAlias) -> Bool {
         guard let chosen = alias.targets(forTier: tier) else { return false }
-        if let allowed = tiers[tier ?? chosen.tier]?.aliases, !allowed.contains(alias.name) { return false }
+        return permits(tier: tier, chosenTier: chosen.tier, alias: alias)
+    }
+
+    /// `permits` when the alias's tier list was already chosen (no second lookup).
+    public func permits(tier: String?, chosenTier: String, alias: ModelAlias) -> Bool {
+        if tiers.isEmpty { return true }
+        if let allowed = tiers[tier ?? chosenTier]?.aliases, !allowed.contains(alias.name) { return false }
         return true
     }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A strict RFC 8259 reader: one JSON text, nothing after it but whitespace; no comments, no
 /// trailing commas, no leading zeros, no lone surrogates, valid UTF-8 only; duplicate member
 /// names in an object are an error (JOSE requires it, and a gateway must never read one value
@@ -36,15 +40,35 @@ public struct JSONReader {
     /// top-level member `name` (nil when absent). Throws for invalid JSON, a non-object, or a
     /// duplicated top-level `name`.
     public static func topLevelMember(_ name: String, in bytes: UnsafeRawBufferPointer) throws(Failure) -> Range<Int>? {
-        try topLevelMembers([name], in: bytes).members[0]
+        try topLevelMembers([name], in: bytes).member(0)
+    }
+
+    /// What `topLevelMembers` found (a nominal type: a tuple here would cost a runtime metadata
+    /// lookup per request).
+    public struct TopLevelScan {
+        /// Value bounds of each asked-for name as (start, end) pairs, -1 when absent: fixed-size
+        /// storage, because this runs per request and an array allocation here costs a runtime
+        /// metadata lookup.
+        var bounds: SIMD8<Int>
+        let count: Int
+        /// The value range of the `i`th asked-for name, nil when absent.
+        public func member(_ i: Int) -> Range<Int>? { bounds[2 * i] < 0 ? nil : bounds[2 * i]..<bounds[2 * i + 1] }
+        /// Every asked-for name's value range (tests, diagnostics).
+        public var members: [Range<Int>?] { (0..<count).map(member) }
+        /// Just after the opening `{`: where a member can be inserted.
+        public var afterBrace: Int
+        /// The object has no member.
+        public var isEmpty: Bool
     }
 
     /// One validating pass over a top-level object: the value range of each of `names` (nil when
     /// absent) and the offset just after the opening `{` (where a member can be inserted), and
-    /// whether the object has any member.
-    public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure)
-        -> (members: [Range<Int>?], afterBrace: Int, isEmpty: Bool) {
-        var found = [Range<Int>?](repeating: nil, count: names.count)
+    /// whether the object has any member. Duplicate top-level names are refused (the gateway
+    /// reads these; nested objects are validated but only the provider reads them). Allocates
+    /// nothing unless a top-level name contains an escape.
+    public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
+        precondition(names.count <= 4, "topLevelMembers reads at most 4 names")
+        var found = SIMD8<Int>(repeating: -1)
         var r = JSONReader(bytes)
         r.skipWhitespace()
         guard r.pos < bytes.count, bytes[r.pos] == UInt8(ascii: "{") else { throw r.fail("expected a JSON object") }
@@ -53,18 +77,44 @@ public struct JSONReader {
         var isEmpty = false
         r.skipWhitespace()
         if r.peek == UInt8(ascii: "}") { r.pos += 1; isEmpty = true } else {
-            var seen = Set<String>()
+            // Raw key bytes (between the quotes) of the first 32 keys, as (start, end) pairs; an
+            // object with more keys, or an escaped key, is checked through decoded Strings.
+            var keys = SIMD64<Int>(repeating: 0)
+            var keyCount = 0
+            var decoded: Set<String>? = nil      // once any key has an escape: every key, decoded
             while true {
                 r.skipWhitespace()
                 let keyStart = r.pos
-                let key = try r.string()
-                guard seen.insert(key).inserted else { r.pos = keyStart; throw r.fail("duplicate member name '\(key)'") }
+                let escaped = try r.skipString()
+                let raw = (keyStart + 1)..<(r.pos - 1)
+                if (escaped || keyCount == 32) && decoded == nil {
+                    var all = Set<String>()
+                    for k in 0..<keyCount {
+                        all.insert(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[keys[2 * k]..<keys[2 * k + 1]]), as: UTF8.self))
+                    }
+                    decoded = all
+                }
+                var matchIndex: Int? = nil
+                if decoded != nil {
+                    var kr = JSONReader(bytes); kr.pos = keyStart
+                    let key = try kr.string()
+                    guard decoded!.insert(key).inserted else { r.pos = keyStart; throw r.fail("duplicate member name '\(key)'") }
+                    matchIndex = names.firstIndex(of: key)
+                } else {
+                    for k in 0..<keyCount where JSONReader.equal(bytes, keys[2 * k]..<keys[2 * k + 1], raw) {
+                        r.pos = keyStart
+                        throw r.fail("duplicate member name '\(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[raw]), as: UTF8.self))'")
+                    }
+                    keys[2 * keyCount] = raw.lowerBound; keys[2 * keyCount + 1] = raw.upperBound
+                    keyCount += 1
+                    for (i, n) in names.enumerated() where JSONReader.equal(bytes, raw, n) { matchIndex = i; break }
+                }
                 r.skipWhitespace()
                 try r.expect(UInt8(ascii: ":"))
                 r.skipWhitespace()
                 let start = r.pos
                 _ = try r.value(depth: 1, build: false)
-                if let i = names.firstIndex(of: key) { found[i] = start..<r.pos }
+                if let i = matchIndex { found[2 * i] = start; found[2 * i + 1] = r.pos }
                 r.skipWhitespace()
                 if r.peek == UInt8(ascii: ",") { r.pos += 1; continue }
                 try r.expect(UInt8(ascii: "}"))
@@ -73,7 +123,27 @@ public struct JSONReader {
         }
         r.skipWhitespace()
         guard r.pos == bytes.count else { throw r.fail("unexpected data after the JSON value") }
-        return (found, afterBrace, isEmpty)
+        return TopLevelScan(bounds: found, count: names.count, afterBrace: afterBrace, isEmpty: isEmpty)
+    }
+
+    /// The string literal occupying exactly `range` of `bytes`, unescaped; nil if it is not one.
+    public static func stringValue(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> String? {
+        var r = JSONReader(UnsafeRawBufferPointer(rebasing: bytes[range]))
+        guard let s = try? r.string(), r.pos == range.count else { return nil }
+        return s
+    }
+
+    @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ x: Range<Int>, _ y: Range<Int>) -> Bool {
+        guard x.count == y.count, let base = b.baseAddress else { return false }
+        return memcmp(base + x.lowerBound, base + y.lowerBound, x.count) == 0
+    }
+
+    @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ x: Range<Int>, _ name: String) -> Bool {
+        guard x.count == name.utf8.count, let base = b.baseAddress else { return false }
+        if let r = name.utf8.withContiguousStorageIfAvailable({ memcmp(base + x.lowerBound, $0.baseAddress!, x.count) == 0 }) { return r }
+        var i = x.lowerBound
+        for c in name.utf8 { if b[i] != c { return false }; i += 1 }
+        return true
     }
 
     // MARK: - machinery
@@ -88,7 +158,14 @@ public struct JSONReader {
     func fail(_ reason: String) -> Failure { Failure(offset: pos, reason: reason) }
 
     mutating func skipWhitespace() {
-        while pos < b.count, b[pos] == 0x20 || b[pos] == 0x0A || b[pos] == 0x0D || b[pos] == 0x09 { pos += 1 }
+        var p = pos
+        let n = b.count
+        while p < n {
+            let c = b[p]
+            guard c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 else { break }
+            p += 1
+        }
+        pos = p
     }
 
     mutating func expect(_ c: UInt8) throws(Failure) {
@@ -110,10 +187,11 @@ public struct JSONReader {
         switch c {
         case UInt8(ascii: "{"):
             pos += 1
+            skipWhitespace()
+            if peek == UInt8(ascii: "}") { pos += 1; return build ? .object(JSONObject([])) : .null }
+            if !build { try skipObjectMembers(depth: depth); return .null }   // nested names: the provider's to read
             var members: [(name: String, value: JSONValue)] = []
             var names = Set<String>()
-            skipWhitespace()
-            if peek == UInt8(ascii: "}") { pos += 1; return build ? .object(JSONObject(members)) : .null }
             while true {
                 skipWhitespace()
                 let keyStart = pos
@@ -123,7 +201,7 @@ public struct JSONReader {
                 try expect(UInt8(ascii: ":"))
                 skipWhitespace()
                 let v = try value(depth: depth + 1, build: build)
-                if build { members.append((key, v)) }
+                members.append((key, v))
                 skipWhitespace()
                 if peek == UInt8(ascii: ",") { pos += 1; continue }
                 try expect(UInt8(ascii: "}"))
@@ -144,8 +222,8 @@ public struct JSONReader {
                 return build ? .array(items) : .null
             }
         case UInt8(ascii: "\""):
-            let s = try string()
-            return build ? .string(s) : .null
+            if !build { _ = try skipString(); return .null }
+            return .string(try string())
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
@@ -155,6 +233,22 @@ public struct JSONReader {
             return build ? .numberText(String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<pos]), as: UTF8.self)) : .null
         default:
             throw fail("unexpected character")
+        }
+    }
+
+    /// The members of an object being validated only (after its `{`, not empty), through its `}`.
+    mutating func skipObjectMembers(depth: Int) throws(Failure) {
+        while true {
+            skipWhitespace()
+            _ = try skipString()
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"))
+            skipWhitespace()
+            _ = try value(depth: depth + 1, build: false)
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") { pos += 1; continue }
+            try expect(UInt8(ascii: "}"))
+            return
         }
     }
 
@@ -180,22 +274,13 @@ public struct JSONReader {
 
     /// A string literal at `pos` (the opening quote), unescaped; raw bytes must be valid UTF-8.
     mutating func string() throws(Failure) -> String {
-        guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
-        pos += 1
-        let start = pos
-        // Fast path: no escapes.
-        while pos < b.count {
-            let c = b[pos]
-            if c == UInt8(ascii: "\"") {
-                let raw = UnsafeRawBufferPointer(rebasing: b[start..<pos])
-                guard let s = String(validating: raw, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
-                pos += 1
-                return s
-            }
-            if c == UInt8(ascii: "\\") { break }
-            if c < 0x20 { throw fail("control character in string") }
-            pos += 1
-        }
+        let quote = pos
+        // Validate the whole literal first (UTF-8, escapes, controls); then decoding cannot fail.
+        let escaped = try skipString()
+        let start = quote + 1
+        if !escaped { return String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<(pos - 1)]), as: UTF8.self) }
+        pos = start
+        while pos < b.count && b[pos] != UInt8(ascii: "\\") { pos += 1 }
         var out: [UInt8] = Array(UnsafeRawBufferPointer(rebasing: b[start..<pos]))
         while true {
             guard pos < b.count else { throw fail("unterminated string") }
@@ -234,8 +319,76 @@ public struct JSONReader {
                 throw fail("invalid escape")
             }
         }
-        guard let s = String(validating: out, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
-        return s
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Validates the string literal at `pos` (escapes, surrogate pairs, control characters,
+    /// UTF-8) without building it; returns whether it contained an escape.
+    mutating func skipString() throws(Failure) -> Bool {
+        guard peek == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        pos += 1
+        var escaped = false
+        guard let base = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { throw fail("unterminated string") }
+        let n = b.count
+        while pos < n {
+            // Plain printable ASCII runs need no more than this test (a local index: `pos` is
+            // stored through `self` and would be written back on every byte).
+            var p = pos
+            var c = base[p]
+            while c >= 0x20 && c < 0x80 && c != 0x22 && c != 0x5C {
+                p += 1
+                if p == n { pos = p; throw fail("unterminated string") }
+                c = base[p]
+            }
+            pos = p
+            if c == UInt8(ascii: "\"") { pos += 1; return escaped }
+            if c < 0x20 { throw fail("control character in string") }
+            if c == UInt8(ascii: "\\") {
+                escaped = true
+                pos += 1
+                guard let e = peek else { break }
+                pos += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    continue
+                case UInt8(ascii: "u"):
+                    let v = try hex4()
+                    if v >= 0xD800 && v < 0xDC00 {
+                        guard pos + 1 < b.count, b[pos] == UInt8(ascii: "\\"), b[pos + 1] == UInt8(ascii: "u") else {
+                            throw fail("lone surrogate in string")
+                        }
+                        pos += 2
+                        let low = try hex4()
+                        guard low >= 0xDC00 && low < 0xE000 else { throw fail("lone surrogate in string") }
+                    } else if v >= 0xDC00 && v < 0xE000 {
+                        throw fail("lone surrogate in string")
+                    }
+                    continue
+                default:
+                    throw fail("invalid escape")
+                }
+            }
+            if c < 0x80 { pos += 1; continue }
+            // A UTF-8 sequence (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF).
+            let more: Int, lo: UInt8, hi: UInt8
+            switch c {
+            case 0xC2...0xDF: (more, lo, hi) = (1, 0x80, 0xBF)
+            case 0xE0: (more, lo, hi) = (2, 0xA0, 0xBF)
+            case 0xE1...0xEC, 0xEE, 0xEF: (more, lo, hi) = (2, 0x80, 0xBF)
+            case 0xED: (more, lo, hi) = (2, 0x80, 0x9F)
+            case 0xF0: (more, lo, hi) = (3, 0x90, 0xBF)
+            case 0xF1...0xF3: (more, lo, hi) = (3, 0x80, 0xBF)
+            case 0xF4: (more, lo, hi) = (3, 0x80, 0x8F)
+            default: throw fail("invalid UTF-8 in string")
+            }
+            guard pos + more < n, b[pos + 1] >= lo, b[pos + 1] <= hi else { throw fail("invalid UTF-8 in string") }
+            for k in 2...max(2, more) where k <= more {
+                guard b[pos + k] >= 0x80 && b[pos + k] <= 0xBF else { throw fail("invalid UTF-8 in string") }
+            }
+            pos += more + 1
+        }
+        throw fail("unterminated string")
     }
 
     mutating func hex4() throws(Failure) -> UInt32 {

@@ -104,9 +104,6 @@ public final class RoutePlan {
 
     /// The body for `target`: its model name in the slot.
     public func body(for target: ModelTarget) -> [UInt8] {
-        var slot: [UInt8] = [34]
-        slot.append(contentsOf: target.model.utf8)   // validated at load: no quote, backslash or control
-        slot.append(34)
-        return body.render(slot: slot)
+        body.render(slot: target.quotedModel)   // validated at load: no quote, backslash or control
     }
 }

@@ -124,10 +124,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if attempts > 0 { metrics?.failover() }
         attempts += 1
         if let t { metrics?.attempt(t.index) }
-        var headers = ctx.upstreamHeaders
+        var credential: HTTPHeader?
         switch ProviderCredentials.header(for: p) {
         case .none: break
-        case .header(let h): headers.append(h)
+        case .header(let h): credential = h
         case .missing(let envName):
             if let t { metrics?.failure(t.index, .credentials) }
             held = nil
@@ -137,7 +137,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         }
         let headBytes = UpstreamRequestHead.serialize(
             method: ctx.head.method, basePath: p.baseURL.basePath, target: route.upstreamPath ?? ctx.target,
-            authority: p.baseURL.authority, headers: headers, bodyLength: body.count)
+            authority: p.baseURL.authority, headers: ctx.upstreamHeaders, extra: credential, bodyLength: body.count)
         attemptSerial += 1
         let serial = attemptSerial
         let a = starter.startAttempt(provider: p, timeouts: route.timeouts, method: ctx.head.method, head: headBytes,
@@ -169,10 +169,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     // MARK: the response
 
     func identityLines() -> [UInt8] {
-        guard let p = provider else { return [] }
-        var s = "x-portcullis-provider: \(p.name)\r\n"
-        if let t = target { s += "x-portcullis-model: \(t.model)\r\n" }
-        return Array(s.utf8)
+        if let t = target { return t.responseHeaderLines }
+        return provider?.responseHeaderLine ?? []
     }
 
     func forwardHead(_ h: HTTPResponseHead) {

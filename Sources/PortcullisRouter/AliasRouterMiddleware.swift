@@ -35,12 +35,15 @@ public final class AliasRouterMiddleware: Middleware {
 
     enum Refusal: Error { case passthrough, refused(GatewayError) }
 
+    /// The top-level members the router reads (built once).
+    static let memberNames = ["model", "max_tokens", "max_completion_tokens"]
+
     func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ models: ModelsConfiguration) -> Result<RoutePlan, Refusal> {
-        let names = ["model", "max_tokens", "max_completion_tokens"]
-        let scanned = ctx.body.withUnsafeBytes { b -> Result<(members: [Range<Int>?], afterBrace: Int, isEmpty: Bool), JSONReader.Failure> in
+        let names = Self.memberNames
+        let scanned = ctx.body.withUnsafeBytes { b -> Result<JSONReader.TopLevelScan, JSONReader.Failure> in
             do throws(JSONReader.Failure) { return .success(try JSONReader.topLevelMembers(names, in: b)) } catch { return .failure(error) }
         }
-        let scan: (members: [Range<Int>?], afterBrace: Int, isEmpty: Bool)
+        let scan: JSONReader.TopLevelScan
         switch scanned {
         case .success(let s): scan = s
         case .failure(let error):
@@ -51,11 +54,11 @@ public final class AliasRouterMiddleware: Middleware {
         if let a = route.alias {
             alias = a
         } else {
-            guard let r = scan.members[0] else {
+            guard let r = scan.member(0) else {
                 if route.passthroughModels { return .failure(.passthrough) }
                 return .failure(.refused(.badRequest("The request body has no \"model\".")))
             }
-            guard case .string(let model)? = try? JSONReader.parse(Array(ctx.body[r])) else {
+            guard let model = ctx.body.withUnsafeBytes({ JSONReader.stringValue(r, in: $0) }) else {
                 return .failure(.refused(.badRequest("\"model\" must be a string.")))
             }
             guard let a = models.aliases[model] else {
@@ -67,16 +70,16 @@ public final class AliasRouterMiddleware: Middleware {
         if let required = route.tier, ctx.tier != required {
             return .failure(.refused(.forbidden("This route serves the '\(required)' tier only.")))
         }
-        guard let chosen = alias.targets(forTier: ctx.tier), models.permits(tier: ctx.tier, alias: alias) else {
+        guard let chosen = alias.targets(forTier: ctx.tier), models.permits(tier: ctx.tier, chosenTier: chosen.tier, alias: alias) else {
             return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
         }
 
         var edits = JSONMemberEdits(original: ctx.body, objectHasMembers: !scan.isEmpty)
-        if let r = scan.members[0] { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
-        if let cap = models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
+        if let r = scan.member(0) { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
+        if !models.tiers.isEmpty, let cap = models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
             var present = false
             for i in 1...2 {
-                guard let r = scan.members[i] else { continue }
+                guard let r = scan.member(i) else { continue }
                 present = true
                 guard let n = Self.integer(ctx.body[r]) else {
                     return .failure(.refused(.badRequest("\"\(names[i])\" must be a non-negative integer.")))
@@ -91,10 +94,15 @@ public final class AliasRouterMiddleware: Middleware {
             if !present { edits.insert("max_tokens", at: scan.afterBrace, value: Array(String(cap).utf8)) }
         }
 
-        let key = StickyChooser.callerKey(tenant: ctx.tenant, user: ctx.user, fallback: ctx.clientAddress)
         var candidates: [ModelTarget] = []
-        for i in StickyChooser.order(chosen.targets, key: key) where !candidates.contains(where: { $0.index == chosen.targets[i].index }) {
-            candidates.append(chosen.targets[i])
+        candidates.reserveCapacity(chosen.targets.count + alias.fallback.count)
+        if chosen.targets.count == 1 {
+            candidates.append(chosen.targets[0])   // nothing to split: no hashing
+        } else {
+            let key = StickyChooser.callerHash(tenant: ctx.tenant, user: ctx.user, fallback: ctx.clientAddress)
+            for i in StickyChooser.order(chosen.targets, keyHash: key) where !candidates.contains(where: { $0.index == chosen.targets[i].index }) {
+                candidates.append(chosen.targets[i])
+            }
         }
         for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
         return .success(RoutePlan(alias: alias.name, tier: chosen.tier, candidates: candidates, retryOn: alias.retryOn,

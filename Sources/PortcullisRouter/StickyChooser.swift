@@ -15,12 +15,15 @@ import PortcullisConfig
 public enum StickyChooser {
     /// Indices of `targets` from the preferred one down (zero-weight targets last, in order).
     public static func order(_ targets: [ModelTarget], key: String) -> [Int] {
-        let k = hash(key)
+        order(targets, keyHash: hash(key))
+    }
+
+    public static func order(_ targets: [ModelTarget], keyHash k: UInt64) -> [Int] {
         var scored: [(Double, Int)] = []
         scored.reserveCapacity(targets.count)
         for (i, t) in targets.enumerated() {
             guard t.weight > 0 else { scored.append((-1 - Double(i) / 1e6, i)); continue }
-            let u = unitInterval(mix(k ^ hash(t.id)))
+            let u = unitInterval(mix(k ^ t.idHash))
             scored.append((Double(t.weight) / -log(u), i))
         }
         // Stable for equal scores (practically never): by index.
@@ -33,12 +36,29 @@ public enum StickyChooser {
         return (tenant ?? "") + "\u{0}" + (user ?? "")
     }
 
+    /// `hash(callerKey(...))` without building the key string.
+    public static func callerHash(tenant: String?, user: String?, fallback: String) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325
+        if tenant == nil && user == nil {
+            feed(&h, "addr"); feed(&h, 0); feed(&h, fallback)
+        } else {
+            feed(&h, tenant ?? ""); feed(&h, 0); feed(&h, user ?? "")
+        }
+        return mix(h)
+    }
+
     /// FNV-1a 64 over the UTF-8 bytes, then mixed: stable across processes and releases.
     public static func hash(_ s: String) -> UInt64 {
         var h: UInt64 = 0xcbf29ce484222325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        feed(&h, s)
         return mix(h)
     }
+
+    @inline(__always) static func feed(_ h: inout UInt64, _ s: String) {
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+    }
+
+    @inline(__always) static func feed(_ h: inout UInt64, _ b: UInt8) { h = (h ^ UInt64(b)) &* 0x100000001b3 }
 
     /// The SplitMix64 finaliser.
     @inline(__always) static func mix(_ x: UInt64) -> UInt64 {

@@ -62,4 +62,20 @@ final class JSONReaderTests: XCTestCase {
             }
         }
     }
+
+    func testTopLevelScanValidatesNestedValuesWithoutBuildingThem() throws {
+        func scan(_ s: [UInt8]) throws -> JSONReader.TopLevelScan { try s.withUnsafeBytes { try JSONReader.topLevelMembers(["model"], in: $0) } }
+        let ok = Array("{\"messages\":[{\"role\":\"user\",\"content\":\"hé \\u00e9 \\ud83d\\ude00\"}],\"model\":\"m\"}".utf8)
+        XCTAssertEqual(try scan(ok).members[0].map { String(decoding: ok[$0], as: UTF8.self) }, "\"m\"")
+        for bad in ["{\"a\":[\"\\ud800\"]}", "{\"a\":{\"b\":\"x\ty\"}}", "{\"a\":[1,]}", "{\"a\":\"\\q\"}"] {
+            XCTAssertThrowsError(try scan(Array(bad.utf8)), bad)
+        }
+        XCTAssertThrowsError(try scan([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xED, 0xA0, 0x80, 0x22, 0x7D]), "an encoded surrogate")
+        XCTAssertThrowsError(try scan([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC0, 0xAF, 0x22, 0x7D]), "an overlong encoding")
+        XCTAssertNoThrow(try scan([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xF0, 0x9F, 0x98, 0x80, 0x22, 0x7D]))
+        // Top-level duplicates are refused in any spelling; nested ones are the provider's to judge.
+        XCTAssertThrowsError(try scan(Array("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}".utf8)))
+        XCTAssertThrowsError(try scan(Array("{\"x\":1,\"x\":2}".utf8)))
+        XCTAssertNoThrow(try scan(Array("{\"x\":{\"y\":1,\"y\":2}}".utf8)))
+    }
 }

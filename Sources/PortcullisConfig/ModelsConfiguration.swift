@@ -44,12 +44,16 @@ public final class ModelAlias: Sendable {
          retryOn: Set<Int>, maxAttempts: Int) {
         self.name = name; self.tiers = tiers; self.fallback = fallback; self.defaultTier = defaultTier
         self.retryOn = retryOn; self.maxAttempts = maxAttempts
+        self.defaultTargets = defaultTier.flatMap { tiers[$0] }
     }
+
+    /// The default tier's list, looked up once.
+    let defaultTargets: [ModelTarget]?
 
     /// The tier list a caller with `tier` is served from, and the tier it was chosen by.
     public func targets(forTier tier: String?) -> (tier: String, targets: [ModelTarget])? {
         if let t = tier, let list = tiers[t] { return (t, list) }
-        if let d = defaultTier, let list = tiers[d] { return (d, list) }
+        if let d = defaultTier, let list = defaultTargets { return (d, list) }
         return nil
     }
 }

@@ -2,6 +2,9 @@
 /// as the client sent it (key order, number spellings, unknown fields, whitespace). One member
 /// (the "slot", e.g. `model`) gets its value per rendering, so a request can be replayed to
 /// several targets with a different model each time without re-reading the body.
+///
+/// The slot is held apart from the other edits: the common request (only `model` rewritten)
+/// costs no edit list at all.
 public struct JSONMemberEdits: Sendable {
     public struct Edit: Sendable {
         /// Replaced range of the original (empty: an insertion at `range.lowerBound`).
@@ -13,8 +16,10 @@ public struct JSONMemberEdits: Sendable {
     }
 
     public let original: [UInt8]
-    /// Sorted by position; insertions all sit just after the opening brace.
-    public private(set) var edits: [Edit] = []
+    /// The slot's edit (`value` nil), if any.
+    var slot: Edit?
+    /// Other edits, sorted by position; insertions all sit just after the opening brace.
+    var others: [Edit] = []
     /// Whether the original object has at least one member (an insertion then needs a comma).
     let objectHasMembers: Bool
 
@@ -22,26 +27,45 @@ public struct JSONMemberEdits: Sendable {
         self.original = original; self.objectHasMembers = objectHasMembers
     }
 
-    /// Replaces the value at `range` (a range `JSONReader.topLevelMembers` returned).
+    /// Every edit in position order (tests, diagnostics).
+    public var edits: [Edit] { ordered() }
+
+    /// Replaces the value at `range` (a range `JSONReader.topLevelMembers` returned); a nil
+    /// value makes it the slot.
     public mutating func replace(_ range: Range<Int>, with value: [UInt8]?) {
-        edits.append(Edit(range: range, insertName: nil, value: value))
-        edits.sort { $0.range.lowerBound < $1.range.lowerBound }
+        add(Edit(range: range, insertName: nil, value: value))
     }
 
-    /// Inserts `"name": value` as the first member (`at` is `afterBrace`).
+    /// Inserts `"name": value` as the first member (`at` is `afterBrace`); a nil value makes it the slot.
     public mutating func insert(_ name: String, at: Int, value: [UInt8]?) {
-        edits.append(Edit(range: at..<at, insertName: name, value: value))
-        edits.sort { $0.range.lowerBound < $1.range.lowerBound }
+        add(Edit(range: at..<at, insertName: name, value: value))
     }
 
-    /// The edited body, with `slot` (JSON text) wherever an edit's value is nil.
-    public func render(slot: [UInt8]) -> [UInt8] {
-        if edits.isEmpty { return original }
+    private mutating func add(_ e: Edit) {
+        if e.value == nil { slot = e; return }
+        var i = others.count
+        while i > 0 && others[i - 1].range.lowerBound > e.range.lowerBound { i -= 1 }
+        others.insert(e, at: i)
+    }
+
+    /// The slot merged into `others` by position (a slot insertion goes first at its position).
+    private func ordered() -> [Edit] {
+        guard let s = slot else { return others }
+        var out = others
+        var i = 0
+        while i < out.count && out[i].range.lowerBound < s.range.lowerBound { i += 1 }
+        out.insert(s, at: i)
+        return out
+    }
+
+    /// The edited body, with `slot` (JSON text) as the slot's value.
+    public func render(slot value: [UInt8]) -> [UInt8] {
+        guard slot != nil || !others.isEmpty else { return original }
         var out: [UInt8] = []
-        out.reserveCapacity(original.count + slot.count + 32)
+        out.reserveCapacity(original.count + value.count + 32)
         var at = 0
         var insertions = 0
-        for e in edits {
+        func emit(_ e: Edit) {
             if e.insertName == nil && insertions > 0 {
                 // Insertions precede every replacement (they sit right after the brace).
                 if objectHasMembers { out.append(UInt8(ascii: ",")) }
@@ -55,8 +79,13 @@ public struct JSONMemberEdits: Sendable {
                 out.append(contentsOf: "\":".utf8)
                 insertions += 1
             }
-            out.append(contentsOf: e.value ?? slot)
+            out.append(contentsOf: e.value ?? value)
             at = e.range.upperBound
+        }
+        if others.isEmpty, let s = slot {
+            emit(s)
+        } else {
+            for e in ordered() { emit(e) }
         }
         if insertions > 0 && objectHasMembers { out.append(UInt8(ascii: ",")) }
         out.append(contentsOf: original[at...])

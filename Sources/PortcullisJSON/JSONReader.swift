@@ -43,78 +43,69 @@ public struct JSONReader {
         try topLevelMembers([name], in: bytes).member(0)
     }
 
-    /// What `topLevelMembers` found (a nominal type: a tuple here would cost a runtime metadata
-    /// lookup per request).
+    /// What `topLevelMembers` found: fixed-size storage (this runs per request; an array here
+    /// costs an allocation and a runtime metadata lookup).
     public struct TopLevelScan {
-        /// Value bounds of each asked-for name as (start, end) pairs, -1 when absent: fixed-size
-        /// storage, because this runs per request and an array allocation here costs a runtime
-        /// metadata lookup.
-        var bounds: SIMD8<Int>
+        var b0 = -1, e0 = -1, b1 = -1, e1 = -1, b2 = -1, e2 = -1, b3 = -1, e3 = -1
         let count: Int
+        /// Just after the opening `{`: where a member can be inserted.
+        public var afterBrace = 0
+        /// The object has no member.
+        public var isEmpty = false
+
+        init(count: Int) { self.count = count }
+
         /// The value range of the `i`th asked-for name, nil when absent.
-        public func member(_ i: Int) -> Range<Int>? { bounds[2 * i] < 0 ? nil : bounds[2 * i]..<bounds[2 * i + 1] }
+        public func member(_ i: Int) -> Range<Int>? {
+            let (b, e) = switch i { case 0: (b0, e0); case 1: (b1, e1); case 2: (b2, e2); default: (b3, e3) }
+            return b < 0 ? nil : b..<e
+        }
+
+        mutating func set(_ i: Int, _ b: Int, _ e: Int) {
+            switch i { case 0: (b0, e0) = (b, e); case 1: (b1, e1) = (b, e); case 2: (b2, e2) = (b, e); default: (b3, e3) = (b, e) }
+        }
+
         /// Every asked-for name's value range (tests, diagnostics).
         public var members: [Range<Int>?] { (0..<count).map(member) }
-        /// Just after the opening `{`: where a member can be inserted.
-        public var afterBrace: Int
-        /// The object has no member.
-        public var isEmpty: Bool
     }
 
-    /// One validating pass over a top-level object: the value range of each of `names` (nil when
-    /// absent) and the offset just after the opening `{` (where a member can be inserted), and
-    /// whether the object has any member. Duplicate top-level names are refused (the gateway
-    /// reads these; nested objects are validated but only the provider reads them). Allocates
+    /// One validating pass over a top-level object (strict RFC 8259 throughout): the value range
+    /// of each of `names` (at most 4), where a member can be inserted, and whether the object is
+    /// empty. A name the gateway reads may occur once (in any spelling: escapes are decoded);
+    /// other duplicate names, like everything nested, are the provider's to judge. Allocates
     /// nothing unless a top-level name contains an escape.
     public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
         precondition(names.count <= 4, "topLevelMembers reads at most 4 names")
-        var found = SIMD8<Int>(repeating: -1)
+        var found = TopLevelScan(count: names.count)
         var r = JSONReader(bytes)
         r.skipWhitespace()
         guard r.pos < bytes.count, bytes[r.pos] == UInt8(ascii: "{") else { throw r.fail("expected a JSON object") }
         r.pos += 1
-        let afterBrace = r.pos
-        var isEmpty = false
+        found.afterBrace = r.pos
         r.skipWhitespace()
-        if r.peek == UInt8(ascii: "}") { r.pos += 1; isEmpty = true } else {
-            // Raw key bytes (between the quotes) of the first 32 keys, as (start, end) pairs; an
-            // object with more keys, or an escaped key, is checked through decoded Strings.
-            var keys = SIMD64<Int>(repeating: 0)
-            var keyCount = 0
-            var decoded: Set<String>? = nil      // once any key has an escape: every key, decoded
+        if r.peek == UInt8(ascii: "}") { r.pos += 1; found.isEmpty = true } else {
             while true {
                 r.skipWhitespace()
                 let keyStart = r.pos
                 let escaped = try r.skipString()
                 let raw = (keyStart + 1)..<(r.pos - 1)
-                if (escaped || keyCount == 32) && decoded == nil {
-                    var all = Set<String>()
-                    for k in 0..<keyCount {
-                        all.insert(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[keys[2 * k]..<keys[2 * k + 1]]), as: UTF8.self))
-                    }
-                    decoded = all
-                }
                 var matchIndex: Int? = nil
-                if decoded != nil {
+                if escaped {
                     var kr = JSONReader(bytes); kr.pos = keyStart
-                    let key = try kr.string()
-                    guard decoded!.insert(key).inserted else { r.pos = keyStart; throw r.fail("duplicate member name '\(key)'") }
-                    matchIndex = names.firstIndex(of: key)
+                    matchIndex = names.firstIndex(of: try kr.string())
                 } else {
-                    for k in 0..<keyCount where JSONReader.equal(bytes, keys[2 * k]..<keys[2 * k + 1], raw) {
-                        r.pos = keyStart
-                        throw r.fail("duplicate member name '\(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[raw]), as: UTF8.self))'")
-                    }
-                    keys[2 * keyCount] = raw.lowerBound; keys[2 * keyCount + 1] = raw.upperBound
-                    keyCount += 1
                     for (i, n) in names.enumerated() where JSONReader.equal(bytes, raw, n) { matchIndex = i; break }
+                }
+                if let i = matchIndex, found.member(i) != nil {
+                    r.pos = keyStart
+                    throw r.fail("duplicate member name '\(names[i])'")
                 }
                 r.skipWhitespace()
                 try r.expect(UInt8(ascii: ":"))
                 r.skipWhitespace()
                 let start = r.pos
                 _ = try r.value(depth: 1, build: false)
-                if let i = matchIndex { found[2 * i] = start; found[2 * i + 1] = r.pos }
+                if let i = matchIndex { found.set(i, start, r.pos) }
                 r.skipWhitespace()
                 if r.peek == UInt8(ascii: ",") { r.pos += 1; continue }
                 try r.expect(UInt8(ascii: "}"))
@@ -123,7 +114,7 @@ public struct JSONReader {
         }
         r.skipWhitespace()
         guard r.pos == bytes.count else { throw r.fail("unexpected data after the JSON value") }
-        return TopLevelScan(bounds: found, count: names.count, afterBrace: afterBrace, isEmpty: isEmpty)
+        return found
     }
 
     /// The string literal occupying exactly `range` of `bytes`, unescaped; nil if it is not one.

@@ -22,7 +22,9 @@ import PortcullisRouter
 ///
 /// One per client connection, reused request after request; loop thread only.
 public final class ProxyCoordinator: UpstreamResponseDelegate {
-    unowned let sink: ResponseSink
+    /// The connection that owns this coordinator and outlives it (so no strong reference, and
+    /// `unowned(unsafe)`: a checked `unowned` costs an atomic retain/release on every use).
+    unowned(unsafe) let sink: ResponseSink
     let starter: UpstreamAttemptStarter
     let breakers: CircuitBreakers?
     let metrics: RouterMetrics?

@@ -95,10 +95,13 @@ public final class AliasRouterMiddleware: Middleware {
         }
 
         var candidates: [ModelTarget] = []
-        candidates.reserveCapacity(chosen.targets.count + alias.fallback.count)
-        if chosen.targets.count == 1 {
+        if chosen.targets.count == 1 && alias.fallback.isEmpty {
+            candidates = chosen.targets            // nothing to split or append: the config's own array
+        } else if chosen.targets.count == 1 {
+            candidates.reserveCapacity(1 + alias.fallback.count)
             candidates.append(chosen.targets[0])   // nothing to split: no hashing
         } else {
+            candidates.reserveCapacity(chosen.targets.count + alias.fallback.count)
             let key = StickyChooser.callerHash(tenant: ctx.tenant, user: ctx.user, fallback: ctx.clientAddress)
             for i in StickyChooser.order(chosen.targets, keyHash: key) where !candidates.contains(where: { $0.index == chosen.targets[i].index }) {
                 candidates.append(chosen.targets[i])

@@ -167,19 +167,22 @@ def main():
     fake = subprocess.Popen([os.path.join(a.bin, "FakeProvider"), "--listen", f"127.0.0.1:{fake_port}", "--workers", "1"],
                             stderr=subprocess.DEVNULL)
     procs.append(fake)
-    cfg = os.path.join(tmp, "portcullis.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""server:
-  listen: ["127.0.0.1:{gw_port}"]
+    def gateway_config(name, port, routing):
+        """A one-worker Portcullis config in front of the fake; `routing` is its routes (and models)."""
+        path = os.path.join(tmp, name)
+        with open(path, "w") as f:
+            f.write(f"""server:
+  listen: ["127.0.0.1:{port}"]
   workers: 1
   max_connections: 20000
 providers:
   fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
-routes:
-  - path: /v1/chat/completions
-    provider: fake
+{routing}
 log: {{ level: warn, access: false }}
 """)
+        return path
+
+    cfg = gateway_config("portcullis.yaml", gw_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake")
     gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg], stderr=subprocess.DEVNULL)
     procs.append(gw)
     hs_token, rs_token, auth_yaml, secret = mint_tokens(tmp)
@@ -192,23 +195,13 @@ log: {{ level: warn, access: false }}
     procs.append(gw_auth)
     # The alias router: the same request bytes ("model": "chat-default"), rewritten to a target's model.
     alias_port = free_port()
-    cfg_alias = os.path.join(tmp, "portcullis-alias.yaml")
-    with open(cfg_alias, "w") as f:
-        f.write(f"""server:
-  listen: ["127.0.0.1:{alias_port}"]
-  workers: 1
-  max_connections: 20000
-providers:
-  fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
-models:
+    cfg_alias = gateway_config("portcullis-alias.yaml", alias_port, """models:
   chat-default:
     tiers:
-      standard: [{{ target: fake/gpt-4o-mini }}]
+      standard: [{ target: fake/gpt-4o-mini }]
     default_tier: standard
 routes:
-  - path: /v1/chat/completions
-log: {{ level: warn, access: false }}
-""")
+  - path: /v1/chat/completions""")
     gw_alias = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_alias], stderr=subprocess.DEVNULL)
     procs.append(gw_alias)
     ngx_conf = os.path.join(tmp, "nginx.conf")

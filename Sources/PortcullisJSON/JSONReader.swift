@@ -292,19 +292,7 @@ public struct JSONReader {
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
-                var scalar = try hex4()
-                if scalar >= 0xD800 && scalar < 0xDC00 {
-                    guard pos + 1 < b.count, b[pos] == UInt8(ascii: "\\"), b[pos + 1] == UInt8(ascii: "u") else {
-                        throw fail("lone surrogate in string")
-                    }
-                    pos += 2
-                    let low = try hex4()
-                    guard low >= 0xDC00 && low < 0xE000 else { throw fail("lone surrogate in string") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if scalar >= 0xDC00 && scalar < 0xE000 {
-                    throw fail("lone surrogate in string")
-                }
-                guard let u = Unicode.Scalar(scalar) else { throw fail("invalid escape") }
+                guard let u = Unicode.Scalar(try unicodeEscape()) else { throw fail("invalid escape") }
                 out.append(contentsOf: Array(String(Character(u)).utf8))
             default:
                 throw fail("invalid escape")
@@ -344,17 +332,7 @@ public struct JSONReader {
                      UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     continue
                 case UInt8(ascii: "u"):
-                    let v = try hex4()
-                    if v >= 0xD800 && v < 0xDC00 {
-                        guard pos + 1 < b.count, b[pos] == UInt8(ascii: "\\"), b[pos + 1] == UInt8(ascii: "u") else {
-                            throw fail("lone surrogate in string")
-                        }
-                        pos += 2
-                        let low = try hex4()
-                        guard low >= 0xDC00 && low < 0xE000 else { throw fail("lone surrogate in string") }
-                    } else if v >= 0xDC00 && v < 0xE000 {
-                        throw fail("lone surrogate in string")
-                    }
+                    _ = try unicodeEscape()
                     continue
                 default:
                     throw fail("invalid escape")
@@ -380,6 +358,21 @@ public struct JSONReader {
             pos += more + 1
         }
         throw fail("unterminated string")
+    }
+
+    /// The code point of a `\\uXXXX` escape (after the `u`), joining a surrogate pair; a lone
+    /// surrogate is an error.
+    mutating func unicodeEscape() throws(Failure) -> UInt32 {
+        let v = try hex4()
+        if v >= 0xDC00 && v < 0xE000 { throw fail("lone surrogate in string") }
+        guard v >= 0xD800 && v < 0xDC00 else { return v }
+        guard pos + 1 < b.count, b[pos] == UInt8(ascii: "\\"), b[pos + 1] == UInt8(ascii: "u") else {
+            throw fail("lone surrogate in string")
+        }
+        pos += 2
+        let low = try hex4()
+        guard low >= 0xDC00 && low < 0xE000 else { throw fail("lone surrogate in string") }
+        return 0x10000 + ((v - 0xD800) << 10) + (low - 0xDC00)
     }
 
     mutating func hex4() throws(Failure) -> UInt32 {

@@ -42,7 +42,15 @@ public enum ConfigurationLoader {
         }
         if let ln = top.node("log") { config.log = try log(ln, file) }
         if let an = top.node("auth") { config.auth = try auth(an, file) }
-        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log", "auth", "models", "tiers", "routing"])
+        if let n = top.node("limits") { config.limits = try limits(n, file) }
+        if let n = top.node("redis") {
+            config.redis = try redis(n, file)
+            if config.limits == nil {
+                throw ConfigError(file: file, mark: n.mark, key: "redis", message: "redis holds the limits: configure limits too")
+            }
+        }
+        try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log", "auth", "models", "tiers", "routing",
+                                            "limits", "redis"])
         return config
     }
 

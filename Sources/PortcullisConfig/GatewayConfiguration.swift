@@ -14,6 +14,10 @@ public final class GatewayConfiguration: @unchecked Sendable {
     public var auth: AuthConfiguration?
     /// Aliases, tiers and failover defaults (`models`, `tiers`, `routing`); empty when unused.
     public var models = ModelsConfiguration()
+    /// `limits:`; nil when absent (no rate limits).
+    public var limits: LimitsConfiguration?
+    /// `redis:`; nil: limits live in this process's memory.
+    public var redis: RedisConfiguration?
     /// The gateway's own `GET /v1/models` (aliases for the caller's tier), when `models` is set.
     public var modelListRoute: RouteConfiguration?
 

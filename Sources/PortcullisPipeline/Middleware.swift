@@ -21,13 +21,23 @@ public protocol Middleware: AnyObject {
 }
 
 /// Resumes a suspended pipeline. Calling it twice, or from another thread, is a programmer error.
+///
+/// A middleware may also resume *before* its `process()` returns `.suspend` (the reply was
+/// already there, e.g. from a local cache): the decision is then handed back to the running
+/// pipeline loop, which carries on with it — no nested run, no deeper stack.
 public final class PipelineResumer {
     fileprivate var onResume: ((MiddlewareDecision) -> Void)?
+    /// Set while the suspending middleware's `process()` is still on the stack.
+    fileprivate var insideProcess = true
+    /// A decision given while `insideProcess`.
+    fileprivate var early: MiddlewareDecision?
     init(_ f: @escaping (MiddlewareDecision) -> Void) { onResume = f }
 
     public func resume(_ decision: MiddlewareDecision) {
         guard let f = onResume else { preconditionFailure("pipeline resumed twice") }
+        if case .suspend = decision { preconditionFailure("resume(.suspend) is meaningless") }
         onResume = nil
+        if insideProcess { early = decision; return }
         f(decision)
     }
 
@@ -67,8 +77,21 @@ public final class Pipeline {
                 completion(.respond(r))
                 return nil
             case .suspend:
-                precondition(ctx.suspension != nil, "\(middlewares[i].name) returned .suspend without context.suspend()")
-                return ctx.suspension
+                guard let r = ctx.suspension else {
+                    preconditionFailure("\(middlewares[i].name) returned .suspend without context.suspend()")
+                }
+                r.insideProcess = false
+                switch r.early {
+                case nil:
+                    return r                       // a later resume() continues from i + 1
+                case .next?:
+                    i += 1                         // resumed synchronously: carry on here
+                case .respond(let resp)?:
+                    completion(.respond(resp))
+                    return nil
+                case .suspend?:
+                    preconditionFailure("unreachable")
+                }
             }
         }
         completion(.proceed)

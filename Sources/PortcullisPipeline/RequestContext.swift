@@ -32,6 +32,11 @@ public final class RequestContext {
     /// Set by the alias router on alias routes: the targets to try, in order, and the body to
     /// send each. Nil on plain routes (one attempt to `provider` with `body` as received).
     public var plan: RoutePlan?
+    /// Extra response header lines (`name: value\r\n`…) for the client: the limiter's
+    /// `x-ratelimit-*`. Added to proxied responses.
+    public var responseHeaderLines: [UInt8] = []
+    /// Set when the limiter refused the request: `rate_limited:<scope>` (the access log's outcome).
+    public var limitOutcome: String?
 
     /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`.
     var stage = 0

@@ -179,7 +179,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         guard let ctx = context else { return }
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
-        relay.head(h, request: facts, identity: identityLines(), into: sink.output)
+        relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines, into: sink.output)
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
     }
 

@@ -22,7 +22,7 @@ public struct ResponseRelay {
 
     /// Queues the response head. `identity` lines (already formatted `name: value\r\n`) are
     /// added after the provider's fields.
-    mutating func head(_ h: HTTPResponseHead, request: RequestFacts, identity: [UInt8], into out: ByteBuffer) {
+    mutating func head(_ h: HTTPResponseHead, request: RequestFacts, identity: [UInt8], extra: [UInt8], into out: ByteBuffer) {
         status = h.status
         headSent = true
         keepAlive = request.keepAlive
@@ -59,6 +59,7 @@ public struct ResponseRelay {
         }
         if isSSE { out.append(StatusLine.sseHeaders) }
         out.append(identity)
+        if !extra.isEmpty { out.append(extra) }
         out.append(StatusLine.requestID); out.append(request.requestID); out.append(StatusLine.crlf)
         if !keepAlive { out.append(StatusLine.connectionClose) }
         out.append(StatusLine.crlf)

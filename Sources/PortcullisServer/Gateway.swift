@@ -5,6 +5,7 @@ import PortcullisConfig
 import PortcullisUpstream
 import PortcullisAuth
 import PortcullisRouter
+import PortcullisLimiter
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,13 +71,14 @@ public final class Gateway {
         let config = configuration
         let registry = WorkerRegistry()
         let routerMetrics = RouterMetrics(targetIDs: configuration.models.targets.map(\.id))
+        let limitStore = MemoryLimitStore()   // shared by the workers (the embedded default)
         for i in 0..<workers {
             let loop = loops[i]
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
                     let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing,
-                                       routerMetrics: routerMetrics)
+                                       routerMetrics: routerMetrics, limitStore: limitStore)
                     registry.add(loop) { w.beginDrain() }
                     loop.run()
                     w.stopListening()

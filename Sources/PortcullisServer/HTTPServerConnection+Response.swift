@@ -34,7 +34,7 @@ extension HTTPServerConnection: ResponseSink {
         response.status = r.status
         response.localBytes = r.body.count
         response.keepAlive = (head?.keepAlive ?? false) && !forceClose && !r.closeConnection && !readClosed && !worker.draining
-        if r.status >= 400 && response.outcome == "ok" { response.outcome = coordinatorOutcome ?? "local_error" }
+        if r.status >= 400 && response.outcome == "ok" { response.outcome = context?.limitOutcome ?? coordinatorOutcome ?? "local_error" }
         let out = output
         out.append(StatusLine.bytes(r.status, reason: ""))
         for (n, v) in r.headers { out.append(n); out.append(StatusLine.colonSpace); out.append(v); out.append(StatusLine.crlf) }

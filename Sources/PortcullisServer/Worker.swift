@@ -7,6 +7,7 @@ import PortcullisPipeline
 import PortcullisUpstream
 import PortcullisAuth
 import PortcullisRouter
+import PortcullisLimiter
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,7 +34,8 @@ final class Worker: DeferredTask {
     private var accessFlushQueued = false
 
     init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
-         resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?, routerMetrics: RouterMetrics) throws {
+         resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?, routerMetrics: RouterMetrics,
+         limitStore: MemoryLimitStore) throws {
         self.loop = loop
         self.configuration = configuration
         let s = configuration.server
@@ -47,6 +49,11 @@ final class Worker: DeferredTask {
             : CircuitBreakers(targets: models.targets.count, defaults: models.defaults, metrics: routerMetrics)
         // The request pipeline, in order. Each stage may answer early; none reaches around another.
         let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
+        var limiter: [Middleware] = []
+        if let limits = configuration.limits {
+            limiter = [RateLimitMiddleware(limits: limits, backend: MemoryLimitBackend(limitStore),
+                                           keyPrefix: configuration.redis?.keyPrefix ?? "portcullis")]
+        }
         self.pipeline = Pipeline([
             RequestTargetMiddleware(),                                   // one canonical path (400)
             BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared, router: routerMetrics),  // /healthz /readyz /metrics
@@ -54,6 +61,7 @@ final class Worker: DeferredTask {
             AuthenticationMiddleware(auth: configuration.auth, ring: keyRing),  // JWT / HMAC (401/403)
             HeaderHygieneMiddleware(),                                   // hop-by-hop, spoofed identity out
             TenantContextMiddleware(required: authRequired),             // verified x-tenant-id in
+        ] + limiter + [                                                  // buckets checked and debited (429)
             AliasRouterMiddleware(),                                     // alias → RoutePlan (404/403/400)
         ])
         for fd in listenFDs {

@@ -107,3 +107,51 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(status, 404)
     }
 }
+
+/// A middleware whose asynchronous work finishes at once (a cached reply) resumes from inside
+/// `process()`; the pipeline must carry on exactly once, without nesting or trapping.
+final class SynchronousResumeTests: XCTestCase {
+    final class Stage: Middleware {
+        let name: String
+        let body: (RequestContext) -> MiddlewareDecision
+        var calls = 0
+        init(_ name: String, _ body: @escaping (RequestContext) -> MiddlewareDecision) { self.name = name; self.body = body }
+        func process(_ ctx: RequestContext) -> MiddlewareDecision { calls += 1; return body(ctx) }
+    }
+
+    func context() throws -> RequestContext {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /x, provider: p } ]\n", file: "t")
+        let raw = Array("GET /x HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+        guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip() }
+        return RequestContext(requestID: "r", head: head, body: [], clientAddress: "127.0.0.1", startNanos: 0, configuration: config)
+    }
+
+    func testResumeNextInsideProcessContinues() throws {
+        let sync = Stage("sync") { ctx in ctx.suspend().resume(.next); return .suspend }
+        let after = Stage("after") { _ in .next }
+        var outcomes: [String] = []
+        let r = Pipeline([sync, after]).run(try context()) { o in
+            if case .proceed = o { outcomes.append("proceed") } else { outcomes.append("respond") }
+        }
+        XCTAssertNil(r, "nothing is pending")
+        XCTAssertEqual(outcomes, ["proceed"])
+        XCTAssertEqual(after.calls, 1)
+    }
+
+    func testResumeRespondInsideProcessAnswers() throws {
+        let sync = Stage("sync") { ctx in ctx.suspend().resume(.respond(LocalResponse(.tooManyRequests("x", retryAfterSeconds: 1)))); return .suspend }
+        let after = Stage("after") { _ in .next }
+        var statuses: [Int] = []
+        _ = Pipeline([sync, after]).run(try context()) { o in if case .respond(let l) = o { statuses.append(l.status) } }
+        XCTAssertEqual(statuses, [429])
+        XCTAssertEqual(after.calls, 0)
+    }
+
+    func testTwoSynchronousStagesInARow() throws {
+        let a = Stage("a") { ctx in ctx.suspend().resume(.next); return .suspend }
+        let b = Stage("b") { ctx in ctx.suspend().resume(.next); return .suspend }
+        var n = 0
+        _ = Pipeline([a, b]).run(try context()) { _ in n += 1 }
+        XCTAssertEqual(n, 1)
+    }
+}

@@ -1,0 +1,70 @@
+import PortcullisCore
+import Synchronization
+
+/// Token buckets in this process's memory: the embedded default (no Redis), and the fallback
+/// of `redis.on_failure: fail_open`. Shared by every worker of the process (one lock, held for
+/// the few arithmetic operations of one decision). Same rules as the Redis script.
+public final class MemoryLimitStore: Sendable {
+    struct Bucket { var tokens: Double; var last: Int64; var window: Int64 }
+    let buckets = Mutex<[String: Bucket]>([:])
+    let clock: @Sendable () -> Int64
+    let operations = Atomic<Int>(0)
+
+    public init(clock: @escaping @Sendable () -> Int64 = { Int64(WallClock.nowMillis()) }) { self.clock = clock }
+
+    /// Checks every bucket, then debits all or none.
+    public func acquire(_ requests: [BucketRequest]) -> AdmissionResult {
+        let now = clock()
+        let result = buckets.withLock { map -> AdmissionResult in
+            var levels: [Double] = []
+            levels.reserveCapacity(requests.count)
+            var denied: (Int, Int64)? = nil
+            for (i, r) in requests.enumerated() {
+                let b = map[r.key] ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
+                let level = TokenBucketMath.level(tokens: b.tokens, last: b.last, now: now, capacity: r.capacity, windowMillis: r.windowMillis)
+                levels.append(level)
+                if denied == nil && level < Double(r.cost) {
+                    denied = (i, TokenBucketMath.waitMillis(level: level, cost: r.cost, capacity: r.capacity, windowMillis: r.windowMillis))
+                }
+            }
+            if let (i, wait) = denied {
+                let statuses = zip(requests, levels).map { TokenBucketMath.status(level: $1, capacity: $0.capacity, windowMillis: $0.windowMillis) }
+                return .denied(index: i, retryAfterMillis: wait, statuses)
+            }
+            var statuses: [BucketStatus] = []
+            statuses.reserveCapacity(requests.count)
+            for (r, level) in zip(requests, levels) {
+                let after = level - Double(r.cost)
+                map[r.key] = Bucket(tokens: after, last: now, window: r.windowMillis)
+                statuses.append(TokenBucketMath.status(level: after, capacity: r.capacity, windowMillis: r.windowMillis))
+            }
+            return .admitted(statuses)
+        }
+        pruneSometimes(now)
+        return result
+    }
+
+    /// Adds `cost` (negative: gives back) to token buckets without a check: settlement of an
+    /// estimate against real usage. A bucket may go below zero (usage above the estimate is
+    /// still charged: later requests wait for it).
+    public func adjust(_ requests: [BucketRequest]) {
+        let now = clock()
+        buckets.withLock { map in
+            for r in requests where r.cost != 0 {
+                let b = map[r.key] ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
+                let level = TokenBucketMath.level(tokens: b.tokens, last: b.last, now: now, capacity: r.capacity, windowMillis: r.windowMillis)
+                map[r.key] = Bucket(tokens: min(Double(r.capacity), level - Double(r.cost)), last: now, window: r.windowMillis)
+            }
+        }
+    }
+
+    /// Every 4096 decisions, forgets buckets that have been idle for two windows (they would be
+    /// full again, which is what a missing bucket means).
+    func pruneSometimes(_ now: Int64) {
+        guard operations.add(1, ordering: .relaxed).newValue & 4095 == 0 else { return }
+        buckets.withLock { map in map = map.filter { now - $0.value.last < 2 * $0.value.window } }
+    }
+
+    /// Buckets held now (tests, metrics).
+    public var count: Int { buckets.withLock { $0.count } }
+}

@@ -1,0 +1,167 @@
+import PortcullisCore
+import PortcullisHTTP
+import PortcullisConfig
+import PortcullisPipeline
+import PortcullisJSON
+
+/// Where limit decisions are made: this process's memory, or Redis (asynchronously).
+/// Loop thread only; `done` is called exactly once, on the loop thread, possibly before
+/// `acquire` returns.
+public protocol LimitBackend: AnyObject {
+    func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void)
+}
+
+/// The memory store as a backend (answers at once).
+public final class MemoryLimitBackend: LimitBackend {
+    let store: MemoryLimitStore
+    public init(_ store: MemoryLimitStore) { self.store = store }
+    public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
+}
+
+/// The third pipeline stage: wallet protection. Every bucket a request touches — global, the
+/// caller's tenant (by its verified tier's limits), the caller's user — is checked and debited
+/// at once, before any upstream work: requests per minute, and an estimate of the request's
+/// LLM tokens against tokens per minute and per day. Over a limit → `429` with `Retry-After`
+/// and OpenAI's `x-ratelimit-*` headers (which admitted responses carry too).
+///
+/// Without authentication the tenant is the client address (the embedded default still protects
+/// a single-instance deployment). One instance per worker; no per-request state of its own.
+public final class RateLimitMiddleware: Middleware {
+    public let name = "rate-limit"
+    let limits: LimitsConfiguration
+    let backend: LimitBackend
+    let prefix: String
+
+    public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis") {
+        self.limits = limits; self.backend = backend; self.prefix = keyPrefix
+    }
+
+    public func process(_ ctx: RequestContext) -> MiddlewareDecision {
+        guard let route = ctx.route, route !== ctx.configuration.modelListRoute else { return .next }
+        let plan = buckets(ctx)
+        guard !plan.requests.isEmpty else { return .next }
+        var immediate: MiddlewareDecision?
+        var resumer: PipelineResumer?
+        backend.acquire(plan.requests) { [unowned self] result in
+            let d = self.decide(result, plan, ctx)
+            if let r = resumer { r.resume(d) } else { immediate = d }
+        }
+        if let d = immediate { return d }
+        resumer = ctx.suspend()
+        return .suspend
+    }
+
+    struct Plan {
+        var requests: [BucketRequest] = []
+        /// Indices of the buckets reported in the `-requests` and `-tokens` headers.
+        var requestsBucket: Int?
+        var tokensBucket: Int?
+        var estimate: Int64 = 0
+    }
+
+    /// The buckets of one request, in a fixed order (global, tenant, user).
+    func buckets(_ ctx: RequestContext) -> Plan {
+        var p = Plan()
+        let tenant = ctx.tenant.map { "t:" + $0 } ?? "addr:" + ctx.clientAddress
+        let tier = limits.rates(forTier: ctx.tier)
+        let needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
+            || tier?.rates.tokensPerMinute != nil || tier?.rates.tokensPerDay != nil
+            || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
+        if needsTokens { p.estimate = estimateTokens(ctx.body, cap: tier?.rates.maxTokensCap) }
+
+        func add(_ rates: LimitRates, key: String, scope: String, reportable: Bool) {
+            if let n = rates.requestsPerMinute {
+                if reportable || p.requestsBucket == nil { p.requestsBucket = p.requests.count }
+                p.requests.append(BucketRequest(key: key + ":rpm", capacity: Int64(n), windowMillis: 60_000, cost: 1,
+                                                kind: .requests, scope: scope + " requests_per_minute"))
+            }
+            if let n = rates.tokensPerMinute {
+                if reportable || p.tokensBucket == nil { p.tokensBucket = p.requests.count }
+                p.requests.append(BucketRequest(key: key + ":tpm", capacity: Int64(n), windowMillis: 60_000, cost: p.estimate,
+                                                kind: .tokens, scope: scope + " tokens_per_minute"))
+            }
+            if let n = rates.tokensPerDay {
+                if p.tokensBucket == nil { p.tokensBucket = p.requests.count }
+                p.requests.append(BucketRequest(key: key + ":tpd", capacity: Int64(n), windowMillis: 86_400_000, cost: p.estimate,
+                                                kind: .tokens, scope: scope + " tokens_per_day"))
+            }
+        }
+        // Keys are hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
+        add(limits.global, key: "\(prefix):{global}", scope: "global", reportable: false)
+        if let t = tier { add(t.rates, key: "\(prefix):{\(tenant)}", scope: "tenant (\(t.name) tier)", reportable: true) }
+        if let u = ctx.user {
+            add(limits.perUser, key: "\(prefix):{\(tenant)}:u:\(u)", scope: "user", reportable: false)
+        }
+        return p
+    }
+
+    /// Prompt bytes / 4 plus the completion the request may ask for (its `max_tokens` or
+    /// `max_completion_tokens`, bounded by the tier's cap; the cap when it names none).
+    func estimateTokens(_ body: [UInt8], cap: Int?) -> Int64 {
+        var completion: Int64 = Int64(cap ?? 0)
+        let scan = body.withUnsafeBytes { b in try? JSONReader.topLevelMembers(["max_tokens", "max_completion_tokens"], in: b) }
+        if let s = scan {
+            for i in 0..<2 {
+                guard let r = s.member(i) else { continue }
+                let digits = body[r]
+                if !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+                    let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
+                    completion = cap.map { min(n, Int64($0)) } ?? n
+                }
+            }
+        }
+        return Int64((body.count + 3) / 4) + completion
+    }
+
+    func decide(_ result: AdmissionResult, _ p: Plan, _ ctx: RequestContext) -> MiddlewareDecision {
+        switch result {
+        case .admitted(let statuses):
+            ctx.responseHeaderLines += headerLines(p, statuses)
+            return .next
+        case .denied(let i, let wait, let statuses):
+            let r = p.requests[i]
+            let seconds = Int((wait + 999) / 1000)
+            let what = r.kind == .requests ? "requests" : "tokens"
+            let message = r.cost > r.capacity
+                ? "This request needs about \(r.cost) tokens, more than the \(r.scope) limit of \(r.capacity) allows."
+                : "Rate limit reached for \(r.scope): limit \(r.capacity) \(what). Retry after \(seconds)s."
+            var resp = LocalResponse(.tooManyRequests(message, retryAfterSeconds: seconds))
+            for (n, v) in headers(p, statuses) { resp.headers.append((n, v)) }
+            ctx.limitOutcome = "rate_limited:" + String(r.scope.map { $0 == " " ? "_" : $0 })
+            return .respond(resp)
+        case .unavailable(let why):
+            return .respond(LocalResponse(.overloaded("Rate limits cannot be checked now (\(why)); try again shortly.")))
+        }
+    }
+
+    func headers(_ p: Plan, _ statuses: [BucketStatus]) -> [(String, String)] {
+        var out: [(String, String)] = []
+        if let i = p.requestsBucket {
+            out.append(("x-ratelimit-limit-requests", String(p.requests[i].capacity)))
+            out.append(("x-ratelimit-remaining-requests", String(statuses[i].remaining)))
+            out.append(("x-ratelimit-reset-requests", Self.duration(statuses[i].resetMillis)))
+        }
+        if let i = p.tokensBucket {
+            out.append(("x-ratelimit-limit-tokens", String(p.requests[i].capacity)))
+            out.append(("x-ratelimit-remaining-tokens", String(statuses[i].remaining)))
+            out.append(("x-ratelimit-reset-tokens", Self.duration(statuses[i].resetMillis)))
+        }
+        return out
+    }
+
+    func headerLines(_ p: Plan, _ statuses: [BucketStatus]) -> [UInt8] {
+        var s = ""
+        for (n, v) in headers(p, statuses) { s += "\(n): \(v)\r\n" }
+        return Array(s.utf8)
+    }
+
+    /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.
+    static func duration(_ ms: Int64) -> String {
+        if ms < 1000 { return "\(ms)ms" }
+        let total = (ms + 999) / 1000
+        let h = total / 3600, m = (total % 3600) / 60, s = total % 60
+        if h > 0 { return "\(h)h\(m)m\(s)s" }
+        if m > 0 { return "\(m)m\(s)s" }
+        return "\(s)s"
+    }
+}

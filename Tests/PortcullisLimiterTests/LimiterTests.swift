@@ -1,0 +1,141 @@
+import XCTest
+import PortcullisCore
+import PortcullisHTTP
+import PortcullisConfig
+import PortcullisPipeline
+import Synchronization
+@testable import PortcullisLimiter
+
+/// Token-bucket rules and the limiter stage, against the memory store with a controlled clock.
+final class LimiterTests: XCTestCase {
+    final class Clock: Sendable {
+        let ms = Atomic<Int64>(1_000_000)
+        func advance(_ d: Int64) { ms.add(d, ordering: .relaxed) }
+    }
+
+    func bucket(_ key: String = "k", capacity: Int64 = 3, window: Int64 = 60_000, cost: Int64 = 1) -> BucketRequest {
+        BucketRequest(key: key, capacity: capacity, windowMillis: window, cost: cost, kind: .requests, scope: "tenant requests_per_minute")
+    }
+
+    func testExactlyNThenDeniedWithRetryAfter() {
+        let clock = Clock()
+        let store = MemoryLimitStore(clock: { clock.ms.load(ordering: .relaxed) })
+        for i in 0..<3 {
+            guard case .admitted(let s) = store.acquire([bucket()]) else { return XCTFail("request \(i) denied") }
+            XCTAssertEqual(s[0].remaining, Int64(2 - i))
+        }
+        guard case .denied(0, let wait, let s) = store.acquire([bucket()]) else { return XCTFail("4th admitted") }
+        XCTAssertEqual(wait, 20_000)                // one request refills every 20 s at 3/min
+        XCTAssertEqual(s[0].remaining, 0)
+        clock.advance(19_999)
+        guard case .denied = store.acquire([bucket()]) else { return XCTFail("admitted early") }
+        clock.advance(1)
+        guard case .admitted = store.acquire([bucket()]) else { return XCTFail("not refilled") }
+    }
+
+    func testAllOrNothingAcrossBuckets() {
+        let store = MemoryLimitStore(clock: { 5_000 })
+        let a = bucket("a", capacity: 10), b = bucket("b", capacity: 1)
+        guard case .admitted = store.acquire([a, b]) else { return XCTFail() }
+        guard case .denied(1, _, _) = store.acquire([a, b]) else { return XCTFail("b should deny") }
+        // a was not debited by the denied request: 9 left, not 8.
+        guard case .admitted(let s) = store.acquire([a]) else { return XCTFail() }
+        XCTAssertEqual(s[0].remaining, 8)
+    }
+
+    func testCostAboveCapacityIsDeniedForAWindowAndAdjustSettles() {
+        let store = MemoryLimitStore(clock: { 5_000 })
+        guard case .denied(0, let wait, _) = store.acquire([bucket(capacity: 100, cost: 101)]) else { return XCTFail() }
+        XCTAssertEqual(wait, 60_000)
+        guard case .admitted(let s) = store.acquire([bucket(capacity: 100, cost: 60)]) else { return XCTFail() }
+        XCTAssertEqual(s[0].remaining, 40)
+        store.adjust([bucket(capacity: 100, cost: -50)])          // used less than estimated: refund, capped
+        guard case .admitted(let s2) = store.acquire([bucket(capacity: 100, cost: 0)]) else { return XCTFail() }
+        XCTAssertEqual(s2[0].remaining, 90)
+    }
+
+    func testResetFormat() {
+        XCTAssertEqual(RateLimitMiddleware.duration(20), "20ms")
+        XCTAssertEqual(RateLimitMiddleware.duration(1000), "1s")
+        XCTAssertEqual(RateLimitMiddleware.duration(360_000), "6m0s")
+        XCTAssertEqual(RateLimitMiddleware.duration(3_723_000), "1h2m3s")
+    }
+
+    // MARK: the stage
+
+    func gateway(_ limits: String) throws -> GatewayConfiguration {
+        try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /x, provider: p } ]\n" + limits, file: "t")
+    }
+
+    func context(_ c: GatewayConfiguration, tenant: String?, tier: String? = nil, user: String? = nil,
+                 body: String = "{\"max_tokens\":100,\"messages\":[]}") throws -> RequestContext {
+        let raw = Array("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: \(body.utf8.count)\r\n\r\n".utf8)
+        guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip() }
+        let ctx = RequestContext(requestID: "r", head: head, body: Array(body.utf8), clientAddress: "10.0.0.1", startNanos: 0, configuration: c)
+        ctx.tenant = tenant; ctx.tier = tier; ctx.user = user
+        _ = RouteMiddleware().process(ctx)
+        return ctx
+    }
+
+    func testTierLimitsPerTenantUserAndGlobal() throws {
+        let c = try gateway("""
+        limits:
+          default_tier: free
+          global: { requests_per_minute: 5 }
+          per_user: { requests_per_minute: 2 }
+          tiers:
+            free: { requests_per_minute: 3 }
+            pro: { requests_per_minute: 100 }
+        """)
+        let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
+        func run(_ t: String?, tier: String? = nil, user: String? = nil) throws -> Int {
+            let ctx = try context(c, tenant: t, tier: tier, user: user)
+            switch m.process(ctx) {
+            case .next: return 200
+            case .respond(let r): return r.status
+            case .suspend: return -1
+            }
+        }
+        XCTAssertEqual(try (0..<3).map { _ in try run("acme") }, [200, 200, 200])
+        XCTAssertEqual(try run("acme"), 429, "free tier: 3 per minute per tenant")
+        XCTAssertEqual(try run("globex", tier: "pro", user: "u1"), 200)
+        XCTAssertEqual(try run("globex", tier: "pro", user: "u1"), 200)
+        XCTAssertEqual(try run("globex", tier: "pro", user: "u1"), 429, "per user: 2 per minute")
+        XCTAssertEqual(try run("globex", tier: "pro", user: "u2"), 429, "global: 5 per minute (3 + 2 used)")
+    }
+
+    func testDeniedAnswerAndAdmittedHeaders() throws {
+        let c = try gateway("limits: { default_tier: free, tiers: { free: { requests_per_minute: 1, tokens_per_day: 1000, max_tokens_cap: 50 } } }\n")
+        let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
+        let ok = try context(c, tenant: "acme")
+        guard case .next = m.process(ok) else { return XCTFail() }
+        let lines = String(decoding: ok.responseHeaderLines, as: UTF8.self)
+        XCTAssertTrue(lines.contains("x-ratelimit-limit-requests: 1\r\nx-ratelimit-remaining-requests: 0\r\n"), lines)
+        // Estimate: 32-byte body / 4 + max_tokens 100 clamped to the cap 50 = 58.
+        XCTAssertTrue(lines.contains("x-ratelimit-limit-tokens: 1000\r\nx-ratelimit-remaining-tokens: 942\r\n"), lines)
+        let denied = try context(c, tenant: "acme")
+        guard case .respond(let r) = m.process(denied) else { return XCTFail() }
+        XCTAssertEqual(r.status, 429)
+        XCTAssertTrue(r.headers.contains { $0.0 == "retry-after" && $0.1 == "60" })
+        XCTAssertTrue(r.headers.contains { $0.0 == "x-ratelimit-remaining-requests" && $0.1 == "0" })
+        let body = String(decoding: r.body, as: UTF8.self)
+        XCTAssertTrue(body.contains("\"code\":\"rate_limit_exceeded\"") && body.contains("requests_per_minute"), body)
+        XCTAssertFalse(body.contains("acme"), "never name a tenant in an answer")
+        XCTAssertEqual(denied.limitOutcome, "rate_limited:tenant_(free_tier)_requests_per_minute")
+        // Without a tenant (no auth) the client address is the tenant.
+        let anon = try context(c, tenant: nil)
+        guard case .next = m.process(anon) else { return XCTFail() }
+    }
+
+    func testConfigErrors() {
+        func err(_ y: String) -> String { do { _ = try gateway(y); return "" } catch { return "\(error)" } }
+        XCTAssertTrue(err("limits: { default_tier: gold, tiers: { free: { requests_per_minute: 1 } } }\n").contains("no tier 'gold'"))
+        XCTAssertTrue(err("limits: { tiers: { free: { requests_per_minute: 0 } } }\n").contains("between 1 and"))
+        XCTAssertTrue(err("limits: { tiers: { free: { requests_per_hour: 1 } } }\n").contains("unknown key"))
+        XCTAssertTrue(err("limits: { global: { max_concurrent_streams: 1 } }\n").contains("global takes"))
+        XCTAssertTrue(err("limits: {}\nredis: { url: 'http://x' }\n").contains("redis://"))
+        XCTAssertTrue(err("redis: { url: 'redis://127.0.0.1:6379' }\n").contains("configure limits too"))
+        XCTAssertEqual(RedisConfiguration.parse(url: "redis://:s3cret@10.0.0.5:6380/2").map { "\($0.host) \($0.port) \($0.password ?? "") \($0.database)" },
+                       "10.0.0.5 6380 s3cret 2")
+    }
+}

@@ -72,13 +72,21 @@ public final class Gateway {
         let registry = WorkerRegistry()
         let routerMetrics = RouterMetrics(targetIDs: configuration.models.targets.map(\.id))
         let limitStore = MemoryLimitStore()   // shared by the workers (the embedded default)
+        let limiterHealth = LimiterHealth()
+        // Resolved here, once: hiredis would resolve a name with a blocking call on a loop.
+        let redisAddress = configuration.redis.flatMap { resolver.resolveBlocking(host: $0.host, port: $0.port).first }
+        if let r = configuration.redis, redisAddress == nil {
+            Log.error("redis: \(r.host) does not resolve")
+            return 1
+        }
         for i in 0..<workers {
             let loop = loops[i]
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
                     let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing,
-                                       routerMetrics: routerMetrics, limitStore: limitStore)
+                                       routerMetrics: routerMetrics, limitStore: limitStore,
+                                       limiterHealth: limiterHealth, redisAddress: redisAddress)
                     registry.add(loop) { w.beginDrain() }
                     loop.run()
                     w.stopListening()

@@ -8,6 +8,7 @@ import PortcullisUpstream
 import PortcullisAuth
 import PortcullisRouter
 import PortcullisLimiter
+import PortcullisRedis
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,7 +36,7 @@ final class Worker: DeferredTask {
 
     init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
          resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?, routerMetrics: RouterMetrics,
-         limitStore: MemoryLimitStore) throws {
+         limitStore: MemoryLimitStore, limiterHealth: LimiterHealth, redisAddress: SocketAddress?) throws {
         self.loop = loop
         self.configuration = configuration
         let s = configuration.server
@@ -51,12 +52,18 @@ final class Worker: DeferredTask {
         let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
         var limiter: [Middleware] = []
         if let limits = configuration.limits {
-            limiter = [RateLimitMiddleware(limits: limits, backend: MemoryLimitBackend(limitStore),
-                                           keyPrefix: configuration.redis?.keyPrefix ?? "portcullis")]
+            var backend: LimitBackend = MemoryLimitBackend(limitStore)
+            if let r = configuration.redis, let addr = redisAddress {
+                let conn = RedisConnection(loop: loop, host: addr.ipString, port: addr.port, password: r.password,
+                                           database: r.database, timeout: r.timeout)
+                backend = RedisLimitBackend(redis: conn, fallback: limitStore, policy: r.onFailure, health: limiterHealth)
+            }
+            limiter = [RateLimitMiddleware(limits: limits, backend: backend, keyPrefix: configuration.redis?.keyPrefix ?? "portcullis")]
         }
         self.pipeline = Pipeline([
             RequestTargetMiddleware(),                                   // one canonical path (400)
-            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared, router: routerMetrics),  // /healthz /readyz /metrics
+            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared, router: routerMetrics,  // /healthz /readyz /metrics
+                                       limiter: limiterHealth, failClosed: configuration.redis?.onFailure == .failClosed),
             RouteMiddleware(),                                           // path → route, provider (404)
             AuthenticationMiddleware(auth: configuration.auth, ring: keyRing),  // JWT / HMAC (401/403)
             HeaderHygieneMiddleware(),                                   // hop-by-hop, spoofed identity out

@@ -1,0 +1,156 @@
+import PortcullisCore
+import PortcullisConfig
+import PortcullisRedis
+import Synchronization
+
+/// The token-bucket script run inside Redis: checks every bucket of one request and debits all
+/// of them or none, in one round trip, with Redis's own clock (`TIME`), so every gateway
+/// instance shares one set of buckets and one notion of time. The arithmetic mirrors
+/// `TokenBucketMath` (tested against the same sequences as the memory store).
+///
+/// KEYS: the buckets. ARGV: mode (1 = acquire: all or nothing; 0 = adjust: add the costs
+/// unconditionally), then capacity, window ms, cost for each bucket.
+/// Reply: admitted (1/0), 1-based index of the refusing bucket, retry-after ms, then remaining
+/// and reset ms for each bucket.
+public enum RedisLimitScript {
+    public static let source = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local mode = tonumber(ARGV[1])
+    local levels = {}
+    local out = {1, 0, 0}
+    for i = 1, #KEYS do
+      local cap = tonumber(ARGV[(i - 1) * 3 + 2])
+      local win = tonumber(ARGV[(i - 1) * 3 + 3])
+      local cost = tonumber(ARGV[(i - 1) * 3 + 4])
+      local v = redis.call('HMGET', KEYS[i], 't', 'ts')
+      local tokens, ts = tonumber(v[1]), tonumber(v[2])
+      if tokens == nil or ts == nil then tokens = cap; ts = now end
+      local level = math.min(cap, tokens + math.max(0, now - ts) * cap / win)
+      levels[i] = level
+      if mode == 1 and out[1] == 1 and level < cost then
+        out[1] = 0
+        out[2] = i
+        if cost > cap then out[3] = win else out[3] = math.max(1, math.ceil((cost - level) * win / cap)) end
+      end
+    end
+    for i = 1, #KEYS do
+      local cap = tonumber(ARGV[(i - 1) * 3 + 2])
+      local win = tonumber(ARGV[(i - 1) * 3 + 3])
+      local cost = tonumber(ARGV[(i - 1) * 3 + 4])
+      local level = levels[i]
+      if out[1] == 1 then
+        level = math.min(cap, level - cost)
+        redis.call('HSET', KEYS[i], 't', tostring(level), 'ts', now)
+        redis.call('PEXPIRE', KEYS[i], win * 2)
+      end
+      out[#out + 1] = math.floor(math.max(0, level))
+      out[#out + 1] = math.max(0, math.ceil((cap - level) * win / cap))
+    end
+    return out
+    """
+}
+
+/// Limits kept in Redis, shared by every instance. One `EVALSHA` per request (the script is
+/// loaded once per connection; `NOSCRIPT`, e.g. after a Redis restart, falls back to `EVAL`,
+/// which loads it again). When Redis cannot answer within `redis.timeout`: `fail_open` decides
+/// from this instance's memory buckets, `fail_closed` answers 503; either way Redis is used
+/// again as soon as it answers. One per worker; loop thread only.
+public final class RedisLimitBackend: LimitBackend {
+    let redis: RedisConnection
+    let fallback: MemoryLimitStore
+    let policy: RedisConfiguration.FailurePolicy
+    /// The script's SHA-1 once `SCRIPT LOAD` answered (nil: send `EVAL`).
+    var sha: String?
+    var loading = false
+    let health: LimiterHealth
+
+    public init(redis: RedisConnection, fallback: MemoryLimitStore, policy: RedisConfiguration.FailurePolicy,
+                health: LimiterHealth) {
+        self.redis = redis; self.fallback = fallback; self.policy = policy; self.health = health
+    }
+
+    public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) {
+        run(mode: 1, requests) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .reply(.array(let items)):
+                guard let r = RedisLimitBackend.decode(items, count: requests.count) else {
+                    return self.unavailable("unexpected reply", requests, done)
+                }
+                self.healthy()
+                done(r)
+            case .reply(let other):
+                self.unavailable("\(other)", requests, done)
+            case .failed(let why):
+                self.unavailable(why, requests, done)
+            }
+        }
+    }
+
+    /// Settlement: adds each cost (negative gives back). Fire and forget.
+    public func adjust(_ requests: [BucketRequest]) {
+        run(mode: 0, requests) { [weak self] r in
+            if case .failed = r { self?.fallback.adjust(requests) }
+        }
+    }
+
+    func run(mode: Int, _ requests: [BucketRequest], _ completion: @escaping (RedisResult) -> Void) {
+        if sha == nil && !loading && redis.state == .ready {
+            loading = true
+            redis.command(["SCRIPT", "LOAD", RedisLimitScript.source]) { [weak self] r in
+                self?.loading = false
+                if case .reply(.string(let s)) = r { self?.sha = s }
+            }
+        }
+        var args: [String] = []
+        args.reserveCapacity(3 + requests.count * 4 + 1)
+        if let s = sha { args += ["EVALSHA", s] } else { args += ["EVAL", RedisLimitScript.source] }
+        args.append(String(requests.count))
+        for r in requests { args.append(r.key) }
+        args.append(String(mode))
+        for r in requests { args += [String(r.capacity), String(r.windowMillis), String(r.cost)] }
+        redis.command(args) { [weak self] r in
+            if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self {
+                self.sha = nil                  // Redis restarted or flushed its scripts: EVAL loads it again
+                args[0] = "EVAL"; args[1] = RedisLimitScript.source
+                return self.redis.command(args, completion: completion)
+            }
+            completion(r)
+        }
+    }
+
+    static func decode(_ items: [RedisValue], count: Int) -> AdmissionResult? {
+        func int(_ v: RedisValue) -> Int64? { if case .integer(let n) = v { n } else { nil } }
+        guard items.count == 3 + 2 * count, let ok = int(items[0]), let index = int(items[1]), let wait = int(items[2]) else { return nil }
+        var statuses: [BucketStatus] = []
+        for i in 0..<count {
+            guard let rem = int(items[3 + 2 * i]), let reset = int(items[4 + 2 * i]) else { return nil }
+            statuses.append(BucketStatus(remaining: rem, resetMillis: reset))
+        }
+        return ok == 1 ? .admitted(statuses) : .denied(index: Int(index) - 1, retryAfterMillis: wait, statuses)
+    }
+
+    func unavailable(_ why: String, _ requests: [BucketRequest], _ done: (AdmissionResult) -> Void) {
+        health.failures.add(1, ordering: .relaxed)
+        if !health.degraded.exchange(true, ordering: .relaxed) {
+            Log.warning("redis unavailable (\(why)): limits \(policy == .failOpen ? "decided from this instance's memory" : "refuse requests (503)") until it answers")
+        }
+        switch policy {
+        case .failOpen: done(fallback.acquire(requests))
+        case .failClosed: done(.unavailable("redis: \(why)"))
+        }
+    }
+
+    func healthy() {
+        if health.degraded.exchange(false, ordering: .relaxed) { Log.info("redis answers again: limits are shared again") }
+    }
+}
+
+/// Redis health as every worker sees it: whether the limiter is degraded (logged once per
+/// change, shown on `/readyz` and `/metrics`) and how many decisions Redis could not make.
+public final class LimiterHealth: Sendable {
+    public let degraded = Atomic<Bool>(false)
+    public let failures = Atomic<Int>(0)
+    public init() {}
+}

@@ -9,6 +9,8 @@ import PortcullisJSON
 /// `acquire` returns.
 public protocol LimitBackend: AnyObject {
     func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void)
+    /// Adds each request's cost without a check (negative gives back): settlement.
+    func adjust(_ requests: [BucketRequest])
 }
 
 /// The memory store as a backend (answers at once).
@@ -16,6 +18,33 @@ public final class MemoryLimitBackend: LimitBackend {
     let store: MemoryLimitStore
     public init(_ store: MemoryLimitStore) { self.store = store }
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
+    public func adjust(_ requests: [BucketRequest]) { store.adjust(requests) }
+}
+
+/// A request's token reservation, settled against the usage the provider reported (or an
+/// estimate of what was streamed). Usage above the estimate is charged too.
+final class TokenSettlement: UsageSettlement {
+    let backend: LimitBackend
+    /// The token buckets, `cost` = the estimate reserved at admission.
+    let buckets: [BucketRequest]
+    let estimate: Int64
+    let promptEstimate: Int64
+
+    init(backend: LimitBackend, buckets: [BucketRequest], estimate: Int64, promptEstimate: Int64) {
+        self.backend = backend; self.buckets = buckets; self.estimate = estimate; self.promptEstimate = promptEstimate
+    }
+
+    func settle(usage: Int64?, streamedEvents: Int, responded: Bool) {
+        let actual: Int64
+        if let u = usage { actual = u }
+        else if responded { actual = promptEstimate + Int64(streamedEvents) }
+        else { actual = 0 }                     // no response: the provider's failure is not charged
+        let delta = actual - estimate
+        guard delta != 0 else { return }
+        backend.adjust(buckets.map {
+            BucketRequest(key: $0.key, capacity: $0.capacity, windowMillis: $0.windowMillis, cost: delta, kind: .tokens, scope: $0.scope)
+        })
+    }
 }
 
 /// The third pipeline stage: wallet protection. Every bucket a request touches — global, the
@@ -57,6 +86,7 @@ public final class RateLimitMiddleware: Middleware {
         var requestsBucket: Int?
         var tokensBucket: Int?
         var estimate: Int64 = 0
+        var prompt: Int64 = 0
     }
 
     /// The buckets of one request, in a fixed order (global, tenant, user).
@@ -67,7 +97,11 @@ public final class RateLimitMiddleware: Middleware {
         let needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
             || tier?.rates.tokensPerMinute != nil || tier?.rates.tokensPerDay != nil
             || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
-        if needsTokens { p.estimate = estimateTokens(ctx.body, cap: tier?.rates.maxTokensCap) }
+        if needsTokens {
+            let (prompt, completion) = estimateTokens(ctx, cap: tier?.rates.maxTokensCap)
+            p.prompt = prompt
+            p.estimate = prompt + completion
+        }
 
         func add(_ rates: LimitRates, key: String, scope: String, reportable: Bool) {
             if let n = rates.requestsPerMinute {
@@ -95,28 +129,67 @@ public final class RateLimitMiddleware: Middleware {
         return p
     }
 
-    /// Prompt bytes / 4 plus the completion the request may ask for (its `max_tokens` or
-    /// `max_completion_tokens`, bounded by the tier's cap; the cap when it names none).
-    func estimateTokens(_ body: [UInt8], cap: Int?) -> Int64 {
+    static let scannedNames = ["max_tokens", "max_completion_tokens", "stream", "stream_options"]
+
+    /// Prompt bytes / 4, and the completion the request may ask for (its `max_tokens` or
+    /// `max_completion_tokens`, bounded by the tier's cap; the cap when it names none). A
+    /// streaming request that did not ask for `stream_options.include_usage` gets it (the
+    /// provider reports usage only then), and the extra chunk is hidden from the client.
+    func estimateTokens(_ ctx: RequestContext, cap: Int?) -> (prompt: Int64, completion: Int64) {
+        let body = ctx.body
         var completion: Int64 = Int64(cap ?? 0)
-        let scan = body.withUnsafeBytes { b in try? JSONReader.topLevelMembers(["max_tokens", "max_completion_tokens"], in: b) }
-        if let s = scan {
-            for i in 0..<2 {
-                guard let r = s.member(i) else { continue }
-                let digits = body[r]
-                if !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
-                    let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
-                    completion = cap.map { min(n, Int64($0)) } ?? n
-                }
+        let prompt = Int64((body.count + 3) / 4)
+        guard let s = body.withUnsafeBytes({ b in try? JSONReader.topLevelMembers(Self.scannedNames, in: b) }) else {
+            return (prompt, completion)
+        }
+        for i in 0..<2 {
+            guard let r = s.member(i) else { continue }
+            let digits = body[r]
+            if !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+                let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
+                completion = cap.map { min(n, Int64($0)) } ?? n
             }
         }
-        return Int64((body.count + 3) / 4) + completion
+        if let r = s.member(2), body[r].elementsEqual("true".utf8) {
+            requestUsageChunk(ctx, scan: s)
+        }
+        return (prompt, completion)
+    }
+
+    /// Makes a streaming request ask for the usage chunk (`stream_options.include_usage: true`),
+    /// editing only that member; marks the chunk to be hidden from the client.
+    func requestUsageChunk(_ ctx: RequestContext, scan s: JSONReader.TopLevelScan) {
+        let body = ctx.body
+        var edits = JSONMemberEdits(original: body, objectHasMembers: !s.isEmpty)
+        if let r = s.member(3) {
+            guard body[r.lowerBound] == UInt8(ascii: "{") else { return }      // not an object: the provider judges it
+            let inner = body.withUnsafeBytes { b in try? JSONReader.topLevelMembers(["include_usage"], in: UnsafeRawBufferPointer(rebasing: b[r])) }
+            guard let inner else { return }
+            if let u = inner.member(0) {
+                if body[(r.lowerBound + u.lowerBound)..<(r.lowerBound + u.upperBound)].elementsEqual("true".utf8) { return }
+                edits.replace((r.lowerBound + u.lowerBound)..<(r.lowerBound + u.upperBound), with: Array("true".utf8))
+            } else {
+                let at = r.lowerBound + inner.afterBrace
+                var value = Array(body[r.lowerBound..<at]) + Array("\"include_usage\":true".utf8)
+                value += inner.isEmpty ? [] : [UInt8(ascii: ",")]
+                value += body[at..<r.upperBound]
+                edits.replace(r, with: value)
+            }
+        } else {
+            edits.insert("stream_options", at: s.afterBrace, value: Array("{\"include_usage\":true}".utf8))
+        }
+        ctx.body = edits.render(slot: [])
+        ctx.hideStreamUsage = true
     }
 
     func decide(_ result: AdmissionResult, _ p: Plan, _ ctx: RequestContext) -> MiddlewareDecision {
         switch result {
         case .admitted(let statuses):
             ctx.responseHeaderLines += headerLines(p, statuses)
+            let tokenBuckets = p.requests.filter { $0.kind == .tokens }
+            if !tokenBuckets.isEmpty {
+                ctx.settlement = TokenSettlement(backend: backend, buckets: tokenBuckets, estimate: p.estimate, promptEstimate: p.prompt)
+            }
             return .next
         case .denied(let i, let wait, let statuses):
             let r = p.requests[i]

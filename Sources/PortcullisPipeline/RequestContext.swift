@@ -37,6 +37,10 @@ public final class RequestContext {
     public var responseHeaderLines: [UInt8] = []
     /// Set when the limiter refused the request: `rate_limited:<scope>` (the access log's outcome).
     public var limitOutcome: String?
+    /// Set by the limiter when token limits apply: told the real usage when the response ends.
+    public var settlement: UsageSettlement?
+    /// The limiter asked the provider for a usage chunk the client did not ask for: hide it.
+    public var hideStreamUsage = false
 
     /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`.
     var stage = 0
@@ -111,4 +115,12 @@ public final class RoutePlan {
     public func body(for target: ModelTarget) -> [UInt8] {
         body.render(slot: target.quotedModel)   // validated at load: no quote, backslash or control
     }
+}
+
+/// Settles a request's reserved token estimate against what it really used. Called exactly once,
+/// when the response ended (or never started); loop thread.
+public protocol UsageSettlement: AnyObject {
+    /// `usage`: total tokens the provider reported; nil when it reported none (then `prompt` and
+    /// `streamedEvents` — content events streamed to the client — give an estimate).
+    func settle(usage: Int64?, streamedEvents: Int, responded: Bool)
 }

@@ -50,6 +50,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     var lastFailure: GatewayError?
     var paused = false
     public private(set) var relay = ResponseRelay()
+    /// Watches the final response for `usage` when the limiter wants it settled.
+    var tap: UsageTap?
+    var settled = false
     /// For the access log: "ok", "upstream_<label>", "stream_error_<label>", …
     public private(set) var outcome = "ok"
     public private(set) var finished = true
@@ -65,6 +68,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         attempt = nil; attempts = 0; failedAttempts = 0; nextCandidate = 0; target = nil; provider = nil
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
+        tap = ctx.settlement != nil ? UsageTap(hide: ctx.hideStreamUsage) : nil
+        settled = false
         let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
@@ -77,6 +82,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     /// The client went away: stop the attempt at once; nothing more is written.
     public func cancel() {
+        if !finished { settle(responded: relay.headSent) }
         if let t = target, attempt != nil { breakers?.releaseProbe(t.index) }
         attempt?.cancel()
         attempt = nil
@@ -163,6 +169,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     func respondLocal(_ e: GatewayError) {
+        settle(responded: false)
         finished = true
         attempt = nil
         sink.respondLocal(LocalResponse(e))
@@ -180,19 +187,31 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
         relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines, into: sink.output)
+        tap?.begin(sse: relay.isSSE)
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
     }
 
     /// Returns false when the upstream should pause (the client is slower).
     @discardableResult
     func forwardBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        relay.body(bytes, into: sink.output)
+        if let t = tap {
+            if t.filters {
+                t.filter(bytes) { relay.body($0, into: sink.output) }
+            } else {
+                relay.body(bytes, into: sink.output)
+                t.observe(bytes)
+            }
+        } else {
+            relay.body(bytes, into: sink.output)
+        }
         if sink.outputAppended() { return true }
         paused = true
         return false
     }
 
     func finishResponse() {
+        tap?.finish { relay.body($0, into: sink.output) }
+        settle(responded: true)
         finished = true
         attempt = nil
         relay.end(into: sink.output)
@@ -275,9 +294,19 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return tryNext()
         }
         outcome = "stream_error_" + failure.label
+        tap?.finish { relay.body($0, into: sink.output) }
+        settle(responded: true)
         relay.failAfterHead(failure.gatewayError, into: sink.output)
         finished = true
         sink.responseQueued(keepAlive: relay.keepAlive)
+    }
+
+    /// Tells the limiter what the request used (once): the provider's `usage` when it came,
+    /// else an estimate from what was streamed; nothing when no response came at all.
+    func settle(responded: Bool) {
+        guard !settled, let s = context?.settlement else { return }
+        settled = true
+        s.settle(usage: tap?.usage, streamedEvents: tap?.contentEvents ?? 0, responded: responded)
     }
 
     static func kind(_ f: UpstreamFailure) -> RouterMetrics.FailureKind {

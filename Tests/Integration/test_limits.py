@@ -198,3 +198,78 @@ def metrics(gw):
     import urllib.request
     with urllib.request.urlopen(f"{gw.base}/metrics", timeout=5) as r:
         return r.read().decode()
+
+
+# token settlement ---------------------------------------------------------------------------------
+
+TOKENS = "limits:\n  default_tier: free\n  tiers:\n    free: { tokens_per_minute: 100000 }\n"
+
+
+def remaining_tokens(r):
+    return int(r.headers["x-ratelimit-remaining-tokens"])
+
+
+def chat(stream=False, include_usage=None, max_tokens=50):
+    b = {"model": "m", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "settle me"}]}
+    if stream:
+        b["stream"] = True
+    if include_usage is not None:
+        b["stream_options"] = {"include_usage": include_usage}
+    return json.dumps(b).encode()
+
+
+def test_json_usage_settles_the_estimate(start_gateway):
+    gw = start_gateway(extra_yaml=TOKENS)
+    body = chat()
+    estimate = (len(body) + 3) // 4 + 50
+    r1 = post(gw.port, CHAT, body)
+    assert remaining_tokens(r1) == 100000 - estimate
+    used = json.loads(r1.body)["usage"]["total_tokens"]
+    r2 = post(gw.port, CHAT, body)
+    # Request 1 settled at its real usage; request 2 holds its estimate (refill over ~1 s is ≤ 2 tokens).
+    assert abs(remaining_tokens(r2) - (100000 - used - estimate)) <= 3, (remaining_tokens(r2), used, estimate)
+
+
+def test_stream_usage_is_requested_settled_and_hidden(start_gateway, fake):
+    from httpio import sse_data
+    gw = start_gateway(extra_yaml=TOKENS)
+    body = chat(stream=True)
+    estimate = (len(body) + 3) // 4 + 50
+    r1 = post(gw.port, CHAT, body)
+    assert r1.status == 200
+    events = sse_data(r1.body)
+    payloads = [json.loads(d) for e, d in events if d != "[DONE]"]
+    assert events[-1][1] == "[DONE]"
+    assert all(p.get("usage") is None for p in payloads), "the usage chunk reached a client that did not ask for it"
+    assert all(p["choices"] for p in payloads)
+    assert int(r1.headers.get("x-fake-received-bytes", 0)) > len(body), "include_usage was not asked of the provider"
+    r2 = post(gw.port, CHAT, chat())
+    # The stream used prompt (fake: its body/4) + 5 tokens, far below the 50 reserved.
+    assert remaining_tokens(r2) > 100000 - estimate - ((len(chat()) + 3) // 4 + 50) + 30
+
+
+def test_client_that_asked_for_usage_gets_it(start_gateway):
+    from httpio import sse_data
+    gw = start_gateway(extra_yaml=TOKENS)
+    r = post(gw.port, CHAT, chat(stream=True, include_usage=True))
+    payloads = [json.loads(d) for e, d in sse_data(r.body) if d != "[DONE]"]
+    assert payloads[-1]["usage"]["total_tokens"] > 0 and payloads[-1]["choices"] == []
+    r = post(gw.port, CHAT, chat(stream=True, include_usage=False))
+    payloads = [json.loads(d) for e, d in sse_data(r.body) if d != "[DONE]"]
+    assert all(p.get("usage") is None for p in payloads)
+
+
+def test_stream_cut_short_still_settles(start_gateway, fake):
+    gw = start_gateway(extra_yaml=TOKENS)
+    body = chat(stream=True, max_tokens=5000)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    s.sendall((f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-fake-tokens: 1000\r\n"
+               f"x-fake-inter-event-delay-ms: 20\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    got = b""
+    while got.count(b"data:") < 3:
+        got += s.recv(65536)
+    s.close()   # the client leaves mid-stream
+    time.sleep(0.3)
+    r = post(gw.port, CHAT, chat(max_tokens=1))
+    # Reserved ~5000; the cut stream is settled at its prompt plus the few events streamed.
+    assert remaining_tokens(r) > 100000 - 200, remaining_tokens(r)

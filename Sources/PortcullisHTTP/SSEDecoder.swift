@@ -1,0 +1,82 @@
+/// Incremental Server-Sent Events framer (WHATWG HTML §9.2.6 line rules: a line ends at CRLF,
+/// LF or CR; an empty line ends an event). A value type fed arbitrary slices, like
+/// `ChunkedDecoder`: it hands out each complete event's raw bytes (terminating blank line
+/// included) and keeps only the bytes of the event in progress.
+public struct SSEDecoder: Sendable {
+    /// Bytes of the event in progress.
+    public private(set) var partial: [UInt8] = []
+    var atLineStart = true
+    /// The previous byte was a CR ending a line (a following LF belongs to it).
+    var afterCR = false
+    /// That CR ended an empty line: the event ends once we know whether an LF follows.
+    var eventEndsAfterCR = false
+    /// Bound on one event (a provider that never sends a blank line cannot grow memory).
+    public let maxEventBytes: Int
+
+    public init(maxEventBytes: Int = 1 << 20) { self.maxEventBytes = maxEventBytes }
+
+    public enum Outcome: Equatable { case ok, eventTooLarge }
+
+    /// Feeds `bytes`; `onEvent` gets each event completed by them (valid during the call only).
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, onEvent: (UnsafeRawBufferPointer) -> Void) -> Outcome {
+        for c in bytes {
+            if eventEndsAfterCR {
+                eventEndsAfterCR = false
+                if c == 10 {
+                    partial.append(c)
+                    emit(onEvent)
+                    afterCR = false
+                    continue
+                }
+                emit(onEvent)
+            }
+            partial.append(c)
+            if c == 13 {
+                if atLineStart { eventEndsAfterCR = true } else { atLineStart = true }
+                afterCR = true
+            } else if c == 10 {
+                if afterCR { afterCR = false; continue }   // the LF of a CRLF: the line already ended
+                if atLineStart { emit(onEvent) } else { atLineStart = true }
+            } else {
+                atLineStart = false
+                afterCR = false
+            }
+            if partial.count > maxEventBytes { return .eventTooLarge }
+        }
+        return .ok
+    }
+
+    /// At the end of the stream: an event whose blank line was a lone CR is complete.
+    public mutating func finish(onEvent: (UnsafeRawBufferPointer) -> Void) {
+        if eventEndsAfterCR { eventEndsAfterCR = false; emit(onEvent) }
+    }
+
+    private mutating func emit(_ onEvent: (UnsafeRawBufferPointer) -> Void) {
+        partial.withUnsafeBytes { onEvent($0) }
+        partial.removeAll(keepingCapacity: true)
+        atLineStart = true
+        afterCR = false
+    }
+
+    /// The `data` of a raw event: its `data:` lines' values (one leading space removed) joined
+    /// by LF; nil when it has none.
+    public static func data(of event: UnsafeRawBufferPointer) -> [UInt8]? {
+        var out: [UInt8]? = nil
+        var i = 0
+        let n = event.count
+        while i < n {
+            var e = i
+            while e < n && event[e] != 10 && event[e] != 13 { e += 1 }
+            // line [i, e)
+            if e - i >= 5 && event[i] == 100 && event[i + 1] == 97 && event[i + 2] == 116 && event[i + 3] == 97 && event[i + 4] == 58 {
+                var v = i + 5
+                if v < e && event[v] == 32 { v += 1 }
+                if out == nil { out = [] } else { out!.append(10) }
+                out!.append(contentsOf: UnsafeRawBufferPointer(rebasing: event[v..<e]))
+            }
+            if e < n && event[e] == 13 && e + 1 < n && event[e + 1] == 10 { e += 1 }
+            i = e + 1
+        }
+        return out
+    }
+}

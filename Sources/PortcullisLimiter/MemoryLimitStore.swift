@@ -9,6 +9,27 @@ public final class MemoryLimitStore: Sendable {
     let buckets = Mutex<[String: Bucket]>([:])
     let clock: @Sendable () -> Int64
     let operations = Atomic<Int>(0)
+    /// Slot key → member → lease expiry (ms).
+    let slots = Mutex<[String: [String: Int64]]>([:])
+
+    /// Takes one of `slot.max` places (expired leases do not count); false when all are held.
+    public func acquireSlot(_ slot: SlotRequest) -> Bool {
+        let now = clock()
+        return slots.withLock { map in
+            var held = (map[slot.key] ?? [:]).filter { $0.value > now }
+            guard held.count < slot.max else { map[slot.key] = held; return false }
+            held[slot.member] = now + slot.leaseMillis
+            map[slot.key] = held
+            return true
+        }
+    }
+
+    public func releaseSlot(_ slot: SlotRequest) {
+        slots.withLock { map in
+            map[slot.key]?[slot.member] = nil
+            if map[slot.key]?.isEmpty == true { map[slot.key] = nil }
+        }
+    }
 
     public init(clock: @escaping @Sendable () -> Int64 = { Int64(WallClock.nowMillis()) }) { self.clock = clock }
 

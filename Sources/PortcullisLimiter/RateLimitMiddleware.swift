@@ -11,6 +11,9 @@ public protocol LimitBackend: AnyObject {
     func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void)
     /// Adds each request's cost without a check (negative gives back): settlement.
     func adjust(_ requests: [BucketRequest])
+    /// Takes a concurrency slot; `done(true)` when one was free (`nil`: the store could not answer).
+    func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void)
+    func releaseSlot(_ slot: SlotRequest)
 }
 
 /// The memory store as a backend (answers at once).
@@ -19,22 +22,33 @@ public final class MemoryLimitBackend: LimitBackend {
     public init(_ store: MemoryLimitStore) { self.store = store }
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
     public func adjust(_ requests: [BucketRequest]) { store.adjust(requests) }
+    public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) { done(store.acquireSlot(slot)) }
+    public func releaseSlot(_ slot: SlotRequest) { store.releaseSlot(slot) }
 }
 
-/// A request's token reservation, settled against the usage the provider reported (or an
-/// estimate of what was streamed). Usage above the estimate is charged too.
-final class TokenSettlement: UsageSettlement {
+/// What a request holds once admitted: its token reservation, settled against the usage the
+/// provider reported (or an estimate of what was streamed; usage above the estimate is charged
+/// too), and its concurrency slot, released. Settled exactly once, whichever path ends the
+/// request first (response end, failure, client gone, a later stage refusing it).
+final class LimitReservation: UsageSettlement {
     let backend: LimitBackend
     /// The token buckets, `cost` = the estimate reserved at admission.
     let buckets: [BucketRequest]
     let estimate: Int64
     let promptEstimate: Int64
+    var slot: SlotRequest?
+    var settled = false
 
-    init(backend: LimitBackend, buckets: [BucketRequest], estimate: Int64, promptEstimate: Int64) {
+    init(backend: LimitBackend, buckets: [BucketRequest], estimate: Int64, promptEstimate: Int64, slot: SlotRequest?) {
         self.backend = backend; self.buckets = buckets; self.estimate = estimate; self.promptEstimate = promptEstimate
+        self.slot = slot
     }
 
     func settle(usage: Int64?, streamedEvents: Int, responded: Bool) {
+        guard !settled else { return }
+        settled = true
+        if let s = slot { backend.releaseSlot(s); slot = nil }
+        guard !buckets.isEmpty else { return }
         let actual: Int64
         if let u = usage { actual = u }
         else if responded { actual = promptEstimate + Int64(streamedEvents) }
@@ -68,12 +82,33 @@ public final class RateLimitMiddleware: Middleware {
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         guard let route = ctx.route, route !== ctx.configuration.modelListRoute else { return .next }
         let plan = buckets(ctx)
-        guard !plan.requests.isEmpty else { return .next }
+        guard !plan.requests.isEmpty || plan.slot != nil else { return .next }
         var immediate: MiddlewareDecision?
         var resumer: PipelineResumer?
-        backend.acquire(plan.requests) { [unowned self] result in
-            let d = self.decide(result, plan, ctx)
-            if let r = resumer { r.resume(d) } else { immediate = d }
+        func finish(_ d: MiddlewareDecision) { if let r = resumer { r.resume(d) } else { immediate = d } }
+        let admitBuckets = { [unowned self] in
+            guard !plan.requests.isEmpty else { return finish(self.decide(.admitted([]), plan, ctx)) }
+            self.backend.acquire(plan.requests) { result in
+                if case .admitted = result {} else if let s = plan.slot { self.backend.releaseSlot(s) }
+                finish(self.decide(result, plan, ctx))
+            }
+        }
+        if let slot = plan.slot {
+            // The concurrency slot first: a refused bucket then gives it back (nothing is debited
+            // for a request that is refused).
+            backend.acquireSlot(slot) { [unowned self] ok in
+                switch ok {
+                case true?: admitBuckets()
+                case false?:
+                    ctx.limitOutcome = "rate_limited:" + String(slot.scope.map { $0 == " " ? "_" : $0 })
+                    finish(.respond(LocalResponse(.tooManyRequests(
+                        "Too many concurrent streams for \(slot.scope): limit \(slot.max). Retry when one ends.", retryAfterSeconds: 1))))
+                case nil:
+                    finish(self.decide(.unavailable("redis"), plan, ctx))
+                }
+            }
+        } else {
+            admitBuckets()
         }
         if let d = immediate { return d }
         resumer = ctx.suspend()
@@ -87,6 +122,7 @@ public final class RateLimitMiddleware: Middleware {
         var tokensBucket: Int?
         var estimate: Int64 = 0
         var prompt: Int64 = 0
+        var slot: SlotRequest?
     }
 
     /// The buckets of one request, in a fixed order (global, tenant, user).
@@ -126,10 +162,24 @@ public final class RateLimitMiddleware: Middleware {
         if let u = ctx.user {
             add(limits.perUser, key: "\(prefix):{\(tenant)}:u:\(u)", scope: "user", reportable: false)
         }
+        if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx.body) {
+            let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
+            p.slot = SlotRequest(key: "\(prefix):{\(tenant)}:streams", max: max, leaseMillis: lease,
+                                 member: "\(ctx.requestID)-\(Self.instance)", scope: "tenant (\(t.name) tier) max_concurrent_streams")
+        }
         return p
     }
 
     static let scannedNames = ["max_tokens", "max_completion_tokens", "stream", "stream_options"]
+
+    /// Distinguishes this process's slot leases from other instances' (same request ids).
+    static let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
+
+    /// Whether the body asks for a stream (`"stream": true` at the top level).
+    static func isStream(_ body: [UInt8]) -> Bool {
+        guard case let r?? = body.withUnsafeBytes({ b in try? JSONReader.topLevelMember("stream", in: b) }) else { return false }
+        return body[r].elementsEqual("true".utf8)
+    }
 
     /// Prompt bytes / 4, and the completion the request may ask for (its `max_tokens` or
     /// `max_completion_tokens`, bounded by the tier's cap; the cap when it names none). A
@@ -187,8 +237,9 @@ public final class RateLimitMiddleware: Middleware {
         case .admitted(let statuses):
             ctx.responseHeaderLines += headerLines(p, statuses)
             let tokenBuckets = p.requests.filter { $0.kind == .tokens }
-            if !tokenBuckets.isEmpty {
-                ctx.settlement = TokenSettlement(backend: backend, buckets: tokenBuckets, estimate: p.estimate, promptEstimate: p.prompt)
+            if !tokenBuckets.isEmpty || p.slot != nil {
+                ctx.settlement = LimitReservation(backend: backend, buckets: tokenBuckets, estimate: p.estimate,
+                                                  promptEstimate: p.prompt, slot: p.slot)
             }
             return .next
         case .denied(let i, let wait, let statuses):

@@ -88,6 +88,43 @@ public final class RedisLimitBackend: LimitBackend {
         }
     }
 
+    static let slotScript = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+    local n = redis.call('ZCARD', KEYS[1])
+    if n >= tonumber(ARGV[1]) then return 0 end
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+    redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+    return 1
+    """
+
+    /// A lease in a sorted set scored by expiry: expired leases (a crashed instance's) are
+    /// dropped before counting.
+    public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) {
+        redis.command(["EVAL", Self.slotScript, "1", slot.key, String(slot.max), String(slot.leaseMillis), slot.member]) { [weak self] r in
+            guard let self else { return }
+            switch r {
+            case .reply(.integer(let n)):
+                self.healthy()
+                done(n == 1)
+            default:
+                self.health.failures.add(1, ordering: .relaxed)
+                switch self.policy {
+                case .failOpen: done(self.fallback.acquireSlot(slot))
+                case .failClosed: done(nil)
+                }
+            }
+        }
+    }
+
+    public func releaseSlot(_ slot: SlotRequest) {
+        redis.command(["ZREM", slot.key, slot.member]) { [weak self] r in
+            if case .failed = r { self?.fallback.releaseSlot(slot) }   // (taken from memory while degraded)
+        }
+        fallback.releaseSlot(slot)
+    }
+
     /// Settlement: adds each cost (negative gives back). Fire and forget.
     public func adjust(_ requests: [BucketRequest]) {
         run(mode: 0, requests) { [weak self] r in

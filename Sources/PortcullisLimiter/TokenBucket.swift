@@ -56,3 +56,14 @@ public enum TokenBucketMath {
                             resetMillis: max(0, Int64(((Double(capacity) - level) / rate).rounded(.up))))
     }
 }
+
+/// A concurrency slot (`max_concurrent_streams`): a lease on one of `max` places, held by
+/// `member` until released or until `leaseMillis` pass (so a crashed instance cannot hold a
+/// place for ever).
+public struct SlotRequest: Sendable, Equatable {
+    public let key: String
+    public let max: Int
+    public let leaseMillis: Int64
+    public let member: String
+    public let scope: String
+}

@@ -125,6 +125,13 @@ extension HTTPServerConnection: ResponseSink {
         scheduleProcessInput()
     }
 
+    /// Whatever ended the request (a stage after the limiter refused it, the client left while
+    /// it was suspended, …), the limiter's reservation is settled and its slot released. A no-op
+    /// when the proxy coordinator already settled it.
+    func releaseReservation() {
+        context?.settlement?.settle(usage: nil, streamedEvents: 0, responded: false)
+    }
+
     var responseStatus: Int {
         if response.proxied, let c = coordinator, c.relay.headSent { return c.relay.status }
         return response.status
@@ -136,6 +143,7 @@ extension HTTPServerConnection: ResponseSink {
     }
 
     func resetRequest() {
+        releaseReservation()
         head = nil
         body = []
         bodyRemaining = 0

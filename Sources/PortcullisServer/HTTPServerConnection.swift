@@ -327,6 +327,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         phase = .closed
         suspended?.cancel(); suspended = nil
         if wasProxying { coordinator?.cancel() }
+        releaseReservation()
         worker.loop.release(timer)
         worker.loop.unregister(fd: fd)
         Syscall.close(fd)

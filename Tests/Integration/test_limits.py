@@ -273,3 +273,44 @@ def test_stream_cut_short_still_settles(start_gateway, fake):
     r = post(gw.port, CHAT, chat(max_tokens=1))
     # Reserved ~5000; the cut stream is settled at its prompt plus the few events streamed.
     assert remaining_tokens(r) > 100000 - 200, remaining_tokens(r)
+
+
+# concurrency slots --------------------------------------------------------------------------------
+
+STREAMS = "limits:\n  default_tier: free\n  tiers:\n    free: {{ max_concurrent_streams: 2 }}\n{redis}"
+
+
+def open_stream(port):
+    body = chat(stream=True)
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall((f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-fake-hang-after: 1\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
+    got = b""
+    while b"data:" not in got and b"HTTP/1.1 429" not in got:
+        got += s.recv(65536)
+    return s, got
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_concurrent_streams_limited_and_slots_released_on_disconnect(start_gateway, shared_redis, store):
+    redis = "" if store == "memory" else (f"redis: {{ url: \"redis://127.0.0.1:{shared_redis.port}\", "
+                                          f"key_prefix: pc-slots-{uuid.uuid4().hex[:8]} }}\n")
+    gw = start_gateway(extra_yaml=STREAMS.format(redis=redis))
+    a, ga = open_stream(gw.port)
+    b, gb = open_stream(gw.port)
+    assert ga.startswith(b"HTTP/1.1 200") and gb.startswith(b"HTTP/1.1 200")
+    c, gc = open_stream(gw.port)
+    assert gc.startswith(b"HTTP/1.1 429") and b"max_concurrent_streams" in gc
+    c.close()
+    # Non-streaming requests do not take a slot.
+    assert post(gw.port, CHAT, chat()).status == 200
+    a.close()   # the client leaves: its slot is released at once
+    deadline = time.time() + 3
+    while True:
+        d, gd = open_stream(gw.port)
+        if gd.startswith(b"HTTP/1.1 200") or time.time() > deadline:
+            break
+        d.close()
+        time.sleep(0.1)
+    assert gd.startswith(b"HTTP/1.1 200"), gd[:200]
+    b.close(); d.close()

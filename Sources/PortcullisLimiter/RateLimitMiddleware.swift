@@ -74,9 +74,10 @@ public final class RateLimitMiddleware: Middleware {
     let limits: LimitsConfiguration
     let backend: LimitBackend
     let prefix: String
+    let health: LimiterHealth?
 
-    public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis") {
-        self.limits = limits; self.backend = backend; self.prefix = keyPrefix
+    public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis", health: LimiterHealth? = nil) {
+        self.limits = limits; self.backend = backend; self.prefix = keyPrefix; self.health = health
     }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
@@ -100,6 +101,7 @@ public final class RateLimitMiddleware: Middleware {
                 switch ok {
                 case true?: admitBuckets()
                 case false?:
+                    self.health?.countLimited(scope: slot.scope, kind: "streams")
                     ctx.limitOutcome = "rate_limited:" + String(slot.scope.map { $0 == " " ? "_" : $0 })
                     finish(.respond(LocalResponse(.tooManyRequests(
                         "Too many concurrent streams for \(slot.scope): limit \(slot.max). Retry when one ends.", retryAfterSeconds: 1))))
@@ -133,8 +135,8 @@ public final class RateLimitMiddleware: Middleware {
         let needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
             || tier?.rates.tokensPerMinute != nil || tier?.rates.tokensPerDay != nil
             || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
-        if needsTokens {
-            let (prompt, completion) = estimateTokens(ctx, cap: tier?.rates.maxTokensCap)
+        if needsTokens || tier?.rates.maxTokensCap != nil {
+            let (prompt, completion) = prepareBody(ctx, cap: tier?.rates.maxTokensCap, wantUsage: needsTokens)
             p.prompt = prompt
             p.estimate = prompt + completion
         }
@@ -182,54 +184,62 @@ public final class RateLimitMiddleware: Middleware {
     }
 
     /// Prompt bytes / 4, and the completion the request may ask for (its `max_tokens` or
-    /// `max_completion_tokens`, bounded by the tier's cap; the cap when it names none). A
-    /// streaming request that did not ask for `stream_options.include_usage` gets it (the
-    /// provider reports usage only then), and the extra chunk is hidden from the client.
-    func estimateTokens(_ ctx: RequestContext, cap: Int?) -> (prompt: Int64, completion: Int64) {
+    /// `max_completion_tokens`, bounded by the tier's cap; the cap when it names none). The
+    /// body is edited in place of those members only: a `max_tokens` above the cap is clamped
+    /// (the response says so in `x-portcullis-max-tokens-clamped`), and when token usage is to
+    /// be settled a streaming request gets `stream_options.include_usage` (the provider reports
+    /// usage only then; the extra chunk is hidden from a client that did not ask for it).
+    func prepareBody(_ ctx: RequestContext, cap: Int?, wantUsage: Bool) -> (prompt: Int64, completion: Int64) {
         let body = ctx.body
         var completion: Int64 = Int64(cap ?? 0)
         let prompt = Int64((body.count + 3) / 4)
         guard let s = body.withUnsafeBytes({ b in try? JSONReader.topLevelMembers(Self.scannedNames, in: b) }) else {
             return (prompt, completion)
         }
+        var edits = JSONMemberEdits(original: body, objectHasMembers: !s.isEmpty)
+        var edited = false
         for i in 0..<2 {
             guard let r = s.member(i) else { continue }
             let digits = body[r]
-            if !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
-                let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
-                completion = cap.map { min(n, Int64($0)) } ?? n
+            guard !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { continue }
+            let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
+            if let c = cap, n > Int64(c) {
+                edits.replace(r, with: Array(String(c).utf8))
+                edited = true
+                ctx.responseHeaderLines += Array("x-portcullis-max-tokens-clamped: \(c)\r\n".utf8)
             }
+            completion = cap.map { min(n, Int64($0)) } ?? n
         }
-        if let r = s.member(2), body[r].elementsEqual("true".utf8) {
-            requestUsageChunk(ctx, scan: s)
+        if wantUsage, let r = s.member(2), body[r].elementsEqual("true".utf8), requestUsageChunk(body, scan: s, into: &edits) {
+            edited = true
+            ctx.hideStreamUsage = true
         }
+        if edited { ctx.body = edits.render(slot: []) }
         return (prompt, completion)
     }
 
-    /// Makes a streaming request ask for the usage chunk (`stream_options.include_usage: true`),
-    /// editing only that member; marks the chunk to be hidden from the client.
-    func requestUsageChunk(_ ctx: RequestContext, scan s: JSONReader.TopLevelScan) {
-        let body = ctx.body
-        var edits = JSONMemberEdits(original: body, objectHasMembers: !s.isEmpty)
-        if let r = s.member(3) {
-            guard body[r.lowerBound] == UInt8(ascii: "{") else { return }      // not an object: the provider judges it
-            let inner = body.withUnsafeBytes { b in try? JSONReader.topLevelMembers(["include_usage"], in: UnsafeRawBufferPointer(rebasing: b[r])) }
-            guard let inner else { return }
-            if let u = inner.member(0) {
-                if body[(r.lowerBound + u.lowerBound)..<(r.lowerBound + u.upperBound)].elementsEqual("true".utf8) { return }
-                edits.replace((r.lowerBound + u.lowerBound)..<(r.lowerBound + u.upperBound), with: Array("true".utf8))
-            } else {
-                let at = r.lowerBound + inner.afterBrace
-                var value = Array(body[r.lowerBound..<at]) + Array("\"include_usage\":true".utf8)
-                value += inner.isEmpty ? [] : [UInt8(ascii: ",")]
-                value += body[at..<r.upperBound]
-                edits.replace(r, with: value)
-            }
-        } else {
+    /// Adds the edit that makes a streaming request ask for the usage chunk
+    /// (`stream_options.include_usage: true`); false when it already does or cannot be edited.
+    func requestUsageChunk(_ body: [UInt8], scan s: JSONReader.TopLevelScan, into edits: inout JSONMemberEdits) -> Bool {
+        guard let r = s.member(3) else {
             edits.insert("stream_options", at: s.afterBrace, value: Array("{\"include_usage\":true}".utf8))
+            return true
         }
-        ctx.body = edits.render(slot: [])
-        ctx.hideStreamUsage = true
+        guard body[r.lowerBound] == UInt8(ascii: "{"),                     // not an object: the provider judges it
+              let inner = body.withUnsafeBytes({ b in try? JSONReader.topLevelMembers(["include_usage"], in: UnsafeRawBufferPointer(rebasing: b[r])) })
+        else { return false }
+        if let u = inner.member(0) {
+            let v = (r.lowerBound + u.lowerBound)..<(r.lowerBound + u.upperBound)
+            if body[v].elementsEqual("true".utf8) { return false }
+            edits.replace(v, with: Array("true".utf8))
+            return true
+        }
+        let at = r.lowerBound + inner.afterBrace
+        var value = Array(body[r.lowerBound..<at]) + Array("\"include_usage\":true".utf8)
+        value += inner.isEmpty ? [] : [UInt8(ascii: ",")]
+        value += body[at..<r.upperBound]
+        edits.replace(r, with: value)
+        return true
     }
 
     func decide(_ result: AdmissionResult, _ p: Plan, _ ctx: RequestContext) -> MiddlewareDecision {
@@ -252,6 +262,7 @@ public final class RateLimitMiddleware: Middleware {
             var resp = LocalResponse(.tooManyRequests(message, retryAfterSeconds: seconds))
             for (n, v) in headers(p, statuses) { resp.headers.append((n, v)) }
             ctx.limitOutcome = "rate_limited:" + String(r.scope.map { $0 == " " ? "_" : $0 })
+            health?.countLimited(scope: r.scope, kind: r.kind.rawValue)
             return .respond(resp)
         case .unavailable(let why):
             return .respond(LocalResponse(.overloaded("Rate limits cannot be checked now (\(why)); try again shortly.")))

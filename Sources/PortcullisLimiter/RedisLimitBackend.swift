@@ -189,5 +189,31 @@ public final class RedisLimitBackend: LimitBackend {
 public final class LimiterHealth: Sendable {
     public let degraded = Atomic<Bool>(false)
     public let failures = Atomic<Int>(0)
+    /// Refused requests by scope (global, tenant, user) × kind (requests, tokens, streams).
+    let limited: [Counter] = (0..<9).map { _ in Counter() }
+    static let scopes = ["global", "tenant", "user"]
+    static let kinds = ["requests", "tokens", "streams"]
+
+    final class Counter: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
     public init() {}
+
+    /// Counts a refusal; `scope` as in `BucketRequest.scope` ("tenant (free tier) tokens_per_day").
+    public func countLimited(scope: String, kind: String) {
+        let s = Self.scopes.firstIndex { scope.hasPrefix($0) } ?? 1
+        let k = Self.kinds.firstIndex(of: kind) ?? 0
+        limited[s * 3 + k].value.add(1, ordering: .relaxed)
+    }
+
+    public func renderLimited() -> String {
+        var out = "# HELP portcullis_rate_limited_total Requests refused by a limit, by scope and kind.\n# TYPE portcullis_rate_limited_total counter\n"
+        for (si, s) in Self.scopes.enumerated() {
+            for (ki, k) in Self.kinds.enumerated() {
+                out += "portcullis_rate_limited_total{scope=\"\(s)\",kind=\"\(k)\"} \(limited[si * 3 + ki].value.load(ordering: .relaxed))\n"
+            }
+        }
+        return out
+    }
 }

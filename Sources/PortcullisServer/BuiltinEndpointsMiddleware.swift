@@ -45,6 +45,6 @@ final class BuiltinEndpointsMiddleware: Middleware {
         # TYPE portcullis_limiter_redis_failures_total counter
         portcullis_limiter_redis_failures_total \(limiter.failures.load(ordering: .relaxed))
 
-        """
+        """ + limiter.renderLimited()
     }
 }

@@ -26,6 +26,11 @@ public enum DefaultConfiguration {
       - path: /v1/*
         provider: local
         timeouts: { connect: 5s, first_byte: 60s, idle: 30s, total: 600s }
+    limits:                        # in this process's memory (no redis: section)
+      default_tier: free
+      per_user: { requests_per_minute: 600 }
+      tiers:
+        free: { requests_per_minute: 1200, tokens_per_minute: 2000000, max_concurrent_streams: 100 }
     log:
       level: info
       access: true

@@ -58,7 +58,8 @@ final class Worker: DeferredTask {
                                            database: r.database, timeout: r.timeout)
                 backend = RedisLimitBackend(redis: conn, fallback: limitStore, policy: r.onFailure, health: limiterHealth)
             }
-            limiter = [RateLimitMiddleware(limits: limits, backend: backend, keyPrefix: configuration.redis?.keyPrefix ?? "portcullis")]
+            limiter = [RateLimitMiddleware(limits: limits, backend: backend, keyPrefix: configuration.redis?.keyPrefix ?? "portcullis",
+                                           health: limiterHealth)]
         }
         self.pipeline = Pipeline([
             RequestTargetMiddleware(),                                   // one canonical path (400)

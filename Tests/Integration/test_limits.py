@@ -99,6 +99,7 @@ def test_memory_store_exact_limit_with_headers(start_gateway):
     assert err["code"] == "rate_limit_exceeded" and err["type"] == "rate_limit_error"
     assert int(rs[3].headers["retry-after"]) >= 1
     assert "outcome=rate_limited:tenant_(free_tier)_requests_per_minute" in gw.wait_log("rate_limited")
+    assert 'portcullis_rate_limited_total{scope="tenant",kind="requests"} 1' in metrics(gw)
 
 
 def test_redis_store_exact_limit(start_gateway, shared_redis, fake):

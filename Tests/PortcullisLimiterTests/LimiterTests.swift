@@ -138,4 +138,26 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(RedisConfiguration.parse(url: "redis://:s3cret@10.0.0.5:6380/2").map { "\($0.host) \($0.port) \($0.password ?? "") \($0.database)" },
                        "10.0.0.5 6380 s3cret 2")
     }
+
+    func testBodyEditsClampAndAskForUsage() throws {
+        let c = try gateway("limits: { default_tier: free, tiers: { free: { tokens_per_minute: 100000, max_tokens_cap: 64 } } }\n")
+        let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
+        let cases: [(String, String)] = [
+            ("{\"max_tokens\": 500,\"stream\":true}", "{\"stream_options\":{\"include_usage\":true},\"max_tokens\": 64,\"stream\":true}"),
+            ("{\"stream\":true,\"stream_options\":{\"x\":1}}", "{\"stream\":true,\"stream_options\":{\"include_usage\":true,\"x\":1}}"),
+            ("{\"stream\":true,\"stream_options\":{}}", "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}"),
+            ("{\"stream\":true,\"stream_options\":{\"include_usage\": false}}", "{\"stream\":true,\"stream_options\":{\"include_usage\": true}}"),
+            ("{\"stream\":true,\"stream_options\":{\"include_usage\":true}}", "{\"stream\":true,\"stream_options\":{\"include_usage\":true}}"),
+            ("{\"stream\":false,\"max_completion_tokens\":10}", "{\"stream\":false,\"max_completion_tokens\":10}"),
+        ]
+        for (input, expected) in cases {
+            let ctx = try context(c, tenant: "t", body: input)
+            guard case .next = m.process(ctx) else { return XCTFail(input) }
+            XCTAssertEqual(String(decoding: ctx.body, as: UTF8.self), expected, input)
+            XCTAssertEqual(ctx.hideStreamUsage, input.contains("\"stream\":true") && !input.contains("\"include_usage\":true"), input)
+        }
+        let clamped = try context(c, tenant: "t", body: "{\"max_tokens\":500}")
+        _ = m.process(clamped)
+        XCTAssertTrue(String(decoding: clamped.responseHeaderLines, as: UTF8.self).contains("x-portcullis-max-tokens-clamped: 64\r\n"))
+    }
 }

@@ -204,6 +204,27 @@ routes:
   - path: /v1/chat/completions""")
     gw_alias = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_alias], stderr=subprocess.DEVNULL)
     procs.append(gw_alias)
+    # The limiter (JWT on in all three): off (jwt_hs256 above), memory store, Redis store.
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(redis)
+    limits_yaml = """limits:
+  default_tier: pro
+  per_user: { requests_per_minute: 100000000 }
+  tiers:
+    pro: { requests_per_minute: 100000000, tokens_per_minute: 100000000000 }
+"""
+    lim_mem_port, lim_redis_port = free_port(), free_port()
+    cfg_mem = gateway_config("portcullis-limit-memory.yaml", lim_mem_port,
+                             "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml)
+    cfg_redis = gateway_config("portcullis-limit-redis.yaml", lim_redis_port,
+                               "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml
+                               + f"redis: {{ url: \"redis://127.0.0.1:{redis_port}\", timeout: 200ms }}\n")
+    env_jwt = dict(os.environ, BENCH_JWT_SECRET=secret)
+    gw_lim_mem = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_mem], stderr=subprocess.DEVNULL, env=env_jwt)
+    gw_lim_redis = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_redis], stderr=subprocess.DEVNULL, env=env_jwt)
+    procs += [gw_lim_mem, gw_lim_redis]
     ngx_conf = os.path.join(tmp, "nginx.conf")
     with open(ngx_conf, "w") as f:
         f.write(f"""worker_processes 1;
@@ -233,7 +254,7 @@ http {{
     ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
     procs.append(ngx)
     try:
-        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port):
+        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port):
             wait_port(p)
         time.sleep(0.3)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
@@ -243,11 +264,18 @@ http {{
                    "noauth_hs": (gw_port, gw.pid, hs_token), "jwt_hs256": (auth_port, gw_auth.pid, hs_token),
                    "noauth_rs": (gw_port, gw.pid, rs_token), "jwt_rs256": (auth_port, gw_auth.pid, rs_token),
                    # Alias rewrite cost: the same bytes to a plain route, then to an alias route.
-                   "plain_route": (gw_port, gw.pid, None), "alias_route": (alias_port, gw_alias.pid, None)}
+                   "plain_route": (gw_port, gw.pid, None), "alias_route": (alias_port, gw_alias.pid, None),
+                   # Limiter cost: JWT on in all three.
+                   "jwt_limit_memory": (lim_mem_port, gw_lim_mem.pid, hs_token),
+                   "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token)}
         if a.only:
             targets = {k: v for k, v in targets.items() if k in a.only.split(",")}
         for name, (port, _, tok) in targets.items():  # warm-up
             wrk(port, 1, a.conns, token=tok)
+        def redis_calls():
+            out = subprocess.run(["redis-cli", "-p", str(redis_port), "INFO", "commandstats"], capture_output=True, text=True).stdout
+            return sum(int(m.group(1)) for m in re.finditer(r"cmdstat_\w+:calls=(\d+)", out))
+        redis_before, redis_requests = redis_calls(), 0
         rounds = {k: [] for k in targets}
         for r in range(a.rounds):
             for name, (port, pid, tok) in targets.items():
@@ -255,8 +283,11 @@ http {{
                 res = wrk(port, a.seconds, a.conns, token=tok)
                 res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
                 rounds[name].append(res)
+                if name == "jwt_limit_redis":
+                    redis_requests += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
+        redis_per_request = (redis_calls() - redis_before) / max(1, redis_requests) if "jwt_limit_redis" in targets else 0
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us")} for k, v in rounds.items()}
         if a.only:
             for k, m in med.items():
@@ -278,6 +309,11 @@ http {{
         alias_cpu = statistics.median(x["cpu_us"] - y["cpu_us"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
         alias_p50 = statistics.median(x["p50"] - y["p50"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
         alias_p99 = statistics.median(x["p99"] - y["p99"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
+        def pair(a_, b_, m):
+            return statistics.median(x[m] / y[m] if m == "rps" else x[m] - y[m] for x, y in zip(rounds[a_], rounds[b_]))
+        lim = {k: (pair(k, "jwt_hs256", "rps"), pair(k, "jwt_hs256", "p50"), pair(k, "jwt_hs256", "p99"),
+                   pair(k, "jwt_hs256", "cpu_us")) for k in ("jwt_limit_memory", "jwt_limit_redis")}
+        redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
 
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
         n_idle = 1000
@@ -309,7 +345,9 @@ http {{
                      ("noauth_rs", "Portcullis, auth off, RS256 token sent → fake"),
                      ("jwt_rs256", "Portcullis + JWT RS256 (cached) → fake"),
                      ("plain_route", "Portcullis, plain route (alias off) → fake"),
-                     ("alias_route", "Portcullis, alias route (model rewritten) → fake")):
+                     ("alias_route", "Portcullis, alias route (model rewritten) → fake"),
+                     ("jwt_limit_memory", "Portcullis + JWT + limiter, memory store → fake"),
+                     ("jwt_limit_redis", "Portcullis + JWT + limiter, Redis store → fake")):
         m = med[k]
         lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} |")
     lines += [
@@ -324,6 +362,13 @@ http {{
         f"- Alias rewrite cost (same run, same request bytes, alias route / plain route): {alias_ratio:.3f}× req/s "
         f"({(1 - alias_ratio) * 100:+.1f}% cost, {alias_cpu:+.1f} µs CPU/req, p50 {alias_p50:+.2f} ms, p99 {alias_p99:+.2f} ms; "
         f"target ≤ 3%)",
+        f"- Limiter cost vs JWT alone (same run; rpm + per-user rpm + tokens/min, settled with usage): memory store "
+        f"{lim['jwt_limit_memory'][0]:.3f}× req/s, p50 {lim['jwt_limit_memory'][1]:+.2f} ms, p99 {lim['jwt_limit_memory'][2]:+.2f} ms, "
+        f"{lim['jwt_limit_memory'][3]:+.1f} µs CPU/req; Redis store {lim['jwt_limit_redis'][0]:.3f}× req/s, "
+        f"p50 {lim['jwt_limit_redis'][1]:+.2f} ms (target ≤ 0.3 ms), p99 {lim['jwt_limit_redis'][2]:+.2f} ms, "
+        f"{lim['jwt_limit_redis'][3]:+.1f} µs CPU/req; Redis commands per request {redis_per_request:.2f} (target 1; "
+        f"the second is the settlement)",
+        f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×)",
         "",
         "## Streaming",
         "",

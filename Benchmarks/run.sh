@@ -4,7 +4,7 @@
 # Usage: Benchmarks/run.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-Scripts/bootstrap.sh nginx-light wrk python3
+Scripts/bootstrap.sh nginx-light wrk python3 redis-server
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 swift build -c release --product portcullis >/dev/null
 swift build -c release --product FakeProvider >/dev/null

@@ -34,6 +34,7 @@ public final class PipelineResumer {
     init(_ f: @escaping (MiddlewareDecision) -> Void) { onResume = f }
 
     public func resume(_ decision: MiddlewareDecision) {
+        if cancelled { return }     // the client left while the reply was on its way
         guard let f = onResume else { preconditionFailure("pipeline resumed twice") }
         if case .suspend = decision { preconditionFailure("resume(.suspend) is meaningless") }
         onResume = nil
@@ -41,8 +42,9 @@ public final class PipelineResumer {
         f(decision)
     }
 
-    /// Drops the continuation (the client went away while suspended).
-    public func cancel() { onResume = nil }
+    /// Drops the continuation (the client went away while suspended); a later `resume` is ignored.
+    public func cancel() { onResume = nil; cancelled = true }
+    fileprivate var cancelled = false
     public var isPending: Bool { onResume != nil }
 }
 

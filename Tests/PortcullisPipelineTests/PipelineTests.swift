@@ -155,3 +155,24 @@ final class SynchronousResumeTests: XCTestCase {
         XCTAssertEqual(n, 1)
     }
 }
+
+final class CancelledResumeTests: XCTestCase {
+    /// The Redis reply arrives after the client left: resuming a cancelled suspension is a no-op.
+    func testResumeAfterCancelIsIgnored() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /x, provider: p } ]\n", file: "t")
+        let raw = Array("GET /x HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
+        guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip() }
+        let ctx = RequestContext(requestID: "r", head: head, body: [], clientAddress: "a", startNanos: 0, configuration: config)
+        final class Park: Middleware {
+            let name = "park"
+            var parked: PipelineResumer?
+            func process(_ ctx: RequestContext) -> MiddlewareDecision { parked = ctx.suspend(); return .suspend }
+        }
+        let park = Park()
+        var completions = 0
+        let r = Pipeline([park]).run(ctx) { _ in completions += 1 }
+        r?.cancel()
+        park.parked?.resume(.next)
+        XCTAssertEqual(completions, 0)
+    }
+}

@@ -117,6 +117,85 @@ public struct JSONReader {
         return found
     }
 
+    /// A fast, non-validating pass over a top-level object a *provider* sent (its JSON is its
+    /// own business; we only need a few of its members): strings are skipped with `memchr`,
+    /// nesting is counted, top-level names compared as raw bytes (escaped names never match).
+    /// Nil when the text is not an object or ends early.
+    public static func lenientTopLevelMembers(_ names: [String], in b: UnsafeRawBufferPointer) -> TopLevelScan? {
+        precondition(names.count <= 4, "lenientTopLevelMembers reads at most 4 names")
+        guard let base = b.baseAddress else { return nil }
+        var found = TopLevelScan(count: names.count)
+        let n = b.count
+        var i = 0
+        while i < n && (b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09) { i += 1 }
+        guard i < n, b[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        found.afterBrace = i
+        var depth = 1
+        var expectKey = true          // at depth 1: the next string is a member name
+        var member: Int? = nil        // index in `names` of the member whose value is being read
+        var valueStart = -1
+        /// The end of the string opening at `i` (index after its closing quote), or nil.
+        func stringEnd(_ i: Int) -> Int? {
+            var j = i + 1
+            while j < n {
+                guard let q = memchr(base + j, 0x22, n - j) else { return nil }
+                let k = UnsafeRawPointer(q) - base
+                var slashes = 0
+                while k - 1 - slashes > i && b[k - 1 - slashes] == 0x5C { slashes += 1 }
+                if slashes % 2 == 0 { return k + 1 }
+                j = k + 1
+            }
+            return nil
+        }
+        while i < n {
+            let c = b[i]
+            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i += 1; continue }
+            if valueStart == -2 { valueStart = i }       // the first byte of a depth-1 value
+            switch c {
+            case 0x22:
+                guard let e = stringEnd(i) else { return nil }
+                if depth == 1 && expectKey {
+                    member = nil
+                    for (k, name) in names.enumerated() where equal(b, (i + 1)..<(e - 1), name) { member = k; break }
+                    expectKey = false
+                } else if depth == 1, let m = member, valueStart >= 0 {
+                    found.set(m, valueStart, e); member = nil; valueStart = -1
+                }
+                i = e
+                continue
+            case UInt8(ascii: ":"):
+                if depth == 1 { valueStart = -2 }
+            case UInt8(ascii: ","):
+                if depth == 1 {
+                    if let m = member, valueStart >= 0 { found.set(m, valueStart, trimEnd(b, valueStart, i)) }
+                    member = nil; valueStart = -1; expectKey = true
+                }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                if depth == 1, let m = member, valueStart >= 0 {
+                    found.set(m, valueStart, i + 1); member = nil; valueStart = -1
+                } else if depth == 0 {
+                    if let m = member, valueStart >= 0 { found.set(m, valueStart, trimEnd(b, valueStart, i)) }
+                    found.isEmpty = !expectKey ? false : trimEnd(b, found.afterBrace, i) == found.afterBrace
+                    return found
+                }
+            default:
+                break
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    @inline(__always) static func trimEnd(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Int {
+        var e = e
+        while e > s && (b[e - 1] == 0x20 || b[e - 1] == 0x0A || b[e - 1] == 0x0D || b[e - 1] == 0x09) { e -= 1 }
+        return e
+    }
+
     /// The string literal occupying exactly `range` of `bytes`, unescaped; nil if it is not one.
     public static func stringValue(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> String? {
         var r = JSONReader(UnsafeRawBufferPointer(rebasing: bytes[range]))

@@ -76,8 +76,22 @@ public final class RateLimitMiddleware: Middleware {
     let prefix: String
     let health: LimiterHealth?
 
+    /// Scope names per tier, built once (answers, logs and metrics use them; requests only
+    /// reference them).
+    struct Scopes { let rpm, tpm, tpd, streams: String }
+    let tierScopes: [String: Scopes]
+    static func scopes(_ s: String) -> Scopes {
+        Scopes(rpm: s + " requests_per_minute", tpm: s + " tokens_per_minute", tpd: s + " tokens_per_day",
+               streams: s + " max_concurrent_streams")
+    }
+    static let globalScopes = scopes("global")
+    static let userScopes = scopes("user")
+
     public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis", health: LimiterHealth? = nil) {
         self.limits = limits; self.backend = backend; self.prefix = keyPrefix; self.health = health
+        var ts: [String: Scopes] = [:]
+        for name in limits.tiers.keys { ts[name] = Self.scopes("tenant (\(name) tier)") }
+        self.tierScopes = ts
     }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
@@ -141,33 +155,35 @@ public final class RateLimitMiddleware: Middleware {
             p.estimate = prompt + completion
         }
 
-        func add(_ rates: LimitRates, key: String, scope: String, reportable: Bool) {
+        p.requests.reserveCapacity(6)
+        func add(_ rates: LimitRates, key: String, scopes: Scopes, reportable: Bool) {
             if let n = rates.requestsPerMinute {
                 if reportable || p.requestsBucket == nil { p.requestsBucket = p.requests.count }
                 p.requests.append(BucketRequest(key: key + ":rpm", capacity: Int64(n), windowMillis: 60_000, cost: 1,
-                                                kind: .requests, scope: scope + " requests_per_minute"))
+                                                kind: .requests, scope: scopes.rpm))
             }
             if let n = rates.tokensPerMinute {
                 if reportable || p.tokensBucket == nil { p.tokensBucket = p.requests.count }
                 p.requests.append(BucketRequest(key: key + ":tpm", capacity: Int64(n), windowMillis: 60_000, cost: p.estimate,
-                                                kind: .tokens, scope: scope + " tokens_per_minute"))
+                                                kind: .tokens, scope: scopes.tpm))
             }
             if let n = rates.tokensPerDay {
                 if p.tokensBucket == nil { p.tokensBucket = p.requests.count }
                 p.requests.append(BucketRequest(key: key + ":tpd", capacity: Int64(n), windowMillis: 86_400_000, cost: p.estimate,
-                                                kind: .tokens, scope: scope + " tokens_per_day"))
+                                                kind: .tokens, scope: scopes.tpd))
             }
         }
         // Keys are hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
-        add(limits.global, key: "\(prefix):{global}", scope: "global", reportable: false)
-        if let t = tier { add(t.rates, key: "\(prefix):{\(tenant)}", scope: "tenant (\(t.name) tier)", reportable: true) }
-        if let u = ctx.user {
-            add(limits.perUser, key: "\(prefix):{\(tenant)}:u:\(u)", scope: "user", reportable: false)
+        if !limits.global.isEmpty { add(limits.global, key: prefix + ":{global}", scopes: Self.globalScopes, reportable: false) }
+        let tenantKey = prefix + ":{" + tenant + "}"
+        if let t = tier, let scopes = tierScopes[t.name] { add(t.rates, key: tenantKey, scopes: scopes, reportable: true) }
+        if let u = ctx.user, !limits.perUser.isEmpty {
+            add(limits.perUser, key: tenantKey + ":u:" + u, scopes: Self.userScopes, reportable: false)
         }
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx.body) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
-            p.slot = SlotRequest(key: "\(prefix):{\(tenant)}:streams", max: max, leaseMillis: lease,
-                                 member: "\(ctx.requestID)-\(Self.instance)", scope: "tenant (\(t.name) tier) max_concurrent_streams")
+            p.slot = SlotRequest(key: tenantKey + ":streams", max: max, leaseMillis: lease,
+                                 member: ctx.requestID + "-" + Self.instance, scope: tierScopes[t.name]?.streams ?? "tenant")
         }
         return p
     }
@@ -284,10 +300,44 @@ public final class RateLimitMiddleware: Middleware {
         return out
     }
 
+    /// The same headers as `headers`, as response-head bytes (built without Strings: every
+    /// admitted response carries them).
     func headerLines(_ p: Plan, _ statuses: [BucketStatus]) -> [UInt8] {
-        var s = ""
-        for (n, v) in headers(p, statuses) { s += "\(n): \(v)\r\n" }
-        return Array(s.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        func decimal(_ v: Int64) {
+            var n = v
+            if n < 0 { out.append(45); n = -n }
+            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            var count = 0
+            withUnsafeMutableBytes(of: &digits) { d in
+                repeat { d[count] = UInt8(48 + n % 10); n /= 10; count += 1 } while n > 0
+                for i in stride(from: count - 1, through: 0, by: -1) { out.append(d[i]) }
+            }
+        }
+        func line(_ name: StaticString, _ value: Int64) {
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            decimal(value)
+            out.append(13); out.append(10)
+        }
+        func reset(_ name: StaticString, _ ms: Int64) {
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: Self.duration(ms).utf8)
+            out.append(13); out.append(10)
+        }
+        if let i = p.requestsBucket {
+            line("x-ratelimit-limit-requests: ", p.requests[i].capacity)
+            line("x-ratelimit-remaining-requests: ", statuses[i].remaining)
+            reset("x-ratelimit-reset-requests: ", statuses[i].resetMillis)
+        }
+        if let i = p.tokensBucket {
+            line("x-ratelimit-limit-tokens: ", p.requests[i].capacity)
+            line("x-ratelimit-remaining-tokens: ", statuses[i].remaining)
+            reset("x-ratelimit-reset-tokens: ", statuses[i].resetMillis)
+        }
+        return out
     }
 
     /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.

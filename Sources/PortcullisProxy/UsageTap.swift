@@ -1,4 +1,7 @@
 import PortcullisCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import PortcullisHTTP
 import PortcullisJSON
 
@@ -21,6 +24,7 @@ final class UsageTap {
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     private(set) var contentEvents = 0
     static let maxJSONCapture = 262_144
+    static let countNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
 
     init(hide: Bool) { self.hide = hide }
 
@@ -61,45 +65,74 @@ final class UsageTap {
             }
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
         } else if !jsonTooLarge, !json.isEmpty {
-            usage = json.withUnsafeBytes { UsageTap.usage(inObject: $0).total }
+            usage = json.withUnsafeBytes { UsageTap.usage(inObject: $0) }
         }
     }
 
-    /// Reads one event; false when it is the usage-only chunk to hide.
+    /// Reads one event; false when it is the usage-only chunk to hide. Cheap for the common
+    /// event: two byte searches (a provider's content strings escape their quotes, so a raw
+    /// `"usage":` / `"choices":` can only be a member name); only the usage chunk is parsed.
     private func inspect(_ event: UnsafeRawBufferPointer) -> Bool {
         guard let data = SSEDecoder.data(of: event), data.first == UInt8(ascii: "{") else { return true }
-        let found = data.withUnsafeBytes { UsageTap.usage(inObject: $0) }
-        if found.hasChoices { contentEvents += 1 }
-        if let u = found.total {
-            usage = u
-            if hide && !found.hasChoices { return false }
+        return data.withUnsafeBytes { b -> Bool in
+            let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
+            if !emptyChoices { contentEvents += 1 }
+            guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return true }
+            if let total = UsageTap.counts(b, objectAt: u) { usage = total }
+            return !(hide && emptyChoices)
         }
-        return true
     }
 
-    /// `usage.total_tokens` (or prompt + completion) of a chat-completion JSON object, and
-    /// whether it has a non-empty `choices`.
-    static func usage(inObject b: UnsafeRawBufferPointer) -> (total: Int64?, hasChoices: Bool) {
-        guard let scan = try? JSONReader.topLevelMembers(["usage", "choices"], in: b) else { return (nil, false) }
-        var hasChoices = false
-        if let c = scan.member(1), c.count > 2, b[c.lowerBound] == UInt8(ascii: "[") {
-            var i = c.lowerBound + 1
-            while i < c.upperBound && (b[i] == 32 || b[i] == 10 || b[i] == 13 || b[i] == 9) { i += 1 }
-            hasChoices = i < c.upperBound && b[i] != UInt8(ascii: "]")
-        }
-        guard let u = scan.member(0), b[u.lowerBound] == UInt8(ascii: "{") else { return (nil, hasChoices) }
-        let sub = UnsafeRawBufferPointer(rebasing: b[u])
-        guard let fields = try? JSONReader.topLevelMembers(["total_tokens", "prompt_tokens", "completion_tokens"], in: sub) else {
-            return (nil, hasChoices)
-        }
+    /// `usage.total_tokens` (or prompt + completion) of a chat-completion JSON body.
+    static func usage(inObject b: UnsafeRawBufferPointer) -> Int64? {
+        guard let u = valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return nil }
+        return counts(b, objectAt: u)
+    }
+
+    /// The token counts of the usage object starting at `at`.
+    static func counts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Int64? {
+        let sub = UnsafeRawBufferPointer(rebasing: b[at...])
+        // The object ends before the end of `b`: a lenient scan stops at its closing brace.
+        guard let fields = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return nil }
         func int(_ i: Int) -> Int64? {
             guard let r = fields.member(i), r.count <= 15 else { return nil }
             var n: Int64 = 0
             for k in r { let c = sub[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
             return n
         }
-        if let t = int(0) { return (t, hasChoices) }
-        if let p = int(1), let c = int(2) { return (p + c, hasChoices) }
-        return (nil, hasChoices)
+        if let t = int(0) { return t }
+        if let p = int(1), let c = int(2) { return p + c }
+        return nil
+    }
+
+    /// The index of the first byte of the value of the first member named `quotedName`
+    /// (`"usage"`), found by a byte search; nil when absent.
+    static func valueStart(of quotedName: StaticString, in b: UnsafeRawBufferPointer) -> Int? {
+        let n = quotedName.utf8CodeUnitCount
+        let p = quotedName.utf8Start
+        var i = 0
+        while i + n <= b.count {
+            guard let base = b.baseAddress, let hit = memchr(base + i, 0x22, b.count - i) else { return nil }
+            let k = UnsafeRawPointer(hit) - base
+            guard k + n <= b.count else { return nil }
+            if memcmp(base + k, p, n) == 0 {
+                var j = k + n
+                while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
+                if j < b.count && b[j] == UInt8(ascii: ":") {
+                    j += 1
+                    while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
+                    return j < b.count ? j : nil
+                }
+            }
+            i = k + 1
+        }
+        return nil
+    }
+
+    static func isEmptyArray(_ b: UnsafeRawBufferPointer, at i: Int) -> Bool {
+        guard b[i] == UInt8(ascii: "[") else { return false }
+        var j = i + 1
+        while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
+        return j < b.count && b[j] == UInt8(ascii: "]")
     }
 }

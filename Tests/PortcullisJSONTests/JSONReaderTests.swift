@@ -80,4 +80,20 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertNoThrow(try scan(Array("{\"x\":1,\"x\":2}".utf8)))
         XCTAssertNoThrow(try scan(Array("{\"x\":{\"y\":1,\"y\":2}}".utf8)))
     }
+
+    /// The lenient scan agrees with the strict one on valid documents.
+    func testLenientScanAgreesWithTheStrictOne() throws {
+        let docs = ["{\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"a \\\"q\\\" }\"}}],\"usage\":{\"total_tokens\":12}}",
+                    "{ \"usage\" : null , \"choices\" : [] }", "{\"usage\":7}", "{}", "{\"a\":\"\\\\\",\"usage\":{\"x\":[1,{\"y\":\"}\"}]}}",
+                    "{\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}"]
+        for d in docs {
+            let bytes = Array(d.utf8)
+            let strict = try bytes.withUnsafeBytes { try JSONReader.topLevelMembers(["usage", "choices"], in: $0) }
+            let lenient = bytes.withUnsafeBytes { JSONReader.lenientTopLevelMembers(["usage", "choices"], in: $0) }
+            XCTAssertEqual(lenient?.members, strict.members, d)
+            XCTAssertEqual(lenient?.isEmpty, strict.isEmpty, d)
+        }
+        XCTAssertNil(Array("[1]".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
+        XCTAssertNil(Array("{\"a\":\"open".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
+    }
 }

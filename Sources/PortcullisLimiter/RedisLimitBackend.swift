@@ -8,8 +8,8 @@ import Synchronization
 /// instance shares one set of buckets and one notion of time. The arithmetic mirrors
 /// `TokenBucketMath` (tested against the same sequences as the memory store).
 ///
-/// KEYS: the buckets. ARGV: mode (1 = acquire: all or nothing; 0 = adjust: add the costs
-/// unconditionally), then capacity, window ms, cost for each bucket.
+/// KEYS: the buckets. ARGV: mode (1 = acquire: all or nothing; 0 = debit unconditionally),
+/// then capacity, window ms, cost for each bucket.
 /// Reply: admitted (1/0), 1-based index of the refusing bucket, retry-after ms, then remaining
 /// and reset ms for each bucket.
 public enum RedisLimitScript {
@@ -126,9 +126,14 @@ public final class RedisLimitBackend: LimitBackend {
     }
 
     /// Settlement: adds each cost (negative gives back). Fire and forget.
+    /// Settlement is a plain `HINCRBYFLOAT` per token bucket (no script, pipelined with the
+    /// loop iteration's other commands): the stored level moves by the difference and the next
+    /// decision refills and caps it as usual.
     public func adjust(_ requests: [BucketRequest]) {
-        run(mode: 0, requests) { [weak self] r in
-            if case .failed = r { self?.fallback.adjust(requests) }
+        for r in requests where r.cost != 0 {
+            redis.command(["HINCRBYFLOAT", r.key, "t", String(-r.cost)]) { [weak self] res in
+                if case .failed = res { self?.fallback.adjust([r]) }
+            }
         }
     }
 

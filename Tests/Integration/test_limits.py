@@ -219,8 +219,13 @@ def chat(stream=False, include_usage=None, max_tokens=50):
     return json.dumps(b).encode()
 
 
-def test_json_usage_settles_the_estimate(start_gateway):
-    gw = start_gateway(extra_yaml=TOKENS)
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_json_usage_settles_the_estimate(start_gateway, shared_redis, store):
+    redis = "" if store == "memory" else (f"redis: {{ url: \"redis://127.0.0.1:{shared_redis.port}\", "
+                                          f"key_prefix: pc-settle-{uuid.uuid4().hex[:8]} }}\n")
+    # One worker (one Redis connection: the settlement is ordered before the next decision) and a
+    # daily quota (refill is ~1 token/s, invisible here).
+    gw = start_gateway(extra_yaml=TOKENS.replace("tokens_per_minute", "tokens_per_day") + redis, workers=1)
     body = chat()
     estimate = (len(body) + 3) // 4 + 50
     r1 = post(gw.port, CHAT, body)

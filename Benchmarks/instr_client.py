@@ -1,0 +1,20 @@
+"""Benchmarks/instructions.sh: N sequential keep-alive POSTs, each answer checked (a fixed amount of work for callgrind)."""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+body = b'{"model":"chat-default","messages":[{"role":"user","content":"Open the gate."}]}'
+req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+s = socket.create_connection(("127.0.0.1", port))
+buf = b""
+for i in range(n):
+    s.sendall(req)
+    while True:
+        h = buf.find(b"\r\n\r\n")
+        if h >= 0:
+            head = buf[:h].lower()
+            cl = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            if len(buf) >= h + 4 + cl:
+                assert head.startswith(b"http/1.1 200"), head[:100]
+                buf = buf[h + 4 + cl:]
+                break
+        buf += s.recv(65536)
+s.close()

@@ -3,57 +3,80 @@ import PortcullisConfig
 import PortcullisRedis
 import Synchronization
 
-/// The token-bucket script run inside Redis: checks every bucket of one request and debits all
-/// of them or none, in one round trip, with Redis's own clock (`TIME`), so every gateway
-/// instance shares one set of buckets and one notion of time. The arithmetic mirrors
-/// `TokenBucketMath` (tested against the same sequences as the memory store).
+/// The token-bucket script run inside Redis: decides a whole batch of requests — every request
+/// a worker admitted or settled during one event-loop iteration — in one call, with Redis's own
+/// clock (`TIME`), so every gateway instance shares one set of buckets and one notion of time.
+/// Each request is all or nothing over its own buckets; later requests in the batch see the
+/// earlier ones' debits (a key touched twice is read once and written once). The arithmetic
+/// mirrors `TokenBucketMath` (tested against the same sequences as the memory store).
 ///
-/// KEYS: the buckets. ARGV: mode (1 = acquire: all or nothing; 0 = debit unconditionally),
-/// then capacity, window ms, cost for each bucket.
-/// Reply: admitted (1/0), 1-based index of the refusing bucket, retry-after ms, then remaining
-/// and reset ms for each bucket.
+/// KEYS: every bucket of every request, in order. ARGV: the number of requests, then per
+/// request its mode (1 = acquire: all or nothing; 0 = settle: add the costs unconditionally) and
+/// bucket count, then capacity, window ms and cost per bucket.
+/// Reply, per request: admitted (1/0), 1-based index of the refusing bucket, retry-after ms, then
+/// remaining and reset ms per bucket.
 public enum RedisLimitScript {
     public static let source = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local mode = tonumber(ARGV[1])
-    local levels = {}
-    local out = {1, 0, 0}
-    for i = 1, #KEYS do
-      local cap = tonumber(ARGV[(i - 1) * 3 + 2])
-      local win = tonumber(ARGV[(i - 1) * 3 + 3])
-      local cost = tonumber(ARGV[(i - 1) * 3 + 4])
-      local v = redis.call('HMGET', KEYS[i], 't', 'ts')
-      local tokens, ts = tonumber(v[1]), tonumber(v[2])
-      if tokens == nil or ts == nil then tokens = cap; ts = now end
-      local level = math.min(cap, tokens + math.max(0, now - ts) * cap / win)
-      levels[i] = level
-      if mode == 1 and out[1] == 1 and level < cost then
-        out[1] = 0
-        out[2] = i
-        if cost > cap then out[3] = win else out[3] = math.max(1, math.ceil((cost - level) * win / cap)) end
+    local state, wins, dirty = {}, {}, {}
+    local out = {}
+    local a, k = 2, 1
+    for r = 1, tonumber(ARGV[1]) do
+      local mode, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+      a = a + 2
+      local levels = {}
+      local ok, idx, wait = 1, 0, 0
+      for i = 0, n - 1 do
+        local key = KEYS[k + i]
+        local cap, win, cost = tonumber(ARGV[a + i * 3]), tonumber(ARGV[a + i * 3 + 1]), tonumber(ARGV[a + i * 3 + 2])
+        local st = state[key]
+        if st == nil then
+          local v = redis.call('HMGET', key, 't', 'ts')
+          local tokens, ts = tonumber(v[1]), tonumber(v[2])
+          if tokens == nil or ts == nil then tokens = cap; ts = now end
+          st = {tokens, ts}
+          state[key] = st
+        end
+        local level = math.min(cap, st[1] + math.max(0, now - st[2]) * cap / win)
+        levels[i] = level
+        if mode == 1 and ok == 1 and level < cost then
+          ok = 0
+          idx = i + 1
+          if cost > cap then wait = win else wait = math.max(1, math.ceil((cost - level) * win / cap)) end
+        end
       end
+      out[#out + 1] = ok
+      out[#out + 1] = idx
+      out[#out + 1] = wait
+      for i = 0, n - 1 do
+        local key = KEYS[k + i]
+        local cap, win, cost = tonumber(ARGV[a + i * 3]), tonumber(ARGV[a + i * 3 + 1]), tonumber(ARGV[a + i * 3 + 2])
+        local level = levels[i]
+        if ok == 1 then
+          level = math.min(cap, level - cost)
+          state[key] = {level, now}
+          wins[key] = win
+          dirty[key] = true
+        end
+        out[#out + 1] = math.floor(math.max(0, level))
+        out[#out + 1] = math.max(0, math.ceil((cap - level) * win / cap))
+      end
+      a = a + n * 3
+      k = k + n
     end
-    for i = 1, #KEYS do
-      local cap = tonumber(ARGV[(i - 1) * 3 + 2])
-      local win = tonumber(ARGV[(i - 1) * 3 + 3])
-      local cost = tonumber(ARGV[(i - 1) * 3 + 4])
-      local level = levels[i]
-      if out[1] == 1 then
-        level = math.min(cap, level - cost)
-        redis.call('HSET', KEYS[i], 't', tostring(level), 'ts', now)
-        redis.call('PEXPIRE', KEYS[i], win * 2)
-      end
-      out[#out + 1] = math.floor(math.max(0, level))
-      out[#out + 1] = math.max(0, math.ceil((cap - level) * win / cap))
+    for key, _ in pairs(dirty) do
+      redis.call('HSET', key, 't', state[key][1], 'ts', now)
+      redis.call('PEXPIRE', key, wins[key] * 2)
     end
     return out
     """
 }
 
-/// Limits kept in Redis, shared by every instance. One `EVALSHA` per request (the script is
-/// loaded once per connection; `NOSCRIPT`, e.g. after a Redis restart, falls back to `EVAL`,
-/// which loads it again). When Redis cannot answer within `redis.timeout`: `fail_open` decides
+/// Limits kept in Redis, shared by every instance. One `EVALSHA` per worker per event-loop
+/// iteration decides every request admitted and settles every request finished in it (the
+/// script is loaded once per connection; `NOSCRIPT`, e.g. after a Redis restart, falls back to
+/// `EVAL`, which loads it again). When Redis cannot answer within `redis.timeout`: `fail_open` decides
 /// from this instance's memory buckets, `fail_closed` answers 503; either way Redis is used
 /// again as soon as it answers. One per worker; loop thread only.
 public final class RedisLimitBackend: LimitBackend {
@@ -70,21 +93,64 @@ public final class RedisLimitBackend: LimitBackend {
         self.redis = redis; self.fallback = fallback; self.policy = policy; self.health = health
     }
 
+    /// Decisions and settlements waiting for the end of this loop iteration.
+    struct Entry {
+        let mode: Int
+        let requests: [BucketRequest]
+        let done: ((AdmissionResult) -> Void)?
+    }
+    var batch: [Entry] = []
+    var flushQueued = false
+
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) {
-        run(mode: 1, requests) { [weak self] result in
-            guard let self else { return }
-            switch result {
-            case .reply(.array(let items)):
-                guard let r = RedisLimitBackend.decode(items, count: requests.count) else {
-                    return self.unavailable("unexpected reply", requests, done)
-                }
-                self.healthy()
-                done(r)
-            case .reply(let other):
-                self.unavailable("\(other)", requests, done)
-            case .failed(let why):
-                self.unavailable(why, requests, done)
+        enqueue(Entry(mode: 1, requests: requests, done: done))
+    }
+
+    /// Settlement: adds each cost (negative gives back), in the next batch. Fire and forget.
+    public func adjust(_ requests: [BucketRequest]) {
+        let nonzero = requests.filter { $0.cost != 0 }
+        guard !nonzero.isEmpty else { return }
+        enqueue(Entry(mode: 0, requests: nonzero, done: nil))
+    }
+
+    private func enqueue(_ e: Entry) {
+        batch.append(e)
+        guard !flushQueued else { return }
+        flushQueued = true
+        redis.loop.deferToEndOfIteration { [weak self] in self?.flush() }
+    }
+
+    /// One script call for everything this iteration produced.
+    func flush() {
+        flushQueued = false
+        let entries = batch
+        batch.removeAll(keepingCapacity: true)
+        guard !entries.isEmpty else { return }
+        var keys: [String] = []
+        var args: [String] = [String(entries.count)]
+        for e in entries {
+            args.append(String(e.mode)); args.append(String(e.requests.count))
+            for r in e.requests {
+                keys.append(r.key)
+                args.append(String(r.capacity)); args.append(String(r.windowMillis)); args.append(String(r.cost))
             }
+        }
+        run(keys: keys, args: args) { [weak self] result in
+            guard let self else { return }
+            guard case .reply(.array(let items)) = result,
+                  let decided = RedisLimitBackend.decode(items, entries: entries) else {
+                let why: String
+                switch result {
+                case .failed(let w): why = w
+                case .reply(let other): why = "\(other)"
+                }
+                for e in entries {
+                    if let done = e.done { self.unavailable(why, e.requests, done) } else { self.fallback.adjust(e.requests) }
+                }
+                return
+            }
+            self.healthy()
+            for (e, r) in zip(entries, decided) { e.done?(r) }
         }
     }
 
@@ -125,19 +191,7 @@ public final class RedisLimitBackend: LimitBackend {
         fallback.releaseSlot(slot)
     }
 
-    /// Settlement: adds each cost (negative gives back). Fire and forget.
-    /// Settlement is a plain `HINCRBYFLOAT` per token bucket (no script, pipelined with the
-    /// loop iteration's other commands): the stored level moves by the difference and the next
-    /// decision refills and caps it as usual.
-    public func adjust(_ requests: [BucketRequest]) {
-        for r in requests where r.cost != 0 {
-            redis.command(["HINCRBYFLOAT", r.key, "t", String(-r.cost)]) { [weak self] res in
-                if case .failed = res { self?.fallback.adjust([r]) }
-            }
-        }
-    }
-
-    func run(mode: Int, _ requests: [BucketRequest], _ completion: @escaping (RedisResult) -> Void) {
+    func run(keys: [String], args: [String], _ completion: @escaping (RedisResult) -> Void) {
         if sha == nil && !loading && redis.state == .ready {
             loading = true
             redis.command(["SCRIPT", "LOAD", RedisLimitScript.source]) { [weak self] r in
@@ -145,32 +199,37 @@ public final class RedisLimitBackend: LimitBackend {
                 if case .reply(.string(let s)) = r { self?.sha = s }
             }
         }
-        var args: [String] = []
-        args.reserveCapacity(3 + requests.count * 4 + 1)
-        if let s = sha { args += ["EVALSHA", s] } else { args += ["EVAL", RedisLimitScript.source] }
-        args.append(String(requests.count))
-        for r in requests { args.append(r.key) }
-        args.append(String(mode))
-        for r in requests { args += [String(r.capacity), String(r.windowMillis), String(r.cost)] }
-        redis.command(args) { [weak self] r in
+        var command = (sha.map { ["EVALSHA", $0] } ?? ["EVAL", RedisLimitScript.source]) + [String(keys.count)] + keys + args
+        redis.command(command) { [weak self] r in
             if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self {
                 self.sha = nil                  // Redis restarted or flushed its scripts: EVAL loads it again
-                args[0] = "EVAL"; args[1] = RedisLimitScript.source
-                return self.redis.command(args, completion: completion)
+                command[0] = "EVAL"; command[1] = RedisLimitScript.source
+                return self.redis.command(command, completion: completion)
             }
             completion(r)
         }
     }
 
-    static func decode(_ items: [RedisValue], count: Int) -> AdmissionResult? {
+    /// The script's flat reply, cut per entry.
+    static func decode(_ items: [RedisValue], entries: [Entry]) -> [AdmissionResult]? {
         func int(_ v: RedisValue) -> Int64? { if case .integer(let n) = v { n } else { nil } }
-        guard items.count == 3 + 2 * count, let ok = int(items[0]), let index = int(items[1]), let wait = int(items[2]) else { return nil }
-        var statuses: [BucketStatus] = []
-        for i in 0..<count {
-            guard let rem = int(items[3 + 2 * i]), let reset = int(items[4 + 2 * i]) else { return nil }
-            statuses.append(BucketStatus(remaining: rem, resetMillis: reset))
+        var at = 0
+        var out: [AdmissionResult] = []
+        out.reserveCapacity(entries.count)
+        for e in entries {
+            let count = e.requests.count
+            guard items.count >= at + 3 + 2 * count, let ok = int(items[at]), let index = int(items[at + 1]),
+                  let wait = int(items[at + 2]) else { return nil }
+            var statuses: [BucketStatus] = []
+            statuses.reserveCapacity(count)
+            for i in 0..<count {
+                guard let rem = int(items[at + 3 + 2 * i]), let reset = int(items[at + 4 + 2 * i]) else { return nil }
+                statuses.append(BucketStatus(remaining: rem, resetMillis: reset))
+            }
+            out.append(ok == 1 ? .admitted(statuses) : .denied(index: Int(index) - 1, retryAfterMillis: wait, statuses))
+            at += 3 + 2 * count
         }
-        return ok == 1 ? .admitted(statuses) : .denied(index: Int(index) - 1, retryAfterMillis: wait, statuses)
+        return at == items.count ? out : nil
     }
 
     func unavailable(_ why: String, _ requests: [BucketRequest], _ done: (AdmissionResult) -> Void) {

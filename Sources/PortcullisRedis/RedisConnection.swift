@@ -41,7 +41,8 @@ public enum RedisResult: Sendable, Equatable {
 public final class RedisConnection: EventHandler {
     public enum State: String, Sendable { case disconnected, connecting, ready, down }
 
-    let loop: EventLoop
+    /// The worker's loop this connection (and its users) run on.
+    public let loop: EventLoop
     let host: String
     let port: UInt16
     let password: String?

@@ -205,16 +205,21 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// Runs deferred work until none is left: work deferred by deferred work (a Redis batch
+    /// queuing its write, a resumed upstream read scheduling a client flush) runs in this same
+    /// iteration, never after the next `epoll_wait`.
     private func runDeferred() {
-        while !deferredTasks.isEmpty {
-            let tasks = deferredTasks
-            deferredTasks.removeAll(keepingCapacity: true)
-            for t in tasks { t.runDeferredTask() }
-        }
-        while !deferred.isEmpty {
-            let work = deferred
-            deferred.removeAll(keepingCapacity: true)
-            for w in work { w() }
+        while !deferredTasks.isEmpty || !deferred.isEmpty {
+            while !deferredTasks.isEmpty {
+                let tasks = deferredTasks
+                deferredTasks.removeAll(keepingCapacity: true)
+                for t in tasks { t.runDeferredTask() }
+            }
+            while !deferred.isEmpty {
+                let work = deferred
+                deferred.removeAll(keepingCapacity: true)
+                for w in work { w() }
+            }
         }
     }
 

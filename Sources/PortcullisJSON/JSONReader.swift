@@ -121,7 +121,10 @@ public struct JSONReader {
     /// own business; we only need a few of its members): strings are skipped with `memchr`,
     /// nesting is counted, top-level names compared as raw bytes (escaped names never match).
     /// Nil when the text is not an object or ends early.
-    public static func lenientTopLevelMembers(_ names: [String], in b: UnsafeRawBufferPointer) -> TopLevelScan? {
+    /// With `guarded`, the scan also gives up (nil) on a top-level name containing an escape or
+    /// on an asked-for name seen twice: the cases where a lenient reader and the provider's could
+    /// read different values (`memberScan` then asks the strict reader).
+    public static func lenientTopLevelMembers(_ names: [String], in b: UnsafeRawBufferPointer, guarded: Bool = false) -> TopLevelScan? {
         precondition(names.count <= 4, "lenientTopLevelMembers reads at most 4 names")
         guard let base = b.baseAddress else { return nil }
         var found = TopLevelScan(count: names.count)
@@ -156,8 +159,10 @@ public struct JSONReader {
             case 0x22:
                 guard let e = stringEnd(i) else { return nil }
                 if depth == 1 && expectKey {
+                    if guarded && e - i > 2 && memchr(base + i + 1, 0x5C, e - i - 2) != nil { return nil }
                     member = nil
                     for (k, name) in names.enumerated() where equal(b, (i + 1)..<(e - 1), name) { member = k; break }
+                    if guarded, let m = member, found.member(m) != nil { return nil }
                     expectKey = false
                 } else if depth == 1, let m = member, valueStart >= 0 {
                     found.set(m, valueStart, e); member = nil; valueStart = -1
@@ -194,6 +199,15 @@ public struct JSONReader {
         var e = e
         while e > s && (b[e - 1] == 0x20 || b[e - 1] == 0x0A || b[e - 1] == 0x0D || b[e - 1] == 0x09) { e -= 1 }
         return e
+    }
+
+    /// The members a gateway stage reads from a client's body: the fast guarded scan when it is
+    /// conclusive, else the strict reader (which refuses duplicates and malformed JSON with a
+    /// precise reason). Values the caller reads must still be checked by the caller (digits,
+    /// `stringValue`); the rest of the body is the provider's to judge.
+    public static func memberScan(_ names: [String], in b: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
+        if let s = lenientTopLevelMembers(names, in: b, guarded: true) { return s }
+        return try topLevelMembers(names, in: b)
     }
 
     /// The string literal occupying exactly `range` of `bytes`, unescaped; nil if it is not one.

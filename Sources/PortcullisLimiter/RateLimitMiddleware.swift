@@ -209,7 +209,7 @@ public final class RateLimitMiddleware: Middleware {
         let body = ctx.body
         var completion: Int64 = Int64(cap ?? 0)
         let prompt = Int64((body.count + 3) / 4)
-        guard let s = body.withUnsafeBytes({ b in try? JSONReader.topLevelMembers(Self.scannedNames, in: b) }) else {
+        guard let s = body.withUnsafeBytes({ b in try? JSONReader.memberScan(Self.scannedNames, in: b) }) else {
             return (prompt, completion)
         }
         var edits = JSONMemberEdits(original: body, objectHasMembers: !s.isEmpty)

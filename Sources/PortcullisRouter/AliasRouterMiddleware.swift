@@ -41,7 +41,7 @@ public final class AliasRouterMiddleware: Middleware {
     func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ models: ModelsConfiguration) -> Result<RoutePlan, Refusal> {
         let names = Self.memberNames
         let scanned = ctx.body.withUnsafeBytes { b -> Result<JSONReader.TopLevelScan, JSONReader.Failure> in
-            do throws(JSONReader.Failure) { return .success(try JSONReader.topLevelMembers(names, in: b)) } catch { return .failure(error) }
+            do throws(JSONReader.Failure) { return .success(try JSONReader.memberScan(names, in: b)) } catch { return .failure(error) }
         }
         let scan: JSONReader.TopLevelScan
         switch scanned {

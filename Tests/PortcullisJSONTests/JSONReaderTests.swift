@@ -96,4 +96,18 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertNil(Array("[1]".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
         XCTAssertNil(Array("{\"a\":\"open".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
     }
+
+    /// The guarded scan gives up exactly where a lenient reader could disagree with a provider.
+    func testGuardedScanFallsBackToTheStrictReader() throws {
+        func guarded(_ s: String) -> JSONReader.TopLevelScan? {
+            Array(s.utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["model"], in: $0, guarded: true) }
+        }
+        XCTAssertNotNil(guarded("{\"model\":\"a\",\"messages\":[{\"model\":1}]}"))
+        XCTAssertNil(guarded("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}"), "an escaped name must go to the strict reader")
+        XCTAssertNil(guarded("{\"model\":\"a\",\"model\":\"b\"}"), "a duplicate must go to the strict reader")
+        XCTAssertThrowsError(try Array("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}".utf8).withUnsafeBytes { try JSONReader.memberScan(["model"], in: $0) })
+        XCTAssertThrowsError(try Array("{\"model\":\"a\",\"model\":\"b\"}".utf8).withUnsafeBytes { try JSONReader.memberScan(["model"], in: $0) })
+        let ok = Array("{\"x\":[1,2],\"model\" : \"m\"}".utf8)
+        XCTAssertEqual(try ok.withUnsafeBytes { try JSONReader.memberScan(["model"], in: $0) }.member(0).map { String(decoding: ok[$0], as: UTF8.self) }, "\"m\"")
+    }
 }

@@ -320,3 +320,26 @@ def test_concurrent_streams_limited_and_slots_released_on_disconnect(start_gatew
         time.sleep(0.1)
     assert gd.startswith(b"HTTP/1.1 200"), gd[:200]
     b.close(); d.close()
+
+
+def test_client_gone_while_waiting_for_redis(start_gateway, own_redis):
+    """A Redis reply for a client that already left resumes nothing (it used to stop the process)."""
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed", timeout="2s"))
+    assert statuses(gw, 1) == [200]
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        socks = []
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+            b = body()
+            s.sendall((f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(b)}\r\n\r\n").encode() + b)
+            socks.append(s)
+        time.sleep(0.2)
+        for s in socks:
+            s.close()          # gone while the limiter waits for Redis
+        time.sleep(0.2)
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
+    time.sleep(0.3)            # the replies arrive for nobody
+    assert gw.proc.poll() is None, "the gateway died"
+    assert statuses(gw, 2) == [200, 200]

@@ -1,0 +1,121 @@
+import PortcullisJSON
+
+/// Anthropic Messages → OpenAI chat completions (response side), JSON and streams. Pure.
+public enum AnthropicResponse {
+    /// `end_turn`→`stop`, `max_tokens`→`length`, `tool_use`→`tool_calls`, `stop_sequence`→`stop`.
+    public static func finishReason(_ stop: String?) -> JSONValue {
+        switch stop {
+        case "end_turn"?, "stop_sequence"?: .string("stop")
+        case "max_tokens"?: .string("length")
+        case "tool_use"?: .string("tool_calls")
+        case let s?: .string(s)
+        case nil: .null
+        }
+    }
+
+    static func usage(input: Int, output: Int) -> JSONValue {
+        .obj([("prompt_tokens", .int(input)), ("completion_tokens", .int(output)), ("total_tokens", .int(input + output))])
+    }
+
+    static func int(_ v: JSONValue?) -> Int { v?.number.map { Int($0) } ?? 0 }
+
+    /// A non-streamed Messages answer as a `chat.completion`.
+    public static func translate(_ body: [UInt8], created: Int) -> Result<[UInt8], TranslationError> {
+        guard case .object(let m)? = try? JSONReader.parse(body), m["type"]?.string == "message" else {
+            return .failure(TranslationError("The provider's answer is not a Messages response."))
+        }
+        var text = ""
+        if case .array(let blocks)? = m["content"] {
+            for b in blocks { if case .object(let o) = b, o["type"]?.string == "text", let t = o["text"]?.string { text += t } }
+        }
+        let u = m["usage"]?.objectValue
+        let out: JSONValue = .obj([
+            ("id", .string("chatcmpl-" + (m["id"]?.string ?? "anthropic"))),
+            ("object", .string("chat.completion")),
+            ("created", .int(created)),
+            ("model", m["model"] ?? .null),
+            ("choices", .array([.obj([
+                ("index", .int(0)),
+                ("message", .obj([("role", .string("assistant")), ("content", .string(text)), ("refusal", .null)])),
+                ("logprobs", .null),
+                ("finish_reason", finishReason(m["stop_reason"]?.string)),
+            ])])),
+            ("usage", usage(input: int(u?["input_tokens"]), output: int(u?["output_tokens"]))),
+        ])
+        return .success(JSONWriter.bytes(out))
+    }
+}
+
+/// Translates a Messages event stream into `chat.completion.chunk` events, one event at a time
+/// (fed each complete SSE event's `data`; nothing is buffered across events). Usage is merged —
+/// input tokens from `message_start`, output tokens from `message_delta` — not last-wins.
+public struct AnthropicStreamTranslator: Sendable {
+    let created: Int
+    /// Emit the final usage chunk (the client asked for `stream_options.include_usage`).
+    let includeUsage: Bool
+    var id = "chatcmpl-anthropic"
+    var model: JSONValue = .null
+    public private(set) var inputTokens = 0
+    public private(set) var outputTokens = 0
+    var stopReason: String?
+    public private(set) var finished = false
+
+    public init(created: Int, includeUsage: Bool) { self.created = created; self.includeUsage = includeUsage }
+
+    /// The OpenAI SSE bytes for one Anthropic event's `data` (possibly none).
+    public mutating func translate(data: [UInt8]) -> [UInt8] {
+        guard case .object(let e)? = try? JSONReader.parse(data), let type = e["type"]?.string else { return [] }
+        switch type {
+        case "message_start":
+            let m = e["message"]?.objectValue
+            if let i = m?["id"]?.string { id = "chatcmpl-" + i }
+            model = m?["model"] ?? .null
+            let u = m?["usage"]?.objectValue
+            inputTokens = AnthropicResponse.int(u?["input_tokens"])
+            outputTokens = AnthropicResponse.int(u?["output_tokens"])
+            return chunk(delta: .obj([("role", .string("assistant")), ("content", .string(""))]), finish: .null)
+        case "content_block_delta":
+            let d = e["delta"]?.objectValue
+            guard d?["type"]?.string == "text_delta", let t = d?["text"]?.string else { return [] }
+            return chunk(delta: .obj([("content", .string(t))]), finish: .null)
+        case "message_delta":
+            if let s = e["delta"]?.objectValue?["stop_reason"]?.string { stopReason = s }
+            if let o = e["usage"]?.objectValue?["output_tokens"] { outputTokens = AnthropicResponse.int(o) }
+            return []
+        case "message_stop":
+            finished = true
+            var out = chunk(delta: .obj([]), finish: AnthropicResponse.finishReason(stopReason))
+            if includeUsage {
+                out += event(.obj(base() + [("choices", .array([])),
+                                            ("usage", AnthropicResponse.usage(input: inputTokens, output: outputTokens))]))
+            }
+            out += Array("data: [DONE]\n\n".utf8)
+            return out
+        case "error":
+            finished = true
+            let err = e["error"]?.objectValue
+            let body: JSONValue = .obj([("error", .obj([
+                ("message", .string(err?["message"]?.string ?? "The provider failed.")),
+                ("type", .string(err?["type"]?.string == "overloaded_error" ? "server_error" : "api_error")),
+                ("param", .null),
+                ("code", .string(err?["type"]?.string ?? "provider_error")),
+            ]))])
+            return Array("event: error\ndata: ".utf8) + JSONWriter.bytes(body) + Array("\n\n".utf8)
+        default:
+            return []   // ping, content_block_start/stop: nothing for an OpenAI client
+        }
+    }
+
+    func base() -> [(String, JSONValue)] {
+        [("id", .string(id)), ("object", .string("chat.completion.chunk")), ("created", .int(created)), ("model", model)]
+    }
+
+    func chunk(delta: JSONValue, finish: JSONValue) -> [UInt8] {
+        var members = base()
+        members.append(("choices", .array([.obj([("index", .int(0)), ("delta", delta), ("logprobs", .null), ("finish_reason", finish)])])))
+        if includeUsage { members.append(("usage", .null)) }
+        return event(.obj(members))
+    }
+
+    func event(_ v: JSONValue) -> [UInt8] { Array("data: ".utf8) + JSONWriter.bytes(v) + Array("\n\n".utf8) }
+}

@@ -1,0 +1,132 @@
+import XCTest
+import PortcullisHTTP
+import PortcullisJSON
+@testable import PortcullisAdapters
+
+/// OpenAI ⇄ Anthropic translation against the shared wire-format fixtures.
+final class AnthropicTests: XCTestCase {
+    func fixture(_ name: String) throws -> [UInt8] {
+        let dir = URLLessPath.fixtures
+        guard let f = fopen(dir + "/" + name, "r") else { throw XCTSkip("fixture \(name) not found in \(dir)") }
+        defer { fclose(f) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
+    }
+
+    func json(_ b: [UInt8]) throws -> JSONValue { try JSONReader.parse(b) }
+
+    func testRequestMatchesTheFixture() throws {
+        let out = try AnthropicRequest.translate(try fixture("openai-chat-request.json"), model: "claude-sonnet-4-5", defaultMaxTokens: 4096).get()
+        let expected = try json(try fixture("anthropic-messages-request.json"))
+        guard case .object(let got) = try json(out), case .object(let want) = expected else { return XCTFail() }
+        XCTAssertEqual(Set(got.keys), Set(want.keys))
+        for k in want.keys { XCTAssertEqual(got[k], want[k], k) }
+    }
+
+    func testRequestRules() throws {
+        func tr(_ s: String) -> Result<[UInt8], TranslationError> {
+            AnthropicRequest.translate(Array(s.utf8), model: "c", defaultMaxTokens: 99)
+        }
+        let merged = try json(try tr("""
+        {"model":"x","messages":[{"role":"developer","content":"A"},{"role":"system","content":[{"type":"text","text":"B"}]},
+         {"role":"user","content":"1"},{"role":"user","content":"2"},{"role":"assistant","content":"3"}],
+         "stop":"END","user":"u-7","temperature":0.5,"stream_options":{"include_usage":true}}
+        """).get()).objectValue
+        XCTAssertEqual(merged?["system"], .string("A\n\nB"))
+        XCTAssertEqual(merged?["max_tokens"], .numberText("99"))
+        XCTAssertEqual(merged?["stop_sequences"], .array([.string("END")]))
+        XCTAssertEqual(merged?["metadata"]?.objectValue?["user_id"], .string("u-7"))
+        XCTAssertEqual(merged?["temperature"], .numberText("0.5"))
+        guard case .array(let msgs)? = merged?["messages"] else { return XCTFail() }
+        XCTAssertEqual(msgs.count, 2)
+        XCTAssertEqual(msgs[0].objectValue?["content"], .string("1\n\n2"))
+        for bad in ["{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x\"}}]}]}",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"wat\":1}", "{\"messages\":[]}", "[1]"] {
+            guard case .failure = tr(bad) else { return XCTFail("accepted \(bad)") }
+        }
+    }
+
+    func testMessageBecomesAChatCompletion() throws {
+        let out = try json(try AnthropicResponse.translate(try fixture("anthropic-message.json"), created: 1764000000).get()).objectValue
+        XCTAssertEqual(out?["object"], .string("chat.completion"))
+        let choice = out?["choices"].flatMap { if case .array(let a) = $0 { a.first?.objectValue } else { nil } }
+        XCTAssertEqual(choice?["message"]?.objectValue?["content"], .string("The gate is open."))
+        XCTAssertEqual(choice?["finish_reason"], .string("stop"))
+        let usage = out?["usage"]?.objectValue
+        XCTAssertEqual(usage?["prompt_tokens"], .numberText("19"))
+        XCTAssertEqual(usage?["completion_tokens"], .numberText("5"))
+        XCTAssertEqual(usage?["total_tokens"], .numberText("24"))
+    }
+
+    func testStreamTranslatesEventByEventWithMergedUsage() throws {
+        let sse = try fixture("anthropic-messages-stream.sse")
+        for includeUsage in [false, true] {
+            var tr = AnthropicStreamTranslator(created: 1, includeUsage: includeUsage)
+            var decoder = SSEDecoder()
+            var out: [UInt8] = []
+            _ = sse.withUnsafeBytes { decoder.feed($0) { ev in
+                if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) }
+            } }
+            let events = String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }
+            XCTAssertEqual(events.last, "data: [DONE]")
+            var text = "", finish: JSONValue = .null, usage: JSONObject?
+            for e in events.dropLast() {
+                guard case .object(let c) = try json(Array(e.dropFirst(6).utf8)) else { return XCTFail(e) }
+                XCTAssertEqual(c["object"], .string("chat.completion.chunk"))
+                if case .array(let choices)? = c["choices"], let ch = choices.first?.objectValue {
+                    text += ch["delta"]?.objectValue?["content"]?.string ?? ""
+                    if ch["finish_reason"] != .null { finish = ch["finish_reason"] ?? .null }
+                }
+                if let u = c["usage"]?.objectValue { usage = u }
+            }
+            XCTAssertEqual(text, "The gate is open.")
+            XCTAssertEqual(finish, .string("stop"))
+            XCTAssertEqual(tr.inputTokens, 19)
+            XCTAssertEqual(tr.outputTokens, 5)
+            if includeUsage {
+                XCTAssertEqual(usage?["prompt_tokens"], .numberText("19"))
+                XCTAssertEqual(usage?["completion_tokens"], .numberText("5"))
+                XCTAssertEqual(usage?["total_tokens"], .numberText("24"))
+            } else {
+                XCTAssertNil(usage)
+            }
+        }
+    }
+
+    func testStreamErrorBecomesAnErrorEvent() throws {
+        let sse = try fixture("anthropic-messages-stream-overloaded.sse")
+        var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
+        var decoder = SSEDecoder()
+        var out: [UInt8] = []
+        _ = sse.withUnsafeBytes { decoder.feed($0) { ev in if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) } } }
+        let text = String(decoding: out, as: UTF8.self)
+        XCTAssertTrue(text.contains("event: error\ndata: {\"error\":"), text)
+        XCTAssertFalse(text.contains("[DONE]"))
+        XCTAssertTrue(tr.finished)
+    }
+
+    func testWriterRoundTrips() throws {
+        let docs = ["{\"a\":[1,2.50,-3e2,true,null],\"b\":\"q\\\"\\\\\\n\\u0001é\"}", "[]", "{}"]
+        for d in docs {
+            let v = try JSONReader.parse(Array(d.utf8))
+            XCTAssertEqual(try JSONReader.parse(JSONWriter.bytes(v)), v, d)
+        }
+    }
+}
+
+/// Where the shared fixtures are: `../shared/fixtures` beside the project.
+enum URLLessPath {
+    static var fixtures: String {
+        var p = #filePath
+        for _ in 0..<4 { if let i = p.lastIndex(of: "/") { p = String(p[..<i]) } }
+        return p + "/shared/fixtures"
+    }
+}

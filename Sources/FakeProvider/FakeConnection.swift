@@ -24,7 +24,9 @@ final class FakeConnection: EventHandler {
     var streaming = false
     var closeAfter = false
     var timer: LoopTimer?
-    var events: OpenAIWire.EventStream?
+    var events: FakeEventStream?
+    /// The request was to the Anthropic Messages endpoint (`…/v1/messages`).
+    var anthropic = false
     /// Streaming stopped because the socket is full; EPOLLOUT resumes it.
     var waitingWritable = false
     var eventsSent = 0
@@ -123,7 +125,8 @@ final class FakeConnection: EventHandler {
         if path == "/healthz" { return respond(status: 200, contentType: "application/json", body: "{\"status\":\"ok\"}") }
         recordRequest(h)   // every request a gateway sent, so tests can check what escaped where
         FakeStats.shared.countPrefix(FakeScript.pathKnobs(path).map(String.init) ?? "")
-        guard path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") else {
+        anthropic = path.hasSuffix("/v1/messages")
+        guard anthropic || path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") else {
             return respond(status: 404, contentType: "application/json", body: OpenAIWire.error(status: 404))
         }
         FakeStats.shared.chatRequests.add(1, ordering: .relaxed)
@@ -152,7 +155,21 @@ final class FakeConnection: EventHandler {
         let received = "x-fake-received-bytes: \(body.count)\r\n"
         if script.status != 200 {
             let extra = script.status == 429 ? "retry-after: \(script.retryAfter)\r\n" + received : received
-            return respond(status: script.status, contentType: "application/json", body: OpenAIWire.error(status: script.status), extra: extra)
+            let err = anthropic ? AnthropicWire.error(status: script.status) : OpenAIWire.error(status: script.status)
+            return respond(status: script.status, contentType: "application/json", body: err, extra: extra)
+        }
+        if anthropic {
+            let mid = "msg_fake\(seq)"
+            if !script.stream {
+                return respond(status: 200, contentType: "application/json",
+                               body: AnthropicWire.message(id: mid, model: script.model, tokens: script.tokens, prompt: prompt), extra: received)
+            }
+            self.events = AnthropicWire.EventStream(id: mid, model: script.model, tokens: script.tokens, prompt: prompt)
+            eventsSent = 0
+            streaming = true
+            FakeStats.shared.activeStreams.add(1, ordering: .relaxed)
+            output.append("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\n\(received)\(closeAfter ? "connection: close\r\n" : "")\r\n")
+            return nextEvent()
         }
         if !script.stream {
             let json = OpenAIWire.completion(id: id, created: created, model: script.model, tokens: script.tokens, prompt: prompt)

@@ -22,6 +22,26 @@ public enum AnthropicRequest {
     static let dropped: Set<String> = ["stream_options", "presence_penalty", "frequency_penalty", "seed", "service_tier",
                                        "parallel_tool_calls", "store", "metadata", "logprobs", "top_logprobs"]
 
+    /// A translated request: the Messages body, and what the response side needs to know.
+    public struct Translated: Sendable {
+        public let body: [UInt8]
+        public let stream: Bool
+        /// The OpenAI request asked for `stream_options.include_usage`.
+        public let includeUsage: Bool
+    }
+
+    /// `model`: the model to ask for; nil keeps the request's own.
+    public static func translateRequest(_ body: [UInt8], model: String?, defaultMaxTokens: Int) -> Result<Translated, TranslationError> {
+        guard case .object(let req)? = try? JSONReader.parse(body) else {
+            return .failure(TranslationError("The request body is not a valid JSON object."))
+        }
+        guard let m = model ?? req["model"]?.string else { return .failure(TranslationError("The request body has no \"model\".")) }
+        return translate(body, model: m, defaultMaxTokens: defaultMaxTokens).map {
+            Translated(body: $0, stream: req["stream"] == .bool(true),
+                       includeUsage: req["stream_options"]?.objectValue?["include_usage"] == .bool(true))
+        }
+    }
+
     public static func translate(_ body: [UInt8], model: String, defaultMaxTokens: Int) -> Result<[UInt8], TranslationError> {
         guard case .object(let req)? = try? JSONReader.parse(body) else {
             return .failure(TranslationError("The request body is not a valid JSON object."))

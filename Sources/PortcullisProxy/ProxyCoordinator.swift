@@ -4,6 +4,7 @@ import PortcullisConfig
 import PortcullisPipeline
 import PortcullisUpstream
 import PortcullisRouter
+import PortcullisAdapters
 
 /// Runs the upstream attempts of one request and owns its response (the home of the response
 /// path; the server connection keeps I/O, timers and lifecycle).
@@ -53,6 +54,11 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// Watches the final response for `usage` when the limiter wants it settled.
     var tap: UsageTap?
     var settled = false
+    /// The current attempt's response translation (non-OpenAI providers), and a whole JSON
+    /// answer being collected for it.
+    var transform: AnthropicResponseTransform?
+    var whole: (head: HTTPResponseHead, body: [UInt8])?
+    static let maxWholeBody = 8 << 20
     /// For the access log: "ok", "upstream_<label>", "stream_error_<label>", …
     public private(set) var outcome = "ok"
     public private(set) var finished = true
@@ -132,6 +138,25 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if attempts > 0 { metrics?.failover() }
         attempts += 1
         if let t { metrics?.attempt(t.index) }
+        var body = body
+        var path = route.upstreamPath ?? ctx.target
+        var version: HTTPHeader?
+        transform = nil
+        whole = nil
+        if p.kind == .anthropic {
+            switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: AnthropicResponseTransform.defaultMaxTokens) {
+            case .success(let tr):
+                body = tr.body
+                transform = AnthropicResponseTransform(includeUsage: tr.includeUsage)
+            case .failure(let e):
+                held = nil
+                lastFailure = .badRequest(e.message)
+                outcome = "untranslatable_request"
+                return tryNext()
+            }
+            path = AnthropicResponseTransform.path
+            version = AnthropicResponseTransform.version
+        }
         var credential: HTTPHeader?
         switch ProviderCredentials.header(for: p) {
         case .none: break
@@ -144,8 +169,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return tryNext()
         }
         let headBytes = UpstreamRequestHead.serialize(
-            method: ctx.head.method, basePath: p.baseURL.basePath, target: route.upstreamPath ?? ctx.target,
-            authority: p.baseURL.authority, headers: ctx.upstreamHeaders, extra: credential, bodyLength: body.count)
+            method: ctx.head.method, basePath: p.baseURL.basePath, target: path,
+            authority: p.baseURL.authority, headers: ctx.upstreamHeaders, extra: credential, extra2: version, bodyLength: body.count)
         attemptSerial += 1
         let serial = attemptSerial
         let a = starter.startAttempt(provider: p, timeouts: route.timeouts, method: ctx.head.method, head: headBytes,
@@ -240,12 +265,28 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         holding = false
         held = nil
         if let t = target, !retryable { metrics?.success(t.index) }
+        if let tr = transform, h.status == 200 {
+            if h.isEventStream { tr.streaming = true } else { whole = (h, []); return }   // JSON: translated whole
+        }
         forwardHead(h)
         _ = sink.outputAppended()
     }
 
     public func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
+        if var w = whole {
+            guard w.body.count + bytes.count <= Self.maxWholeBody else {
+                return upstreamTranslationFailed("The provider's answer is too large to translate.")
+            }
+            w.body.append(contentsOf: bytes)
+            whole = w
+            return true
+        }
+        if let tr = transform, tr.streaming {
+            var keepReading = true
+            tr.feed(bytes) { out in out.withUnsafeBytes { if !forwardBody($0) { keepReading = false } } }
+            return keepReading
+        }
         if holding, var h = held {
             if h.body.count + bytes.count <= Self.maxHeldBody {
                 h.body.append(contentsOf: bytes)
@@ -264,6 +305,21 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     public func upstreamDidFinish() {
         guard !finished else { return }
         attempt = nil
+        if let w = whole {
+            whole = nil
+            guard let out = AnthropicResponseTransform.translateWhole(w.body) else {
+                _ = upstreamTranslationFailed("The provider's answer could not be translated.")
+                return
+            }
+            var h = w.head
+            h.framing = .length(out.count)
+            forwardHead(h)
+            out.withUnsafeBytes { _ = forwardBody($0) }
+            return finishResponse()
+        }
+        if let tr = transform, tr.streaming {
+            tr.finish { out in out.withUnsafeBytes { _ = forwardBody($0) } }
+        }
         if holding {
             holding = false
             outcome = "upstream_status"
@@ -299,6 +355,16 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         relay.failAfterHead(failure.gatewayError, into: sink.output)
         finished = true
         sink.responseQueued(keepAlive: relay.keepAlive)
+    }
+
+    /// A translated answer cannot be delivered (nothing was sent yet): 502.
+    private func upstreamTranslationFailed(_ why: String) -> Bool {
+        attempt?.cancel()
+        attempt = nil
+        whole = nil
+        outcome = "untranslatable_response"
+        respondLocal(.upstreamBadResponse(why))
+        return false
     }
 
     /// Tells the limiter what the request used (once): the provider's `usage` when it came,

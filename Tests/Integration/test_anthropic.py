@@ -1,0 +1,89 @@
+"""An OpenAI client served by an Anthropic target (failover and aliases): the request is
+translated to the Messages API, the answer (JSON or SSE, event by event) back to OpenAI's format."""
+import json
+
+import pytest
+
+from httpio import post, sse_data
+from test_routing import CHAT, SECRET, auth, fake_url, key  # noqa: F401  (key is a fixture)
+
+MODELS = """models:
+  chat-default:
+    tiers:
+      pro: [{ target: primary/gpt-4o }]
+    fallback: [claude/claude-sonnet-4-5]
+"""
+
+
+@pytest.fixture
+def claude_gateway(start_gateway, fake):
+    def start(primary_knobs="status=503", extra=""):
+        providers = {"primary": {"base_url": fake_url(fake, primary_knobs)},
+                     "claude": {"base_url": fake_url(fake, "tokens=4"), "kind": "anthropic", "api_key_env": "ANTHROPIC_KEY"}}
+        return start_gateway(providers=providers, routes=[{"path": CHAT}], env={"TEST_JWT_SECRET": SECRET, "ANTHROPIC_KEY": "sk-ant-test"},
+                             extra_yaml="auth:\n  jwt:\n    keys:\n      - { kid: hs1, alg: HS256, secret_env: TEST_JWT_SECRET }\n" + MODELS + extra)
+    return start
+
+
+def test_failover_to_anthropic_json(claude_gateway, fake, key):
+    gw = claude_gateway()
+    r = post(gw.port, CHAT, json.dumps({
+        "model": "chat-default", "max_tokens": 50,
+        "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}]}).encode(),
+        auth(key, tier="pro"))
+    assert r.status == 200, r.body
+    assert r.headers["x-portcullis-provider"] == "claude"
+    out = json.loads(r.body)
+    assert out["object"] == "chat.completion"
+    assert out["choices"][0]["message"]["content"] == "The gate is open"
+    assert out["choices"][0]["finish_reason"] == "stop"
+    assert out["usage"]["completion_tokens"] == 4 and out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] + 4
+    assert int(r.headers["content-length"]) == len(r.body)
+    seen = fake.last_request()
+    assert seen["target"].endswith("/v1/messages")
+    headers = dict(seen["headers"])
+    assert headers["x-api-key"] == "sk-ant-test" and headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in headers
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_failover_to_anthropic_stream(claude_gateway, key, include_usage):
+    gw = claude_gateway()
+    b = {"model": "chat-default", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    if include_usage:
+        b["stream_options"] = {"include_usage": True}
+    r = post(gw.port, CHAT, json.dumps(b).encode(), auth(key, tier="pro"))
+    assert r.status == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_data(r.body)
+    assert events[-1] == (None, "[DONE]")
+    chunks = [json.loads(d) for _, d in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "The gate is open"
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finishes == ["stop"]
+    usage = [c["usage"] for c in chunks if c.get("usage")]
+    if include_usage:
+        assert usage and usage[-1]["completion_tokens"] == 4
+    else:
+        assert not usage
+
+
+def test_untranslatable_request_is_400_without_reaching_anthropic(claude_gateway, fake, key):
+    gw = claude_gateway(primary_knobs="status=500")
+    fake.reset()
+    r = post(gw.port, CHAT, json.dumps({"model": "chat-default", "n": 3, "messages": [{"role": "user", "content": "hi"}]}).encode(),
+             auth(key, tier="pro"))
+    # The primary's 500 is held; the Anthropic target cannot take n=3: the last answer is the 400.
+    assert r.status == 400 and b"n > 1" in r.body
+    assert fake.stats()["by_prefix"].get("tokens=4") is None
+
+
+def test_openai_sdk_through_an_anthropic_target(claude_gateway, key):
+    openai = pytest.importorskip("openai")
+    gw = claude_gateway()
+    client = openai.OpenAI(base_url=f"{gw.base}/v1", api_key=key.token({"tier": "pro"}), max_retries=0)
+    r = client.chat.completions.create(model="chat-default", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "The gate is open"
+    stream = client.chat.completions.create(model="chat-default", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "The gate is open"

@@ -42,7 +42,7 @@ let package = Package(
                                "PortcullisConfig", "COpenSSL", "CLinux"]),
         .target(name: "PortcullisProxy",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline",
-                               "PortcullisUpstream", "PortcullisRouter", "PortcullisAdapters"]),
+                               "PortcullisUpstream", "PortcullisRouter", "PortcullisAdapters", "PortcullisJSON"]),
         .target(name: "PortcullisServer",
                 dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
                                "PortcullisConfig", "PortcullisPipeline", "PortcullisUpstream",

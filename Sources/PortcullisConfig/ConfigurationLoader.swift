@@ -126,8 +126,10 @@ public enum ConfigurationLoader {
                 p.caFile = ca
             }
             p.maxIdleConnections = try r.int("max_idle_connections", range: 0...10_000) ?? p.maxIdleConnections
+            p.defaultMaxTokens = try r.int("default_max_tokens", range: 1...10_000_000) ?? p.defaultMaxTokens
             p.idleConnectionTimeout = try r.duration("idle_connection_timeout") ?? p.idleConnectionTimeout
-            try r.rejectUnknownKeys(allowed: ["base_url", "kind", "api_key_env", "ca_file", "max_idle_connections", "idle_connection_timeout"])
+            try r.rejectUnknownKeys(allowed: ["base_url", "kind", "api_key_env", "ca_file", "max_idle_connections", "idle_connection_timeout",
+                                              "default_max_tokens"])
             out.append(p)
         }
         return out

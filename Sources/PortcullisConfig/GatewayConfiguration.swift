@@ -104,6 +104,8 @@ public final class ProviderConfiguration: @unchecked Sendable {
     /// Idle keep-alive connections kept per worker.
     public var maxIdleConnections: Int = 64
     public var idleConnectionTimeout: Duration64 = .seconds(60)
+    /// `kind: anthropic`: the `max_tokens` sent when an OpenAI request names none (Anthropic requires it).
+    public var defaultMaxTokens = 4096
     /// `x-portcullis-provider: <name>\r\n`, prebuilt for responses of plain routes.
     public let responseHeaderLine: [UInt8]
 

@@ -2,6 +2,7 @@ import PortcullisCore
 import PortcullisHTTP
 import PortcullisConfig
 import PortcullisAdapters
+import PortcullisJSON
 
 /// How one attempt speaks to its provider's kind: the request it sends and, for a provider
 /// that does not speak OpenAI's wire format, the response translation back to it. `openai`
@@ -36,6 +37,27 @@ final class AnthropicResponseTransform {
             let out = translator.translate(data: data)
             if !out.isEmpty { emit(out) }
         }
+    }
+
+    /// An Anthropic error body (`{"type":"error","error":{"type":…,"message":…}}`) in OpenAI's
+    /// shape; a body that is not one gets a generic message.
+    static func translateError(_ body: [UInt8], status: Int) -> [UInt8] {
+        var type = "api_error", message = "The provider answered \(status)."
+        if case .object(let o)? = try? JSONReader.parse(body), let e = o["error"]?.objectValue {
+            type = e["type"]?.string ?? type
+            message = e["message"]?.string ?? message
+        }
+        let openAIType: String = switch type {
+        case "rate_limit_error": "rate_limit_error"
+        case "authentication_error": "authentication_error"
+        case "permission_error": "permission_error"
+        case "not_found_error": "not_found_error"
+        case "invalid_request_error", "request_too_large": "invalid_request_error"
+        default: "server_error"
+        }
+        let code = type == "rate_limit_error" ? "rate_limit_exceeded" : type
+        return JSONWriter.bytes(.obj([("error", .obj([("message", .string(message)), ("type", .string(openAIType)),
+                                                      ("param", .null), ("code", .string(code))]))]))
     }
 
     /// A whole JSON answer, translated (nil: not a Messages answer; it is forwarded as it came).

@@ -144,7 +144,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         transform = nil
         whole = nil
         if p.kind == .anthropic {
-            switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: AnthropicResponseTransform.defaultMaxTokens) {
+            switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
             case .success(let tr):
                 body = tr.body
                 transform = AnthropicResponseTransform(includeUsage: tr.includeUsage)
@@ -181,6 +181,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     /// No candidate left: the held provider response, else the last failure, else "none available".
     func giveUp() {
+        if let h = held, transform != nil {
+            held = nil
+            return forwardTranslated(h.head, h.body)     // the last attempt was a translating provider's
+        }
         if let h = held {
             held = nil
             forwardHead(h.head)
@@ -247,7 +251,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     public func upstreamDidReceiveHead(_ h: HTTPResponseHead) {
         guard !finished else { return }
-        let retryable = context?.plan?.retryOn.contains(h.status) ?? false
+        // Anthropic's 529 (overloaded) is its 503.
+        let status = (transform != nil && h.status == 529) ? 503 : h.status
+        let retryable = context?.plan?.retryOn.contains(status) ?? false
         if let t = target {
             if retryable {
                 failedAttempts += 1
@@ -265,8 +271,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         holding = false
         held = nil
         if let t = target, !retryable { metrics?.success(t.index) }
-        if let tr = transform, h.status == 200 {
-            if h.isEventStream { tr.streaming = true } else { whole = (h, []); return }   // JSON: translated whole
+        if let tr = transform {
+            if h.status == 200 && h.isEventStream { tr.streaming = true }
+            else if h.status >= 200 { whole = (h, []); return }    // JSON answers and errors: translated whole
         }
         forwardHead(h)
         _ = sink.outputAppended()
@@ -307,15 +314,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         attempt = nil
         if let w = whole {
             whole = nil
-            guard let out = AnthropicResponseTransform.translateWhole(w.body) else {
-                _ = upstreamTranslationFailed("The provider's answer could not be translated.")
-                return
-            }
-            var h = w.head
-            h.framing = .length(out.count)
-            forwardHead(h)
-            out.withUnsafeBytes { _ = forwardBody($0) }
-            return finishResponse()
+            return forwardTranslated(w.head, w.body)
         }
         if let tr = transform, tr.streaming {
             tr.finish { out in out.withUnsafeBytes { _ = forwardBody($0) } }
@@ -326,6 +325,27 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             if let h = held { lastFailure = .upstreamBadResponse("Upstream answered \(h.head.status).") }
             return tryNext()
         }
+        finishResponse()
+    }
+
+    /// A whole answer of a translating provider (JSON, or an error) in OpenAI's format.
+    func forwardTranslated(_ head: HTTPResponseHead, _ body: [UInt8]) {
+        var h = head
+        let translated: [UInt8]?
+        if h.status == 200 {
+            translated = AnthropicResponseTransform.translateWhole(body)
+        } else {
+            // An Anthropic error in OpenAI's shape and status (529 overloaded → 503).
+            translated = AnthropicResponseTransform.translateError(body, status: h.status)
+            if h.status == 529 { h.status = 503; h.reason = "" }
+        }
+        guard let out = translated else {
+            _ = upstreamTranslationFailed("The provider's answer could not be translated.")
+            return
+        }
+        h.framing = .length(out.count)
+        forwardHead(h)
+        out.withUnsafeBytes { _ = forwardBody($0) }
         finishResponse()
     }
 

@@ -87,3 +87,21 @@ def test_openai_sdk_through_an_anthropic_target(claude_gateway, key):
     assert r.choices[0].message.content == "The gate is open"
     stream = client.chat.completions.create(model="chat-default", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "The gate is open"
+
+
+@pytest.mark.parametrize("status,expected", [(529, 503), (429, 429), (400, 400)])
+def test_anthropic_errors_in_openai_shape(start_gateway, fake, key, status, expected):
+    providers = {"claude": {"base_url": fake_url(fake, f"status={status},retry-after=3"), "kind": "anthropic"}}
+    models = "models:\n  chat-default:\n    tiers:\n      pro: [{ target: claude/claude-sonnet-4-5 }]\n"
+    gw = start_gateway(providers=providers, routes=[{"path": CHAT}], env={"TEST_JWT_SECRET": SECRET},
+                       extra_yaml="auth:\n  jwt:\n    keys:\n      - { kid: hs1, alg: HS256, secret_env: TEST_JWT_SECRET }\n" + models)
+    r = post(gw.port, CHAT, json.dumps({"model": "chat-default", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+             auth(key, tier="pro"))
+    assert r.status == expected, (r.status, r.body)
+    err = json.loads(r.body)["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    if status == 429:
+        assert err["type"] == "rate_limit_error" and err["code"] == "rate_limit_exceeded"
+        assert r.headers["retry-after"] == "3"
+    if status == 529:
+        assert err["type"] == "server_error" and err["code"] == "overloaded_error"

@@ -48,10 +48,41 @@ final class AnthropicTests: XCTestCase {
         XCTAssertEqual(msgs[0].objectValue?["content"], .string("1\n\n2"))
         for bad in ["{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":2}",
                     "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{}]}",
-                    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x\"}}]}]}",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}}]}]}",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\"}]}]}",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"functions\":[{}]}",
                     "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"wat\":1}", "{\"messages\":[]}", "[1]"] {
             guard case .failure = tr(bad) else { return XCTFail("accepted \(bad)") }
         }
+    }
+
+    func testImagesAndToolsInTheRequest() throws {
+        let req = """
+        {"model":"x","tools":[{"type":"function","function":{"name":"open_gate","description":"Opens it","parameters":{"type":"object","properties":{"gate":{"type":"string"}}}}}],
+         "tool_choice":"required",
+         "messages":[
+          {"role":"user","content":[{"type":"text","text":"Look: "},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},{"type":"image_url","image_url":{"url":"https://example.com/g.jpg"}}]},
+          {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"open_gate","arguments":"{\\"gate\\":\\"north\\"}"}}]},
+          {"role":"tool","tool_call_id":"call_1","content":"opened"},
+          {"role":"user","content":"thanks"}]}
+        """
+        let out = try json(try AnthropicRequest.translate(Array(req.utf8), model: "c", defaultMaxTokens: 10).get()).objectValue
+        XCTAssertEqual(out?["tool_choice"], .obj([("type", .string("any"))]))
+        guard case .array(let tools)? = out?["tools"], let t = tools.first?.objectValue else { return XCTFail() }
+        XCTAssertEqual(t["name"], .string("open_gate"))
+        XCTAssertEqual(t["input_schema"]?.objectValue?["type"], .string("object"))
+        guard case .array(let msgs)? = out?["messages"] else { return XCTFail() }
+        XCTAssertEqual(msgs.map { $0.objectValue?["role"]?.string }, ["user", "assistant", "user"])
+        guard case .array(let first)? = msgs[0].objectValue?["content"] else { return XCTFail() }
+        XCTAssertEqual(first.map { $0.objectValue?["type"]?.string }, ["text", "image", "image"])
+        XCTAssertEqual(first[1].objectValue?["source"]?.objectValue?["media_type"], .string("image/png"))
+        XCTAssertEqual(first[2].objectValue?["source"]?.objectValue?["type"], .string("url"))
+        guard case .array(let call)? = msgs[1].objectValue?["content"], let use = call.first?.objectValue else { return XCTFail() }
+        XCTAssertEqual(use["type"], .string("tool_use"))
+        XCTAssertEqual(use["input"]?.objectValue?["gate"], .string("north"))
+        guard case .array(let last)? = msgs[2].objectValue?["content"] else { return XCTFail() }
+        XCTAssertEqual(last.map { $0.objectValue?["type"]?.string }, ["tool_result", "text"])
+        XCTAssertEqual(last[0].objectValue?["tool_use_id"], .string("call_1"))
     }
 
     func testMessageBecomesAChatCompletion() throws {

@@ -25,9 +25,23 @@ public enum AnthropicResponse {
             return .failure(TranslationError("The provider's answer is not a Messages response."))
         }
         var text = ""
+        var calls: [JSONValue] = []
         if case .array(let blocks)? = m["content"] {
-            for b in blocks { if case .object(let o) = b, o["type"]?.string == "text", let t = o["text"]?.string { text += t } }
+            for b in blocks {
+                guard case .object(let o) = b else { continue }
+                switch o["type"]?.string {
+                case "text"?: text += o["text"]?.string ?? ""
+                case "tool_use"?:
+                    calls.append(.obj([("id", o["id"] ?? .null), ("type", .string("function")),
+                                       ("function", .obj([("name", o["name"] ?? .null),
+                                                          ("arguments", .string(String(decoding: JSONWriter.bytes(o["input"] ?? .obj([])), as: UTF8.self)))]))]))
+                default: continue
+                }
+            }
         }
+        var message: [(String, JSONValue)] = [("role", .string("assistant")),
+                                              ("content", calls.isEmpty || !text.isEmpty ? .string(text) : .null), ("refusal", .null)]
+        if !calls.isEmpty { message.append(("tool_calls", .array(calls))) }
         let u = m["usage"]?.objectValue
         let out: JSONValue = .obj([
             ("id", .string("chatcmpl-" + (m["id"]?.string ?? "anthropic"))),
@@ -36,7 +50,7 @@ public enum AnthropicResponse {
             ("model", m["model"] ?? .null),
             ("choices", .array([.obj([
                 ("index", .int(0)),
-                ("message", .obj([("role", .string("assistant")), ("content", .string(text)), ("refusal", .null)])),
+                ("message", .obj(message)),
                 ("logprobs", .null),
                 ("finish_reason", finishReason(m["stop_reason"]?.string)),
             ])])),
@@ -59,6 +73,8 @@ public struct AnthropicStreamTranslator: Sendable {
     public private(set) var outputTokens = 0
     var stopReason: String?
     public private(set) var finished = false
+    /// Anthropic content-block index → OpenAI tool-call index, for tool_use blocks.
+    var toolIndex: [Int: Int] = [:]
 
     public init(created: Int, includeUsage: Bool) { self.created = created; self.includeUsage = includeUsage }
 
@@ -74,10 +90,29 @@ public struct AnthropicStreamTranslator: Sendable {
             inputTokens = AnthropicResponse.int(u?["input_tokens"])
             outputTokens = AnthropicResponse.int(u?["output_tokens"])
             return chunk(delta: .obj([("role", .string("assistant")), ("content", .string(""))]), finish: .null)
+        case "content_block_start":
+            guard let b = e["content_block"]?.objectValue, b["type"]?.string == "tool_use",
+                  let block = e["index"]?.number.map({ Int($0) }) else { return [] }
+            let k = toolIndex.count
+            toolIndex[block] = k
+            return chunk(delta: .obj([("tool_calls", .array([.obj([
+                ("index", .int(k)), ("id", b["id"] ?? .null), ("type", .string("function")),
+                ("function", .obj([("name", b["name"] ?? .null), ("arguments", .string(""))])),
+            ])]))]), finish: .null)
         case "content_block_delta":
             let d = e["delta"]?.objectValue
-            guard d?["type"]?.string == "text_delta", let t = d?["text"]?.string else { return [] }
-            return chunk(delta: .obj([("content", .string(t))]), finish: .null)
+            switch d?["type"]?.string {
+            case "text_delta"?:
+                guard let t = d?["text"]?.string else { return [] }
+                return chunk(delta: .obj([("content", .string(t))]), finish: .null)
+            case "input_json_delta"?:
+                guard let block = e["index"]?.number.map({ Int($0) }), let k = toolIndex[block],
+                      let part = d?["partial_json"]?.string else { return [] }
+                return chunk(delta: .obj([("tool_calls", .array([.obj([("index", .int(k)), ("function", .obj([("arguments", .string(part))]))])]))]),
+                             finish: .null)
+            default:
+                return []
+            }
         case "message_delta":
             if let s = e["delta"]?.objectValue?["stop_reason"]?.string { stopReason = s }
             if let o = e["usage"]?.objectValue?["output_tokens"] { outputTokens = AnthropicResponse.int(o) }
@@ -102,7 +137,7 @@ public struct AnthropicStreamTranslator: Sendable {
             ]))])
             return Array("event: error\ndata: ".utf8) + JSONWriter.bytes(body) + Array("\n\n".utf8)
         default:
-            return []   // ping, content_block_start/stop: nothing for an OpenAI client
+            return []   // ping, content_block_stop: nothing for an OpenAI client
         }
     }
 

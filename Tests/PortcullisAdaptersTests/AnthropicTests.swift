@@ -161,3 +161,75 @@ enum URLLessPath {
         return p + "/shared/fixtures"
     }
 }
+
+/// Tool calls in answers: JSON and streams (fed in 1-byte slices too).
+final class AnthropicToolAnswerTests: XCTestCase {
+    func testJSONToolUseBecomesToolCalls() throws {
+        let msg = """
+        {"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"tool_use","id":"toolu_1","name":"open_gate","input":{"gate":"north"}}],
+         "stop_reason":"tool_use","usage":{"input_tokens":7,"output_tokens":3}}
+        """
+        let out = try JSONReader.parse(try AnthropicResponse.translate(Array(msg.utf8), created: 1).get()).objectValue
+        guard case .array(let choices)? = out?["choices"], let c = choices.first?.objectValue else { return XCTFail() }
+        XCTAssertEqual(c["finish_reason"], .string("tool_calls"))
+        let m = c["message"]?.objectValue
+        XCTAssertEqual(m?["content"], .null)
+        guard case .array(let calls)? = m?["tool_calls"], let call = calls.first?.objectValue else { return XCTFail() }
+        XCTAssertEqual(call["id"], .string("toolu_1"))
+        XCTAssertEqual(call["function"]?.objectValue?["name"], .string("open_gate"))
+        XCTAssertEqual(call["function"]?.objectValue?["arguments"], .string("{\"gate\":\"north\"}"))
+    }
+
+    func testStreamedToolUseBecomesToolCallDeltas() throws {
+        let sse = """
+        event: message_start
+        data: {"type":"message_start","message":{"id":"msg_2","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":9,"output_tokens":1}}}
+
+        event: content_block_start
+        data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_9","name":"open_gate","input":{}}}
+
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\\"gate\\":"}}
+
+        event: content_block_delta
+        data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\\"north\\"}"}}
+
+        event: content_block_stop
+        data: {"type":"content_block_stop","index":0}
+
+        event: message_delta
+        data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":12}}
+
+        event: message_stop
+        data: {"type":"message_stop"}
+
+
+        """
+        for step in [1, 7, 100_000] {
+            var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
+            var decoder = SSEDecoder()
+            var out: [UInt8] = []
+            let bytes = Array(sse.utf8)
+            var i = 0
+            while i < bytes.count {
+                let piece = Array(bytes[i..<min(bytes.count, i + step)])
+                _ = piece.withUnsafeBytes { decoder.feed($0) { ev in if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) } } }
+                i += step
+            }
+            var args = "", name: JSONValue = .null, finish: JSONValue = .null
+            for e in String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n") where e.hasPrefix("data: {") {
+                guard case .array(let choices)? = try JSONReader.parse(Array(e.dropFirst(6).utf8)).objectValue?["choices"],
+                      let ch = choices.first?.objectValue else { continue }
+                if case .array(let calls)? = ch["delta"]?.objectValue?["tool_calls"], let f = calls.first?.objectValue?["function"]?.objectValue {
+                    if let n = f["name"], n != .null { name = n }
+                    args += f["arguments"]?.string ?? ""
+                }
+                if ch["finish_reason"] != .null, let f = ch["finish_reason"] { finish = f }
+            }
+            XCTAssertEqual(name, .string("open_gate"), "step \(step)")
+            XCTAssertEqual(args, "{\"gate\":\"north\"}", "step \(step)")
+            XCTAssertEqual(finish, .string("tool_calls"), "step \(step)")
+            XCTAssertEqual(tr.outputTokens, 12)
+        }
+    }
+}

@@ -21,6 +21,9 @@ python3 -c "import cryptography" 2>/dev/null || pip_install cryptography
 # The official OpenAI SDK as a real client (its tests are skipped if it cannot be installed).
 python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai 2>/dev/null \
     || python3 -m pip install -q --break-system-packages openai 2>/dev/null || echo "note: openai SDK not installed; its tests will be skipped"
+# The official Anthropic SDK, against the native /v1/messages pass-through (skipped if missing).
+python3 -c "import anthropic" 2>/dev/null || python3 -m pip install -q anthropic 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages anthropic 2>/dev/null || echo "note: anthropic SDK not installed; its tests will be skipped"
 
 echo "== build"
 BUILD_LOG=$(mktemp)

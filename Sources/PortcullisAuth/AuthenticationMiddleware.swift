@@ -25,6 +25,13 @@ public final class AuthenticationMiddleware: Middleware {
             if authorization != nil { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
             authorization = h.value
         }
+        // Anthropic's SDKs send the caller's credential as `x-api-key` (older releases) on their
+        // own API: there the JWT may come that way too (it is never forwarded either way).
+        if authorization == nil && ctx.path.hasSuffix("/v1/messages") {
+            let keys = ctx.head.headers.filter { $0.known == .xApiKey }
+            if keys.count > 1 { return .respond(LocalResponse(.badRequest("More than one x-api-key header."))) }
+            if let k = keys.first { authorization = "Bearer " + k.value }
+        }
         guard let value = authorization, let token = Self.bearerToken(value) else {
             return .respond(LocalResponse(.unauthorized("Missing bearer token: send Authorization: Bearer <JWT>.")))
         }

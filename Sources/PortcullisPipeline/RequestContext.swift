@@ -80,6 +80,9 @@ public struct LocalResponse: Sendable {
     public var headers: [(String, String)]
     public var body: [UInt8]
     public var closeConnection: Bool
+    /// The error this response renders (the body is OpenAI's shape; the layer that knows the
+    /// client's API may render it in another one).
+    public var error: GatewayError?
 
     public init(status: Int, headers: [(String, String)] = [], body: [UInt8], closeConnection: Bool = false) {
         self.status = status; self.headers = headers; self.body = body; self.closeConnection = closeConnection
@@ -89,6 +92,7 @@ public struct LocalResponse: Sendable {
         self.init(status: error.status,
                   headers: [("content-type", "application/json")] + error.extraHeaders,
                   body: Array(error.jsonBody.utf8), closeConnection: error.closesConnection)
+        self.error = error
     }
 }
 

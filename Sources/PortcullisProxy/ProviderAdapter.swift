@@ -71,3 +71,22 @@ extension HTTPResponseHead {
     /// The answer is an event stream.
     var isEventStream: Bool { fields.contains { $0.known == .contentType && valueHasPrefix($0, "text/event-stream") } }
 }
+
+/// Errors the gateway itself answers, in the shape of the API the client called: Anthropic's
+/// (`{"type":"error","error":{"type":…,"message":…}}`) on `/v1/messages`, OpenAI's elsewhere.
+public enum ClientAPIErrors {
+    public static func anthropicBody(_ e: GatewayError) -> [UInt8] {
+        let type: String = switch e.status {
+        case 400, 405, 414, 417, 431: "invalid_request_error"
+        case 401: "authentication_error"
+        case 403: "permission_error"
+        case 404: "not_found_error"
+        case 413: "request_too_large"
+        case 429: "rate_limit_error"
+        case 503: "overloaded_error"
+        default: "api_error"
+        }
+        return JSONWriter.bytes(.obj([("type", .string("error")),
+                                      ("error", .obj([("type", .string(type)), ("message", .string(e.message))]))]))
+    }
+}

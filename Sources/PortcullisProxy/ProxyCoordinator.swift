@@ -143,7 +143,11 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         var version: HTTPHeader?
         transform = nil
         whole = nil
-        if p.kind == .anthropic {
+        if p.kind == .anthropic && Self.isNativeAnthropic(ctx) {
+            // An Anthropic-SDK client on `/v1/messages`: its request goes as it is (the client's
+            // own `anthropic-version` / `anthropic-beta` included; a default version otherwise).
+            if ctx.head.first("anthropic-version") == nil { version = AnthropicResponseTransform.version }
+        } else if p.kind == .anthropic {
             switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
             case .success(let tr):
                 body = tr.body
@@ -376,6 +380,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         finished = true
         sink.responseQueued(keepAlive: relay.keepAlive)
     }
+
+    /// The client called Anthropic's own Messages API (`…/v1/messages`), not OpenAI's.
+    public static func isNativeAnthropic(_ ctx: RequestContext) -> Bool { ctx.path.hasSuffix("/v1/messages") }
 
     /// A translated answer cannot be delivered (nothing was sent yet): 502.
     private func upstreamTranslationFailed(_ why: String) -> Bool {

@@ -21,10 +21,15 @@ final class UsageTap {
     var json: [UInt8] = []
     var jsonTooLarge = false
     private(set) var usage: Int64?
+    /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
+    /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
+    var anthropicInput: Int64?
+    var anthropicOutput: Int64?
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     private(set) var contentEvents = 0
     static let maxJSONCapture = 262_144
     static let countNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
+    static let anthropicNames = ["input_tokens", "output_tokens"]
 
     init(hide: Bool) { self.hide = hide }
 
@@ -78,8 +83,15 @@ final class UsageTap {
             let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
             if !emptyChoices { contentEvents += 1 }
             guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return true }
-            if let total = UsageTap.counts(b, objectAt: u) { usage = total }
-            return !(hide && emptyChoices)
+            let f = UsageTap.fields(b, objectAt: u)
+            if let total = f.total {
+                usage = total
+                return !(hide && emptyChoices)
+            }
+            if let i = f.input { anthropicInput = i }
+            if let o = f.output { anthropicOutput = o }
+            if anthropicInput != nil || anthropicOutput != nil { usage = (anthropicInput ?? 0) + (anthropicOutput ?? 0) }
+            return true
         }
     }
 
@@ -90,18 +102,34 @@ final class UsageTap {
     }
 
     /// The token counts of the usage object starting at `at`.
-    static func counts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Int64? {
+    /// The token counts of the usage object starting at `at`: OpenAI's total (or prompt +
+    /// completion), else Anthropic's input / output tokens.
+    static func fields(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> (total: Int64?, input: Int64?, output: Int64?) {
         let sub = UnsafeRawBufferPointer(rebasing: b[at...])
         // The object ends before the end of `b`: a lenient scan stops at its closing brace.
-        guard let fields = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return nil }
+        guard let f = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return (nil, nil, nil) }
         func int(_ i: Int) -> Int64? {
-            guard let r = fields.member(i), r.count <= 15 else { return nil }
+            guard let r = f.member(i), r.count <= 15 else { return nil }
             var n: Int64 = 0
             for k in r { let c = sub[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
             return n
         }
-        if let t = int(0) { return t }
-        if let p = int(1), let c = int(2) { return p + c }
+        if let t = int(0) { return (t, nil, nil) }
+        if let p = int(1), let c = int(2) { return (p + c, nil, nil) }
+        guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub) else { return (nil, nil, nil) }
+        func aint(_ i: Int) -> Int64? {
+            guard let r = a.member(i), r.count <= 15 else { return nil }
+            var n: Int64 = 0
+            for k in r { let c = sub[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
+            return n
+        }
+        return (nil, aint(0), aint(1))
+    }
+
+    static func counts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Int64? {
+        let f = fields(b, objectAt: at)
+        if let t = f.total { return t }
+        if let i = f.input, let o = f.output { return i + o }
         return nil
     }
 

@@ -28,6 +28,10 @@ extension HTTPServerConnection: ResponseSink {
     /// Queues a gateway-made response and ends the request when it is written.
     func respondLocal(_ r: LocalResponse, method: String, target: String, forceClose: Bool) {
         if phase == .closed { return }
+        var r = r
+        if let e = r.error, let ctx = context, ProxyCoordinator.isNativeAnthropic(ctx) {
+            r.body = ClientAPIErrors.anthropicBody(e)     // the client called Anthropic's API
+        }
         worker.loop.cancel(timer)
         phase = .processing
         response.proxied = false

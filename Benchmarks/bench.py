@@ -68,9 +68,38 @@ def wrk(port, seconds, conns, path="/v1/chat/completions", token=None):
             "errors": errors.group(1) if errors else "", "requests": total}
 
 
-def ttfb(port, n=30, delay_ms=0):
+def stream_events(port, pid, n=20, tokens=2000, model="m"):
+    """Streams `n` answers of `tokens` events each (no provider delays), one at a time: the server
+    process's CPU per event (µs) and the p50/p99 gap between consecutive events at the client (ms)."""
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    c0 = cpu_seconds(pid)
+    gaps, events = [], 0
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-fake-tokens: {tokens}\r\n"
+                   f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+        last = None
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            now = time.perf_counter()
+            k = b.count(b"data:")
+            if k and last is not None:
+                gaps.append((now - last) * 1000 / k)
+            if k:
+                last, events = now, events + k
+        s.close()
+    cpu = (cpu_seconds(pid) - c0) / max(1, events) * 1e6
+    gaps.sort()
+    pick = lambda q: gaps[min(len(gaps) - 1, int(q * len(gaps)))] if gaps else 0.0
+    return cpu, pick(0.5), pick(0.99), events
+
+
+def ttfb(port, n=30, delay_ms=0, model="m"):
     """Median time from sending a streaming request to receiving the first SSE event, ms."""
-    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
     samples = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
@@ -204,6 +233,21 @@ routes:
   - path: /v1/chat/completions""")
     gw_alias = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_alias], stderr=subprocess.DEVNULL)
     procs.append(gw_alias)
+    # The Anthropic adapter: the same alias served by a Messages-API target (the fake speaks both).
+    adapter_port = free_port()
+    cfg_adapter = os.path.join(tmp, "portcullis-adapter.yaml")
+    with open(cfg_adapter, "w") as f:
+        f.write(f"""server: {{ listen: ["127.0.0.1:{adapter_port}"], workers: 1, max_connections: 20000 }}
+providers:
+  claude: {{ base_url: "http://127.0.0.1:{fake_port}", kind: anthropic, max_idle_connections: 256 }}
+models:
+  chat-default: {{ tiers: {{ standard: [{{ target: claude/claude-test }}] }}, default_tier: standard }}
+routes:
+  - path: /v1/chat/completions
+log: {{ level: warn, access: false }}
+""")
+    gw_adapter = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_adapter], stderr=subprocess.DEVNULL)
+    procs.append(gw_adapter)
     # The limiter (JWT on in all three): off (jwt_hs256 above), memory store, Redis store.
     redis_port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -254,7 +298,7 @@ http {{
     ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
     procs.append(ngx)
     try:
-        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port):
+        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port):
             wait_port(p)
         time.sleep(0.3)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
@@ -318,6 +362,9 @@ http {{
         redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
 
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
+        t_oa, t_an = ttfb(alias_port, model="chat-default"), ttfb(adapter_port, model="chat-default")
+        ev_oa = stream_events(alias_port, gw_alias.pid, model="chat-default")
+        ev_an = stream_events(adapter_port, gw_adapter.pid, model="chat-default")
         n_idle = 1000
         gw_rss = idle_streams_rss(gw_port, gw.pid, n_idle)
         ngx_rss = idle_streams_rss(ngx_port, ngx_worker, n_idle)
@@ -371,6 +418,17 @@ http {{
         f"{lim['jwt_limit_redis'][3]:+.1f} µs CPU/req; Redis commands sent per request {redis_per_request:.2f} (target ≤ 1: one EVALSHA per worker per "
         f"loop iteration decides and settles every request of that iteration)",
         f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×)",
+        "",
+        "## Anthropic adapter (streaming)",
+        "",
+        "The same alias served by an OpenAI-format target and by an Anthropic (Messages API) target translated",
+        "event by event; 20 sequential streams of 2,000 events each, no provider delays:",
+        "",
+        "| target | TTFB ms | gateway CPU µs/event | client gap p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+        f"| OpenAI-format | {t_oa:.2f} | {ev_oa[0]:.2f} | {ev_oa[1]:.3f} | {ev_oa[2]:.3f} |",
+        f"| Anthropic, translated | {t_an:.2f} | {ev_an[0]:.2f} | {ev_an[1]:.3f} | {ev_an[2]:.3f} |",
+        f"| added by translation | {t_an - t_oa:+.2f} | {ev_an[0] - ev_oa[0]:+.2f} | {ev_an[1] - ev_oa[1]:+.3f} | {ev_an[2] - ev_oa[2]:+.3f} |",
         "",
         "## Streaming",
         "",

@@ -99,13 +99,18 @@ final class AnthropicTests: XCTestCase {
 
     func testStreamTranslatesEventByEventWithMergedUsage() throws {
         let sse = try fixture("anthropic-messages-stream.sse")
-        for includeUsage in [false, true] {
+        for (includeUsage, step) in [(false, Int.max), (true, Int.max), (false, 1), (true, 1)] {
             var tr = AnthropicStreamTranslator(created: 1, includeUsage: includeUsage)
             var decoder = SSEDecoder()
             var out: [UInt8] = []
-            _ = sse.withUnsafeBytes { decoder.feed($0) { ev in
-                if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) }
-            } }
+            var i = 0
+            while i < sse.count {     // whole, and in 1-byte slices
+                let piece = Array(sse[i..<min(sse.count, i &+ step)])
+                _ = piece.withUnsafeBytes { decoder.feed($0) { ev in
+                    if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) }
+                } }
+                i = min(sse.count, i &+ step)
+            }
             let events = String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }
             XCTAssertEqual(events.last, "data: [DONE]")
             var text = "", finish: JSONValue = .null, usage: JSONObject?

@@ -7,6 +7,29 @@ enum AnthropicWire {
         return "{\"id\":\"\(id)\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"\(model)\",\"content\":[{\"type\":\"text\",\"text\":\"\(text)\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":\(prompt),\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":\(tokens)}}"
     }
 
+    /// A tool call answer: input `{"gate":"north"}`.
+    static func toolMessage(id: String, model: String, tool: String, prompt: Int) -> String {
+        "{\"id\":\"\(id)\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"\(model)\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_fake\",\"name\":\"\(tool)\",\"input\":{\"gate\":\"north\"}}],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":\(prompt),\"output_tokens\":12}}"
+    }
+
+    /// The events of a streamed tool call (the input arrives as two `input_json_delta`s).
+    struct ToolStream: FakeEventStream {
+        let id: String, model: String, tool: String, prompt: Int
+        var count: Int { 7 }
+        func event(_ i: Int) -> String {
+            func ev(_ type: String, _ data: String) -> String { "event: \(type)\ndata: \(data)\n\n" }
+            switch i {
+            case 0: return ev("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"\(id)\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"\(model)\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":\(prompt),\"output_tokens\":1}}}")
+            case 1: return ev("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_fake\",\"name\":\"\(tool)\",\"input\":{}}}")
+            case 2: return ev("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"gate\\\":\"}}")
+            case 3: return ev("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"north\\\"}\"}}")
+            case 4: return ev("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}")
+            case 5: return ev("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":12}}")
+            default: return ev("message_stop", "{\"type\":\"message_stop\"}")
+            }
+        }
+    }
+
     static func error(status: Int) -> String {
         let (type, message) = switch status {
         case 400: ("invalid_request_error", "The fake provider was asked to reject this request.")

@@ -161,10 +161,15 @@ final class FakeConnection: EventHandler {
         if anthropic {
             let mid = "msg_fake\(seq)"
             if !script.stream {
-                return respond(status: 200, contentType: "application/json",
-                               body: AnthropicWire.message(id: mid, model: script.model, tokens: script.tokens, prompt: prompt), extra: received)
+                let answer = script.tool.map { AnthropicWire.toolMessage(id: mid, model: script.model, tool: $0, prompt: prompt) }
+                    ?? AnthropicWire.message(id: mid, model: script.model, tokens: script.tokens, prompt: prompt)
+                return respond(status: 200, contentType: "application/json", body: answer, extra: received)
             }
-            self.events = AnthropicWire.EventStream(id: mid, model: script.model, tokens: script.tokens, prompt: prompt)
+            if let tool = script.tool {
+                self.events = AnthropicWire.ToolStream(id: mid, model: script.model, tool: tool, prompt: prompt)
+            } else {
+                self.events = AnthropicWire.EventStream(id: mid, model: script.model, tokens: script.tokens, prompt: prompt)
+            }
             eventsSent = 0
             streaming = true
             FakeStats.shared.activeStreams.add(1, ordering: .relaxed)

@@ -14,12 +14,15 @@ import PortcullisHTTP
 /// | `x-fake-chunked: 1` | send a non-streamed JSON answer with chunked framing |
 /// | `x-fake-close: 1` | send `connection: close` and close after the response |
 /// | `x-fake-retry-after: N` | the `Retry-After` seconds of a 429 (default 1) |
+/// | `x-fake-tool: NAME` | (Messages API) answer with a call of tool NAME, input `{"gate":"north"}` |
 ///
 /// The same knobs can be put in the path, so that several "providers" (base URLs) on one fake
 /// behave differently: `/_x/status=500,first-byte-delay-ms=50/v1/chat/completions` (names
 /// without the `x-fake-` prefix). Path knobs apply first; headers override them.
 struct FakeScript {
     var retryAfter = 1
+    /// Answer with a call of this tool (Messages API answers) instead of text.
+    var tool: String? = nil
     var status = 200
     var firstByteDelayMs = 0
     var interEventDelayMs = 0
@@ -58,6 +61,7 @@ struct FakeScript {
             let n = Int(h.value)
             switch h.name {
             case "x-fake-retry-after": retryAfter = n ?? retryAfter
+            case "x-fake-tool": tool = h.value.isEmpty ? nil : h.value
             case "x-fake-status": status = n ?? status
             case "x-fake-first-byte-delay-ms": firstByteDelayMs = n ?? firstByteDelayMs
             case "x-fake-inter-event-delay-ms": interEventDelayMs = n ?? interEventDelayMs

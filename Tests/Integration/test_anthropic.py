@@ -178,3 +178,34 @@ def test_anthropic_sdk_against_messages(native_gateway, key):
     bad = anthropic.Anthropic(base_url=gw.base, api_key="not-a-jwt", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model="claude-test", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_openai_sdk_tool_calls_through_an_anthropic_target(claude_gateway, key):
+    openai = pytest.importorskip("openai")
+    gw = claude_gateway()
+    client = openai.OpenAI(base_url=f"{gw.base}/v1", api_key=key.token({"tier": "pro"}), max_retries=0,
+                           default_headers={"x-fake-tool": "open_gate"})
+    tools = [{"type": "function", "function": {"name": "open_gate", "description": "Opens a gate",
+                                                "parameters": {"type": "object", "properties": {"gate": {"type": "string"}}}}}]
+    msgs = [{"role": "user", "content": "open the north gate"}]
+    r = client.chat.completions.create(model="chat-default", messages=msgs, tools=tools)
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "open_gate" and json.loads(call.function.arguments) == {"gate": "north"}
+    # Streamed: the arguments arrive in pieces.
+    stream = client.chat.completions.create(model="chat-default", messages=msgs, tools=tools, stream=True)
+    name, args, finish = None, "", None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        for tc in chunk.choices[0].delta.tool_calls or []:
+            name = tc.function.name or name
+            args += tc.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "open_gate" and json.loads(args) == {"gate": "north"} and finish == "tool_calls"
+    # And the conversation continues with the tool's result, translated to tool_use / tool_result.
+    follow = msgs + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                     {"role": "tool", "tool_call_id": call.id, "content": "opened"}]
+    client2 = openai.OpenAI(base_url=f"{gw.base}/v1", api_key=key.token({"tier": "pro"}), max_retries=0)
+    r = client2.chat.completions.create(model="chat-default", messages=follow, tools=tools)
+    assert r.choices[0].message.content == "The gate is open"

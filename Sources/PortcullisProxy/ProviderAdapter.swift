@@ -2,12 +2,94 @@ import PortcullisCore
 import PortcullisHTTP
 import PortcullisConfig
 import PortcullisAdapters
+import PortcullisPipeline
+import PortcullisRouter
 import PortcullisJSON
 
-/// How one attempt speaks to its provider's kind: the request it sends and, for a provider
-/// that does not speak OpenAI's wire format, the response translation back to it. `openai`
-/// (OpenAI, vLLM, Ollama, Groq, …) needs nothing; `anthropic` translates both ways.
-/// One per attempt; loop thread only.
+/// How one attempt speaks to a provider of a given kind: the upstream request it sends (path,
+/// the credential and any other headers the kind needs, body) and, for a provider that does not
+/// speak OpenAI's wire format, the translation of its answer. One implementation per
+/// `ProviderKind`; stateless (the per-attempt state is the returned transform).
+protocol ProviderAdapter {
+    func request(_ ctx: RequestContext, route: RouteConfiguration, provider: ProviderConfiguration,
+                 target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal>
+}
+
+/// One attempt's request, as the adapter built it.
+struct AdaptedRequest {
+    var path: String
+    /// The provider credential (`authorization` or `x-api-key`).
+    var credential: HTTPHeader?
+    /// Another header the kind needs (`anthropic-version`).
+    var extra: HTTPHeader?
+    var body: [UInt8]
+    /// Translates the answer back to OpenAI's format (nil: forwarded as it comes).
+    var transform: AnthropicResponseTransform?
+}
+
+/// Why an attempt cannot be made to this provider (the next candidate is tried).
+enum AdapterRefusal: Error {
+    /// The request cannot be expressed in the provider's API: the client's 400.
+    case untranslatable(String)
+    /// `api_key_env` names an unset variable.
+    case missingCredential(env: String)
+}
+
+enum ProviderAdapters {
+    static let openAI = OpenAIAdapter()
+    static let anthropic = AnthropicAdapter()
+
+    static func adapter(for kind: ProviderKind) -> ProviderAdapter {
+        switch kind {
+        case .openai: openAI
+        case .anthropic: anthropic
+        }
+    }
+}
+
+/// OpenAI and every OpenAI-compatible API (vLLM, Ollama, Groq, Together, …): the request goes as
+/// the client (and the router) shaped it, with the key in `Authorization: Bearer`.
+struct OpenAIAdapter: ProviderAdapter {
+    func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
+                 target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
+        var credential: HTTPHeader?
+        if let envName = p.apiKeyEnv {
+            guard let key = p.apiKey else { return .failure(.missingCredential(env: envName)) }
+            credential = HTTPHeader(name: "authorization", value: "Bearer " + key)
+        }
+        return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: nil,
+                                       body: body, transform: nil))
+    }
+}
+
+/// Anthropic's Messages API, with the key in `x-api-key`. An OpenAI request is translated (and
+/// its answer translated back); an Anthropic-SDK client's own `/v1/messages` request goes as it
+/// is (its `anthropic-version` / `anthropic-beta` included; a default version otherwise).
+struct AnthropicAdapter: ProviderAdapter {
+    func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
+                 target t: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
+        var credential: HTTPHeader?
+        if let envName = p.apiKeyEnv {
+            guard let key = p.apiKey else { return .failure(.missingCredential(env: envName)) }
+            credential = HTTPHeader(name: "x-api-key", value: key)
+        }
+        if ProxyCoordinator.isNativeAnthropic(ctx) {
+            let version = ctx.head.first("anthropic-version") == nil ? AnthropicResponseTransform.version : nil
+            return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
+                                           body: body, transform: nil))
+        }
+        switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
+        case .success(let tr):
+            return .success(AdaptedRequest(path: AnthropicResponseTransform.path, credential: credential,
+                                           extra: AnthropicResponseTransform.version, body: tr.body,
+                                           transform: AnthropicResponseTransform(includeUsage: tr.includeUsage)))
+        case .failure(let e):
+            return .failure(.untranslatable(e.message))
+        }
+    }
+}
+
+/// The per-attempt state of translating an Anthropic answer back to OpenAI's format.
 final class AnthropicResponseTransform {
     static let version = HTTPHeader(name: "anthropic-version", value: "2023-06-01")
     static let path = "/v1/messages"

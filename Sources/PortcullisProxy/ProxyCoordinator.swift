@@ -138,47 +138,32 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if attempts > 0 { metrics?.failover() }
         attempts += 1
         if let t { metrics?.attempt(t.index) }
-        var body = body
-        var path = route.upstreamPath ?? ctx.target
-        var version: HTTPHeader?
         transform = nil
         whole = nil
-        if p.kind == .anthropic && Self.isNativeAnthropic(ctx) {
-            // An Anthropic-SDK client on `/v1/messages`: its request goes as it is (the client's
-            // own `anthropic-version` / `anthropic-beta` included; a default version otherwise).
-            if ctx.head.first("anthropic-version") == nil { version = AnthropicResponseTransform.version }
-        } else if p.kind == .anthropic {
-            switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
-            case .success(let tr):
-                body = tr.body
-                transform = AnthropicResponseTransform(includeUsage: tr.includeUsage)
-            case .failure(let e):
-                held = nil
-                lastFailure = .badRequest(e.message)
-                outcome = "untranslatable_request"
-                return tryNext()
-            }
-            path = AnthropicResponseTransform.path
-            version = AnthropicResponseTransform.version
-        }
-        var credential: HTTPHeader?
-        switch ProviderCredentials.header(for: p) {
-        case .none: break
-        case .header(let h): credential = h
-        case .missing(let envName):
+        let req: AdaptedRequest
+        switch ProviderAdapters.adapter(for: p.kind).request(ctx, route: route, provider: p, target: t, body: body) {
+        case .success(let r): req = r
+        case .failure(.untranslatable(let why)):
+            held = nil
+            lastFailure = .badRequest(why)
+            outcome = "untranslatable_request"
+            return tryNext()
+        case .failure(.missingCredential(let envName)):
             if let t { metrics?.failure(t.index, .credentials) }
             held = nil
             lastFailure = .internalError("Provider '\(p.name)' has no API key: \(envName) is not set.")
             outcome = "upstream_no_credentials"
             return tryNext()
         }
+        transform = req.transform
         let headBytes = UpstreamRequestHead.serialize(
-            method: ctx.head.method, basePath: p.baseURL.basePath, target: path,
-            authority: p.baseURL.authority, headers: ctx.upstreamHeaders, extra: credential, extra2: version, bodyLength: body.count)
+            method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
+            authority: p.baseURL.authority, headers: ctx.upstreamHeaders, extra: req.credential, extra2: req.extra,
+            bodyLength: req.body.count)
         attemptSerial += 1
         let serial = attemptSerial
         let a = starter.startAttempt(provider: p, timeouts: route.timeouts, method: ctx.head.method, head: headBytes,
-                                     body: body, deadline: deadline, delegate: self)
+                                     body: req.body, deadline: deadline, delegate: self)
         // A synchronous failure may already have moved on to another attempt.
         if serial == attemptSerial && !a.isDone && !finished { attempt = a }
     }
@@ -417,20 +402,5 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         guard let v = h.first("retry-after"), !v.isEmpty, v.utf8.count <= 9, v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
               let s = UInt64(v) else { return nil }
         return s * 1_000_000_000
-    }
-}
-
-/// The provider credential header for an attempt: the adapter for the provider's kind decides
-/// where the key goes (a later issue moves this into per-kind adapters).
-public enum ProviderCredentials {
-    public enum Outcome { case none, header(HTTPHeader), missing(env: String) }
-
-    public static func header(for p: ProviderConfiguration) -> Outcome {
-        guard let envName = p.apiKeyEnv else { return .none }
-        guard let key = p.apiKey else { return .missing(env: envName) }
-        switch p.kind {
-        case .anthropic: return .header(HTTPHeader(name: "x-api-key", value: key))
-        case .openai: return .header(HTTPHeader(name: "authorization", value: "Bearer " + key))
-        }
     }
 }

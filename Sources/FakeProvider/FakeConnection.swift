@@ -81,7 +81,8 @@ final class FakeConnection: EventHandler {
                 switch parser.parse(input.readable) {
                 case .incomplete: return
                 case .failure(let e):
-                    respond(status: e.status, contentType: "application/json", body: e.jsonBody, extra: "connection: close\r\n")
+                    respond(status: e.status, contentType: "application/json", body: OpenAIWire.error(status: e.status, message: e.message),
+                            extra: "connection: close\r\n")
                     closeAfter = true
                     return
                 case .complete(let h, let consumed):

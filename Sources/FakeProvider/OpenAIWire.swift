@@ -1,3 +1,4 @@
+import PortcullisCore
 /// Builds responses in OpenAI's chat-completions wire format (see shared/fixtures/openai-*).
 enum OpenAIWire {
     static let words = ["The", " gate", " is", " open", "."]
@@ -37,6 +38,11 @@ enum OpenAIWire {
             if let u = usageChunk, i == tokens + 2 { return prefix + u }
             return "data: [DONE]\n\n"
         }
+    }
+
+    /// An OpenAI-format error with the fake's own message (malformed requests).
+    static func error(status: Int, message: String) -> String {
+        "{\"error\":{\"message\":\(JSONText.quote(message)),\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"bad_request\"}}"
     }
 
     static func error(status: Int) -> String {

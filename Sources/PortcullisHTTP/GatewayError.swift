@@ -1,7 +1,9 @@
 import PortcullisCore
 
 /// Every error the gateway answers a client with, and the one place that maps each to an HTTP
-/// status and an OpenAI-style body `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
+/// status, message and HTTP-level headers. How it is written for the client (OpenAI's JSON
+/// shape, Anthropic's) is the business of the layer that knows the client's API
+/// (`GatewayError.openAIBody` in PortcullisPipeline, `ClientAPIErrors` in PortcullisProxy).
 public enum GatewayError: Error, Equatable, Sendable {
     case badRequest(String)
     /// No usable credentials (no or non-Bearer `Authorization`).
@@ -50,44 +52,6 @@ public enum GatewayError: Error, Equatable, Sendable {
         }
     }
 
-    /// OpenAI's `error.type` vocabulary.
-    public var type: String {
-        switch self {
-        case .unauthorized, .invalidToken: "authentication_error"
-        case .forbidden: "permission_error"
-        case .tooManyRequests: "rate_limit_error"
-        case .notFound: "not_found_error"
-        case .internalError, .upstreamConnectFailed, .upstreamBadResponse, .upstreamTimeout, .overloaded:
-            "server_error"
-        default: "invalid_request_error"
-        }
-    }
-
-    public var code: String {
-        switch self {
-        case .badRequest: "bad_request"
-        case .unauthorized: "missing_token"
-        case .invalidToken: "invalid_token"
-        case .forbidden: "forbidden"
-        case .notFound: "not_found"
-        case .modelNotFound: "model_not_found"
-        case .methodNotAllowed: "method_not_allowed"
-        case .requestTimeout: "request_timeout"
-        case .payloadTooLarge: "request_too_large"
-        case .uriTooLong: "uri_too_long"
-        case .expectationFailed: "expectation_failed"
-        case .headersTooLarge: "headers_too_large"
-        case .tooManyRequests: "rate_limit_exceeded"
-        case .internalError: "internal_error"
-        case .notImplemented: "not_implemented"
-        case .upstreamConnectFailed: "upstream_connect_failed"
-        case .upstreamBadResponse: "upstream_bad_response"
-        case .upstreamTimeout: "upstream_timeout"
-        case .versionNotSupported: "http_version_not_supported"
-        case .overloaded: "overloaded"
-        }
-    }
-
     public var message: String {
         switch self {
         case .badRequest(let m), .unauthorized(let m), .invalidToken(let m), .forbidden(let m), .notFound(let m),
@@ -112,10 +76,6 @@ public enum GatewayError: Error, Equatable, Sendable {
              .versionNotSupported, .notImplemented, .expectationFailed: true
         default: false
         }
-    }
-
-    public var jsonBody: String {
-        "{\"error\":{\"message\":\(JSONText.quote(message)),\"type\":\"\(type)\",\"param\":null,\"code\":\"\(code)\"}}"
     }
 
     /// Extra response headers this error requires.

@@ -176,3 +176,13 @@ final class CancelledResumeTests: XCTestCase {
         XCTAssertEqual(completions, 0)
     }
 }
+
+/// The OpenAI error shape lives with the gateway's API layer, not in the codec.
+final class OpenAIErrorShapeTests: XCTestCase {
+    func testErrorBodiesAreOpenAIShaped() {
+        let e = GatewayError.badRequest("Bad \"thing\"\n")
+        XCTAssertEqual(e.jsonBody, #"{"error":{"message":"Bad \"thing\"\n","type":"invalid_request_error","param":null,"code":"bad_request"}}"#)
+        XCTAssertEqual(LocalResponse(e).body, Array(e.jsonBody.utf8))
+        XCTAssertEqual(GatewayError.modelNotFound("m").code, "model_not_found")
+    }
+}

@@ -49,6 +49,7 @@ let package = Package(
                                "PortcullisRouter", "PortcullisProxy", "PortcullisLimiter",
                                "PortcullisRedis", "PortcullisAuth", "CLinux"]),
         .executableTarget(name: "portcullis", dependencies: ["PortcullisServer", "PortcullisConfig"]),
+        .executableTarget(name: "JSONBench", dependencies: ["PortcullisJSON"], path: "Benchmarks/JSONBench"),
         .executableTarget(name: "FakeProvider",
                           dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "CLinux"]),
 

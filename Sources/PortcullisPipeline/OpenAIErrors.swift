@@ -1,5 +1,6 @@
 import PortcullisCore
 import PortcullisHTTP
+import PortcullisJSON
 
 /// OpenAI's error format — the API the gateway's clients speak by default:
 /// `{"error":{"message":…,"type":…,"param":null,"code":…}}`.
@@ -44,7 +45,8 @@ extension GatewayError {
 
     /// The OpenAI-format body.
     public var jsonBody: String {
-        "{\"error\":{\"message\":\(JSONText.quote(message)),\"type\":\"\(type)\",\"param\":null,\"code\":\"\(code)\"}}"
+        String(decoding: JSONWriter.bytes(.obj([("error", .obj([("message", .string(message)), ("type", .string(type)),
+                                                                ("param", .null), ("code", .string(code))]))])), as: UTF8.self)
     }
 
 }

@@ -149,6 +149,18 @@ final class AnthropicTests: XCTestCase {
         XCTAssertTrue(tr.finished)
     }
 
+    func testStopReasons() {
+        XCTAssertEqual(AnthropicResponse.finishReason("end_turn"), .string("stop"))
+        XCTAssertEqual(AnthropicResponse.finishReason("stop_sequence"), .string("stop"))
+        XCTAssertEqual(AnthropicResponse.finishReason("max_tokens"), .string("length"))
+        XCTAssertEqual(AnthropicResponse.finishReason("tool_use"), .string("tool_calls"))
+        XCTAssertEqual(AnthropicResponse.finishReason(nil), .null)
+        let msg = Array(#"{"id":"m","type":"message","model":"c","content":[{"type":"text","text":"cut"}],"stop_reason":"max_tokens","usage":{"input_tokens":1,"output_tokens":2}}"#.utf8)
+        let out = try? JSONReader.parse(AnthropicResponse.translate(msg, created: 1).get())
+        guard case .array(let choices)? = out?.objectValue?["choices"] else { return XCTFail() }
+        XCTAssertEqual(choices.first?.objectValue?["finish_reason"], .string("length"))
+    }
+
     func testWriterRoundTrips() throws {
         let docs = ["{\"a\":[1,2.50,-3e2,true,null],\"b\":\"q\\\"\\\\\\n\\u0001é\"}", "[]", "{}"]
         for d in docs {

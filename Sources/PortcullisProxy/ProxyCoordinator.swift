@@ -361,7 +361,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         outcome = "stream_error_" + failure.label
         tap?.finish { relay.body($0, into: sink.output) }
         settle(responded: true)
-        relay.failAfterHead(failure.gatewayError, into: sink.output)
+        let native = context.map(Self.isNativeAnthropic) ?? false
+        relay.failAfterHead(failure.gatewayError, anthropicShape: native, into: sink.output)
         finished = true
         sink.responseQueued(keepAlive: relay.keepAlive)
     }

@@ -1,6 +1,7 @@
 import PortcullisCore
 import PortcullisHTTP
 import PortcullisUpstream
+import PortcullisPipeline
 
 /// Writes one provider response to the client: the head rewritten (hop-by-hop and
 /// `Connection`-named fields out, SSE anti-buffering headers, the request id and the serving
@@ -88,11 +89,14 @@ public struct ResponseRelay {
     /// Ends a response that failed after its head: an SSE stream gets an explicit error event and
     /// a clean end (field-notes #10); anything else is truncated (the connection closes), so the
     /// client cannot mistake it for success.
-    mutating func failAfterHead(_ error: GatewayError, into out: ByteBuffer) {
+    /// `anthropicShape`: the client called Anthropic's API (`/v1/messages`): the event's data is
+    /// written in its error shape.
+    mutating func failAfterHead(_ error: GatewayError, anthropicShape: Bool = false, into out: ByteBuffer) {
         if status < 400 { status = error.status }
         if isSSE && chunked {
             var event = (tail == (10, 10)) ? "" : "\n\n"
-            event += "event: error\ndata: \(error.jsonBody)\n\n"
+            let data = anthropicShape ? String(decoding: ClientAPIErrors.anthropicBody(error), as: UTF8.self) : error.jsonBody
+            event += "event: error\ndata: \(data)\n\n"
             let bytes = Array(event.utf8)
             out.appendHex(bytes.count); out.append(StatusLine.crlf); out.append(bytes); out.append(StatusLine.crlf)
             out.append(StatusLine.lastChunk)

@@ -209,3 +209,15 @@ def test_openai_sdk_tool_calls_through_an_anthropic_target(claude_gateway, key):
     client2 = openai.OpenAI(base_url=f"{gw.base}/v1", api_key=key.token({"tier": "pro"}), max_retries=0)
     r = client2.chat.completions.create(model="chat-default", messages=follow, tools=tools)
     assert r.choices[0].message.content == "The gate is open"
+
+
+def test_native_stream_failure_ends_with_an_anthropic_error_event(start_gateway, fake, key):
+    providers = {"claude": {"base_url": fake_url(fake, "reset-after=3"), "kind": "anthropic"}}
+    gw = start_gateway(providers=providers, routes=[{"path": NATIVE, "provider": "claude", "methods": ["POST"]}],
+                       env={"TEST_JWT_SECRET": SECRET},
+                       extra_yaml="auth:\n  jwt:\n    keys:\n      - { kid: hs1, alg: HS256, secret_env: TEST_JWT_SECRET }\n")
+    r = post(gw.port, NATIVE, messages_body(stream=True), {"x-api-key": key.token({"tier": "pro"})})
+    assert r.status == 200
+    events = sse_data(r.body)
+    name, data = events[-1]
+    assert name == "error" and json.loads(data)["type"] == "error" and "message" in json.loads(data)["error"]

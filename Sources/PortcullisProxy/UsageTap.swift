@@ -108,22 +108,18 @@ final class UsageTap {
         let sub = UnsafeRawBufferPointer(rebasing: b[at...])
         // The object ends before the end of `b`: a lenient scan stops at its closing brace.
         guard let f = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return (nil, nil, nil) }
-        func int(_ i: Int) -> Int64? {
-            guard let r = f.member(i), r.count <= 15 else { return nil }
-            var n: Int64 = 0
-            for k in r { let c = sub[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
-            return n
-        }
-        if let t = int(0) { return (t, nil, nil) }
-        if let p = int(1), let c = int(2) { return (p + c, nil, nil) }
+        if let t = integer(sub, f.member(0)) { return (t, nil, nil) }
+        if let p = integer(sub, f.member(1)), let c = integer(sub, f.member(2)) { return (p + c, nil, nil) }
         guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub) else { return (nil, nil, nil) }
-        func aint(_ i: Int) -> Int64? {
-            guard let r = a.member(i), r.count <= 15 else { return nil }
-            var n: Int64 = 0
-            for k in r { let c = sub[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
-            return n
-        }
-        return (nil, aint(0), aint(1))
+        return (nil, integer(sub, a.member(0)), integer(sub, a.member(1)))
+    }
+
+    /// A non-negative integer of at most 15 digits at `range`.
+    static func integer(_ b: UnsafeRawBufferPointer, _ range: Range<Int>?) -> Int64? {
+        guard let r = range, !r.isEmpty, r.count <= 15 else { return nil }
+        var n: Int64 = 0
+        for k in r { let c = b[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
+        return n
     }
 
     static func counts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Int64? {

@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(name: "portcullis", dependencies: ["PortcullisServer", "PortcullisConfig"]),
         .executableTarget(name: "JSONBench", dependencies: ["PortcullisJSON"], path: "Benchmarks/JSONBench"),
         .executableTarget(name: "FakeProvider",
-                          dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "CLinux"]),
+                          dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "PortcullisJSON", "CLinux"]),
 
         .target(name: "PortcullisTestSupport", path: "Tests/PortcullisTestSupport"),
         .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore", "PortcullisTestSupport"]),

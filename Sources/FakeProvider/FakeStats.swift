@@ -1,3 +1,4 @@
+import PortcullisJSON
 import PortcullisCore
 import PortcullisHTTP
 import Synchronization
@@ -21,10 +22,10 @@ final class FakeStats: Sendable {
 
     func lastRequestJSON() -> String {
         guard let (h, bodyCount) = lastRequest.withLock({ $0 }) else { return "null" }
-        var s = "{\"method\":\(JSONText.quote(h.method)),\"target\":\(JSONText.quote(h.target)),\"body_bytes\":\(bodyCount),\"headers\":["
+        var s = "{\"method\":\(JSONWriter.quoted(h.method)),\"target\":\(JSONWriter.quoted(h.target)),\"body_bytes\":\(bodyCount),\"headers\":["
         for (i, hd) in h.headers.enumerated() {
             if i > 0 { s += "," }
-            s += "[\(JSONText.quote(hd.name)),\(JSONText.quote(hd.value))]"
+            s += "[\(JSONWriter.quoted(hd.name)),\(JSONWriter.quoted(hd.value))]"
         }
         return s + "]}"
     }
@@ -34,7 +35,7 @@ final class FakeStats: Sendable {
     }
 
     func prefixJSON() -> String {
-        byPrefix.withLock { m in m.sorted { $0.key < $1.key }.map { "\(JSONText.quote($0.key)):\($0.value)" }.joined(separator: ",") }
+        byPrefix.withLock { m in m.sorted { $0.key < $1.key }.map { "\(JSONWriter.quoted($0.key)):\($0.value)" }.joined(separator: ",") }
     }
 
     func reset() {

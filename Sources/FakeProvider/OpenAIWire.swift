@@ -1,3 +1,4 @@
+import PortcullisJSON
 import PortcullisCore
 /// Builds responses in OpenAI's chat-completions wire format (see shared/fixtures/openai-*).
 enum OpenAIWire {
@@ -42,7 +43,7 @@ enum OpenAIWire {
 
     /// An OpenAI-format error with the fake's own message (malformed requests).
     static func error(status: Int, message: String) -> String {
-        "{\"error\":{\"message\":\(JSONText.quote(message)),\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"bad_request\"}}"
+        "{\"error\":{\"message\":\(JSONWriter.quoted(message)),\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"bad_request\"}}"
     }
 
     static func error(status: Int) -> String {

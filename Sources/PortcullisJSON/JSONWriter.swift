@@ -34,6 +34,14 @@ public enum JSONWriter {
         }
     }
 
+    /// `s` as a JSON string literal, as text (for bodies assembled around fixed JSON).
+    public static func quoted(_ s: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 2)
+        string(s, &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// A JSON string literal: `"` `\` and controls escaped, everything else as UTF-8.
     public static func string(_ s: String, _ out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))

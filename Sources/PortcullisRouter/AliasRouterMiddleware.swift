@@ -123,7 +123,7 @@ public final class AliasRouterMiddleware: Middleware {
         var s = "{\"object\":\"list\",\"data\":["
         for (i, a) in models.aliases(visibleTo: tier).enumerated() {
             if i > 0 { s += "," }
-            s += "{\"id\":\(JSONText.quote(a.name)),\"object\":\"model\",\"created\":0,\"owned_by\":\"portcullis\"}"
+            s += "{\"id\":\(JSONWriter.quoted(a.name)),\"object\":\"model\",\"created\":0,\"owned_by\":\"portcullis\"}"
         }
         s += "]}"
         return LocalResponse(status: 200, headers: [("content-type", "application/json")], body: Array(s.utf8))

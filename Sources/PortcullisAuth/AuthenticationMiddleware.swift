@@ -27,7 +27,7 @@ public final class AuthenticationMiddleware: Middleware {
         }
         // Anthropic's SDKs send the caller's credential as `x-api-key` (older releases) on their
         // own API: there the JWT may come that way too (it is never forwarded either way).
-        if authorization == nil && ctx.path.hasSuffix("/v1/messages") {
+        if authorization == nil && ctx.callsAnthropicAPI {
             let keys = ctx.head.headers.filter { $0.known == .xApiKey }
             if keys.count > 1 { return .respond(LocalResponse(.badRequest("More than one x-api-key header."))) }
             if let k = keys.first { authorization = "Bearer " + k.value }

@@ -65,6 +65,11 @@ public final class RequestContext {
         return r
     }
 
+    /// The client called Anthropic's own Messages API (`…/v1/messages`), not OpenAI's: the
+    /// request is passed through natively, the JWT may come as `x-api-key`, and the gateway's own
+    /// errors are written in Anthropic's shape.
+    public var callsAnthropicAPI: Bool { path.hasSuffix("/v1/messages") }
+
     public init(requestID: String, head: HTTPRequestHead, body: [UInt8], clientAddress: String,
                 startNanos: UInt64, configuration: GatewayConfiguration) {
         self.requestID = requestID; self.head = head; self.body = body

@@ -73,7 +73,7 @@ struct AnthropicAdapter: ProviderAdapter {
             guard let key = p.apiKey else { return .failure(.missingCredential(env: envName)) }
             credential = HTTPHeader(name: "x-api-key", value: key)
         }
-        if ProxyCoordinator.isNativeAnthropic(ctx) {
+        if ctx.callsAnthropicAPI {
             let version = ctx.head.first("anthropic-version") == nil ? AnthropicResponseTransform.version : nil
             return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
                                            body: body, transform: nil))

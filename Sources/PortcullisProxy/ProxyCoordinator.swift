@@ -361,14 +361,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         outcome = "stream_error_" + failure.label
         tap?.finish { relay.body($0, into: sink.output) }
         settle(responded: true)
-        let native = context.map(Self.isNativeAnthropic) ?? false
-        relay.failAfterHead(failure.gatewayError, anthropicShape: native, into: sink.output)
+        relay.failAfterHead(failure.gatewayError, anthropicShape: context?.callsAnthropicAPI ?? false, into: sink.output)
         finished = true
         sink.responseQueued(keepAlive: relay.keepAlive)
     }
-
-    /// The client called Anthropic's own Messages API (`…/v1/messages`), not OpenAI's.
-    public static func isNativeAnthropic(_ ctx: RequestContext) -> Bool { ctx.path.hasSuffix("/v1/messages") }
 
     /// A translated answer cannot be delivered (nothing was sent yet): 502.
     private func upstreamTranslationFailed(_ why: String) -> Bool {

@@ -29,7 +29,7 @@ extension HTTPServerConnection: ResponseSink {
     func respondLocal(_ r: LocalResponse, method: String, target: String, forceClose: Bool) {
         if phase == .closed { return }
         var r = r
-        if let e = r.error, let ctx = context, ProxyCoordinator.isNativeAnthropic(ctx) {
+        if let e = r.error, context?.callsAnthropicAPI == true {
             r.body = ClientAPIErrors.anthropicBody(e)     // the client called Anthropic's API
         }
         worker.loop.cancel(timer)

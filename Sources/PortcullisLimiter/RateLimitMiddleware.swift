@@ -285,57 +285,37 @@ public final class RateLimitMiddleware: Middleware {
         }
     }
 
-    func headers(_ p: Plan, _ statuses: [BucketStatus]) -> [(String, String)] {
-        var out: [(String, String)] = []
+    /// The `x-ratelimit-*` fields OpenAI sends, for the request and token buckets the client is
+    /// told about (the one list both the 429 headers and the admitted response's lines come from).
+    func forEachRateLimitField(_ p: Plan, _ statuses: [BucketStatus], _ emit: (StaticString, String) -> Void) {
         if let i = p.requestsBucket {
-            out.append(("x-ratelimit-limit-requests", String(p.requests[i].capacity)))
-            out.append(("x-ratelimit-remaining-requests", String(statuses[i].remaining)))
-            out.append(("x-ratelimit-reset-requests", Self.duration(statuses[i].resetMillis)))
+            emit("x-ratelimit-limit-requests", String(p.requests[i].capacity))
+            emit("x-ratelimit-remaining-requests", String(statuses[i].remaining))
+            emit("x-ratelimit-reset-requests", Self.duration(statuses[i].resetMillis))
         }
         if let i = p.tokensBucket {
-            out.append(("x-ratelimit-limit-tokens", String(p.requests[i].capacity)))
-            out.append(("x-ratelimit-remaining-tokens", String(statuses[i].remaining)))
-            out.append(("x-ratelimit-reset-tokens", Self.duration(statuses[i].resetMillis)))
+            emit("x-ratelimit-limit-tokens", String(p.requests[i].capacity))
+            emit("x-ratelimit-remaining-tokens", String(statuses[i].remaining))
+            emit("x-ratelimit-reset-tokens", Self.duration(statuses[i].resetMillis))
         }
+    }
+
+    func headers(_ p: Plan, _ statuses: [BucketStatus]) -> [(String, String)] {
+        var out: [(String, String)] = []
+        forEachRateLimitField(p, statuses) { out.append(($0.description, $1)) }
         return out
     }
 
-    /// The same headers as `headers`, as response-head bytes (built without Strings: every
-    /// admitted response carries them).
+    /// The same fields as response-head lines (every admitted response carries them; the values
+    /// are small strings, stored inline).
     func headerLines(_ p: Plan, _ statuses: [BucketStatus]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
-        func decimal(_ v: Int64) {
-            var n = v
-            if n < 0 { out.append(45); n = -n }
-            var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                         UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-                (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-            var count = 0
-            withUnsafeMutableBytes(of: &digits) { d in
-                repeat { d[count] = UInt8(48 + n % 10); n /= 10; count += 1 } while n > 0
-                for i in stride(from: count - 1, through: 0, by: -1) { out.append(d[i]) }
-            }
-        }
-        func line(_ name: StaticString, _ value: Int64) {
+        forEachRateLimitField(p, statuses) { name, value in
             out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-            decimal(value)
+            out.append(58); out.append(32)              // ": "
+            out.append(contentsOf: value.utf8)
             out.append(13); out.append(10)
-        }
-        func reset(_ name: StaticString, _ ms: Int64) {
-            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-            out.append(contentsOf: Self.duration(ms).utf8)
-            out.append(13); out.append(10)
-        }
-        if let i = p.requestsBucket {
-            line("x-ratelimit-limit-requests: ", p.requests[i].capacity)
-            line("x-ratelimit-remaining-requests: ", statuses[i].remaining)
-            reset("x-ratelimit-reset-requests: ", statuses[i].resetMillis)
-        }
-        if let i = p.tokensBucket {
-            line("x-ratelimit-limit-tokens: ", p.requests[i].capacity)
-            line("x-ratelimit-remaining-tokens: ", statuses[i].remaining)
-            reset("x-ratelimit-reset-tokens: ", statuses[i].resetMillis)
         }
         return out
     }

@@ -47,18 +47,24 @@ enum ProviderAdapters {
     }
 }
 
+extension ProviderConfiguration {
+    /// The provider's key as the header `name` (value `prefix` + key): nil when the provider needs
+    /// none; refused when `api_key_env` names an unset variable.
+    func credential(_ name: String, prefix: String = "") -> Result<HTTPHeader?, AdapterRefusal> {
+        guard let envName = apiKeyEnv else { return .success(nil) }
+        guard let key = apiKey else { return .failure(.missingCredential(env: envName)) }
+        return .success(HTTPHeader(name: name, value: prefix + key))
+    }
+}
+
 /// OpenAI and every OpenAI-compatible API (vLLM, Ollama, Groq, Together, …): the request goes as
 /// the client (and the router) shaped it, with the key in `Authorization: Bearer`.
 struct OpenAIAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
                  target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
-        var credential: HTTPHeader?
-        if let envName = p.apiKeyEnv {
-            guard let key = p.apiKey else { return .failure(.missingCredential(env: envName)) }
-            credential = HTTPHeader(name: "authorization", value: "Bearer " + key)
+        p.credential("authorization", prefix: "Bearer ").map {
+            AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: nil, body: body, transform: nil)
         }
-        return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: nil,
-                                       body: body, transform: nil))
     }
 }
 
@@ -68,10 +74,10 @@ struct OpenAIAdapter: ProviderAdapter {
 struct AnthropicAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
                  target t: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
-        var credential: HTTPHeader?
-        if let envName = p.apiKeyEnv {
-            guard let key = p.apiKey else { return .failure(.missingCredential(env: envName)) }
-            credential = HTTPHeader(name: "x-api-key", value: key)
+        let credential: HTTPHeader?
+        switch p.credential("x-api-key") {
+        case .success(let c): credential = c
+        case .failure(let refusal): return .failure(refusal)
         }
         if ctx.callsAnthropicAPI {
             let version = ctx.head.first("anthropic-version") == nil ? AnthropicResponseTransform.version : nil
@@ -93,7 +99,6 @@ struct AnthropicAdapter: ProviderAdapter {
 final class AnthropicResponseTransform {
     static let version = HTTPHeader(name: "anthropic-version", value: "2023-06-01")
     static let path = "/v1/messages"
-    static let defaultMaxTokens = 4096
 
     var translator: AnthropicStreamTranslator
     var decoder = SSEDecoder()
@@ -106,19 +111,18 @@ final class AnthropicResponseTransform {
 
     /// Translates the stream bytes that arrived; `emit` gets OpenAI events (whole events only).
     func feed(_ bytes: UnsafeRawBufferPointer, emit: ([UInt8]) -> Void) {
-        _ = decoder.feed(bytes) { event in
-            guard let data = SSEDecoder.data(of: event) else { return }
-            let out = translator.translate(data: data)
-            if !out.isEmpty { emit(out) }
-        }
+        _ = decoder.feed(bytes) { translate($0, emit) }
     }
 
+    /// The stream ended: an event still held by the decoder is translated.
     func finish(emit: ([UInt8]) -> Void) {
-        decoder.finish { event in
-            guard let data = SSEDecoder.data(of: event) else { return }
-            let out = translator.translate(data: data)
-            if !out.isEmpty { emit(out) }
-        }
+        decoder.finish { translate($0, emit) }
+    }
+
+    private func translate(_ event: UnsafeRawBufferPointer, _ emit: ([UInt8]) -> Void) {
+        guard let data = SSEDecoder.data(of: event) else { return }
+        let out = translator.translate(data: data)
+        if !out.isEmpty { emit(out) }
     }
 
     /// An Anthropic error body (`{"type":"error","error":{"type":…,"message":…}}`) in OpenAI's

@@ -28,7 +28,7 @@ public final class MemoryLimitBackend: LimitBackend {
 
 /// What a request holds once admitted: its token reservation, settled against the usage the
 /// provider reported (or an estimate of what was streamed; usage above the estimate is charged
-/// too), and its concurrency slot, released. Settled exactly once, whichever path ends the
+/// too), and its concurrency slot, released. Settled once, by whichever path ends the
 /// request first (response end, failure, client gone, a later stage refusing it).
 final class LimitReservation: UsageSettlement {
     let backend: LimitBackend

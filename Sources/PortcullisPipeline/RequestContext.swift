@@ -126,8 +126,9 @@ public final class RoutePlan {
     }
 }
 
-/// Settles a request's reserved token estimate against what it really used. Called exactly once,
-/// when the response ended (or never started); loop thread.
+/// Settles a request's reserved token estimate against what it really used, when the response
+/// ended (or never started); loop thread. Idempotent: the first call counts (the proxy settles
+/// with what it saw; the connection's end-of-request call is then a no-op).
 public protocol UsageSettlement: AnyObject {
     /// `usage`: total tokens the provider reported; nil when it reported none (then `prompt` and
     /// `streamedEvents` — content events streamed to the client — give an estimate).

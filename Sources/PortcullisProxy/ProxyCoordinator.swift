@@ -53,7 +53,6 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     public private(set) var relay = ResponseRelay()
     /// Watches the final response for `usage` when the limiter wants it settled.
     var tap: UsageTap?
-    var settled = false
     /// The current attempt's response translation (non-OpenAI providers), and a whole JSON
     /// answer being collected for it.
     var transform: AnthropicResponseTransform?
@@ -75,7 +74,6 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
         tap = ctx.settlement != nil ? UsageTap(hide: ctx.hideStreamUsage) : nil
-        settled = false
         let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
@@ -262,7 +260,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if let t = target, !retryable { metrics?.success(t.index) }
         if let tr = transform {
             if h.status == 200 && h.isEventStream { tr.streaming = true }
-            else if h.status >= 200 { whole = (h, []); return }    // JSON answers and errors: translated whole
+            else { whole = (h, []); return }    // JSON answers and errors: translated whole (1xx never arrive)
         }
         forwardHead(h)
         _ = sink.outputAppended()
@@ -376,12 +374,11 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         return false
     }
 
-    /// Tells the limiter what the request used (once): the provider's `usage` when it came,
-    /// else an estimate from what was streamed; nothing when no response came at all.
+    /// Tells the limiter what the request used (the settlement counts only its first call): the
+    /// provider's `usage` when it came, else an estimate from what was streamed; nothing when no
+    /// response came at all.
     func settle(responded: Bool) {
-        guard !settled, let s = context?.settlement else { return }
-        settled = true
-        s.settle(usage: tap?.usage, streamedEvents: tap?.contentEvents ?? 0, responded: responded)
+        context?.settlement?.settle(usage: tap?.usage, streamedEvents: tap?.contentEvents ?? 0, responded: responded)
     }
 
     static func kind(_ f: UpstreamFailure) -> RouterMetrics.FailureKind {

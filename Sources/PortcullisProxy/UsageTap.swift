@@ -101,7 +101,6 @@ final class UsageTap {
         return counts(b, objectAt: u)
     }
 
-    /// The token counts of the usage object starting at `at`.
     /// The token counts of the usage object starting at `at`: OpenAI's total (or prompt +
     /// completion), else Anthropic's input / output tokens.
     static func fields(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> (total: Int64?, input: Int64?, output: Int64?) {

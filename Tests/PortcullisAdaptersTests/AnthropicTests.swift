@@ -1,22 +1,16 @@
 import XCTest
 import PortcullisHTTP
 import PortcullisJSON
+import PortcullisCore
+import PortcullisTestSupport
 @testable import PortcullisAdapters
 
 /// OpenAI ⇄ Anthropic translation against the shared wire-format fixtures.
 final class AnthropicTests: XCTestCase {
     func fixture(_ name: String) throws -> [UInt8] {
         let dir = URLLessPath.fixtures
-        guard let f = fopen(dir + "/" + name, "r") else { throw XCTSkip("fixture \(name) not found in \(dir)") }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        return out
+        guard let b = FileReader.bytes(dir + "/" + name) else { throw XCTSkip("fixture \(name) not found in \(dir)") }
+        return b
     }
 
     func json(_ b: [UInt8]) throws -> JSONValue { try JSONReader.parse(b) }
@@ -103,13 +97,8 @@ final class AnthropicTests: XCTestCase {
             var tr = AnthropicStreamTranslator(created: 1, includeUsage: includeUsage)
             var decoder = SSEDecoder()
             var out: [UInt8] = []
-            var i = 0
-            while i < sse.count {     // whole, and in 1-byte slices
-                let piece = Array(sse[i..<min(sse.count, i &+ step)])
-                _ = piece.withUnsafeBytes { decoder.feed($0) { ev in
-                    if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) }
-                } }
-                i = min(sse.count, i &+ step)
+            forEachSlice(of: sse, step: step) {     // whole, and in 1-byte slices
+                _ = decoder.feed($0) { ev in if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) } }
             }
             let events = String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n").filter { !$0.isEmpty }
             XCTAssertEqual(events.last, "data: [DONE]")
@@ -226,12 +215,8 @@ final class AnthropicToolAnswerTests: XCTestCase {
             var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
             var decoder = SSEDecoder()
             var out: [UInt8] = []
-            let bytes = Array(sse.utf8)
-            var i = 0
-            while i < bytes.count {
-                let piece = Array(bytes[i..<min(bytes.count, i + step)])
-                _ = piece.withUnsafeBytes { decoder.feed($0) { ev in if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) } } }
-                i += step
+            forEachSlice(of: Array(sse.utf8), step: step) {
+                _ = decoder.feed($0) { ev in if let d = SSEDecoder.data(of: ev) { out += tr.translate(data: d) } }
             }
             var args = "", name: JSONValue = .null, finish: JSONValue = .null
             for e in String(decoding: out, as: UTF8.self).components(separatedBy: "\n\n") where e.hasPrefix("data: {") {

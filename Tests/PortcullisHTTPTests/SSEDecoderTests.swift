@@ -1,17 +1,14 @@
 import XCTest
 @testable import PortcullisHTTP
+import PortcullisTestSupport
 
 /// SSE framing: events split anywhere, every line-ending style, data extraction.
 final class SSEDecoderTests: XCTestCase {
     func events(_ text: String, step: Int) -> ([String], String) {
         var d = SSEDecoder()
         var out: [String] = []
-        let bytes = Array(text.utf8)
-        var i = 0
-        while i < bytes.count {
-            let piece = Array(bytes[i..<min(bytes.count, i + step)])
-            _ = piece.withUnsafeBytes { d.feed($0) { out.append(String(decoding: $0, as: UTF8.self)) } }
-            i += step
+        forEachSlice(of: Array(text.utf8), step: step) {
+            _ = d.feed($0) { out.append(String(decoding: $0, as: UTF8.self)) }
         }
         d.finish { out.append(String(decoding: $0, as: UTF8.self)) }
         return (out, String(decoding: d.partial, as: UTF8.self))

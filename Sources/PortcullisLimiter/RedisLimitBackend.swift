@@ -74,18 +74,17 @@ public enum RedisLimitScript {
 }
 
 /// Limits kept in Redis, shared by every instance. One `EVALSHA` per worker per event-loop
-/// iteration decides every request admitted and settles every request finished in it (the
-/// script is loaded once per connection; `NOSCRIPT`, e.g. after a Redis restart, falls back to
-/// `EVAL`, which loads it again). When Redis cannot answer within `redis.timeout`: `fail_open` decides
+/// iteration decides every request admitted and settles every request finished in it (each
+/// script — buckets, stream slots — is loaded once per connection; `NOSCRIPT`, e.g. after a
+/// Redis restart, falls back to `EVAL`, which loads it again). When Redis cannot answer within `redis.timeout`: `fail_open` decides
 /// from this instance's memory buckets, `fail_closed` answers 503; either way Redis is used
 /// again as soon as it answers. One per worker; loop thread only.
 public final class RedisLimitBackend: LimitBackend {
     let redis: RedisConnection
     let fallback: MemoryLimitStore
     let policy: RedisConfiguration.FailurePolicy
-    /// The script's SHA-1 once `SCRIPT LOAD` answered (nil: send `EVAL`).
-    var sha: String?
-    var loading = false
+    let bucketScript = LoadedScript(RedisLimitScript.source)
+    let slotScript = LoadedScript(RedisLimitBackend.slotSource)
     let health: LimiterHealth
 
     public init(redis: RedisConnection, fallback: MemoryLimitStore, policy: RedisConfiguration.FailurePolicy,
@@ -135,7 +134,7 @@ public final class RedisLimitBackend: LimitBackend {
                 args.append(String(r.capacity)); args.append(String(r.windowMillis)); args.append(String(r.cost))
             }
         }
-        run(keys: keys, args: args) { [weak self] result in
+        run(bucketScript, keys: keys, args: args) { [weak self] result in
             guard let self else { return }
             guard case .reply(.array(let items)) = result,
                   let decided = RedisLimitBackend.decode(items, entries: entries) else {
@@ -154,7 +153,7 @@ public final class RedisLimitBackend: LimitBackend {
         }
     }
 
-    static let slotScript = """
+    static let slotSource = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -168,7 +167,7 @@ public final class RedisLimitBackend: LimitBackend {
     /// A lease in a sorted set scored by expiry: expired leases (a crashed instance's) are
     /// dropped before counting.
     public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) {
-        redis.command(["EVAL", Self.slotScript, "1", slot.key, String(slot.max), String(slot.leaseMillis), slot.member]) { [weak self] r in
+        run(slotScript, keys: [slot.key], args: [String(slot.max), String(slot.leaseMillis), slot.member]) { [weak self] r in
             guard let self else { return }
             switch r {
             case .reply(.integer(let n)):
@@ -185,25 +184,31 @@ public final class RedisLimitBackend: LimitBackend {
     }
 
     public func releaseSlot(_ slot: SlotRequest) {
-        redis.command(["ZREM", slot.key, slot.member]) { [weak self] r in
-            if case .failed = r { self?.fallback.releaseSlot(slot) }   // (taken from memory while degraded)
-        }
-        fallback.releaseSlot(slot)
+        redis.command(["ZREM", slot.key, slot.member]) { _ in }
+        fallback.releaseSlot(slot)      // (taken from memory while degraded)
     }
 
-    func run(keys: [String], args: [String], _ completion: @escaping (RedisResult) -> Void) {
-        if sha == nil && !loading && redis.state == .ready {
-            loading = true
-            redis.command(["SCRIPT", "LOAD", RedisLimitScript.source]) { [weak self] r in
-                self?.loading = false
-                if case .reply(.string(let s)) = r { self?.sha = s }
+    /// A Lua script sent by its SHA-1 once `SCRIPT LOAD` answered, by its source before that.
+    final class LoadedScript {
+        let source: String
+        var sha: String?
+        var loading = false
+        init(_ source: String) { self.source = source }
+    }
+
+    func run(_ script: LoadedScript, keys: [String], args: [String], _ completion: @escaping (RedisResult) -> Void) {
+        if script.sha == nil && !script.loading && redis.state == .ready {
+            script.loading = true
+            redis.command(["SCRIPT", "LOAD", script.source]) { r in
+                script.loading = false
+                if case .reply(.string(let s)) = r { script.sha = s }
             }
         }
-        var command = (sha.map { ["EVALSHA", $0] } ?? ["EVAL", RedisLimitScript.source]) + [String(keys.count)] + keys + args
+        var command = (script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source]) + [String(keys.count)] + keys + args
         redis.command(command) { [weak self] r in
             if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self {
-                self.sha = nil                  // Redis restarted or flushed its scripts: EVAL loads it again
-                command[0] = "EVAL"; command[1] = RedisLimitScript.source
+                script.sha = nil                // Redis restarted or flushed its scripts: EVAL loads it again
+                command[0] = "EVAL"; command[1] = script.source
                 return self.redis.command(command, completion: completion)
             }
             completion(r)

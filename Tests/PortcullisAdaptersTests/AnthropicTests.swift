@@ -8,9 +8,7 @@ import PortcullisTestSupport
 /// OpenAI ⇄ Anthropic translation against the shared wire-format fixtures.
 final class AnthropicTests: XCTestCase {
     func fixture(_ name: String) throws -> [UInt8] {
-        let dir = URLLessPath.fixtures
-        guard let b = FileReader.bytes(dir + "/" + name) else { throw XCTSkip("fixture \(name) not found in \(dir)") }
-        return b
+        try XCTUnwrap(FileReader.bytes(URLLessPath.fixtures + "/" + name), "fixture \(name) not found in \(URLLessPath.fixtures)")
     }
 
     func json(_ b: [UInt8]) throws -> JSONValue { try JSONReader.parse(b) }
@@ -159,12 +157,13 @@ final class AnthropicTests: XCTestCase {
     }
 }
 
-/// Where the shared fixtures are: `../shared/fixtures` beside the project.
+/// Where the wire-format fixtures are: `Tests/Fixtures/wire` (copied from the shared samples, so
+/// a fresh clone runs these tests instead of skipping them).
 enum URLLessPath {
     static var fixtures: String {
         var p = #filePath
-        for _ in 0..<4 { if let i = p.lastIndex(of: "/") { p = String(p[..<i]) } }
-        return p + "/shared/fixtures"
+        for _ in 0..<2 { if let i = p.lastIndex(of: "/") { p = String(p[..<i]) } }
+        return p + "/Fixtures/wire"
     }
 }
 

@@ -118,16 +118,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// Whether another attempt could be made after the current one (without consuming breakers).
     func mayTryAnother() -> Bool {
         guard let plan = context?.plan, attempts < plan.maxAttempts else { return false }
+        guard let b = breakers else { return nextCandidate < plan.candidates.count }
         let t = now()
-        for c in plan.candidates[nextCandidate...] {
-            guard let b = breakers else { return true }
-            switch b.state(c.index) {
-            case .closed: return true
-            case .open(let until): if t >= until { return true }
-            case .halfOpen(let probing): if !probing { return true }
-            }
-        }
-        return false
+        return plan.candidates[nextCandidate...].contains { b.wouldAdmit($0.index, now: t) }
     }
 
     func launch(provider p: ProviderConfiguration, target t: ModelTarget?, body: [UInt8]) {

@@ -32,16 +32,18 @@ public final class CircuitBreakers {
     /// Whether a request may be sent to `target` now. An open breaker past its cool-down turns
     /// half-open and admits this one request as the probe.
     public func admit(_ target: Int, now: UInt64) -> Bool {
+        guard wouldAdmit(target, now: now) else { return false }
+        if case .closed = states[target] { return true }
+        states[target] = .halfOpen(probing: true)
+        return true
+    }
+
+    /// Whether `admit` would let a request through now, without taking the probe.
+    public func wouldAdmit(_ target: Int, now: UInt64) -> Bool {
         switch states[target] {
-        case .closed: return true
-        case .open(let until):
-            guard now >= until else { return false }
-            states[target] = .halfOpen(probing: true)
-            return true
-        case .halfOpen(let probing):
-            if probing { return false }
-            states[target] = .halfOpen(probing: true)
-            return true
+        case .closed: true
+        case .open(let until): now >= until
+        case .halfOpen(let probing): !probing
         }
     }
 

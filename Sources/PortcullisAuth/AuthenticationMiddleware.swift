@@ -125,10 +125,7 @@ public final class AuthenticationMiddleware: Middleware {
     }
 
     /// 1–12 decimal digits.
-    static func unixSeconds(_ s: String) -> Int64? {
-        guard !s.isEmpty, s.utf8.count <= 12, s.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        return Int64(s)
-    }
+    static func unixSeconds(_ s: String) -> Int64? { DecimalDigits.value(s.utf8, maxDigits: 12) }
 }
 
 /// Identity values go into upstream headers: 1–256 visible ASCII characters, nothing else.

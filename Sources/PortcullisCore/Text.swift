@@ -17,6 +17,22 @@ extension StringProtocol {
     }
 }
 
+/// Unsigned ASCII decimal numbers, strictly: 1 to `maxDigits` digits, no sign, no space, no
+/// fraction. `maxDigits` ≤ 18, so the value cannot overflow.
+public enum DecimalDigits {
+    @inlinable
+    public static func value<C: Collection>(_ digits: C, maxDigits: Int) -> Int64? where C.Element == UInt8 {
+        precondition(maxDigits <= 18, "more than 18 digits may overflow Int64")
+        guard !digits.isEmpty, digits.count <= maxDigits else { return nil }
+        var n: Int64 = 0
+        for c in digits {
+            guard c >= 48 && c <= 57 else { return nil }
+            n = n * 10 + Int64(c - 48)
+        }
+        return n
+    }
+}
+
 /// Whole-file reads for start-up and reload code (config, keys). Never on the request path.
 public enum FileReader {
     /// The file's bytes, or nil when it cannot be opened or exceeds `limit` bytes.

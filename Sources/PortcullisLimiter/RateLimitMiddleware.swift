@@ -216,9 +216,7 @@ public final class RateLimitMiddleware: Middleware {
         var edited = false
         for i in 0..<2 {
             guard let r = s.member(i) else { continue }
-            let digits = body[r]
-            guard !digits.isEmpty, digits.count <= 12, digits.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { continue }
-            let n = digits.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) }
+            guard let n = DecimalDigits.value(body[r], maxDigits: 12) else { continue }
             if let c = cap, n > Int64(c) {
                 edits.replace(r, with: Array(String(c).utf8))
                 edited = true

@@ -386,8 +386,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     /// `Retry-After` in seconds (the delta-seconds form; an HTTP-date is ignored).
     static func retryAfterNanos(_ h: HTTPResponseHead) -> UInt64? {
-        guard let v = h.first("retry-after"), !v.isEmpty, v.utf8.count <= 9, v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-              let s = UInt64(v) else { return nil }
-        return s * 1_000_000_000
+        guard let v = h.first("retry-after"), let s = DecimalDigits.value(v.utf8, maxDigits: 9) else { return nil }
+        return UInt64(s) * 1_000_000_000
     }
 }

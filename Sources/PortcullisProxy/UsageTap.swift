@@ -115,10 +115,7 @@ final class UsageTap {
 
     /// A non-negative integer of at most 15 digits at `range`.
     static func integer(_ b: UnsafeRawBufferPointer, _ range: Range<Int>?) -> Int64? {
-        guard let r = range, !r.isEmpty, r.count <= 15 else { return nil }
-        var n: Int64 = 0
-        for k in r { let c = b[k]; guard c >= 48 && c <= 57 else { return nil }; n = n * 10 + Int64(c - 48) }
-        return n
+        range.flatMap { DecimalDigits.value(b[$0], maxDigits: 15) }
     }
 
     static func counts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Int64? {

@@ -81,7 +81,7 @@ public final class AliasRouterMiddleware: Middleware {
             for i in 1...2 {
                 guard let r = scan.member(i) else { continue }
                 present = true
-                guard let n = Self.integer(ctx.body[r]) else {
+                guard let n = DecimalDigits.value(ctx.body[r], maxDigits: 12) else {
                     return .failure(.refused(.badRequest("\"\(names[i])\" must be a non-negative integer.")))
                 }
                 if n > cap {
@@ -110,12 +110,6 @@ public final class AliasRouterMiddleware: Middleware {
         for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
         return .success(RoutePlan(alias: alias.name, tier: chosen.tier, candidates: candidates, retryOn: alias.retryOn,
                                   maxAttempts: alias.maxAttempts, body: edits))
-    }
-
-    /// A JSON number that is a non-negative integer of at most 12 digits.
-    static func integer(_ bytes: ArraySlice<UInt8>) -> Int? {
-        guard !bytes.isEmpty, bytes.count <= 12, bytes.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        return bytes.reduce(0) { $0 * 10 + Int($1 - 48) }
     }
 
     /// `GET /v1/models` in OpenAI's list format: the aliases this caller's tier may use.

@@ -42,7 +42,7 @@ let package = Package(
                                "PortcullisConfig", "COpenSSL", "CLinux"]),
         .target(name: "PortcullisProxy",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline",
-                               "PortcullisUpstream", "PortcullisRouter", "PortcullisAdapters", "PortcullisJSON"]),
+                               "PortcullisUpstream", "PortcullisRouter", "PortcullisAdapters", "PortcullisJSON", "CLinux"]),
         .target(name: "PortcullisServer",
                 dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
                                "PortcullisConfig", "PortcullisPipeline", "PortcullisUpstream",

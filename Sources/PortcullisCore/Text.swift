@@ -33,6 +33,26 @@ public enum DecimalDigits {
     }
 }
 
+extension Array where Element == UInt8 {
+    /// Appends `n` in ASCII decimal (a leading `-` when negative), without a `String`.
+    public mutating func appendDecimal(_ n: Int64) {
+        if n < 0 { append(45) }
+        var v = n.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)      // 24 bytes: room for 20 digits
+        Swift.withUnsafeMutableBytes(of: &digits) { raw in
+            let d = raw.bindMemory(to: UInt8.self)
+            var i = 24
+            repeat { i -= 1; d[i] = UInt8(truncatingIfNeeded: 48 &+ v % 10); v /= 10 } while v > 0
+            append(contentsOf: UnsafeBufferPointer(rebasing: d[i...]))
+        }
+    }
+
+    /// Appends the bytes of a static string (header names, literals).
+    public mutating func append(_ s: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+}
+
 /// Whole-file reads for start-up and reload code (config, keys). Never on the request path.
 public enum FileReader {
     /// The file's bytes, or nil when it cannot be opened or exceeds `limit` bytes.

@@ -5,7 +5,13 @@ import Synchronization
 /// of `redis.on_failure: fail_open`. Shared by every worker of the process (one lock, held for
 /// the few arithmetic operations of one decision). Same rules as the Redis script.
 public final class MemoryLimitStore: Sendable {
-    struct Bucket { var tokens: Double; var last: Int64; var window: Int64 }
+    struct Bucket {
+        var tokens: Double; var last: Int64; var window: Int64
+        mutating func settle(_ delta: Int64, now: Int64, capacity: Int64) {
+            let level = TokenBucketMath.level(tokens: tokens, last: last, now: now, capacity: capacity, windowMillis: window)
+            tokens = min(Double(capacity), level - Double(delta)); last = now
+        }
+    }
     let buckets = Mutex<[String: Bucket]>([:])
     let clock: @Sendable () -> Int64
     let operations = Atomic<Int>(0)
@@ -37,11 +43,16 @@ public final class MemoryLimitStore: Sendable {
     public func acquire(_ requests: [BucketRequest]) -> AdmissionResult {
         let now = clock()
         let result = buckets.withLock { map -> AdmissionResult in
+            // Each key is hashed once: found buckets are written back through their index.
             var levels: [Double] = []
             levels.reserveCapacity(requests.count)
+            var found: [Dictionary<String, Bucket>.Index?] = []
+            found.reserveCapacity(requests.count)
             var denied: (Int, Int64)? = nil
             for (i, r) in requests.enumerated() {
-                let b = map[r.key] ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
+                let at = map.index(forKey: r.key)
+                found.append(at)
+                let b = at.map { map.values[$0] } ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
                 let level = TokenBucketMath.level(tokens: b.tokens, last: b.last, now: now, capacity: r.capacity, windowMillis: r.windowMillis)
                 levels.append(level)
                 if denied == nil && level < Double(r.cost) {
@@ -54,10 +65,15 @@ public final class MemoryLimitStore: Sendable {
             }
             var statuses: [BucketStatus] = []
             statuses.reserveCapacity(requests.count)
-            for (r, level) in zip(requests, levels) {
-                let after = level - Double(r.cost)
-                map[r.key] = Bucket(tokens: after, last: now, window: r.windowMillis)
+            for (i, r) in requests.enumerated() {
+                let after = levels[i] - Double(r.cost)
+                let b = Bucket(tokens: after, last: now, window: r.windowMillis)
+                // (An index stays valid until an insertion: the found ones are written first.)
+                if let at = found[i] { map.values[at] = b }
                 statuses.append(TokenBucketMath.status(level: after, capacity: r.capacity, windowMillis: r.windowMillis))
+            }
+            for (i, r) in requests.enumerated() where found[i] == nil {
+                map[r.key] = Bucket(tokens: levels[i] - Double(r.cost), last: now, window: r.windowMillis)
             }
             return .admitted(statuses)
         }
@@ -65,18 +81,23 @@ public final class MemoryLimitStore: Sendable {
         return result
     }
 
-    /// Adds `cost` (negative: gives back) to token buckets without a check: settlement of an
+    /// Adds `delta` (negative: gives back) to token buckets without a check: settlement of an
     /// estimate against real usage. A bucket may go below zero (usage above the estimate is
     /// still charged: later requests wait for it).
-    public func adjust(_ requests: [BucketRequest]) {
+    public func adjust(_ requests: [BucketRequest], by delta: Int64) {
+        guard delta != 0 else { return }
         let now = clock()
         buckets.withLock { map in
-            for r in requests where r.cost != 0 {
-                let b = map[r.key] ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
-                let level = TokenBucketMath.level(tokens: b.tokens, last: b.last, now: now, capacity: r.capacity, windowMillis: r.windowMillis)
-                map[r.key] = Bucket(tokens: min(Double(r.capacity), level - Double(r.cost)), last: now, window: r.windowMillis)
+            for r in requests {
+                let full = Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
+                map[r.key, default: full].settle(delta, now: now, capacity: r.capacity)   // one hash per key
             }
         }
+    }
+
+    /// Adds each request's own `cost` (the Redis backend's fallback settles batches this way).
+    public func adjust(_ requests: [BucketRequest]) {
+        for r in requests { adjust([r], by: r.cost) }
     }
 
     /// Every 4096 decisions, forgets buckets that have been idle for two windows (they would be

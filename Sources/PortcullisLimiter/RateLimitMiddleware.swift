@@ -8,9 +8,13 @@ import PortcullisJSON
 /// Loop thread only; `done` is called exactly once, on the loop thread, possibly before
 /// `acquire` returns.
 public protocol LimitBackend: AnyObject {
+    /// The decision at once when this backend can make it without waiting (memory); nil: ask
+    /// with `acquire`.
+    func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult?
     func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void)
-    /// Adds each request's cost without a check (negative gives back): settlement.
-    func adjust(_ requests: [BucketRequest])
+    /// Adds `delta` to each bucket without a check (negative gives back; the buckets' own
+    /// `cost` is ignored): settlement.
+    func adjust(_ buckets: [BucketRequest], by delta: Int64)
     /// Takes a concurrency slot; `done(true)` when one was free (`nil`: the store could not answer).
     func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void)
     func releaseSlot(_ slot: SlotRequest)
@@ -20,8 +24,9 @@ public protocol LimitBackend: AnyObject {
 public final class MemoryLimitBackend: LimitBackend {
     let store: MemoryLimitStore
     public init(_ store: MemoryLimitStore) { self.store = store }
+    public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { store.acquire(requests) }
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
-    public func adjust(_ requests: [BucketRequest]) { store.adjust(requests) }
+    public func adjust(_ buckets: [BucketRequest], by delta: Int64) { store.adjust(buckets, by: delta) }
     public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) { done(store.acquireSlot(slot)) }
     public func releaseSlot(_ slot: SlotRequest) { store.releaseSlot(slot) }
 }
@@ -55,9 +60,7 @@ final class LimitReservation: UsageSettlement {
         else { actual = 0 }                     // no response: the provider's failure is not charged
         let delta = actual - estimate
         guard delta != 0 else { return }
-        backend.adjust(buckets.map {
-            BucketRequest(key: $0.key, capacity: $0.capacity, windowMillis: $0.windowMillis, cost: delta, kind: .tokens, scope: $0.scope)
-        })
+        backend.adjust(buckets, by: delta)
     }
 }
 
@@ -85,6 +88,36 @@ public final class RateLimitMiddleware: Middleware {
                streams: s + " max_concurrent_streams")
     }
     static let globalScopes = scopes("global")
+    /// Bucket keys of a tenant and of its users, built once per worker (a bounded cache: cleared
+    /// when it holds `keyCacheLimit` tenants). Loop thread only, like the middleware.
+    final class TenantKeys {
+        let base, rpm, tpm, tpd, streams: String
+        var users: [String: (rpm: String, tpm: String, tpd: String)] = [:]
+        init(_ base: String) {
+            self.base = base; rpm = base + ":rpm"; tpm = base + ":tpm"; tpd = base + ":tpd"; streams = base + ":streams"
+        }
+        func user(_ u: String) -> (rpm: String, tpm: String, tpd: String) {
+            if let k = users[u] { return k }
+            if users.count >= RateLimitMiddleware.keyCacheLimit { users.removeAll() }
+            let b = base + ":u:" + u
+            let k = (rpm: b + ":rpm", tpm: b + ":tpm", tpd: b + ":tpd")
+            users[u] = k
+            return k
+        }
+    }
+    static let keyCacheLimit = 4096
+    var tenantKeys: [String: TenantKeys] = [:]
+    lazy var globalKeys = TenantKeys(prefix + ":{global}")
+
+    func keys(tenant: String?, address: String) -> TenantKeys {
+        let id = tenant.map { "t:" + $0 } ?? "addr:" + address
+        if let k = tenantKeys[id] { return k }
+        if tenantKeys.count >= Self.keyCacheLimit { tenantKeys.removeAll() }
+        // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
+        let k = TenantKeys(prefix + ":{" + id + "}")
+        tenantKeys[id] = k
+        return k
+    }
     static let userScopes = scopes("user")
 
     public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis", health: LimiterHealth? = nil) {
@@ -98,6 +131,9 @@ public final class RateLimitMiddleware: Middleware {
         guard let route = ctx.route, route !== ctx.configuration.modelListRoute else { return .next }
         let plan = buckets(ctx)
         guard !plan.requests.isEmpty || plan.slot != nil else { return .next }
+        if plan.slot == nil, let result = backend.acquireNow(plan.requests) {
+            return decide(result, plan, ctx)             // the memory store: no closure, no suspension
+        }
         var immediate: MiddlewareDecision?
         var resumer: PipelineResumer?
         func finish(_ d: MiddlewareDecision) { if let r = resumer { r.resume(d) } else { immediate = d } }
@@ -144,7 +180,6 @@ public final class RateLimitMiddleware: Middleware {
     /// The buckets of one request, in a fixed order (global, tenant, user).
     func buckets(_ ctx: RequestContext) -> Plan {
         var p = Plan()
-        let tenant = ctx.tenant.map { "t:" + $0 } ?? "addr:" + ctx.clientAddress
         let tier = limits.rates(forTier: ctx.tier)
         let needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
             || tier?.rates.tokensPerMinute != nil || tier?.rates.tokensPerDay != nil
@@ -156,33 +191,35 @@ public final class RateLimitMiddleware: Middleware {
         }
 
         p.requests.reserveCapacity(6)
-        func add(_ rates: LimitRates, key: String, scopes: Scopes, reportable: Bool) {
+        func add(_ rates: LimitRates, keys: (rpm: String, tpm: String, tpd: String), scopes: Scopes, reportable: Bool) {
             if let n = rates.requestsPerMinute {
                 if reportable || p.requestsBucket == nil { p.requestsBucket = p.requests.count }
-                p.requests.append(BucketRequest(key: key + ":rpm", capacity: Int64(n), windowMillis: 60_000, cost: 1,
+                p.requests.append(BucketRequest(key: keys.rpm, capacity: Int64(n), windowMillis: 60_000, cost: 1,
                                                 kind: .requests, scope: scopes.rpm))
             }
             if let n = rates.tokensPerMinute {
                 if reportable || p.tokensBucket == nil { p.tokensBucket = p.requests.count }
-                p.requests.append(BucketRequest(key: key + ":tpm", capacity: Int64(n), windowMillis: 60_000, cost: p.estimate,
+                p.requests.append(BucketRequest(key: keys.tpm, capacity: Int64(n), windowMillis: 60_000, cost: p.estimate,
                                                 kind: .tokens, scope: scopes.tpm))
             }
             if let n = rates.tokensPerDay {
                 if p.tokensBucket == nil { p.tokensBucket = p.requests.count }
-                p.requests.append(BucketRequest(key: key + ":tpd", capacity: Int64(n), windowMillis: 86_400_000, cost: p.estimate,
+                p.requests.append(BucketRequest(key: keys.tpd, capacity: Int64(n), windowMillis: 86_400_000, cost: p.estimate,
                                                 kind: .tokens, scope: scopes.tpd))
             }
         }
-        // Keys are hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
-        if !limits.global.isEmpty { add(limits.global, key: prefix + ":{global}", scopes: Self.globalScopes, reportable: false) }
-        let tenantKey = prefix + ":{" + tenant + "}"
-        if let t = tier, let scopes = tierScopes[t.name] { add(t.rates, key: tenantKey, scopes: scopes, reportable: true) }
+        if !limits.global.isEmpty {
+            let g = globalKeys
+            add(limits.global, keys: (g.rpm, g.tpm, g.tpd), scopes: Self.globalScopes, reportable: false)
+        }
+        let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
+        if let t = tier, let scopes = tierScopes[t.name] { add(t.rates, keys: (tenant.rpm, tenant.tpm, tenant.tpd), scopes: scopes, reportable: true) }
         if let u = ctx.user, !limits.perUser.isEmpty {
-            add(limits.perUser, key: tenantKey + ":u:" + u, scopes: Self.userScopes, reportable: false)
+            add(limits.perUser, keys: tenant.user(u), scopes: Self.userScopes, reportable: false)
         }
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx.body) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
-            p.slot = SlotRequest(key: tenantKey + ":streams", max: max, leaseMillis: lease,
+            p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,
                                  member: ctx.requestID + "-" + Self.instance, scope: tierScopes[t.name]?.streams ?? "tenant")
         }
         return p
@@ -283,36 +320,50 @@ public final class RateLimitMiddleware: Middleware {
         }
     }
 
+    /// A field's value: a count, or a time until reset in OpenAI's format (`20ms`, `6m0s`).
+    enum FieldValue { case count(Int64), reset(Int64) }
+
     /// The `x-ratelimit-*` fields OpenAI sends, for the request and token buckets the client is
     /// told about (the one list both the 429 headers and the admitted response's lines come from).
-    func forEachRateLimitField(_ p: Plan, _ statuses: [BucketStatus], _ emit: (StaticString, String) -> Void) {
+    func forEachRateLimitField(_ p: Plan, _ statuses: [BucketStatus], _ emit: (StaticString, FieldValue) -> Void) {
         if let i = p.requestsBucket {
-            emit("x-ratelimit-limit-requests", String(p.requests[i].capacity))
-            emit("x-ratelimit-remaining-requests", String(statuses[i].remaining))
-            emit("x-ratelimit-reset-requests", Self.duration(statuses[i].resetMillis))
+            emit("x-ratelimit-limit-requests", .count(p.requests[i].capacity))
+            emit("x-ratelimit-remaining-requests", .count(statuses[i].remaining))
+            emit("x-ratelimit-reset-requests", .reset(statuses[i].resetMillis))
         }
         if let i = p.tokensBucket {
-            emit("x-ratelimit-limit-tokens", String(p.requests[i].capacity))
-            emit("x-ratelimit-remaining-tokens", String(statuses[i].remaining))
-            emit("x-ratelimit-reset-tokens", Self.duration(statuses[i].resetMillis))
+            emit("x-ratelimit-limit-tokens", .count(p.requests[i].capacity))
+            emit("x-ratelimit-remaining-tokens", .count(statuses[i].remaining))
+            emit("x-ratelimit-reset-tokens", .reset(statuses[i].resetMillis))
+        }
+    }
+
+    static func append(_ v: FieldValue, to out: inout [UInt8]) {
+        switch v {
+        case .count(let n): out.appendDecimal(n)
+        case .reset(let ms): appendDuration(ms, to: &out)
         }
     }
 
     func headers(_ p: Plan, _ statuses: [BucketStatus]) -> [(String, String)] {
         var out: [(String, String)] = []
-        forEachRateLimitField(p, statuses) { out.append(($0.description, $1)) }
+        forEachRateLimitField(p, statuses) { name, value in
+            var bytes: [UInt8] = []
+            Self.append(value, to: &bytes)
+            out.append((name.description, String(decoding: bytes, as: UTF8.self)))
+        }
         return out
     }
 
-    /// The same fields as response-head lines (every admitted response carries them; the values
-    /// are small strings, stored inline).
+    /// The same fields as response-head lines (every admitted response carries them), written
+    /// as bytes: no `String` per value.
     func headerLines(_ p: Plan, _ statuses: [BucketStatus]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         forEachRateLimitField(p, statuses) { name, value in
-            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(name)
             out.append(58); out.append(32)              // ": "
-            out.append(contentsOf: value.utf8)
+            Self.append(value, to: &out)
             out.append(13); out.append(10)
         }
         return out
@@ -320,11 +371,17 @@ public final class RateLimitMiddleware: Middleware {
 
     /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.
     static func duration(_ ms: Int64) -> String {
-        if ms < 1000 { return "\(ms)ms" }
+        var out: [UInt8] = []
+        appendDuration(ms, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func appendDuration(_ ms: Int64, to out: inout [UInt8]) {
+        if ms < 1000 { out.appendDecimal(ms); out.append("ms"); return }
         let total = (ms + 999) / 1000
         let h = total / 3600, m = (total % 3600) / 60, s = total % 60
-        if h > 0 { return "\(h)h\(m)m\(s)s" }
-        if m > 0 { return "\(m)m\(s)s" }
-        return "\(s)s"
+        if h > 0 { out.appendDecimal(h); out.append(104) }                          // h
+        if h > 0 || m > 0 { out.appendDecimal(m); out.append(109) }                 // m
+        out.appendDecimal(s); out.append(115)                                        // s
     }
 }

@@ -105,11 +105,15 @@ public final class RedisLimitBackend: LimitBackend {
         enqueue(Entry(mode: 1, requests: requests, done: done))
     }
 
-    /// Settlement: adds each cost (negative gives back), in the next batch. Fire and forget.
-    public func adjust(_ requests: [BucketRequest]) {
-        let nonzero = requests.filter { $0.cost != 0 }
-        guard !nonzero.isEmpty else { return }
-        enqueue(Entry(mode: 0, requests: nonzero, done: nil))
+    public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { nil }
+
+    /// Settlement: adds `delta` to each bucket (negative gives back), in the next batch. Fire
+    /// and forget.
+    public func adjust(_ buckets: [BucketRequest], by delta: Int64) {
+        guard delta != 0, !buckets.isEmpty else { return }
+        enqueue(Entry(mode: 0, requests: buckets.map {
+            BucketRequest(key: $0.key, capacity: $0.capacity, windowMillis: $0.windowMillis, cost: delta, kind: $0.kind, scope: $0.scope)
+        }, done: nil))
     }
 
     private func enqueue(_ e: Entry) {

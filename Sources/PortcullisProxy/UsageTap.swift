@@ -4,6 +4,7 @@ import Glibc
 #endif
 import PortcullisHTTP
 import PortcullisJSON
+import CLinux
 
 /// The response-path seam where a body is observed (and, for SSE, transformed event by event):
 /// here it finds the provider's `usage` for token settlement.
@@ -129,22 +130,18 @@ final class UsageTap {
     /// (`"usage"`), found by a byte search; nil when absent.
     static func valueStart(of quotedName: StaticString, in b: UnsafeRawBufferPointer) -> Int? {
         let n = quotedName.utf8CodeUnitCount
-        let p = quotedName.utf8Start
+        guard let base = b.baseAddress else { return nil }
         var i = 0
         while i + n <= b.count {
-            guard let base = b.baseAddress, let hit = memchr(base + i, 0x22, b.count - i) else { return nil }
-            let k = UnsafeRawPointer(hit) - base
-            guard k + n <= b.count else { return nil }
-            if memcmp(base + k, p, n) == 0 {
-                var j = k + n
+            guard let hit = memmem(base + i, b.count - i, quotedName.utf8Start, n) else { return nil }
+            var j = UnsafeRawPointer(hit) - base + n
+            while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
+            if j < b.count && b[j] == UInt8(ascii: ":") {
+                j += 1
                 while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
-                if j < b.count && b[j] == UInt8(ascii: ":") {
-                    j += 1
-                    while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
-                    return j < b.count ? j : nil
-                }
+                return j < b.count ? j : nil
             }
-            i = k + 1
+            i = UnsafeRawPointer(hit) - base + 1
         }
         return nil
     }

@@ -54,6 +54,28 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(s2[0].remaining, 90)
     }
 
+    func testMixedKnownAndNewBucketsAreAllDebitedAndSettledByDelta() {
+        let store = MemoryLimitStore(clock: { 5_000 })
+        let a = BucketRequest(key: "a", capacity: 10, windowMillis: 60_000, cost: 1, kind: .requests, scope: "a")
+        let b = BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: 30, kind: .tokens, scope: "b")
+        _ = store.acquire([a])
+        // a is known (written through its index), b is new (inserted after).
+        guard case .admitted(let s) = store.acquire([a, b]) else { return XCTFail() }
+        XCTAssertEqual(s.map(\.remaining), [8, 70])
+        store.adjust([b], by: -20)                                  // 20 fewer tokens used than reserved
+        guard case .admitted(let s2) = store.acquire([a, b]) else { return XCTFail() }
+        XCTAssertEqual(s2.map(\.remaining), [7, 60])
+        XCTAssertEqual(store.count, 2)
+    }
+
+    func testDecimalBytes() {
+        for n: Int64 in [0, 7, 10, 99, 1_000_000, -42, Int64.max, Int64.min] {
+            var out: [UInt8] = Array("x=".utf8)
+            out.appendDecimal(n)
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), "x=\(n)")
+        }
+    }
+
     func testResetFormat() {
         XCTAssertEqual(RateLimitMiddleware.duration(20), "20ms")
         XCTAssertEqual(RateLimitMiddleware.duration(1000), "1s")

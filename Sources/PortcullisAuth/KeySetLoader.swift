@@ -30,7 +30,8 @@ public enum KeySetLoader {
                 if let env = k.secretEnv {
                     guard let v = environment[env], !v.isEmpty else { throw KeyLoadError("\(at): environment variable \(env) is not set") }
                     secret = Array(v.utf8)
-                } else if let f = k.secretFile {
+                } else if let name = k.secretFile {
+                    let f = CredentialFile.resolve(name, environment: environment)
                     guard let bytes = FileReader.bytes(f, limit: 4 << 20) else { throw KeyLoadError("\(at): cannot read secret_file \(f)") }
                     secret = bytes
                     while let last = secret.last, last == 10 || last == 13 { secret.removeLast() }  // trailing newline
@@ -42,16 +43,18 @@ public enum KeySetLoader {
                 }
                 out.append(VerificationKey(kid: k.kid, algorithm: alg, material: .secret(secret)))
             } else {
-                guard let f = k.publicKeyFile, let pem = FileReader.bytes(f, limit: 4 << 20) else {
-                    throw KeyLoadError("\(at): cannot read public_key_file \(k.publicKeyFile ?? "")")
+                let f = CredentialFile.resolve(k.publicKeyFile ?? "", environment: environment)
+                guard k.publicKeyFile != nil, let pem = FileReader.bytes(f, limit: 4 << 20) else {
+                    throw KeyLoadError("\(at): cannot read public_key_file \(f)")
                 }
                 guard let pk = KeyMaterial.publicKey(pem: pem) else { throw KeyLoadError("\(at): \(f) holds no PEM public key or certificate") }
                 if let problem = KeyMaterial.check(pk, for: alg) { throw KeyLoadError("\(at): \(problem)") }
                 out.append(VerificationKey(kid: k.kid, algorithm: alg, material: .publicKey(pk)))
             }
         }
-        if let jwks = config.jwksFile {
-            let at = "\(config.jwksFile ?? ""): auth.jwt.jwks_file"
+        if let name = config.jwksFile {
+            let jwks = CredentialFile.resolve(name, environment: environment)
+            let at = "\(jwks): auth.jwt.jwks_file"
             guard let bytes = FileReader.bytes(jwks, limit: 4 << 20) else { throw KeyLoadError("\(at): cannot read the file") }
             for key in try parseJWKS(bytes, origin: at) where !out.contains(where: { $0.kid == key.kid }) {
                 out.append(key)

@@ -18,40 +18,43 @@ public enum ConfigurationLoader {
     public static func parse(_ text: String, file: String, environment: [String: String] = [:]) throws(ConfigError) -> GatewayConfiguration {
         let root = try YAMLReader.parse(text, file: file)
         var top = try MappingReader(root, file: file, path: "")
-        let config = GatewayConfiguration(source: file, server: ServerConfiguration(), providers: [], routes: [], log: LogConfiguration())
-
-        if let n = top.node("server") { config.server = try server(n, file) }
-        else { config.server.listen = [SocketAddress.parse("127.0.0.1:8080")!] }
+        var server = ServerConfiguration()
+        if let n = top.node("server") { server = try Self.server(n, file) }
+        else { server.listen = [SocketAddress.parse("127.0.0.1:8080")!] }
         guard let pn = top.node("providers") else { throw top.missing("providers") }
-        config.providers = try providers(pn, file, environment)
+        let providers = try Self.providers(pn, file, environment)
         var defaults = RoutingDefaults()
         if let n = top.node("routing") { defaults = try routing(n, file) }
         var tierPolicies: [String: TierPolicy] = [:]
         if let n = top.node("tiers") { tierPolicies = try tiers(n, file) }
+        var models = ModelsConfiguration()
         if let n = top.node("models") {
-            config.models = try models(n, file, providers: config.providers, defaults: defaults, tiers: tierPolicies)
+            models = try Self.models(n, file, providers: providers, defaults: defaults, tiers: tierPolicies)
         } else {
-            config.models.defaults = defaults
-            config.models.tiers = tierPolicies
+            models.defaults = defaults
+            models.tiers = tierPolicies
         }
         guard let rn = top.node("routes") else { throw top.missing("routes") }
-        config.routes = try routes(rn, file, providers: config.providers, models: config.models, env: environment)
-        if !config.models.isEmpty {
-            config.modelListRoute = RouteConfiguration(path: "/v1/models", provider: nil, timeouts: RouteTimeouts(), hmac: nil,
-                                                       methods: ["GET", "HEAD"])
-        }
-        if let ln = top.node("log") { config.log = try log(ln, file) }
-        if let an = top.node("auth") { config.auth = try auth(an, file) }
-        if let n = top.node("limits") { config.limits = try limits(n, file) }
+        let routes = try Self.routes(rn, file, providers: providers, models: models, env: environment)
+        var log = LogConfiguration()
+        if let ln = top.node("log") { log = try Self.log(ln, file) }
+        var auth: AuthConfiguration?
+        if let an = top.node("auth") { auth = try Self.auth(an, file) }
+        var limits: LimitsConfiguration?
+        if let n = top.node("limits") { limits = try Self.limits(n, file) }
+        var redis: RedisConfiguration?
         if let n = top.node("redis") {
-            config.redis = try redis(n, file)
-            if config.limits == nil {
+            redis = try Self.redis(n, file)
+            if limits == nil {
                 throw ConfigError(file: file, mark: n.mark, key: "redis", message: "redis holds the limits: configure limits too")
             }
         }
+        var metrics = MetricsConfiguration()
+        if let n = top.node("metrics") { metrics = try Self.metrics(n, file) }
         try top.rejectUnknownKeys(allowed: ["server", "providers", "routes", "log", "auth", "models", "tiers", "routing",
-                                            "limits", "redis"])
-        return config
+                                            "limits", "redis", "metrics"])
+        return GatewayConfiguration(source: file, server: server, providers: providers, routes: routes, log: log, auth: auth,
+                                    models: models, limits: limits, redis: redis, metrics: metrics)
     }
 
     static func server(_ node: YAMLNode, _ file: String) throws(ConfigError) -> ServerConfiguration {
@@ -110,26 +113,43 @@ public enum ConfigurationLoader {
                 }
                 kind = pk
             }
-            let p = ProviderConfiguration(name: item.key, kind: kind, baseURL: url)
-            p.index = out.count
-            if let envName = try r.string("api_key_env") {
-                p.apiKeyEnv = envName
-                p.apiKey = env[envName].flatMap { $0.isEmpty ? nil : $0 }
+            var apiKey: String?
+            let apiKeyEnv = try r.string("api_key_env")
+            if let envName = apiKeyEnv {
+                apiKey = env[envName].flatMap { $0.isEmpty ? nil : $0 }
                 // The key becomes a header value: visible ASCII only (no CR/LF, spaces or controls).
-                if let key = p.apiKey, !key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+                if let key = apiKey, !key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
                     throw r.error("api_key_env", r.node("api_key_env")!,
                                   "environment variable \(envName) is not a header-safe key (it holds spaces, control or non-ASCII characters)")
                 }
             }
-            if let ca = try r.string("ca_file") {
-                guard access(ca, R_OK) == 0 else { throw r.error("ca_file", r.node("ca_file")!, "cannot read '\(ca)'") }
-                p.caFile = ca
+            if let fileName = try r.string("api_key_file") {
+                guard apiKeyEnv == nil else { throw r.error("api_key_file", r.node("api_key_file")!, "set api_key_env or api_key_file, not both") }
+                let path = CredentialFile.resolve(fileName, environment: env)
+                guard let bytes = FileReader.bytes(path, limit: 65536) else {
+                    throw r.error("api_key_file", r.node("api_key_file")!, "cannot read '\(path)'")
+                }
+                var end = bytes.count                      // a trailing newline is not part of the key
+                while end > 0 && [10, 13, 32, 9].contains(bytes[end - 1]) { end -= 1 }
+                let key = String(decoding: bytes[..<end], as: UTF8.self)
+                guard !key.isEmpty, key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                    throw r.error("api_key_file", r.node("api_key_file")!, "'\(path)' does not hold a header-safe key (one line of visible ASCII)")
+                }
+                apiKey = key
             }
-            p.maxIdleConnections = try r.int("max_idle_connections", range: 0...10_000) ?? p.maxIdleConnections
-            p.defaultMaxTokens = try r.int("default_max_tokens", range: 1...10_000_000) ?? p.defaultMaxTokens
-            p.idleConnectionTimeout = try r.duration("idle_connection_timeout") ?? p.idleConnectionTimeout
-            try r.rejectUnknownKeys(allowed: ["base_url", "kind", "api_key_env", "ca_file", "max_idle_connections", "idle_connection_timeout",
-                                              "default_max_tokens"])
+            var caFile: String?
+            if let ca = try r.string("ca_file") {
+                let path = CredentialFile.resolve(ca, environment: env)
+                guard access(path, R_OK) == 0 else { throw r.error("ca_file", r.node("ca_file")!, "cannot read '\(path)'") }
+                caFile = path
+            }
+            let p = ProviderConfiguration(
+                name: item.key, kind: kind, baseURL: url, apiKeyEnv: apiKeyEnv, apiKey: apiKey, caFile: caFile,
+                maxIdleConnections: try r.int("max_idle_connections", range: 0...10_000) ?? 64,
+                idleConnectionTimeout: try r.duration("idle_connection_timeout") ?? .seconds(60),
+                defaultMaxTokens: try r.int("default_max_tokens", range: 1...10_000_000) ?? 4096)
+            try r.rejectUnknownKeys(allowed: ["base_url", "kind", "api_key_env", "api_key_file", "ca_file", "max_idle_connections",
+                                              "idle_connection_timeout", "default_max_tokens"])
             out.append(p)
         }
         return out
@@ -233,8 +253,31 @@ public enum ConfigurationLoader {
             l.level = level
         }
         l.access = try r.bool("access") ?? l.access
-        try r.rejectUnknownKeys(allowed: ["level", "access"])
+        if let f = try r.string("format") {
+            guard let format = LogConfiguration.Format(rawValue: f) else { throw r.error("format", r.node("format")!, "expected json or text, found '\(f)'") }
+            l.format = format
+        }
+        l.bufferBytes = try r.int("buffer_bytes", range: 4096...1_073_741_824) ?? l.bufferBytes
+        try r.rejectUnknownKeys(allowed: ["level", "access", "format", "buffer_bytes"])
         return l
+    }
+
+    static func metrics(_ node: YAMLNode, _ file: String) throws(ConfigError) -> MetricsConfiguration {
+        var r = try MappingReader(node, file: file, path: "metrics")
+        var m = MetricsConfiguration()
+        m.tenantLabels = try r.bool("tenant_labels") ?? m.tenantLabels
+        m.maxTenants = try r.int("max_tenants", range: 0...100_000) ?? m.maxTenants
+        try r.rejectUnknownKeys(allowed: ["tenant_labels", "max_tenants"])
+        return m
+    }
+}
+
+/// systemd credentials (`LoadCredential=`): a relative `*_file` path names a file under
+/// `$CREDENTIALS_DIRECTORY` when that is set; absolute paths are used as written.
+public enum CredentialFile {
+    public static func resolve(_ path: String, environment: [String: String]) -> String {
+        guard !path.hasPrefix("/"), let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else { return path }
+        return dir + "/" + path
     }
 }
 

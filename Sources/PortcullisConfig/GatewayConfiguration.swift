@@ -1,30 +1,37 @@
 import PortcullisCore
+import Synchronization
 
-/// The whole validated configuration. A class so that the request path shares one reference
-/// instead of copying (and retaining) every field. Mutated only by the loader while it builds
-/// it; after `ConfigurationLoader` returns it is immutable and shared read-only by all workers
-/// (a reload builds a new one and swaps it in).
-public final class GatewayConfiguration: @unchecked Sendable {
-    public var source: String
-    public var server: ServerConfiguration
-    public var providers: [ProviderConfiguration]
-    public var routes: [RouteConfiguration]
-    public var log: LogConfiguration
+/// The whole validated configuration: one immutable **generation**. A class so that the
+/// request path shares one reference instead of copying every field. Built whole by
+/// `ConfigurationLoader` (every field `let`, checked `Sendable`) and shared read-only by all
+/// workers; a reload builds a new one, and each request keeps the one it started with.
+public final class GatewayConfiguration: Sendable {
+    public let source: String
+    public let server: ServerConfiguration
+    public let providers: [ProviderConfiguration]
+    public let routes: [RouteConfiguration]
+    public let log: LogConfiguration
     /// Nil when no `auth:` section is configured (no authentication).
-    public var auth: AuthConfiguration?
+    public let auth: AuthConfiguration?
     /// Aliases, tiers and failover defaults (`models`, `tiers`, `routing`); empty when unused.
-    public var models = ModelsConfiguration()
+    public let models: ModelsConfiguration
     /// `limits:`; nil when absent (no rate limits).
-    public var limits: LimitsConfiguration?
+    public let limits: LimitsConfiguration?
     /// `redis:`; nil: limits live in this process's memory.
-    public var redis: RedisConfiguration?
+    public let redis: RedisConfiguration?
+    /// `metrics:` (labels and their cardinality cap).
+    public let metrics: MetricsConfiguration
     /// The gateway's own `GET /v1/models` (aliases for the caller's tier), when `models` is set.
-    public var modelListRoute: RouteConfiguration?
+    public let modelListRoute: RouteConfiguration?
 
     init(source: String, server: ServerConfiguration, providers: [ProviderConfiguration],
-         routes: [RouteConfiguration], log: LogConfiguration) {
+         routes: [RouteConfiguration], log: LogConfiguration, auth: AuthConfiguration?, models: ModelsConfiguration,
+         limits: LimitsConfiguration?, redis: RedisConfiguration?, metrics: MetricsConfiguration) {
         self.source = source; self.server = server; self.providers = providers
-        self.routes = routes; self.log = log
+        self.routes = routes; self.log = log; self.auth = auth; self.models = models
+        self.limits = limits; self.redis = redis; self.metrics = metrics
+        self.modelListRoute = models.isEmpty ? nil
+            : RouteConfiguration(path: "/v1/models", provider: nil, timeouts: RouteTimeouts(), hmac: nil, methods: ["GET", "HEAD"])
     }
 
     public func provider(named n: String) -> ProviderConfiguration? {
@@ -89,28 +96,57 @@ public struct UpstreamURL: Sendable, Equatable {
     }
 }
 
-/// One provider. Immutable after loading (a class: shared by reference on the request path).
-public final class ProviderConfiguration: @unchecked Sendable {
-    public var name: String
-    /// Position in `GatewayConfiguration.providers` (dense; indexes per-worker pools).
-    public var index: Int = 0
-    public var kind: ProviderKind
-    public var baseURL: UpstreamURL
-    public var apiKeyEnv: String?
+/// What defines an upstream connection: two providers (or two generations of one) with the
+/// same endpoint share pooled connections and a TLS context.
+public struct UpstreamEndpoint: Hashable, Sendable {
+    public let tls: Bool
+    public let host: String
+    public let port: UInt16
+    public let caFile: String?
+
+    /// A small dense number per distinct endpoint, stable for the life of the process (so a
+    /// reload keeps its pools and per-worker pool slots stay array indices). Interned at load
+    /// time, never on the request path.
+    public var slot: Int { UpstreamEndpoint.slots.withLock { map in
+        if let n = map[self] { return n }
+        let n = map.count
+        map[self] = n
+        return n
+    } }
+    static let slots = Mutex<[UpstreamEndpoint: Int]>([:])
+}
+
+/// One provider. Immutable (a class: shared by reference on the request path).
+public final class ProviderConfiguration: Sendable {
+    public let name: String
+    public let kind: ProviderKind
+    public let baseURL: UpstreamURL
+    public let apiKeyEnv: String?
     /// The key read from `api_key_env` at load time; nil when unset. Never logged.
-    public var apiKey: String?
+    public let apiKey: String?
     /// A PEM bundle of CAs to trust instead of the system store (tests, private CAs).
-    public var caFile: String?
+    public let caFile: String?
     /// Idle keep-alive connections kept per worker.
-    public var maxIdleConnections: Int = 64
-    public var idleConnectionTimeout: Duration64 = .seconds(60)
+    public let maxIdleConnections: Int
+    public let idleConnectionTimeout: Duration64
     /// `kind: anthropic`: the `max_tokens` sent when an OpenAI request names none (Anthropic requires it).
-    public var defaultMaxTokens = 4096
+    public let defaultMaxTokens: Int
+    /// Scheme, host, port and CA file: what pools and TLS contexts are keyed by.
+    public let endpoint: UpstreamEndpoint
+    /// `endpoint.slot`: this provider's per-worker pool index.
+    public let poolSlot: Int
     /// `x-portcullis-provider: <name>\r\n`, prebuilt for responses of plain routes.
     public let responseHeaderLine: [UInt8]
 
-    init(name: String, kind: ProviderKind, baseURL: UpstreamURL) {
+    init(name: String, kind: ProviderKind, baseURL: UpstreamURL, apiKeyEnv: String? = nil, apiKey: String? = nil,
+         caFile: String? = nil, maxIdleConnections: Int = 64, idleConnectionTimeout: Duration64 = .seconds(60),
+         defaultMaxTokens: Int = 4096) {
         self.name = name; self.kind = kind; self.baseURL = baseURL
+        self.apiKeyEnv = apiKeyEnv; self.apiKey = apiKey; self.caFile = caFile
+        self.maxIdleConnections = maxIdleConnections; self.idleConnectionTimeout = idleConnectionTimeout
+        self.defaultMaxTokens = defaultMaxTokens
+        self.endpoint = UpstreamEndpoint(tls: baseURL.tls, host: baseURL.host, port: baseURL.port, caFile: baseURL.tls ? caFile : nil)
+        self.poolSlot = endpoint.slot
         self.responseHeaderLine = Array("x-portcullis-provider: \(name)\r\n".utf8)
     }
 }
@@ -132,7 +168,7 @@ public struct RouteTimeouts: Sendable, Equatable {
 /// provider and is served by `models` (its `alias`, or the body's `"model"`); a **passthrough**
 /// route (`passthrough_models: true`) serves known aliases through `models` and sends any other
 /// model to its `provider` unchanged.
-public final class RouteConfiguration: @unchecked Sendable {
+public final class RouteConfiguration: Sendable {
     public enum MaxTokensPolicy: String, Sendable { case clamp, reject }
 
     /// Exact path, or a prefix when it ends in `*` (`/v1/*`).
@@ -175,7 +211,21 @@ public final class RouteConfiguration: @unchecked Sendable {
 }
 
 public struct LogConfiguration: Sendable {
+    public enum Format: String, Sendable { case json, text }
     public var level: LogLevel = .info
     /// One line per request on stdout.
     public var access: Bool = true
+    /// `json` (default): one JSON object per line; `text`: space-separated `key=value`.
+    public var format: Format = .json
+    /// Access-log bytes a worker may hold while stdout is not writable; beyond it lines are
+    /// dropped and counted (`portcullis_access_log_dropped_total`).
+    public var bufferBytes: Int = 1 << 20
+}
+
+/// `metrics:`: what `/metrics` labels by.
+public struct MetricsConfiguration: Sendable {
+    /// Label token counts by tenant (false: one series per model only).
+    public var tenantLabels = true
+    /// Distinct tenants labelled per process; later tenants are counted as `other`.
+    public var maxTenants = 100
 }

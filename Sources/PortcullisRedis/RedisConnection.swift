@@ -62,6 +62,8 @@ public final class RedisConnection: EventHandler {
     var downUntil: UInt64 = 0
     var nextConnectAt: UInt64 = 0
     var backoffNanos: UInt64 = 100_000_000
+    /// Set by `close()`: no new commands, no reconnect.
+    var closing = false
 
     /// A command waiting for its reply (retained by hiredis's privdata until its callback).
     final class Pending {
@@ -87,6 +89,7 @@ public final class RedisConnection: EventHandler {
     /// Sends one command; `completion` runs exactly once on the loop thread (possibly before
     /// this returns, when Redis is known to be down).
     public func command(_ args: [String], completion: @escaping (RedisResult) -> Void) {
+        if closing { return completion(.failed("redis connection closed by a reload")) }
         let now = MonotonicClock.now()
         if state == .down {
             if now < downUntil { return completion(.failed("redis is down")) }
@@ -219,6 +222,14 @@ public final class RedisConnection: EventHandler {
         if state != .down { setState(.disconnected) }
         nextConnectAt = MonotonicClock.now() &+ backoffNanos
         backoffNanos = min(backoffNanos * 2, 5_000_000_000)
+    }
+
+    /// Retires this connection (a reload moved to another Redis): replies already pending
+    /// still arrive, then hiredis closes the socket; later commands fail at once.
+    public func close() {
+        guard !closing else { return }
+        closing = true
+        if let c = ac { redisAsyncDisconnect(c) }
     }
 
     func disconnected() {

@@ -6,22 +6,35 @@ import PortcullisUpstream
 import PortcullisAuth
 import PortcullisRouter
 import PortcullisLimiter
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The running daemon: binds listeners, resolves provider hosts, starts one worker thread per
-/// configured worker, and turns signals into actions on the main thread (which runs no loop).
+/// configured worker, and turns signals into actions on the main thread (which runs no loop):
+/// SIGTERM/SIGINT drain, SIGHUP reloads the whole configuration. Speaks sd_notify when run by
+/// systemd (`Type=notify`), including the watchdog.
 public final class Gateway {
-    let configuration: GatewayConfiguration
+    /// The file to re-read on SIGHUP; nil: the embedded default (a reload re-parses it).
+    let configPath: String?
+    private var generation: SharedGeneration?
+    private let initial: GatewayConfiguration
     private var loops: [EventLoop] = []
+    let process: ProcessState
+    let notifier = SystemdNotifier(environment: ProcessEnvironment.current())
+    let heartbeats: LoopHeartbeats
 
-    public init(configuration: GatewayConfiguration) {
-        self.configuration = configuration
+    public init(configuration: GatewayConfiguration, configPath: String? = nil) {
+        self.initial = configuration
+        self.configPath = configPath
+        self.process = ProcessState(metrics: GatewayMetrics())
+        self.heartbeats = LoopHeartbeats(count: configuration.server.workers)
     }
 
     /// Runs until SIGTERM or SIGINT. Returns the process exit code.
     public func run() -> Int32 {
+        let configuration = initial
         Log.setLevel(configuration.log.level)
         // Signals: block in every thread; the main thread takes them with sigwait.
         var set = sigset_t()
@@ -30,26 +43,12 @@ public final class Gateway {
         pthread_sigmask(SIG_BLOCK, &set, nil)
 
         Syscall.raiseFileLimit()
-        let resolver = HostResolver()
-        for p in configuration.providers {
-            let addrs = resolver.resolveBlocking(host: p.baseURL.host, port: p.baseURL.port)
-            if addrs.isEmpty { Log.warning("provider \(p.name): \(p.baseURL.host) did not resolve; requests to it get 502 until it does") }
-            if p.apiKeyEnv != nil && p.apiKey == nil {
-                Log.warning("provider \(p.name): \(p.apiKeyEnv ?? "") is not set; requests to it will fail with 500")
-            }
-        }
-        resolver.startRefreshing(hosts: configuration.providers.map { ($0.baseURL.host, $0.baseURL.port) })
-        let tls: [String: TLSClientContext]
-        do { tls = try UpstreamClient.makeTLSContexts(configuration.providers) } catch {
+        let first: SharedGeneration
+        do { first = try prepare(configuration, number: 1, previous: nil) } catch {
             Log.error("\(error)")
             return 1
         }
-
-        let keyRing: JWTKeyRing?
-        do { keyRing = try Gateway.loadKeyRing(configuration) } catch {
-            Log.error("\(error)")
-            return 1
-        }
+        generation = first
         if configuration.auth?.jwt == nil && !configuration.routes.contains(where: { $0.hmac != nil }) {
             Log.warning("no auth configured: requests are proxied without a verified tenant (demo mode)")
         }
@@ -68,26 +67,15 @@ public final class Gateway {
             return 1
         }
 
-        let config = configuration
         let registry = WorkerRegistry()
-        let routerMetrics = RouterMetrics(targetIDs: configuration.models.targets.map(\.id))
-        let limitStore = MemoryLimitStore()   // shared by the workers (the embedded default)
-        let limiterHealth = LimiterHealth()
-        // Resolved here, once: hiredis would resolve a name with a blocking call on a loop.
-        let redisAddress = configuration.redis.flatMap { resolver.resolveBlocking(host: $0.host, port: $0.port).first }
-        if let r = configuration.redis, redisAddress == nil {
-            Log.error("redis: \(r.host) does not resolve")
-            return 1
-        }
+        let process = self.process
         for i in 0..<workers {
             let loop = loops[i]
             let fds = fdsPerWorker[i]
             spawnThread(name: "portcullis-w\(i)") {
                 do {
-                    let w = try Worker(loop: loop, configuration: config, listenFDs: fds, resolver: resolver, tls: tls, keyRing: keyRing,
-                                       routerMetrics: routerMetrics, limitStore: limitStore,
-                                       limiterHealth: limiterHealth, redisAddress: redisAddress)
-                    registry.add(loop) { w.beginDrain() }
+                    let w = try Worker(loop: loop, generation: first, process: process, listenFDs: fds)
+                    registry.add(loop, drain: { w.beginDrain() }, install: { w.install($0) })
                     loop.run()
                     w.stopListening()
                     w.upstream.shutdown()
@@ -98,29 +86,140 @@ public final class Gateway {
                 }
             }
         }
+        registry.waitUntilRegistered(workers)
         let addrs = configuration.server.listen.map(\.description).joined(separator: ", ")
         Log.info("listening on \(addrs) with \(workers) worker(s); config \(configuration.source)")
+        notifier.send("READY=1", "STATUS=\(status())")
 
+        var nextBeat = MonotonicClock.now()
         while true {
             var sig: Int32 = 0
-            if sigwait(&set, &sig) != 0 { continue }
+            if let interval = notifier.watchdogIntervalNanos {
+                let now = MonotonicClock.now()
+                if now >= nextBeat {
+                    watchdogTick()
+                    nextBeat = now &+ interval
+                }
+                let wait = min(nextBeat &- min(nextBeat, MonotonicClock.now()), 1_000_000_000)
+                var ts = timespec(tv_sec: Int(wait / 1_000_000_000), tv_nsec: Int(wait % 1_000_000_000))
+                sig = sigtimedwait(&set, nil, &ts)
+                if sig < 0 { continue }
+            } else if sigwait(&set, &sig) != 0 { continue }
             switch sig {
             case SIGTERM, SIGINT:
+                notifier.send("STOPPING=1", "STATUS=draining")
                 return drain(registry, signal: sig, set: &set)
             case SIGHUP:
-                reloadKeys(keyRing)
+                reload(registry)
             default:
                 continue
             }
         }
     }
+
+    /// Everything a generation needs that may block (files, DNS, CA bundles), done here on the
+    /// main thread, never on a loop.
+    func prepare(_ c: GatewayConfiguration, number: Int, previous: SharedGeneration?) throws -> SharedGeneration {
+        let resolver = process.resolver
+        for p in c.providers {
+            let addrs = resolver.resolveBlocking(host: p.baseURL.host, port: p.baseURL.port)
+            if addrs.isEmpty { Log.warning("provider \(p.name): \(p.baseURL.host) did not resolve; requests to it get 502 until it does") }
+            if p.apiKeyEnv != nil && p.apiKey == nil {
+                Log.warning("provider \(p.name): \(p.apiKeyEnv ?? "") is not set; requests to it will fail with 500")
+            }
+        }
+        let tls = try UpstreamClient.makeTLSContexts(c.providers, reusing: previous?.tls ?? [:])
+        let ring = try Gateway.loadKeyRing(c)
+        let redisAddress = c.redis.flatMap { resolver.resolveBlocking(host: $0.host, port: $0.port).first }
+        if let r = c.redis, redisAddress == nil { throw GatewayStartError("redis: \(r.host) does not resolve") }
+        resolver.track(hosts: c.providers.map { ($0.baseURL.host, $0.baseURL.port) })
+        return SharedGeneration(number: number, configuration: c, keyRing: ring, tls: tls, redisAddress: redisAddress)
+    }
+
+    func status() -> String {
+        guard let g = generation else { return "starting" }
+        let c = g.configuration
+        return "serving on \(c.server.listen.map(\.description).joined(separator: ",")), \(c.server.workers) worker(s), config generation \(g.number) (\(c.providers.count) providers, \(c.routes.count) routes)"
+    }
+
+    /// SIGHUP: reads and validates the whole configuration off the loops. Valid → each worker
+    /// switches at its next request; invalid → the old generation stays, the error is logged
+    /// with file:line:col and counted. Listeners never close.
+    func reload(_ registry: WorkerRegistry) {
+        guard let old = generation else { return }
+        notifier.send("RELOADING=1", "MONOTONIC_USEC=\(SystemdNotifier.monotonicMicros())", "STATUS=reloading")
+        defer { notifier.send("READY=1", "STATUS=\(status())") }
+        let next: GatewayConfiguration
+        do {
+            if let path = configPath { next = try ConfigurationLoader.load(file: path) }
+            else { next = try ConfigurationLoader.parse(DefaultConfiguration.yaml, file: "<embedded default>", environment: ProcessEnvironment.current()) }
+        } catch {
+            return reloadFailed("\(error)")
+        }
+        let was = old.configuration.server
+        if next.server.listen != was.listen || next.server.workers != was.workers {
+            return reloadFailed("\(next.source): server.listen and server.workers cannot change on reload (restart the service to apply them)")
+        }
+        let g: SharedGeneration
+        do { g = try prepare(next, number: old.number + 1, previous: old) } catch {
+            return reloadFailed("\(error)")
+        }
+        generation = g
+        Log.setLevel(next.log.level)
+        if !registry.installAll(g) { Log.warning("SIGHUP: a worker did not take generation \(g.number) within 5 s (it will when its loop runs)") }
+        process.metrics.reloadsOK.add(1, ordering: .relaxed)
+        process.metrics.generation.store(g.number, ordering: .relaxed)
+        Log.info("SIGHUP: configuration generation \(g.number) loaded from \(next.source); new requests use it, requests in flight finish on generation \(old.number)")
+    }
+
+    private func reloadFailed(_ why: String) {
+        process.metrics.reloadsFailed.add(1, ordering: .relaxed)
+        Log.error("SIGHUP: reload failed, keeping configuration generation \(generation?.number ?? 0): \(why)")
+    }
+
+    /// Sends `WATCHDOG=1` only when every loop ran the ping posted at the previous tick: a
+    /// stuck worker stops the pings and systemd restarts the process.
+    func watchdogTick() {
+        if heartbeats.allAnswered() { notifier.send("WATCHDOG=1") }
+        else { Log.warning("watchdog: a worker loop did not answer; not pinging systemd") }
+        heartbeats.ping(loops)
+    }
+}
+
+/// Liveness of the worker loops for the systemd watchdog: the main thread posts a ping to
+/// every loop; each loop records that it ran it.
+final class LoopHeartbeats: Sendable {
+    private let posted = Atomic<Int>(0)
+    private let answered: [Beat]
+    final class Beat: Sendable { let value = Atomic<Int>(0) }
+
+    init(count: Int) { answered = (0..<max(1, count)).map { _ in Beat() } }
+
+    func ping(_ loops: [EventLoop]) {
+        let n = posted.add(1, ordering: .relaxed).newValue
+        for (i, l) in loops.enumerated() where i < answered.count {
+            let beat = answered[i]
+            l.execute { beat.value.store(n, ordering: .relaxed) }
+        }
+    }
+
+    /// Whether every loop answered the latest ping (true before the first one).
+    func allAnswered() -> Bool {
+        let n = posted.load(ordering: .relaxed)
+        return answered.allSatisfy { $0.value.load(ordering: .relaxed) >= n }
+    }
+}
+
+struct GatewayStartError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
 }
 
 extension Gateway {
     /// Graceful shutdown: every worker stops accepting and finishes its in-flight requests; the
     /// process exits when all are done, at `drain_timeout`, or on a second SIGTERM/SIGINT.
     func drain(_ registry: WorkerRegistry, signal sig: Int32, set: inout sigset_t) -> Int32 {
-        let timeout = configuration.server.drainTimeout
+        let timeout = generation?.configuration.server.drainTimeout ?? initial.server.drainTimeout
         Log.info("received signal \(sig): draining (up to \(timeout)); send it again to stop at once")
         registry.drainAll()
         let deadline = MonotonicClock.now() &+ timeout.nanoseconds
@@ -137,50 +236,60 @@ extension Gateway {
         return 0
     }
 
-    /// Loads the JWT keys (nil when JWT auth is not configured). Start-up and `portcullis check`.
+    /// Loads the JWT keys (nil when JWT auth is not configured). Start-up, reload and
+    /// `portcullis check`.
     public static func loadKeyRing(_ c: GatewayConfiguration) throws -> JWTKeyRing? {
         guard let jwt = c.auth?.jwt else { return nil }
         let keys = try KeySetLoader.load(jwt, environment: ProcessEnvironment.current())
         return JWTKeyRing(keys)
     }
-
-    /// The reload entry point for key rotation (SIGHUP): re-reads keys and `jwks_file`; on
-    /// failure the old keys stay in force. (Whole-config reload arrives with the operations issue.)
-    func reloadKeys(_ ring: JWTKeyRing?) {
-        guard let ring, let jwt = configuration.auth?.jwt else {
-            Log.info("SIGHUP: no JWT keys to reload (whole-config reload is not implemented yet)")
-            return
-        }
-        switch ring.reload(jwt, environment: ProcessEnvironment.current()) {
-        case .success(let n): Log.info("SIGHUP: reloaded \(n) JWT key(s)")
-        case .failure(let e): Log.error("SIGHUP: key reload failed, keeping the previous keys: \(e)")
-        }
-    }
-
 }
 
 /// The running workers, for signal handling on the main thread. Each worker thread registers a
-/// drain action (run on its own loop) and reports when its loop has returned.
-final class WorkerRegistry: @unchecked Sendable {
-    private var drains: [(EventLoop, @Sendable () -> Void)] = []
-    private var active = 0
-    private var lock = pthread_mutex_t()
+/// drain action and an install action (both run on its own loop) and reports when its loop has
+/// returned.
+final class WorkerRegistry: Sendable {
+    private struct Entry { let loop: EventLoop; let drain: @Sendable () -> Void; let install: @Sendable (SharedGeneration) -> Void }
+    private let state = Mutex<(entries: [Entry], active: Int)>(([], 0))
 
-    init() { pthread_mutex_init(&lock, nil) }
-
-    func add(_ loop: EventLoop, drain: @escaping () -> Void) {
-        nonisolated(unsafe) let d = drain   // runs only on `loop`'s own thread
-        pthread_mutex_lock(&lock); drains.append((loop, { d() })); active += 1; pthread_mutex_unlock(&lock)
+    func add(_ loop: EventLoop, drain: @escaping () -> Void, install: @escaping (SharedGeneration) -> Void) {
+        // Both run only on `loop`'s own thread (posted with `execute`).
+        nonisolated(unsafe) let d = drain
+        nonisolated(unsafe) let i = install
+        state.withLock { $0.entries.append(Entry(loop: loop, drain: { d() }, install: { i($0) })); $0.active += 1 }
     }
 
-    func finished() { pthread_mutex_lock(&lock); active -= 1; pthread_mutex_unlock(&lock) }
+    func finished() { state.withLock { $0.active -= 1 } }
 
-    var running: Int { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return active }
+    var running: Int { state.withLock { $0.active } }
+
+    /// Waits (start-up only) until `n` workers have registered, i.e. listen.
+    func waitUntilRegistered(_ n: Int) {
+        while state.withLock({ $0.entries.count }) < n { usleep(1000) }
+    }
 
     func drainAll() {
-        pthread_mutex_lock(&lock)
-        let all = drains
-        pthread_mutex_unlock(&lock)
-        for (loop, d) in all { loop.execute(d) }
+        for e in state.withLock({ $0.entries }) { e.loop.execute(e.drain) }
     }
+
+    /// Posts `g` to every worker and waits (main thread, up to 5 s) until each has installed
+    /// it, so that once a reload is logged every new request runs on the new generation.
+    /// Returns false when a worker did not answer in time (it installs it when it does).
+    @discardableResult
+    func installAll(_ g: SharedGeneration) -> Bool {
+        let all = state.withLock { $0.entries }
+        let counter = Counter()
+        for e in all {
+            let install = e.install
+            e.loop.execute { install(g); counter.value.add(1, ordering: .releasing) }
+        }
+        let deadline = MonotonicClock.now() &+ 5_000_000_000
+        while counter.value.load(ordering: .acquiring) < all.count {
+            if MonotonicClock.now() > deadline { return false }
+            usleep(200)
+        }
+        return true
+    }
+
+    final class Counter: Sendable { let value = Atomic<Int>(0) }
 }

@@ -3,7 +3,7 @@ import Synchronization
 /// Process-wide counters, updated by every worker with relaxed atomics and rendered in the
 /// Prometheus text format on `/metrics`.
 public final class GatewayMetrics: Sendable {
-    public static let shared = GatewayMetrics()
+    public init() {}
 
     let requests = Atomic<Int>(0)
     let responses2xx = Atomic<Int>(0)
@@ -16,6 +16,10 @@ public final class GatewayMetrics: Sendable {
     let clientAborts = Atomic<Int>(0)
     let openConnections = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
+    let reloadsOK = Atomic<Int>(0)
+    let reloadsFailed = Atomic<Int>(0)
+    /// The configuration generation in force (1 at start-up).
+    let generation = Atomic<Int>(1)
 
     func countResponse(status: Int) {
         switch status {
@@ -53,6 +57,13 @@ public final class GatewayMetrics: Sendable {
         # HELP portcullis_rejected_connections_total Connections refused over max_connections.
         # TYPE portcullis_rejected_connections_total counter
         portcullis_rejected_connections_total \(v(rejectedConnections))
+        # HELP portcullis_config_reloads_total Configuration reloads (SIGHUP), by result.
+        # TYPE portcullis_config_reloads_total counter
+        portcullis_config_reloads_total{result="ok"} \(v(reloadsOK))
+        portcullis_config_reloads_total{result="failed"} \(v(reloadsFailed))
+        # HELP portcullis_config_generation The configuration generation in force (1 at start-up, +1 per reload).
+        # TYPE portcullis_config_generation gauge
+        portcullis_config_generation \(v(generation))
 
         """
     }

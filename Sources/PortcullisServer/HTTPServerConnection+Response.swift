@@ -93,9 +93,12 @@ extension HTTPServerConnection: ResponseSink {
     func startProxy(_ ctx: RequestContext) {
         phase = .proxying
         response.proxied = true
-        let c = coordinator ?? ProxyCoordinator(sink: self, starter: worker.upstream, breakers: worker.breakers,
-                                                metrics: worker.routerMetrics)
-        coordinator = c
+        let c: ProxyCoordinator
+        if let existing = coordinator, coordinatorGeneration === generation { c = existing } else {
+            c = ProxyCoordinator(sink: self, starter: worker.upstream, breakers: generation.breakers, metrics: generation.routerMetrics)
+            coordinator = c
+            coordinatorGeneration = generation
+        }
         c.start(ctx)
     }
 
@@ -105,15 +108,15 @@ extension HTTPServerConnection: ResponseSink {
     func finishResponse() {
         guard response.complete, phase != .closed else { return }
         let status = responseStatus
-        GatewayMetrics.shared.countResponse(status: status)
+        worker.process.metrics.countResponse(status: status)
         if response.proxied, let c = coordinator {
-            if c.failedAttempts > 0 { GatewayMetrics.shared.upstreamFailures.add(c.failedAttempts, ordering: .relaxed) }
-            if c.outcome.hasPrefix("stream_error") { GatewayMetrics.shared.streamErrors.add(1, ordering: .relaxed) }
+            if c.failedAttempts > 0 { worker.process.metrics.upstreamFailures.add(c.failedAttempts, ordering: .relaxed) }
+            if c.outcome.hasPrefix("stream_error") { worker.process.metrics.streamErrors.add(1, ordering: .relaxed) }
         }
         logAccess(status: status, outcome: responseOutcome)
         requestsServed += 1
         let keep = response.keepAlive && !readClosed && !worker.draining
-            && requestsServed < worker.configuration.server.maxRequestsPerConnection
+            && requestsServed < generation.configuration.server.maxRequestsPerConnection
         resetRequest()
         guard keep else {
             _ = shutdown(fd, Int32(SHUT_WR))
@@ -158,7 +161,7 @@ extension HTTPServerConnection: ResponseSink {
     }
 
     func logAccess(status: Int, outcome: String) {
-        guard worker.configuration.log.access else { return }
+        guard generation.configuration.log.access else { return }
         let dur = requestStart == 0 ? 0 : (MonotonicClock.now() &- requestStart) / 1000
         let id = context?.requestID ?? "-"
         let method = head?.method ?? "-"

@@ -50,6 +50,11 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     /// request, reused for the connection's later ones).
     var coordinator: ProxyCoordinator?
     var response = ResponseState()
+    /// The generation the current request runs on (taken from the worker when its first byte
+    /// arrives; a reload affects only later requests).
+    var generation: WorkerGeneration
+    /// The generation `coordinator` was built for (its breakers and metrics).
+    var coordinatorGeneration: WorkerGeneration?
 
     static let inputHighWater = 65536
     static let outputHighWater = 65536
@@ -58,6 +63,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     init(fd: Int32, peer: SocketAddress, worker: Worker) {
         self.fd = fd
         self.worker = worker
+        self.generation = worker.current
         self.peer = peer.ipString
         timer.setCallback { [unowned self] in self.timerFired() }
     }
@@ -120,8 +126,12 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                     if readClosed { return close() }
                     return
                 }
-                if requestStart == 0 { requestStart = MonotonicClock.now(); if requestsServed > 0 { armHeaderTimer() } }
-                switch worker.requestParser.parse(input.readable, resuming: &headScan) {
+                if requestStart == 0 {
+                    requestStart = MonotonicClock.now()
+                    generation = worker.current
+                    if requestsServed > 0 { armHeaderTimer() }
+                }
+                switch generation.requestParser.parse(input.readable, resuming: &headScan) {
                 case .incomplete:
                     if readClosed { return close() }
                     return
@@ -132,7 +142,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                     headScan = HeadScanState()
                     input.consume(consumed)
                     head = h
-                    GatewayMetrics.shared.requests.add(1, ordering: .relaxed)
+                    worker.process.metrics.requests.add(1, ordering: .relaxed)
                     if !beginBody(h) { return }
                 }
             case .readingBody:
@@ -158,7 +168,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     /// Prepares to read the body; returns false when it already answered (413).
     private func beginBody(_ h: HTTPRequestHead) -> Bool {
         body = []
-        let limit = worker.configuration.server.maxBodyBytes
+        let limit = generation.configuration.server.maxBodyBytes
         switch h.framing {
         case .none, .untilClose:
             bodyRemaining = 0
@@ -195,7 +205,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             }
             return bodyRemaining == 0
         case .chunked:
-            let limit = worker.configuration.server.maxBodyBytes
+            let limit = generation.configuration.server.maxBodyBytes
             var tooLarge = false
             let outcome = bodyDecoder.feed(input.readable) { slice in
                 if body.count + slice.count > limit { tooLarge = true; return }
@@ -227,10 +237,10 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         var id = h.first(.xRequestId) ?? ""
         if !RequestIDGenerator.isValid(id) { id = worker.requestIDs.make() }
         let ctx = RequestContext(requestID: id, head: h, body: body, clientAddress: peer,
-                                 startNanos: requestStart, configuration: worker.configuration)
+                                 startNanos: requestStart, configuration: generation.configuration)
         body = []
         context = ctx
-        suspended = worker.pipeline.run(ctx) { [weak self] outcome in
+        suspended = generation.pipeline.run(ctx) { [weak self] outcome in
             guard let self, self.phase == .processing, self.context === ctx else { return }
             self.suspended = nil
             switch outcome {
@@ -243,7 +253,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     // MARK: timers
 
     func armHeaderTimer() {
-        worker.loop.arm(timer, after: worker.configuration.server.headerTimeout.nanoseconds)
+        worker.loop.arm(timer, after: generation.configuration.server.headerTimeout.nanoseconds)
     }
 
     func armKeepaliveTimer() {
@@ -312,7 +322,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     func abort(_ why: String) {
         if phase == .closed { return }
         if phase == .proxying || phase == .processing {
-            GatewayMetrics.shared.clientAborts.add(1, ordering: .relaxed)
+            worker.process.metrics.clientAborts.add(1, ordering: .relaxed)
             if phase == .proxying {
                 let sent = coordinator?.relay.headSent == true
                 logAccess(status: sent ? (coordinator?.relay.status ?? 499) : 499, outcome: "client_abort")

@@ -14,64 +14,31 @@ import Glibc
 #endif
 
 /// One worker thread: an event loop, its own SO_REUSEPORT listeners, its client connections,
-/// its upstream pool and its pipeline instance. Nothing in a worker is shared with another
-/// worker except the read-only configuration, resolver cache and TLS contexts, so the request
-/// path takes no locks. Everything here runs on the worker's loop thread.
+/// its upstream pool and its generation (pipeline, breakers). Nothing in a worker is shared
+/// with another worker except the read-only generation, resolver cache and TLS contexts, so the
+/// request path takes no locks. Everything here runs on the worker's loop thread.
 final class Worker: DeferredTask {
     let loop: EventLoop
-    let configuration: GatewayConfiguration
-    let requestParser: HTTPRequestParser
-    let pipeline: Pipeline
+    let process: ProcessState
+    /// The generation new requests start on; `install` replaces it (a reload).
+    private(set) var current: WorkerGeneration
+    var configuration: GatewayConfiguration { current.configuration }
     let upstream: UpstreamClient
-    /// This worker's circuit breakers, one per routing target (no locks: loop thread only).
-    let breakers: CircuitBreakers?
-    let routerMetrics: RouterMetrics
     let requestIDs = RequestIDGenerator()
-    let maxConnections: Int
+    /// This worker's Redis connection, kept across reloads while `redis:` names the same server.
+    private var redis: (key: String, connection: RedisConnection)?
     private var connections: [ObjectIdentifier: HTTPServerConnection] = [:]
     private var listeners: [Listener] = []
     /// Access-log lines of this iteration, written with one `write(2)` at its end.
     private let accessBuffer = ByteBuffer(capacity: 4096)
     private var accessFlushQueued = false
 
-    init(loop: EventLoop, configuration: GatewayConfiguration, listenFDs: [Int32],
-         resolver: HostResolver, tls: [String: TLSClientContext], keyRing: JWTKeyRing?, routerMetrics: RouterMetrics,
-         limitStore: MemoryLimitStore, limiterHealth: LimiterHealth, redisAddress: SocketAddress?) throws {
+    init(loop: EventLoop, generation: SharedGeneration, process: ProcessState, listenFDs: [Int32]) throws {
         self.loop = loop
-        self.configuration = configuration
-        let s = configuration.server
-        self.requestParser = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: s.maxHeaderBytes,
-                                                                        maxRequestLineBytes: min(8192, s.maxHeaderBytes)))
-        self.maxConnections = max(1, s.maxConnections / max(1, s.workers))
-        self.upstream = UpstreamClient(loop: loop, resolver: resolver, tlsContexts: tls)
-        self.routerMetrics = routerMetrics
-        let models = configuration.models
-        self.breakers = models.targets.isEmpty ? nil
-            : CircuitBreakers(targets: models.targets.count, defaults: models.defaults, metrics: routerMetrics)
-        // The request pipeline, in order. Each stage may answer early; none reaches around another.
-        let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
-        var limiter: [Middleware] = []
-        if let limits = configuration.limits {
-            var backend: LimitBackend = MemoryLimitBackend(limitStore)
-            if let r = configuration.redis, let addr = redisAddress {
-                let conn = RedisConnection(loop: loop, host: addr.ipString, port: addr.port, password: r.password,
-                                           database: r.database, timeout: r.timeout)
-                backend = RedisLimitBackend(redis: conn, fallback: limitStore, policy: r.onFailure, health: limiterHealth)
-            }
-            limiter = [RateLimitMiddleware(limits: limits, backend: backend, keyPrefix: configuration.redis?.keyPrefix ?? "portcullis",
-                                           health: limiterHealth)]
-        }
-        self.pipeline = Pipeline([
-            RequestTargetMiddleware(),                                   // one canonical path (400)
-            BuiltinEndpointsMiddleware(metrics: GatewayMetrics.shared, router: routerMetrics,  // /healthz /readyz /metrics
-                                       limiter: limiterHealth, failClosed: configuration.redis?.onFailure == .failClosed),
-            RouteMiddleware(),                                           // path → route, provider (404)
-            AuthenticationMiddleware(auth: configuration.auth, ring: keyRing),  // JWT / HMAC (401/403)
-            HeaderHygieneMiddleware(),                                   // hop-by-hop, spoofed identity out
-            TenantContextMiddleware(required: authRequired),             // verified x-tenant-id in
-        ] + limiter + [                                                  // buckets checked and debited (429)
-            AliasRouterMiddleware(),                                     // alias → RoutePlan (404/403/400)
-        ])
+        self.process = process
+        self.upstream = UpstreamClient(loop: loop, resolver: process.resolver, tlsContexts: generation.tls)
+        self.current = WorkerGeneration(generation, process: process, redis: nil)
+        self.current = WorkerGeneration(generation, process: process, redis: redisConnection(for: generation))
         for fd in listenFDs {
             let l = Listener(fd: fd, worker: self)
             try loop.registerListener(fd: fd, handler: l)
@@ -79,9 +46,34 @@ final class Worker: DeferredTask {
         }
     }
 
+    /// Switches new requests to `generation` (a reload; loop thread). Requests in flight keep
+    /// theirs; idle pooled connections to endpoints that went away are closed.
+    func install(_ generation: SharedGeneration) {
+        upstream.use(tlsContexts: generation.tls, endpoints: generation.endpoints)
+        current = WorkerGeneration(generation, process: process, redis: redisConnection(for: generation))
+    }
+
+    /// The Redis connection for a generation: the current one when the server, database,
+    /// password and timeout are unchanged, else a new one (the old one closes once its
+    /// pending replies have arrived).
+    private func redisConnection(for g: SharedGeneration) -> RedisConnection? {
+        guard let r = g.configuration.redis, g.configuration.limits != nil, let addr = g.redisAddress else {
+            redis?.connection.close()
+            redis = nil
+            return nil
+        }
+        let key = "\(addr)|\(r.database)|\(r.password ?? "")|\(r.timeout)"
+        if let existing = redis, existing.key == key { return existing.connection }
+        redis?.connection.close()
+        let conn = RedisConnection(loop: loop, host: addr.ipString, port: addr.port, password: r.password,
+                                   database: r.database, timeout: r.timeout)
+        redis = (key, conn)
+        return conn
+    }
+
     func accepted(fd: Int32, peer: SocketAddress) {
-        if connections.count >= maxConnections {
-            GatewayMetrics.shared.rejectedConnections.add(1, ordering: .relaxed)
+        if connections.count >= current.maxConnections {
+            process.metrics.rejectedConnections.add(1, ordering: .relaxed)
             Syscall.setLingerZero(fd)
             Syscall.close(fd)
             return
@@ -93,13 +85,13 @@ final class Worker: DeferredTask {
             return
         }
         connections[ObjectIdentifier(c)] = c
-        GatewayMetrics.shared.openConnections.add(1, ordering: .relaxed)
+        process.metrics.openConnections.add(1, ordering: .relaxed)
         c.start()
     }
 
     func connectionClosed(_ c: HTTPServerConnection) {
         if connections.removeValue(forKey: ObjectIdentifier(c)) != nil {
-            GatewayMetrics.shared.openConnections.subtract(1, ordering: .relaxed)
+            process.metrics.openConnections.subtract(1, ordering: .relaxed)
         }
         stopIfDrained()
     }

@@ -60,16 +60,21 @@ public final class HostResolver: Sendable {
         return out
     }
 
-    /// Starts a background thread re-resolving `hosts` every `interval` seconds (TTL-less DNS
-    /// refresh, as nginx's `resolver valid=`).
-    public func startRefreshing(hosts: [(String, UInt16)], intervalSeconds: UInt32 = 30) {
-        let names = hosts.filter { SocketAddress.numeric(host: $0.0, port: $0.1) == nil }
-        guard !names.isEmpty else { return }
-        let pairs = names.map { HostPort(host: $0.0, port: $0.1) }
+    /// The names the refresh thread re-resolves (replaced whole by `track`).
+    private let tracked = Mutex<[HostPort]>([])
+    private let refreshing = Atomic<Bool>(false)
+
+    /// Re-resolves `hosts` every `interval` seconds on a background thread (TTL-less DNS
+    /// refresh, as nginx's `resolver valid=`). A reload calls it again with the new
+    /// generation's hosts (resolve new names with `resolveBlocking` first, off the loops).
+    public func track(hosts: [(String, UInt16)], intervalSeconds: UInt32 = 30) {
+        let names = hosts.filter { SocketAddress.numeric(host: $0.0, port: $0.1) == nil }.map { HostPort(host: $0.0, port: $0.1) }
+        tracked.withLock { $0 = names }
+        guard !names.isEmpty, !refreshing.exchange(true, ordering: .relaxed) else { return }
         spawnThread(name: "portcullis-dns") { [self] in
             while true {
                 sleep(intervalSeconds)
-                for p in pairs { resolveBlocking(host: p.host, port: p.port) }
+                for p in tracked.withLock({ $0 }) { resolveBlocking(host: p.host, port: p.port) }
             }
         }
     }

@@ -315,7 +315,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         state = .done
         if let c = conn {
             client.loop.cancel(c.timer)
-            if reusable && provider.maxIdleConnections > 0 {
+            if reusable && provider.maxIdleConnections > 0 && client.live?.contains(provider.poolSlot) != false {
                 client.pool.checkin(c, maxIdle: provider.maxIdleConnections,
                                     idleTimeoutNanos: provider.idleConnectionTimeout.nanoseconds)
             } else {

@@ -8,7 +8,7 @@ import Glibc
 /// block). A pooled connection that becomes readable (the provider closed it or sent junk) or
 /// outlives its idle timeout is closed and dropped. Loop thread only.
 final class UpstreamPool {
-    /// Idle connections per provider index (see `ProviderConfiguration.index`).
+    /// Idle connections per endpoint slot (see `ProviderConfiguration.poolSlot`).
     private var idle: [[UpstreamConnection]] = []
     let loop: EventLoop
 
@@ -46,6 +46,14 @@ final class UpstreamPool {
     private func evict(_ c: UpstreamConnection) {
         c.close()
         if c.poolKey < idle.count { idle[c.poolKey].removeAll { $0 === c } }
+    }
+
+    /// Closes idle connections of endpoints not in `keep` (a reload removed their providers).
+    func closeIdle(keeping keep: Set<Int>) {
+        for slot in idle.indices where !keep.contains(slot) {
+            for c in idle[slot] { c.close() }
+            idle[slot].removeAll()
+        }
     }
 
     func closeAll() {

@@ -54,7 +54,7 @@ func loadConfiguration(_ configPath: String?) -> GatewayConfiguration {
 switch command {
 case "run":
     let config = loadConfiguration(configPath)
-    exit(Gateway(configuration: config).run())
+    exit(Gateway(configuration: config, configPath: configPath).run())
 case "check":
     guard configPath != nil else { fail("check needs --config FILE\n" + usage) }
     let config = loadConfiguration(configPath)

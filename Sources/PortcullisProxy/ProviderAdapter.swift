@@ -49,10 +49,13 @@ enum ProviderAdapters {
 
 extension ProviderConfiguration {
     /// The provider's key as the header `name` (value `prefix` + key): nil when the provider needs
-    /// none; refused when `api_key_env` names an unset variable.
+    /// none; refused when `api_key_env` names an unset variable. (`api_key_file` is read at
+    /// load time: a missing file is a config error, so its key is always there.)
     func credential(_ name: String, prefix: String = "") -> Result<HTTPHeader?, AdapterRefusal> {
-        guard let envName = apiKeyEnv else { return .success(nil) }
-        guard let key = apiKey else { return .failure(.missingCredential(env: envName)) }
+        guard let key = apiKey else {
+            if let envName = apiKeyEnv { return .failure(.missingCredential(env: envName)) }
+            return .success(nil)
+        }
         return .success(HTTPHeader(name: name, value: prefix + key))
     }
 }

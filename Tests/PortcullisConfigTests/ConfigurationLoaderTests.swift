@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import PortcullisCore
 import PortcullisTestSupport
 @testable import PortcullisConfig
@@ -73,6 +74,37 @@ final class ConfigurationLoaderTests: XCTestCase {
     func testMissingKeyEnvIsNotFatal() throws {
         let c = try load(good, env: [:])
         XCTAssertNil(c.provider(named: "openai")?.apiKey)
+    }
+
+    func testEndpointsKeyPoolsAcrossProvidersAndGenerations() throws {
+        let a = try load(good), b = try load(good.replacingOccurrences(of: "  local:", with: "  renamed:")
+                                                    .replacingOccurrences(of: "provider: local", with: "provider: renamed"))
+        // Same scheme/host/port/CA → same pool slot, whatever the provider is called or where it sits.
+        XCTAssertEqual(a.provider(named: "local")?.poolSlot, b.provider(named: "renamed")?.poolSlot)
+        XCTAssertNotEqual(a.provider(named: "local")?.poolSlot, a.provider(named: "openai")?.poolSlot)
+    }
+
+    func testAPIKeyFileUnderTheCredentialsDirectory() throws {
+        let dir = NSTemporaryDirectory() + "creds-\(getpid())"
+        mkdir(dir, 0o700)
+        FileManager.default.createFile(atPath: dir + "/k", contents: Data("sk-1\n".utf8))
+        let yaml = good.replacingOccurrences(of: "api_key_env: OPENAI_API_KEY", with: "api_key_file: k")
+        let c = try load(yaml, env: ["CREDENTIALS_DIRECTORY": dir])
+        XCTAssertEqual(c.provider(named: "openai")?.apiKey, "sk-1")
+        XCTAssertTrue(error(yaml).contains("api_key_file: cannot read 'k'"))
+        let both = good.replacingOccurrences(of: "api_key_env: OPENAI_API_KEY", with: "api_key_env: X, api_key_file: k")
+        XCTAssertTrue(error(both).contains("set api_key_env or api_key_file, not both"), error(both))
+        XCTAssertEqual(CredentialFile.resolve("/abs", environment: ["CREDENTIALS_DIRECTORY": dir]), "/abs")
+    }
+
+    func testLogAndMetricsKeys() throws {
+        let c = try load(good + "\nlog: { format: text, buffer_bytes: 65536 }\nmetrics: { tenant_labels: false, max_tenants: 5 }\n")
+        XCTAssertEqual(c.log.format, .text)
+        XCTAssertEqual(c.log.bufferBytes, 65536)
+        XCTAssertFalse(c.metrics.tenantLabels)
+        XCTAssertEqual(c.metrics.maxTenants, 5)
+        XCTAssertEqual(try load(good).log.format, .json)
+        XCTAssertTrue(error(good + "\nlog: { format: xml }\n").contains("log.format: expected json or text"))
     }
 
     func testSyntaxError() {

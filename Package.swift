@@ -47,7 +47,7 @@ let package = Package(
                 dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP",
                                "PortcullisConfig", "PortcullisPipeline", "PortcullisUpstream",
                                "PortcullisRouter", "PortcullisProxy", "PortcullisLimiter",
-                               "PortcullisRedis", "PortcullisAuth", "CLinux"]),
+                               "PortcullisRedis", "PortcullisAuth", "PortcullisJSON", "CLinux"]),
         .executableTarget(name: "portcullis", dependencies: ["PortcullisServer", "PortcullisConfig"]),
         .executableTarget(name: "JSONBench", dependencies: ["PortcullisJSON"], path: "Benchmarks/JSONBench"),
         .executableTarget(name: "FakeProvider",

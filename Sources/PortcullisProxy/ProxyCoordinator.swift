@@ -41,6 +41,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     public private(set) var attempts = 0
     /// Attempts of this request that failed (connect, reset, timeout, bad response, retryable status).
     public private(set) var failedAttempts = 0
+    /// Per attempt: the provider asked and, when it failed, how (metrics by provider and kind).
+    public private(set) var attemptLog: [(provider: String, failure: RouterMetrics.FailureKind?)] = []
+    /// When the response head was queued for the client (0: not yet): time to first byte.
+    public private(set) var firstByteAt: UInt64 = 0
     var nextCandidate = 0
     var deadline: UInt64 = 0
     /// The target and provider of the current (or last) attempt.
@@ -71,9 +75,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     public func start(_ ctx: RequestContext) {
         context = ctx
         attempt = nil; attempts = 0; failedAttempts = 0; nextCandidate = 0; target = nil; provider = nil
+        attemptLog.removeAll(keepingCapacity: true); firstByteAt = 0
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
-        tap = ctx.settlement != nil ? UsageTap(hide: ctx.hideStreamUsage) : nil
+        tap = UsageTap(hide: ctx.hideStreamUsage)      // token counts for settlement, the log and metrics
         let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
@@ -83,6 +88,16 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             tryNext()
         }
     }
+
+    func noteFailure(_ kind: RouterMetrics.FailureKind) {
+        if let last = attemptLog.indices.last { attemptLog[last].failure = kind }
+    }
+
+    /// Prompt and completion tokens the provider reported (nil when it reported none).
+    public var tokenCounts: (prompt: Int64?, completion: Int64?) { (tap?.promptTokens, tap?.completionTokens) }
+
+    /// Whether the response being relayed is an event stream.
+    public var isStreaming: Bool { relay.headSent && relay.isSSE }
 
     /// The client went away: stop the attempt at once; nothing more is written.
     public func cancel() {
@@ -128,6 +143,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         target = t; provider = p
         if attempts > 0 { metrics?.failover() }
         attempts += 1
+        attemptLog.append((p.name, nil))
         if let t { metrics?.attempt(t.index) }
         transform = nil
         whole = nil
@@ -141,6 +157,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return tryNext()
         case .failure(.missingCredential(let envName)):
             if let t { metrics?.failure(t.index, .credentials) }
+            noteFailure(.credentials)
             held = nil
             lastFailure = .internalError("Provider '\(p.name)' has no API key: \(envName) is not set.")
             outcome = "upstream_no_credentials"
@@ -197,6 +214,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
         relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines, into: sink.output)
         tap?.begin(sse: relay.isSSE)
+        firstByteAt = now()
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
     }
 
@@ -237,6 +255,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if let t = target {
             if retryable {
                 failedAttempts += 1
+                noteFailure(.status)
                 metrics?.failure(t.index, .status)
                 breakers?.recordFailure(t.index, now: now(), retryAfterNanos: h.status == 429 ? Self.retryAfterNanos(h) : nil)
             } else {
@@ -333,6 +352,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         guard !finished else { return }
         attempt = nil
         failedAttempts += 1
+        noteFailure(Self.kind(failure))
         if let t = target {
             metrics?.failure(t.index, Self.kind(failure))
             breakers?.recordFailure(t.index, now: now())

@@ -22,6 +22,10 @@ final class UsageTap {
     var json: [UInt8] = []
     var jsonTooLarge = false
     private(set) var usage: Int64?
+    /// The provider's prompt / completion counts (OpenAI's `prompt_tokens` / `completion_tokens`,
+    /// Anthropic's `input_tokens` / `output_tokens`), for the access log and metrics.
+    private(set) var promptTokens: Int64?
+    private(set) var completionTokens: Int64?
     /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
     /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
     var anthropicInput: Int64?
@@ -71,7 +75,13 @@ final class UsageTap {
             }
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
         } else if !jsonTooLarge, !json.isEmpty {
-            usage = json.withUnsafeBytes { UsageTap.usage(inObject: $0) }
+            json.withUnsafeBytes { b in
+                guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
+                let f = UsageTap.fields(b, objectAt: u)
+                usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
+                promptTokens = f.prompt ?? f.input
+                completionTokens = f.completion ?? f.output
+            }
         }
     }
 
@@ -87,43 +97,35 @@ final class UsageTap {
             let f = UsageTap.fields(b, objectAt: u)
             if let total = f.total {
                 usage = total
+                promptTokens = f.prompt; completionTokens = f.completion
                 return !(hide && emptyChoices)
             }
             if let i = f.input { anthropicInput = i }
             if let o = f.output { anthropicOutput = o }
-            if anthropicInput != nil || anthropicOutput != nil { usage = (anthropicInput ?? 0) + (anthropicOutput ?? 0) }
+            if anthropicInput != nil || anthropicOutput != nil {
+                usage = (anthropicInput ?? 0) + (anthropicOutput ?? 0)
+                promptTokens = anthropicInput; completionTokens = anthropicOutput
+            }
             return true
         }
     }
 
-    /// `usage.total_tokens` (or prompt + completion) of a chat-completion JSON body.
-    static func usage(inObject b: UnsafeRawBufferPointer) -> Int64? {
-        guard let u = valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return nil }
-        return counts(b, objectAt: u)
-    }
+    struct Counts { var total, prompt, completion, input, output: Int64? }
 
-    /// The token counts of the usage object starting at `at`: OpenAI's total (or prompt +
-    /// completion), else Anthropic's input / output tokens.
-    static func fields(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> (total: Int64?, input: Int64?, output: Int64?) {
+    static func fields(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Counts {
         let sub = UnsafeRawBufferPointer(rebasing: b[at...])
         // The object ends before the end of `b`: a lenient scan stops at its closing brace.
-        guard let f = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return (nil, nil, nil) }
-        if let t = integer(sub, f.member(0)) { return (t, nil, nil) }
-        if let p = integer(sub, f.member(1)), let c = integer(sub, f.member(2)) { return (p + c, nil, nil) }
-        guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub) else { return (nil, nil, nil) }
-        return (nil, integer(sub, a.member(0)), integer(sub, a.member(1)))
+        guard let f = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return Counts() }
+        let prompt = integer(sub, f.member(1)), completion = integer(sub, f.member(2))
+        if let t = integer(sub, f.member(0)) { return Counts(total: t, prompt: prompt, completion: completion) }
+        if let p = prompt, let c = completion { return Counts(total: p + c, prompt: p, completion: c) }
+        guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub) else { return Counts() }
+        return Counts(input: integer(sub, a.member(0)), output: integer(sub, a.member(1)))
     }
 
     /// A non-negative integer of at most 15 digits at `range`.
     static func integer(_ b: UnsafeRawBufferPointer, _ range: Range<Int>?) -> Int64? {
         range.flatMap { DecimalDigits.value(b[$0], maxDigits: 15) }
-    }
-
-    static func counts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Int64? {
-        let f = fields(b, objectAt: at)
-        if let t = f.total { return t }
-        if let i = f.input, let o = f.output { return i + o }
-        return nil
     }
 
     /// The index of the first byte of the value of the first member named `quotedName`

@@ -26,9 +26,14 @@ public final class Gateway {
     let heartbeats: LoopHeartbeats
 
     public init(configuration: GatewayConfiguration, configPath: String? = nil) {
+        // Block the handled signals before any thread exists (threads inherit the mask): only
+        // the main thread takes them, with sigwait. A thread started earlier with SIGHUP
+        // unblocked would let a reload signal kill the process.
+        var set = Gateway.handledSignals
+        pthread_sigmask(SIG_BLOCK, &set, nil)
         self.initial = configuration
         self.configPath = configPath
-        self.process = ProcessState(metrics: GatewayMetrics())
+        self.process = ProcessState(configuration)
         self.heartbeats = LoopHeartbeats(count: configuration.server.workers)
     }
 
@@ -36,11 +41,8 @@ public final class Gateway {
     public func run() -> Int32 {
         let configuration = initial
         Log.setLevel(configuration.log.level)
-        // Signals: block in every thread; the main thread takes them with sigwait.
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
+        // Signals: blocked in every thread since `init`; the main thread takes them with sigwait.
+        var set = Gateway.handledSignals
 
         Syscall.raiseFileLimit()
         let first: SharedGeneration
@@ -117,6 +119,13 @@ public final class Gateway {
         }
     }
 
+    static var handledSignals: sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&set, s) }
+        return set
+    }
+
     /// Everything a generation needs that may block (files, DNS, CA bundles), done here on the
     /// main thread, never on a loop.
     func prepare(_ c: GatewayConfiguration, number: Int, previous: SharedGeneration?) throws -> SharedGeneration {
@@ -166,6 +175,7 @@ public final class Gateway {
         }
         generation = g
         Log.setLevel(next.log.level)
+        process.accessLog.capacity.store(next.log.bufferBytes, ordering: .relaxed)
         if !registry.installAll(g) { Log.warning("SIGHUP: a worker did not take generation \(g.number) within 5 s (it will when its loop runs)") }
         process.metrics.reloadsOK.add(1, ordering: .relaxed)
         process.metrics.generation.store(g.number, ordering: .relaxed)
@@ -233,6 +243,7 @@ extension Gateway {
         }
         if registry.running > 0 { Log.warning("drain ended with \(registry.running) worker(s) still busy") }
         for l in loops { l.stop() }
+        process.accessLog.flush()
         return 0
     }
 

@@ -16,8 +16,12 @@ final class ProcessState: Sendable {
     let limitStore = MemoryLimitStore()
     let limiterHealth = LimiterHealth()
     let metrics: GatewayMetrics
+    let accessLog: AccessLogWriter
 
-    init(metrics: GatewayMetrics) { self.metrics = metrics }
+    init(_ c: GatewayConfiguration) {
+        metrics = GatewayMetrics(workers: c.server.workers, maxTenants: c.metrics.maxTenants)
+        accessLog = AccessLogWriter(capacity: c.log.bufferBytes)
+    }
 }
 
 /// One configuration generation as every worker shares it, built on the main thread (start-up

@@ -3,6 +3,7 @@ import PortcullisCore
 import PortcullisHTTP
 import PortcullisPipeline
 import PortcullisProxy
+import PortcullisJSON
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,6 +21,8 @@ struct ResponseState {
     /// The coordinator was told to pause its upstream (the client is slow).
     var upstreamPaused = false
     var outcome = "ok"
+    /// This response is counted in the open-streams gauge.
+    var streamCounted = false
 }
 
 extension HTTPServerConnection: ResponseSink {
@@ -66,6 +69,10 @@ extension HTTPServerConnection: ResponseSink {
 
     func outputAppended() -> Bool {
         guard phase == .proxying else { return false }
+        if !response.streamCounted, coordinator?.isStreaming == true {
+            response.streamCounted = true
+            worker.metrics.update { $0.openStreams += 1 }
+        }
         if output.readableBytes >= HTTPServerConnection.outputHighWater {
             flush()
             if phase != .proxying { return false }
@@ -108,11 +115,6 @@ extension HTTPServerConnection: ResponseSink {
     func finishResponse() {
         guard response.complete, phase != .closed else { return }
         let status = responseStatus
-        worker.process.metrics.countResponse(status: status)
-        if response.proxied, let c = coordinator {
-            if c.failedAttempts > 0 { worker.process.metrics.upstreamFailures.add(c.failedAttempts, ordering: .relaxed) }
-            if c.outcome.hasPrefix("stream_error") { worker.process.metrics.streamErrors.add(1, ordering: .relaxed) }
-        }
         logAccess(status: status, outcome: responseOutcome)
         requestsServed += 1
         let keep = response.keepAlive && !readClosed && !worker.draining
@@ -151,6 +153,7 @@ extension HTTPServerConnection: ResponseSink {
 
     func resetRequest() {
         releaseReservation()
+        if response.streamCounted { worker.metrics.update { $0.openStreams -= 1 } }
         head = nil
         body = []
         bodyRemaining = 0
@@ -160,21 +163,40 @@ extension HTTPServerConnection: ResponseSink {
         response = ResponseState()
     }
 
+    /// Reports the finished request to the worker (metrics; the access log when it is on).
     func logAccess(status: Int, outcome: String) {
-        guard generation.configuration.log.access else { return }
-        let dur = requestStart == 0 ? 0 : (MonotonicClock.now() &- requestStart) / 1000
-        let id = context?.requestID ?? "-"
-        let method = head?.method ?? "-"
-        let path = head.map { String(decoding: $0.path.utf8.prefix(256), as: UTF8.self) } ?? "-"
-        var bytes = response.localBytes
-        var routing = "upstream=-"
+        var r = RequestSummary()
+        r.durationNanos = requestStart == 0 ? 0 : MonotonicClock.now() &- requestStart
+        r.requestID = context?.requestID ?? "-"
+        r.client = peer
+        r.method = head?.method ?? "-"
+        if let ctx = context { r.path = String(decoding: ctx.path.utf8.prefix(256), as: UTF8.self) }
+        else if let h = head { r.path = String(decoding: h.path.utf8.prefix(256), as: UTF8.self) }   // (no query)
+        r.route = context?.route?.path
+        r.tenant = context?.tenant
+        r.user = context?.user
+        r.status = status
+        (r.outcome, r.detail) = RequestOutcome.classify(outcome, status: status)
+        r.bytes = response.localBytes
         if response.proxied, let c = coordinator {
-            if c.relay.headSent { bytes = c.relay.bodyBytes }
-            routing = "upstream=\(c.provider?.name ?? "-")"
-            if let plan = context?.plan {
-                routing += " alias=\(plan.alias) model=\(c.target?.model ?? "-") attempts=\(c.attempts)"
-            }
+            if c.relay.headSent { r.bytes = c.relay.bodyBytes }
+            r.provider = c.provider?.name
+            r.alias = context?.plan?.alias
+            r.model = c.target?.model
+            (r.promptTokens, r.completionTokens) = c.tokenCounts
+            if c.firstByteAt != 0 && requestStart != 0 { r.ttfbNanos = c.firstByteAt &- requestStart }
+            r.attempts = c.attemptLog
+            if r.model == nil, r.promptTokens != nil || r.completionTokens != nil { r.model = Self.requestedModel(context) }
         }
-        worker.logAccess("ts=\(WallClock.nowMillis()) id=\(id) client=\(peer) method=\(method) path=\(path) status=\(status) bytes=\(bytes) dur_us=\(dur) \(routing) outcome=\(outcome)\n")
+        worker.finished(r, configuration: generation.configuration)
+    }
+
+    /// The model a plain route's client asked for (the body's `model`), for token metrics.
+    static func requestedModel(_ ctx: RequestContext?) -> String? {
+        guard let body = ctx?.body, !body.isEmpty else { return nil }
+        return body.withUnsafeBytes { b in
+            guard let s = JSONReader.lenientTopLevelMembers(["model"], in: b), let r = s.member(0) else { return nil }
+            return JSONReader.stringValue(r, in: b).map { String($0.prefix(128)) }
+        }
     }
 }

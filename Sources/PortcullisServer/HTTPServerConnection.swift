@@ -142,7 +142,6 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                     headScan = HeadScanState()
                     input.consume(consumed)
                     head = h
-                    worker.process.metrics.requests.add(1, ordering: .relaxed)
                     if !beginBody(h) { return }
                 }
             case .readingBody:
@@ -322,7 +321,6 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     func abort(_ why: String) {
         if phase == .closed { return }
         if phase == .proxying || phase == .processing {
-            worker.process.metrics.clientAborts.add(1, ordering: .relaxed)
             if phase == .proxying {
                 let sent = coordinator?.relay.headSent == true
                 logAccess(status: sent ? (coordinator?.relay.status ?? 499) : 499, outcome: "client_abort")

@@ -29,13 +29,17 @@ final class Worker: DeferredTask {
     private var redis: (key: String, connection: RedisConnection)?
     private var connections: [ObjectIdentifier: HTTPServerConnection] = [:]
     private var listeners: [Listener] = []
-    /// Access-log lines of this iteration, written with one `write(2)` at its end.
+    /// Access-log lines of this iteration, handed to the log writer at its end.
     private let accessBuffer = ByteBuffer(capacity: 4096)
+    private var accessLines = 0
     private var accessFlushQueued = false
+    /// This worker's metrics shard (written here only).
+    let metrics: MetricsShard
 
     init(loop: EventLoop, generation: SharedGeneration, process: ProcessState, listenFDs: [Int32]) throws {
         self.loop = loop
         self.process = process
+        self.metrics = process.metrics.shard(loop.index)
         self.upstream = UpstreamClient(loop: loop, resolver: process.resolver, tlsContexts: generation.tls)
         self.current = WorkerGeneration(generation, process: process, redis: nil)
         self.current = WorkerGeneration(generation, process: process, redis: redisConnection(for: generation))
@@ -73,7 +77,7 @@ final class Worker: DeferredTask {
 
     func accepted(fd: Int32, peer: SocketAddress) {
         if connections.count >= current.maxConnections {
-            process.metrics.rejectedConnections.add(1, ordering: .relaxed)
+            metrics.update { $0.rejectedConnections += 1 }
             Syscall.setLingerZero(fd)
             Syscall.close(fd)
             return
@@ -85,13 +89,13 @@ final class Worker: DeferredTask {
             return
         }
         connections[ObjectIdentifier(c)] = c
-        process.metrics.openConnections.add(1, ordering: .relaxed)
+        metrics.update { $0.openConnections += 1 }
         c.start()
     }
 
     func connectionClosed(_ c: HTTPServerConnection) {
         if connections.removeValue(forKey: ObjectIdentifier(c)) != nil {
-            process.metrics.openConnections.subtract(1, ordering: .relaxed)
+            metrics.update { $0.openConnections -= 1 }
         }
         stopIfDrained()
     }
@@ -119,9 +123,12 @@ final class Worker: DeferredTask {
         listeners.removeAll()
     }
 
-    /// Queues one access-log line (with its newline).
-    func logAccess(_ line: String) {
-        accessBuffer.append(line)
+    /// One finished request: counted in this worker's shard, and logged when `log.access` is on.
+    func finished(_ r: RequestSummary, configuration c: GatewayConfiguration) {
+        metrics.record(r, tenantLabels: c.metrics.tenantLabels)
+        guard c.log.access else { return }
+        accessBuffer.append(AccessLogFormat.line(r, format: c.log.format, nowMillis: WallClock.nowMillis()))
+        accessLines += 1
         if !accessFlushQueued {
             accessFlushQueued = true
             loop.deferToEndOfIteration(self)
@@ -131,7 +138,11 @@ final class Worker: DeferredTask {
     func runDeferredTask() {
         accessFlushQueued = false
         guard !accessBuffer.isEmpty else { return }
-        Log.accessBytes(accessBuffer.readable)
+        if !process.accessLog.enqueue(accessBuffer.readable) {
+            let n = accessLines
+            metrics.update { $0.accessLogDropped += n }
+        }
+        accessLines = 0
         accessBuffer.clear()
         accessBuffer.shrinkIfIdle(to: 65536)
     }

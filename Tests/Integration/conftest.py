@@ -101,6 +101,29 @@ class Gateway:
         return self.log()
 
 
+    def access(self):
+        """The access-log records (JSON lines) written so far."""
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def wait_access(self, pred, timeout=2.0):
+        """The first access record matching `pred` (None after `timeout`)."""
+        deadline = time.time() + timeout
+        while True:
+            for rec in self.access():
+                if pred(rec):
+                    return rec
+            if time.time() > deadline:
+                return None
+            time.sleep(0.02)
+
+
 def render_config(port, providers, routes, server_extra="", log_access="true"):
     server = {"listen": f'["127.0.0.1:{port}"]', "workers": "2", "max_connections": "4000",
               "header_timeout": "2s", "keepalive_timeout": "10s", "drain_timeout": "2s"}

@@ -200,3 +200,26 @@ def test_check_reports_key_problems_with_location(tmp_path):
     r = subprocess.run([os.path.join(BIN, "portcullis"), "check", "--config", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 1
     assert f"{cfg}:6:9: auth.jwt.keys[0]: cannot read public_key_file /nonexistent.pem" in r.stderr
+
+
+def test_access_log_and_token_metrics_by_tenant_with_a_cap(start_gateway, tmp_path, keys):
+    gw = start_gateway(env={"TEST_JWT_SECRET": SECRET},
+                       extra_yaml=auth_yaml(tmp_path) + "metrics: { max_tenants: 1 }\n")
+    k = keys["hs1"]
+    assert post(gw.port, CHAT + "?api-key=secret", chat_body(), bearer(k.token(tenant_id="acme", sub="u1"))).status == 200
+    assert post(gw.port, CHAT, chat_body(), bearer(k.token(tenant_id="globex", sub="u2"))).status == 200
+    rec = gw.wait_access(lambda r: r["tenant"] == "acme")
+    assert rec, gw.log()
+    assert rec["user"] == "u1" and rec["route"] == CHAT and rec["path"] == CHAT      # no query string
+    assert rec["status"] == 200 and rec["outcome"] == "ok" and rec["provider"] == "local"
+    assert rec["prompt_tokens"] > 0 and rec["completion_tokens"] == 5
+    assert rec["ttfb_ms"] <= rec["duration_ms"] and rec["attempts"] == 1
+    assert "secret" not in gw.log() and SECRET not in gw.log() and "eyJ" not in gw.log()
+    text = raw_request(gw.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").decode()
+    # The first tenant gets its label, the next is "other" (metrics.max_tenants: 1).
+    assert 'portcullis_tokens_total{tenant="acme",model="chat-default",type="completion"} 5' in text, text
+    assert 'portcullis_tokens_total{tenant="other",model="chat-default",type="completion"} 5' in text
+    assert 'portcullis_requests_total{route="/v1/chat/completions",class="2xx",outcome="ok"} 2' in text
+    assert 'portcullis_upstream_attempts_total{provider="local"} 2' in text
+    assert "portcullis_request_duration_seconds_count 2" in text
+    assert 'portcullis_time_to_first_byte_seconds_bucket{le="+Inf"} 2' in text

@@ -98,7 +98,8 @@ def test_memory_store_exact_limit_with_headers(start_gateway):
     err = json.loads(rs[3].body)["error"]
     assert err["code"] == "rate_limit_exceeded" and err["type"] == "rate_limit_error"
     assert int(rs[3].headers["retry-after"]) >= 1
-    assert "outcome=rate_limited:tenant_(free_tier)_requests_per_minute" in gw.wait_log("rate_limited")
+    rec = gw.wait_access(lambda r: r["outcome"] == "rate_limited")
+    assert rec and rec["detail"] == "tenant_(free_tier)_requests_per_minute" and rec["status"] == 429, rec
     assert 'portcullis_rate_limited_total{scope="tenant",kind="requests"} 1' in metrics(gw)
 
 

@@ -193,3 +193,63 @@ def test_unit_file_verifies_and_is_type_notify(tmp_path):
                  .replace("/etc/portcullis/portcullis.yaml", os.path.join(ROOT, "Config", "portcullis.example.yaml")))
     r = subprocess.run(["systemd-analyze", "verify", str(p)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_text_access_log_and_prometheus_exposition(start_gateway, fake):
+    gw = start_gateway(extra_yaml="")
+    with open(gw.config_path) as f:
+        text = f.read()
+    with open(gw.config_path, "w") as f:
+        f.write(text.replace("  access: true", "  access: true\n  format: text"))
+    gw.proc.send_signal(signal.SIGHUP)
+    gw.wait_log("generation 2 loaded", timeout=5)
+    assert post(gw.port, CHAT, chat_body(), {}).status == 200
+    log = gw.wait_log(" outcome=ok ")
+    line = next(l for l in log.splitlines() if l.startswith("time=") and " outcome=ok " in l)
+    assert " status=200 " in line and " provider=local " in line and " route=/v1/chat/completions " in line
+    # Every sample line of the exposition is `name{labels} value` under a TYPE line of its family.
+    body = metrics_text(gw.port)
+    families = set()
+    for l in body.splitlines():
+        if l.startswith("# TYPE "):
+            families.add(l.split()[2])
+        elif l and not l.startswith("#"):
+            name = l.split("{")[0].split(" ")[0]
+            base = name
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix) and name[: -len(suffix)] in families:
+                    base = name[: -len(suffix)]
+            assert base in families, l
+            float(l.rsplit(" ", 1)[1])
+    promtool = __import__("shutil").which("promtool")
+    if promtool:
+        import subprocess
+        r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_stalled_stdout_does_not_stall_the_worker(tmp_path, fake):
+    """stdout is a pipe nobody reads: requests keep being answered; lines beyond the buffer are dropped and counted."""
+    import subprocess
+    from conftest import BIN, free_port, wait_port
+    port = free_port()
+    cfg = render_config(port, {"local": {"base_url": f"http://127.0.0.1:{fake.port}"}},
+                        [{"path": CHAT, "provider": "local"}]).replace("  access: true", "  access: true\n  buffer_bytes: 4096")
+    (tmp_path / "c.yaml").write_text(cfg)
+    r, w = os.pipe()                                     # never read: fills at 64 KiB
+    proc = subprocess.Popen([os.path.join(BIN, "portcullis"), "--config", str(tmp_path / "c.yaml")],
+                            stdout=w, stderr=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        wait_port(port, proc)
+        s = socket.create_connection(("127.0.0.1", port))
+        t0 = time.time()
+        for _ in range(600):                             # ~600 × 500 B of log lines: far over 64 KiB + 4 KiB
+            assert post(port, CHAT, chat_body(), sock=s).status == 200
+        s.close()
+        assert time.time() - t0 < 20
+        assert metric(port, "portcullis_access_log_dropped_total") > 0
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(r)

@@ -77,8 +77,8 @@ def test_tier_picks_the_target_and_model_is_rewritten(start_gateway, fake, key):
     # No tier claim: the alias's default tier.
     r = post(gw.port, CHAT, body(), auth(key, tier=None))
     assert json.loads(r.body)["model"] == "gpt-4o-mini"
-    log = gw.wait_log("alias=chat-default model=gpt-4o ")
-    assert "upstream=premium alias=chat-default model=gpt-4o attempts=1" in log
+    rec = gw.wait_access(lambda r: r["alias"] == "chat-default" and r["model"] == "gpt-4o")
+    assert rec and rec["provider"] == "premium" and rec["attempts"] == 1, rec
 
 
 def test_only_the_model_value_changes_in_the_body(start_gateway, fake, key):
@@ -192,7 +192,8 @@ def test_failover_gives_one_clean_response_from_the_next_target(start_gateway, f
             assert json.loads(r.body)["model"] == "gpt-4o-backup"
     by = fake.stats()["by_prefix"]
     assert by.get("tokens=2") == 2
-    assert gw.wait_log("attempts=2") and "outcome=ok" in gw.log()
+    rec = gw.wait_access(lambda r: r["attempts"] == 2)
+    assert rec and rec["outcome"] == "ok", rec
 
 
 def test_failover_from_a_refused_connection(start_gateway, fake, key):

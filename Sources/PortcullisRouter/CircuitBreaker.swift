@@ -83,13 +83,16 @@ public final class CircuitBreakers {
     }
 }
 
-/// Per-target counters shared by every worker (relaxed atomics), rendered on `/metrics`.
+/// Per-target counters of **one worker** (its shard), rendered on `/metrics` merged with the
+/// other workers' shards (`render(_:)`). Written only by its worker's loop thread, so an
+/// update is a plain load and store (relaxed atomics only make the scrape's reads well defined):
+/// no read-modify-write shared between workers on the request path.
 public final class RouterMetrics: Sendable {
     public let targetIDs: [String]
-    /// One relaxed atomic counter (a class: `Atomic` is not copyable, arrays need references).
+    /// A single-writer counter (a class: `Atomic` is not copyable, arrays need references).
     final class Counter: Sendable {
         let value = Atomic<Int>(0)
-        func add(_ n: Int) { value.add(n, ordering: .relaxed) }
+        func add(_ n: Int) { value.store(value.load(ordering: .relaxed) &+ n, ordering: .relaxed) }
         var load: Int { value.load(ordering: .relaxed) }
     }
     let attempts: [Counter]
@@ -131,23 +134,28 @@ public final class RouterMetrics: Sendable {
     func breakerOpened(_ t: Int) { openBreakers[t].add(1) }
     func breakerClosed(_ t: Int) { openBreakers[t].add(-1) }
 
-    public func render() -> String {
-        guard !targetIDs.isEmpty else { return "" }
-        func label(_ i: Int) -> String { "target=\"\(targetIDs[i])\"" }
+    /// The shards of every worker, summed per target.
+    public static func render(_ shards: [RouterMetrics]) -> String {
+        guard let first = shards.first, !first.targetIDs.isEmpty else { return "" }
+        let ids = first.targetIDs
+        func label(_ i: Int) -> String { "target=\"\(ids[i])\"" }
+        func sum(_ pick: (RouterMetrics) -> Counter) -> Int { shards.reduce(0) { $0 + pick($1).load } }
         var s = "# HELP portcullis_target_attempts_total Upstream attempts per routing target.\n# TYPE portcullis_target_attempts_total counter\n"
-        for i in targetIDs.indices { s += "portcullis_target_attempts_total{\(label(i))} \(attempts[i].load)\n" }
+        for i in ids.indices { s += "portcullis_target_attempts_total{\(label(i))} \(sum { $0.attempts[i] })\n" }
         s += "# HELP portcullis_target_successes_total Attempts answered by the target (the response went to the client).\n# TYPE portcullis_target_successes_total counter\n"
-        for i in targetIDs.indices { s += "portcullis_target_successes_total{\(label(i))} \(successes[i].load)\n" }
+        for i in ids.indices { s += "portcullis_target_successes_total{\(label(i))} \(sum { $0.successes[i] })\n" }
         s += "# HELP portcullis_target_failures_total Failed attempts per routing target, by kind.\n# TYPE portcullis_target_failures_total counter\n"
-        for i in targetIDs.indices {
+        for i in ids.indices {
             for k in FailureKind.allCases {
-                s += "portcullis_target_failures_total{\(label(i)),kind=\"\(k.label)\"} \(failures[i][k.rawValue].load)\n"
+                s += "portcullis_target_failures_total{\(label(i)),kind=\"\(k.label)\"} \(sum { $0.failures[i][k.rawValue] })\n"
             }
         }
         s += "# HELP portcullis_target_breaker_open Workers whose circuit breaker for the target is open or half-open.\n# TYPE portcullis_target_breaker_open gauge\n"
-        for i in targetIDs.indices { s += "portcullis_target_breaker_open{\(label(i))} \(openBreakers[i].load)\n" }
+        for i in ids.indices { s += "portcullis_target_breaker_open{\(label(i))} \(sum { $0.openBreakers[i] })\n" }
         s += "# HELP portcullis_failovers_total Requests retried on another target.\n# TYPE portcullis_failovers_total counter\n"
-        s += "portcullis_failovers_total \(failovers.load)\n"
+        s += "portcullis_failovers_total \(sum { $0.failovers })\n"
         return s
     }
+
+    public func render() -> String { Self.render([self]) }
 }

@@ -9,12 +9,12 @@ import PortcullisLimiter
 final class BuiltinEndpointsMiddleware: Middleware {
     let name = "builtin-endpoints"
     let metrics: GatewayMetrics
-    let router: RouterMetrics
+    let router: [RouterMetrics]
     let limiter: LimiterHealth
     /// `redis.on_failure: fail_closed`: not ready while Redis cannot answer.
     let failClosed: Bool
 
-    init(metrics: GatewayMetrics, router: RouterMetrics, limiter: LimiterHealth, failClosed: Bool) {
+    init(metrics: GatewayMetrics, router: [RouterMetrics], limiter: LimiterHealth, failClosed: Bool) {
         self.metrics = metrics; self.router = router; self.limiter = limiter; self.failClosed = failClosed
     }
 
@@ -26,7 +26,7 @@ final class BuiltinEndpointsMiddleware: Middleware {
         }
         if path == "/metrics" {
             return .respond(LocalResponse(status: 200, headers: [("content-type", "text/plain; version=0.0.4")],
-                                          body: Array((metrics.render() + router.render() + limiterMetrics()).utf8)))
+                                          body: Array((metrics.render() + RouterMetrics.render(router) + limiterMetrics()).utf8)))
         }
         if path == "/readyz" && failClosed && limiter.degraded.load(ordering: .relaxed) {
             return .respond(LocalResponse(status: 503, headers: [("content-type", "application/json")],

@@ -34,14 +34,16 @@ final class SharedGeneration: Sendable {
     let keyRing: JWTKeyRing?
     /// Endpoint slot → TLS context (https endpoints only).
     let tls: [Int: TLSClientContext]
-    let routerMetrics: RouterMetrics
+    /// One shard per worker (worker `i` writes `routerMetrics[i]`; `/metrics` sums them).
+    let routerMetrics: [RouterMetrics]
     /// Resolved once here: hiredis would resolve a name with a blocking call on a loop.
     let redisAddress: SocketAddress?
 
     init(number: Int, configuration: GatewayConfiguration, keyRing: JWTKeyRing?, tls: [Int: TLSClientContext],
          redisAddress: SocketAddress?) {
         self.number = number; self.configuration = configuration; self.keyRing = keyRing; self.tls = tls
-        self.routerMetrics = RouterMetrics(targetIDs: configuration.models.targets.map(\.id))
+        let ids = configuration.models.targets.map(\.id)
+        self.routerMetrics = (0..<max(1, configuration.server.workers)).map { _ in RouterMetrics(targetIDs: ids) }
         self.redisAddress = redisAddress
     }
 
@@ -56,15 +58,17 @@ final class SharedGeneration: Sendable {
 final class WorkerGeneration {
     let shared: SharedGeneration
     var configuration: GatewayConfiguration { shared.configuration }
-    var routerMetrics: RouterMetrics { shared.routerMetrics }
+    /// This worker's router counters.
+    let routerMetrics: RouterMetrics
     let requestParser: HTTPRequestParser
     let pipeline: Pipeline
     /// This worker's circuit breakers, one per routing target (no locks: loop thread only).
     let breakers: CircuitBreakers?
     let maxConnections: Int
 
-    init(_ shared: SharedGeneration, process: ProcessState, redis: RedisConnection?) {
+    init(_ shared: SharedGeneration, worker: Int, process: ProcessState, redis: RedisConnection?) {
         self.shared = shared
+        routerMetrics = shared.routerMetrics[worker % shared.routerMetrics.count]
         let configuration = shared.configuration
         let s = configuration.server
         requestParser = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: s.maxHeaderBytes,
@@ -72,7 +76,7 @@ final class WorkerGeneration {
         maxConnections = max(1, s.maxConnections / max(1, s.workers))
         let models = configuration.models
         breakers = models.targets.isEmpty ? nil
-            : CircuitBreakers(targets: models.targets.count, defaults: models.defaults, metrics: shared.routerMetrics)
+            : CircuitBreakers(targets: models.targets.count, defaults: models.defaults, metrics: routerMetrics)
         // The request pipeline, in order. Each stage may answer early; none reaches around another.
         let authRequired = configuration.auth?.jwt != nil || configuration.routes.contains { $0.hmac != nil }
         var limiter: [Middleware] = []

@@ -41,8 +41,8 @@ final class Worker: DeferredTask {
         self.process = process
         self.metrics = process.metrics.shard(loop.index)
         self.upstream = UpstreamClient(loop: loop, resolver: process.resolver, tlsContexts: generation.tls)
-        self.current = WorkerGeneration(generation, process: process, redis: nil)
-        self.current = WorkerGeneration(generation, process: process, redis: redisConnection(for: generation))
+        self.current = WorkerGeneration(generation, worker: loop.index, process: process, redis: nil)
+        self.current = WorkerGeneration(generation, worker: loop.index, process: process, redis: redisConnection(for: generation))
         for fd in listenFDs {
             let l = Listener(fd: fd, worker: self)
             try loop.registerListener(fd: fd, handler: l)
@@ -54,7 +54,7 @@ final class Worker: DeferredTask {
     /// theirs; idle pooled connections to endpoints that went away are closed.
     func install(_ generation: SharedGeneration) {
         upstream.use(tlsContexts: generation.tls, endpoints: generation.endpoints)
-        current = WorkerGeneration(generation, process: process, redis: redisConnection(for: generation))
+        current = WorkerGeneration(generation, worker: loop.index, process: process, redis: redisConnection(for: generation))
     }
 
     /// The Redis connection for a generation: the current one when the server, database,

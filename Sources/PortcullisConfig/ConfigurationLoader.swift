@@ -147,7 +147,7 @@ public enum ConfigurationLoader {
                 name: item.key, kind: kind, baseURL: url, apiKeyEnv: apiKeyEnv, apiKey: apiKey, caFile: caFile,
                 maxIdleConnections: try r.int("max_idle_connections", range: 0...10_000) ?? 64,
                 idleConnectionTimeout: try r.duration("idle_connection_timeout") ?? .seconds(60),
-                defaultMaxTokens: try r.int("default_max_tokens", range: 1...10_000_000) ?? 4096)
+                defaultMaxTokens: try r.int("default_max_tokens", range: 1...10_000_000) ?? 4096, ordinal: out.count)
             try r.rejectUnknownKeys(allowed: ["base_url", "kind", "api_key_env", "api_key_file", "ca_file", "max_idle_connections",
                                               "idle_connection_timeout", "default_max_tokens"])
             out.append(p)
@@ -240,7 +240,7 @@ public enum ConfigurationLoader {
             }
             out.append(RouteConfiguration(path: path, provider: target, timeouts: t, hmac: hmac, methods: methods,
                                           alias: alias, tier: tier, passthroughModels: passthrough,
-                                          maxTokensPolicy: policy, upstreamPath: upstreamPath))
+                                          maxTokensPolicy: policy, upstreamPath: upstreamPath, index: out.count))
         }
         return out
     }

@@ -31,7 +31,8 @@ public final class GatewayConfiguration: Sendable {
         self.routes = routes; self.log = log; self.auth = auth; self.models = models
         self.limits = limits; self.redis = redis; self.metrics = metrics
         self.modelListRoute = models.isEmpty ? nil
-            : RouteConfiguration(path: "/v1/models", provider: nil, timeouts: RouteTimeouts(), hmac: nil, methods: ["GET", "HEAD"])
+            : RouteConfiguration(path: "/v1/models", provider: nil, timeouts: RouteTimeouts(), hmac: nil, methods: ["GET", "HEAD"],
+                                 index: routes.count)
     }
 
     public func provider(named n: String) -> ProviderConfiguration? {
@@ -135,12 +136,15 @@ public final class ProviderConfiguration: Sendable {
     public let endpoint: UpstreamEndpoint
     /// `endpoint.slot`: this provider's per-worker pool index.
     public let poolSlot: Int
+    /// Position in `GatewayConfiguration.providers`: indexes per-generation tables (metrics).
+    public let ordinal: Int
     /// `x-portcullis-provider: <name>\r\n`, prebuilt for responses of plain routes.
     public let responseHeaderLine: [UInt8]
 
     init(name: String, kind: ProviderKind, baseURL: UpstreamURL, apiKeyEnv: String? = nil, apiKey: String? = nil,
          caFile: String? = nil, maxIdleConnections: Int = 64, idleConnectionTimeout: Duration64 = .seconds(60),
-         defaultMaxTokens: Int = 4096) {
+         defaultMaxTokens: Int = 4096, ordinal: Int = 0) {
+        self.ordinal = ordinal
         self.name = name; self.kind = kind; self.baseURL = baseURL
         self.apiKeyEnv = apiKeyEnv; self.apiKey = apiKey; self.caFile = caFile
         self.maxIdleConnections = maxIdleConnections; self.idleConnectionTimeout = idleConnectionTimeout
@@ -195,9 +199,15 @@ public final class RouteConfiguration: Sendable {
     /// Whether requests on this route go through the alias router.
     public var usesAliases: Bool { provider == nil || passthroughModels }
 
+    /// Position in `GatewayConfiguration.routes` (`routes.count` for the gateway's own
+    /// `/v1/models`): indexes per-generation tables (metrics), nothing else.
+    public let index: Int
+
     init(path: String, provider: ProviderConfiguration?, timeouts: RouteTimeouts, hmac: HMACAuthConfiguration?,
          methods: [String] = ["GET", "POST"], alias: ModelAlias? = nil, tier: String? = nil,
-         passthroughModels: Bool = false, maxTokensPolicy: MaxTokensPolicy = .clamp, upstreamPath: String? = nil) {
+         passthroughModels: Bool = false, maxTokensPolicy: MaxTokensPolicy = .clamp, upstreamPath: String? = nil,
+         index: Int = 0) {
+        self.index = index
         self.path = path; self.provider = provider; self.timeouts = timeouts; self.hmac = hmac
         self.methods = methods; self.allowHeader = methods.joined(separator: ", ")
         self.alias = alias; self.tier = tier; self.passthroughModels = passthroughModels

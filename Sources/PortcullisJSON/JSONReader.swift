@@ -124,8 +124,7 @@ public struct JSONReader {
     /// With `guarded`, the scan also gives up (nil) on a top-level name containing an escape or
     /// on an asked-for name seen twice: the cases where a lenient reader and the provider's could
     /// read different values (`memberScan` then asks the strict reader).
-    public static func lenientTopLevelMembers(_ names: [String], in b: UnsafeRawBufferPointer, guarded: Bool = false) -> TopLevelScan? {
-        precondition(names.count <= 4, "lenientTopLevelMembers reads at most 4 names")
+    public static func lenientTopLevelMembers(_ names: JSONNames, in b: UnsafeRawBufferPointer, guarded: Bool = false) -> TopLevelScan? {
         guard let base = b.baseAddress else { return nil }
         var found = TopLevelScan(count: names.count)
         let n = b.count
@@ -151,8 +150,15 @@ public struct JSONReader {
             }
             return nil
         }
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
         while i < n {
-            let c = b[i]
+            // Most bytes (digits, letters, `true`…) are neither structure nor white space: skip
+            // them with one table load each.
+            if valueStart != -2 {
+                while i < n && JSONReader.isPlain(bytes[i]) { i += 1 }
+                if i >= n { break }
+            }
+            let c = bytes[i]
             if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i += 1; continue }
             if valueStart == -2 { valueStart = i }       // the first byte of a depth-1 value
             switch c {
@@ -161,7 +167,7 @@ public struct JSONReader {
                 if depth == 1 && expectKey {
                     if guarded && e - i > 2 && memchr(base + i + 1, 0x5C, e - i - 2) != nil { return nil }
                     member = nil
-                    for (k, name) in names.enumerated() where equal(b, (i + 1)..<(e - 1), name) { member = k; break }
+                    member = names.index(of: base + i + 1, count: e - 1 - i - 1)
                     if guarded, let m = member, found.member(m) != nil { return nil }
                     expectKey = false
                 } else if depth == 1, let m = member, valueStart >= 0 {
@@ -195,6 +201,14 @@ public struct JSONReader {
         return nil
     }
 
+    /// Bytes the lenient scan passes over without looking: letters and the characters of
+    /// numbers (everything else — white space, quotes, `{ } [ ] , :` and stray bytes — goes
+    /// through the full switch).
+    @inline(__always) static func isPlain(_ c: UInt8) -> Bool {
+        if c >= 0x3B { return c != 0x5B && c != 0x5D && c != 0x7B && c != 0x7D }
+        return c >= 0x2D && c <= 0x39                     // - . / 0-9
+    }
+
     @inline(__always) static func trimEnd(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Int {
         var e = e
         while e > s && (b[e - 1] == 0x20 || b[e - 1] == 0x0A || b[e - 1] == 0x0D || b[e - 1] == 0x09) { e -= 1 }
@@ -205,9 +219,9 @@ public struct JSONReader {
     /// conclusive, else the strict reader (which refuses duplicates and malformed JSON with a
     /// precise reason). Values the caller reads must still be checked by the caller (digits,
     /// `stringValue`); the rest of the body is the provider's to judge.
-    public static func memberScan(_ names: [String], in b: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
+    public static func memberScan(_ names: JSONNames, in b: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
         if let s = lenientTopLevelMembers(names, in: b, guarded: true) { return s }
-        return try topLevelMembers(names, in: b)
+        return try topLevelMembers(names.strings, in: b)
     }
 
     /// The string literal occupying exactly `range` of `bytes`, unescaped; nil if it is not one.
@@ -484,5 +498,31 @@ public struct JSONReader {
             pos += 1
         }
         return v
+    }
+}
+
+/// Up to four member names a stage reads, prepared once (a `static let`) as bytes, so a scan
+/// compares raw name bytes with one length test and one `memcmp`, never a `String`.
+public struct JSONNames: Sendable, ExpressibleByArrayLiteral {
+    public let strings: [String]
+    let bytes: [[UInt8]]
+
+    public init(_ names: [String]) {
+        precondition(names.count <= 4, "a top-level scan reads at most 4 names")
+        strings = names
+        bytes = names.map { Array($0.utf8) }
+    }
+
+    public init(arrayLiteral names: String...) { self.init(names) }
+
+    public var count: Int { strings.count }
+
+    /// The index of the name spelled by the `count` bytes at `p`, if any.
+    @inline(__always)
+    func index(of p: UnsafeRawPointer, count: Int) -> Int? {
+        for k in bytes.indices where bytes[k].count == count {
+            if bytes[k].withUnsafeBytes({ memcmp(p, $0.baseAddress!, count) }) == 0 { return k }
+        }
+        return nil
     }
 }

@@ -225,7 +225,7 @@ public final class RateLimitMiddleware: Middleware {
         return p
     }
 
-    static let scannedNames = ["max_tokens", "max_completion_tokens", "stream", "stream_options"]
+    static let scannedNames: JSONNames = ["max_tokens", "max_completion_tokens", "stream", "stream_options"]
 
     /// Distinguishes this process's slot leases from other instances' (same request ids).
     static let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)

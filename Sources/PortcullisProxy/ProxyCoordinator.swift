@@ -42,7 +42,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// Attempts of this request that failed (connect, reset, timeout, bad response, retryable status).
     public private(set) var failedAttempts = 0
     /// Per attempt: the provider asked and, when it failed, how (metrics by provider and kind).
-    public private(set) var attemptLog: [(provider: String, failure: RouterMetrics.FailureKind?)] = []
+    public private(set) var attemptLog: [(provider: ProviderConfiguration, failure: RouterMetrics.FailureKind?)] = []
     /// When the response head was queued for the client (0: not yet): time to first byte.
     public private(set) var firstByteAt: UInt64 = 0
     var nextCandidate = 0
@@ -96,6 +96,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// Prompt and completion tokens the provider reported (nil when it reported none).
     public var tokenCounts: (prompt: Int64?, completion: Int64?) { (tap?.promptTokens, tap?.completionTokens) }
 
+    /// The model the provider said it served (nil when its response did not say).
+    public var servedModel: String? { tap?.model }
+
     /// Whether the response being relayed is an event stream.
     public var isStreaming: Bool { relay.headSent && relay.isSSE }
 
@@ -143,7 +146,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         target = t; provider = p
         if attempts > 0 { metrics?.failover() }
         attempts += 1
-        attemptLog.append((p.name, nil))
+        attemptLog.append((p, nil))
         if let t { metrics?.attempt(t.index) }
         transform = nil
         whole = nil

@@ -26,6 +26,9 @@ final class UsageTap {
     /// Anthropic's `input_tokens` / `output_tokens`), for the access log and metrics.
     private(set) var promptTokens: Int64?
     private(set) var completionTokens: Int64?
+    /// The `model` the provider says it served (its response's top-level member; the first
+    /// event's in a stream), when it is a plain string: labels token metrics of plain routes.
+    private(set) var model: String?
     /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
     /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
     var anthropicInput: Int64?
@@ -33,8 +36,8 @@ final class UsageTap {
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     private(set) var contentEvents = 0
     static let maxJSONCapture = 262_144
-    static let countNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
-    static let anthropicNames = ["input_tokens", "output_tokens"]
+    static let countNames: JSONNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
+    static let anthropicNames: JSONNames = ["input_tokens", "output_tokens"]
 
     init(hide: Bool) { self.hide = hide }
 
@@ -76,6 +79,7 @@ final class UsageTap {
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
         } else if !jsonTooLarge, !json.isEmpty {
             json.withUnsafeBytes { b in
+                model = UsageTap.modelName(in: b)
                 guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
                 let f = UsageTap.fields(b, objectAt: u)
                 usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
@@ -91,6 +95,7 @@ final class UsageTap {
     private func inspect(_ event: UnsafeRawBufferPointer) -> Bool {
         guard let data = SSEDecoder.data(of: event), data.first == UInt8(ascii: "{") else { return true }
         return data.withUnsafeBytes { b -> Bool in
+            if model == nil { model = UsageTap.modelName(in: b) }
             let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
             if !emptyChoices { contentEvents += 1 }
             guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return true }
@@ -146,6 +151,17 @@ final class UsageTap {
             i = UnsafeRawPointer(hit) - base + 1
         }
         return nil
+    }
+
+    /// The first `"model": "<name>"` member's value when it is a short string without escapes
+    /// (OpenAI and Anthropic put it near the start of a response).
+    static func modelName(in b: UnsafeRawBufferPointer) -> String? {
+        guard let v = valueStart(of: "\"model\"", in: b), b[v] == 0x22, let base = b.baseAddress else { return nil }
+        let limit = min(b.count, v + 1 + 256)
+        var i = v + 1
+        while i < limit && b[i] != 0x22 && b[i] != 0x5C && b[i] >= 0x20 { i += 1 }
+        guard i < limit, b[i] == 0x22 else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: base + v + 1, count: i - v - 1), as: UTF8.self)
     }
 
     static func isEmptyArray(_ b: UnsafeRawBufferPointer, at i: Int) -> Bool {

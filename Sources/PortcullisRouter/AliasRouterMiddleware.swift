@@ -36,7 +36,7 @@ public final class AliasRouterMiddleware: Middleware {
     enum Refusal: Error { case passthrough, refused(GatewayError) }
 
     /// The top-level members the router reads (built once).
-    static let memberNames = ["model", "max_tokens", "max_completion_tokens"]
+    static let memberNames: JSONNames = ["model", "max_tokens", "max_completion_tokens"]
 
     func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ models: ModelsConfiguration) -> Result<RoutePlan, Refusal> {
         let names = Self.memberNames
@@ -82,11 +82,11 @@ public final class AliasRouterMiddleware: Middleware {
                 guard let r = scan.member(i) else { continue }
                 present = true
                 guard let n = DecimalDigits.value(ctx.body[r], maxDigits: 12) else {
-                    return .failure(.refused(.badRequest("\"\(names[i])\" must be a non-negative integer.")))
+                    return .failure(.refused(.badRequest("\"\(names.strings[i])\" must be a non-negative integer.")))
                 }
                 if n > cap {
                     if route.maxTokensPolicy == .reject {
-                        return .failure(.refused(.badRequest("\"\(names[i])\" is \(n); your tier allows at most \(cap).")))
+                        return .failure(.refused(.badRequest("\"\(names.strings[i])\" is \(n); your tier allows at most \(cap).")))
                     }
                     edits.replace(r, with: Array(String(cap).utf8))
                 }

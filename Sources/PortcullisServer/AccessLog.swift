@@ -16,7 +16,7 @@ enum AccessLogFormat {
         let ttfb = r.ttfbNanos.map { Self.millis($0) }
         let fields: [(String, Value)] = [
             ("time", .string(Self.isoTime(nowMillis))), ("request_id", .string(r.requestID)), ("client", .string(r.client)),
-            ("method", .string(r.method)), ("path", .string(r.path)), ("route", .optional(r.route)),
+            ("method", .string(r.method)), ("path", .string(r.path)), ("route", .optional(r.route?.path)),
             ("tenant", .optional(r.tenant)), ("user", .optional(r.user)), ("alias", .optional(r.alias)),
             ("provider", .optional(r.provider)), ("model", .optional(r.model)), ("status", .number(String(r.status))),
             ("outcome", .string(r.outcome.rawValue)), ("detail", .optional(r.detail.isEmpty ? nil : r.detail)),

@@ -1,6 +1,7 @@
 import Synchronization
 import PortcullisCore
 import PortcullisRouter
+import PortcullisConfig
 
 /// How a request ended, for the access log and `/metrics` (an enum, not a free string; the
 /// detail — which limit, which failure — goes in its own field).
@@ -21,6 +22,20 @@ enum RequestOutcome: String, CaseIterable, Sendable {
 
     /// The enum and detail of the outcome strings the stages record ("rate_limited:<scope>",
     /// "upstream_<label>", "stream_error_<label>", …).
+    /// Position in `allCases` (metrics tables).
+    static func index(_ o: RequestOutcome) -> Int {
+        switch o {
+        case .ok: 0
+        case .clientError: 1
+        case .rateLimited: 2
+        case .upstreamStatus: 3
+        case .upstreamError: 4
+        case .streamError: 5
+        case .clientAbort: 6
+        case .gatewayError: 7
+        }
+    }
+
     static func classify(_ s: String, status: Int) -> (RequestOutcome, String) {
         if s == "ok" { return (status >= 500 ? .gatewayError : status >= 400 ? .clientError : .ok, "") }
         if s.hasPrefix("rate_limited:") { return (.rateLimited, String(s.dropFirst(13))) }
@@ -40,7 +55,7 @@ struct RequestSummary {
     var client = ""
     var method = "-"
     var path = "-"
-    var route: String?
+    var route: RouteConfiguration?
     var tenant: String?
     var user: String?
     var alias: String?
@@ -54,7 +69,7 @@ struct RequestSummary {
     var completionTokens: Int64?
     var ttfbNanos: UInt64?
     var durationNanos: UInt64 = 0
-    var attempts: [(provider: String, failure: RouterMetrics.FailureKind?)] = []
+    var attempts: [(provider: ProviderConfiguration, failure: RouterMetrics.FailureKind?)] = []
 }
 
 /// Latency histogram with fixed bounds (seconds), Prometheus-style cumulative on render.
@@ -89,21 +104,33 @@ struct LatencyHistogram {
     }
 }
 
+/// Counters of one route path in one shard (kept across reloads: keyed by path).
+final class RouteCounters {
+    static let outcomes = RequestOutcome.allCases
+    /// [status class 0…5][outcome]
+    var counts = [Int](repeating: 0, count: 6 * RequestOutcome.allCases.count)
+}
+
+/// Counters of one provider name in one shard.
+final class ProviderCounters {
+    var attempts = 0
+    var failures = [Int](repeating: 0, count: RouterMetrics.FailureKind.allCases.count)
+}
+
 /// One worker's counters. Written only by its worker (one uncontended lock per finished
 /// request, none on the byte path), read when any worker renders `/metrics` (the shards are
-/// merged then). No atomics shared between workers on the request path.
+/// merged then). No atomics shared between workers on the request path; the per-route and
+/// per-provider counters are found through the generation's tables (`ShardTables`), so
+/// recording hashes no strings except the tenant/model of token counts.
 final class MetricsShard: Sendable {
-    struct RequestKey: Hashable { let route: String; let statusClass: Int; let outcome: RequestOutcome }
     struct TokenKey: Hashable { let tenant: String; let model: String }
-    struct FailureKey: Hashable { let provider: String; let kind: RouterMetrics.FailureKind }
 
     struct State {
-        var requests: [RequestKey: Int] = [:]
+        var routes: [String: RouteCounters] = [:]
+        var providers: [String: ProviderCounters] = [:]
         var duration = LatencyHistogram()
         var ttfb = LatencyHistogram()
         var tokens: [TokenKey: (prompt: Int64, completion: Int64)] = [:]
-        var attempts: [String: Int] = [:]
-        var failures: [FailureKey: Int] = [:]
         var openConnections = 0
         var openStreams = 0
         var rejectedConnections = 0
@@ -113,42 +140,77 @@ final class MetricsShard: Sendable {
         var tenantLabels: [String: String] = [:]
     }
 
+    /// A generation's routes and providers resolved to this shard's counters (built when a
+    /// worker installs the generation; indexed by `RouteConfiguration.index` and
+    /// `ProviderConfiguration.ordinal`). Used on the shard's worker only, under the lock.
+    final class ShardTables {
+        let routes: [RouteCounters]
+        let noRoute: RouteCounters
+        let providers: [ProviderCounters]
+        init(routes: [RouteCounters], noRoute: RouteCounters, providers: [ProviderCounters]) {
+            self.routes = routes; self.noRoute = noRoute; self.providers = providers
+        }
+    }
+
     let state = Mutex(State())
     let labels: TenantLabels
 
     init(labels: TenantLabels) { self.labels = labels }
 
-    func record(_ r: RequestSummary, tenantLabels: Bool) {
-        // The tenant's label is decided outside this shard's lock (the process-wide set has its own).
-        let hasTokens = r.model != nil && (r.promptTokens != nil || r.completionTokens != nil)
-        let tenantLabel = hasTokens && tenantLabels ? label(for: r.tenant ?? "-") : "-"
+    /// The counters of `c`'s routes (and of `/v1/models`) and providers, created on first use.
+    func tables(for c: GatewayConfiguration) -> ShardTables {
         state.withLock { s in
-            s.requests[RequestKey(route: r.route ?? "-", statusClass: r.status / 100, outcome: r.outcome), default: 0] += 1
+            func route(_ path: String) -> RouteCounters {
+                if let r = s.routes[path] { return r }
+                let r = RouteCounters(); s.routes[path] = r; return r
+            }
+            var routes = c.routes.map { route($0.path) }
+            routes.append(route(c.modelListRoute?.path ?? "/v1/models"))
+            let providers = c.providers.map { p -> ProviderCounters in
+                if let x = s.providers[p.name] { return x }
+                let x = ProviderCounters(); s.providers[p.name] = x; return x
+            }
+            return ShardTables(routes: routes, noRoute: route("-"), providers: providers)
+        }
+    }
+
+    func record(_ r: RequestSummary, tables t: ShardTables, tenantLabels: Bool) {
+        let outcome = RequestOutcome.index(r.outcome)
+        let hasTokens = r.model != nil && (r.promptTokens != nil || r.completionTokens != nil)
+        state.withLock { s in
+            let rc = r.route.map { $0.index < t.routes.count ? t.routes[$0.index] : t.noRoute } ?? t.noRoute
+            rc.counts[min(5, max(0, r.status / 100)) * RequestOutcome.allCases.count + outcome] += 1
             s.duration.observe(nanos: r.durationNanos)
-            if let t = r.ttfbNanos { s.ttfb.observe(nanos: t) }
-            if let model = r.model, r.promptTokens != nil || r.completionTokens != nil {
-                let k = TokenKey(tenant: tenantLabel, model: model)
+            if let ttfb = r.ttfbNanos { s.ttfb.observe(nanos: ttfb) }
+            if hasTokens, let model = r.model {
+                var tenant = "-"
+                if tenantLabels, let id = r.tenant {
+                    if let l = s.tenantLabels[id] { tenant = l } else {
+                        tenant = labels.admit(id) ? id : "other"
+                        if s.tenantLabels.count > 4 * labels.max + 1024 { s.tenantLabels.removeAll() }
+                        s.tenantLabels[id] = tenant
+                    }
+                }
+                let k = TokenKey(tenant: tenant, model: model)
                 let old = s.tokens[k] ?? (0, 0)
                 s.tokens[k] = (old.prompt + (r.promptTokens ?? 0), old.completion + (r.completionTokens ?? 0))
             }
-            for a in r.attempts {
-                s.attempts[a.provider, default: 0] += 1
-                if let f = a.failure { s.failures[FailureKey(provider: a.provider, kind: f), default: 0] += 1 }
+            for a in r.attempts where a.provider.ordinal < t.providers.count {
+                let pc = t.providers[a.provider.ordinal]
+                pc.attempts += 1
+                if let f = a.failure { pc.failures[f.rawValue] += 1 }
             }
         }
     }
 
-    private func label(for tenant: String) -> String {
-        if let l = state.withLock({ $0.tenantLabels[tenant] }) { return l }
-        let l = labels.admit(tenant) ? tenant : "other"
-        state.withLock { s in
-            if s.tenantLabels.count > 4 * labels.max + 1024 { s.tenantLabels.removeAll() }
-            s.tenantLabels[tenant] = l
-        }
-        return l
-    }
-
     func update(_ body: (inout State) -> Void) { state.withLock { body(&$0) } }
+
+    /// A copy of the counters (a scrape).
+    func snapshot() -> (routes: [String: [Int]], providers: [String: (Int, [Int])], rest: State) {
+        state.withLock { s in
+            (s.routes.mapValues { $0.counts }, s.providers.mapValues { ($0.attempts, $0.failures) }, s)
+        }
+    }
 }
 
 /// The tenants given their own label, process-wide, first come first served up to `max`
@@ -185,18 +247,22 @@ public final class GatewayMetrics: Sendable {
     func shard(_ i: Int) -> MetricsShard { shards[i % shards.count] }
 
     func render() -> String {
+        var routes: [String: [Int]] = [:]
+        var providers: [String: (attempts: Int, failures: [Int])] = [:]
         var all = MetricsShard.State()
         for sh in shards {
-            let s = sh.state.withLock { $0 }
-            for (k, v) in s.requests { all.requests[k, default: 0] += v }
+            let (r, p, s) = sh.snapshot()
+            for (k, v) in r { routes[k] = zip(routes[k] ?? [Int](repeating: 0, count: v.count), v).map { $0 + $1 } }
+            for (k, v) in p {
+                let o = providers[k] ?? (0, [Int](repeating: 0, count: v.1.count))
+                providers[k] = (o.attempts + v.0, zip(o.failures, v.1).map { $0 + $1 })
+            }
             all.duration.merge(s.duration)
             all.ttfb.merge(s.ttfb)
             for (k, v) in s.tokens {
                 let o = all.tokens[k] ?? (0, 0)
                 all.tokens[k] = (o.prompt + v.prompt, o.completion + v.completion)
             }
-            for (k, v) in s.attempts { all.attempts[k, default: 0] += v }
-            for (k, v) in s.failures { all.failures[k, default: 0] += v }
             all.openConnections += s.openConnections
             all.openStreams += s.openStreams
             all.rejectedConnections += s.rejectedConnections
@@ -205,18 +271,23 @@ public final class GatewayMetrics: Sendable {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) { out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
         family("portcullis_requests_total", "counter", "Requests answered, by route, status class and outcome.")
-        for (k, v) in all.requests.sorted(by: { ($0.key.route, $0.key.statusClass, $0.key.outcome.rawValue) < ($1.key.route, $1.key.statusClass, $1.key.outcome.rawValue) }) {
-            out += "portcullis_requests_total{route=\"\(Self.escape(k.route))\",class=\"\(k.statusClass)xx\",outcome=\"\(k.outcome.rawValue)\"} \(v)\n"
+        let outcomes = RequestOutcome.allCases
+        for (route, counts) in routes.sorted(by: { $0.key < $1.key }) {
+            for (i, n) in counts.enumerated() where n > 0 {
+                out += "portcullis_requests_total{route=\"\(Self.escape(route))\",class=\"\(i / outcomes.count)xx\",outcome=\"\(outcomes[i % outcomes.count].rawValue)\"} \(n)\n"
+            }
         }
         family("portcullis_request_duration_seconds", "histogram", "Time from a request's first byte to its response's last.")
         all.duration.render("portcullis_request_duration_seconds", into: &out)
         family("portcullis_time_to_first_byte_seconds", "histogram", "Time from a proxied request's first byte to its response head.")
         all.ttfb.render("portcullis_time_to_first_byte_seconds", into: &out)
         family("portcullis_upstream_attempts_total", "counter", "Upstream attempts, by provider.")
-        for (p, v) in all.attempts.sorted(by: { $0.key < $1.key }) { out += "portcullis_upstream_attempts_total{provider=\"\(Self.escape(p))\"} \(v)\n" }
+        for (p, v) in providers.sorted(by: { $0.key < $1.key }) { out += "portcullis_upstream_attempts_total{provider=\"\(Self.escape(p))\"} \(v.attempts)\n" }
         family("portcullis_upstream_failures_total", "counter", "Failed upstream attempts, by provider and kind.")
-        for (k, v) in all.failures.sorted(by: { ($0.key.provider, $0.key.kind.label) < ($1.key.provider, $1.key.kind.label) }) {
-            out += "portcullis_upstream_failures_total{provider=\"\(Self.escape(k.provider))\",kind=\"\(k.kind.label)\"} \(v)\n"
+        for (p, v) in providers.sorted(by: { $0.key < $1.key }) {
+            for k in RouterMetrics.FailureKind.allCases where v.failures[k.rawValue] > 0 {
+                out += "portcullis_upstream_failures_total{provider=\"\(Self.escape(p))\",kind=\"\(k.label)\"} \(v.failures[k.rawValue])\n"
+            }
         }
         family("portcullis_tokens_total", "counter", "LLM tokens the providers reported, by tenant (capped by metrics.max_tenants; the rest are \"other\") and model.")
         for (k, v) in all.tokens.sorted(by: { ($0.key.tenant, $0.key.model) < ($1.key.tenant, $1.key.model) }) {

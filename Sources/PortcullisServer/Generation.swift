@@ -65,8 +65,11 @@ final class WorkerGeneration {
     /// This worker's circuit breakers, one per routing target (no locks: loop thread only).
     let breakers: CircuitBreakers?
     let maxConnections: Int
+    /// This generation's routes and providers resolved to the worker's metrics counters.
+    let metricsTables: MetricsShard.ShardTables
 
     init(_ shared: SharedGeneration, worker: Int, process: ProcessState, redis: RedisConnection?) {
+        metricsTables = process.metrics.shard(worker).tables(for: shared.configuration)
         self.shared = shared
         routerMetrics = shared.routerMetrics[worker % shared.routerMetrics.count]
         let configuration = shared.configuration

@@ -3,7 +3,6 @@ import PortcullisCore
 import PortcullisHTTP
 import PortcullisPipeline
 import PortcullisProxy
-import PortcullisJSON
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -170,9 +169,10 @@ extension HTTPServerConnection: ResponseSink {
         r.requestID = context?.requestID ?? "-"
         r.client = peer
         r.method = head?.method ?? "-"
-        if let ctx = context { r.path = String(decoding: ctx.path.utf8.prefix(256), as: UTF8.self) }
-        else if let h = head { r.path = String(decoding: h.path.utf8.prefix(256), as: UTF8.self) }   // (no query)
-        r.route = context?.route?.path
+        if let p = context?.path ?? head?.path {                  // (neither has the query)
+            r.path = p.utf8.count <= 256 ? p : String(decoding: p.utf8.prefix(256), as: UTF8.self)
+        }
+        r.route = context?.route
         r.tenant = context?.tenant
         r.user = context?.user
         r.status = status
@@ -186,17 +186,9 @@ extension HTTPServerConnection: ResponseSink {
             (r.promptTokens, r.completionTokens) = c.tokenCounts
             if c.firstByteAt != 0 && requestStart != 0 { r.ttfbNanos = c.firstByteAt &- requestStart }
             r.attempts = c.attemptLog
-            if r.model == nil, r.promptTokens != nil || r.completionTokens != nil { r.model = Self.requestedModel(context) }
+            if r.model == nil, r.promptTokens != nil || r.completionTokens != nil { r.model = c.servedModel }
         }
-        worker.finished(r, configuration: generation.configuration)
+        worker.finished(r, generation: generation)
     }
 
-    /// The model a plain route's client asked for (the body's `model`), for token metrics.
-    static func requestedModel(_ ctx: RequestContext?) -> String? {
-        guard let body = ctx?.body, !body.isEmpty else { return nil }
-        return body.withUnsafeBytes { b in
-            guard let s = JSONReader.lenientTopLevelMembers(["model"], in: b), let r = s.member(0) else { return nil }
-            return JSONReader.stringValue(r, in: b).map { String($0.prefix(128)) }
-        }
-    }
 }

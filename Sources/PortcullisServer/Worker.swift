@@ -124,8 +124,9 @@ final class Worker: DeferredTask {
     }
 
     /// One finished request: counted in this worker's shard, and logged when `log.access` is on.
-    func finished(_ r: RequestSummary, configuration c: GatewayConfiguration) {
-        metrics.record(r, tenantLabels: c.metrics.tenantLabels)
+    func finished(_ r: RequestSummary, generation g: WorkerGeneration) {
+        let c = g.configuration
+        metrics.record(r, tables: g.metricsTables, tenantLabels: c.metrics.tenantLabels)
         guard c.log.access else { return }
         accessBuffer.append(AccessLogFormat.line(r, format: c.log.format, nowMillis: WallClock.nowMillis()))
         accessLines += 1

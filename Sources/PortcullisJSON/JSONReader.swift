@@ -124,7 +124,13 @@ public struct JSONReader {
     /// With `guarded`, the scan also gives up (nil) on a top-level name containing an escape or
     /// on an asked-for name seen twice: the cases where a lenient reader and the provider's could
     /// read different values (`memberScan` then asks the strict reader).
-    public static func lenientTopLevelMembers(_ names: JSONNames, in b: UnsafeRawBufferPointer, guarded: Bool = false) -> TopLevelScan? {
+    ///
+    /// With `untilFound` (not with `guarded`), the scan returns as soon as every name has its
+    /// value (the rest of the object is not read; `isEmpty` is then false).
+    public static func lenientTopLevelMembers(_ names: JSONNames, in b: UnsafeRawBufferPointer, guarded: Bool = false,
+                                              untilFound: Bool = false) -> TopLevelScan? {
+        precondition(!(guarded && untilFound), "a guarded scan reads the whole object")
+        var remaining = names.count
         guard let base = b.baseAddress else { return nil }
         var found = TopLevelScan(count: names.count)
         let n = b.count
@@ -171,7 +177,9 @@ public struct JSONReader {
                     if guarded, let m = member, found.member(m) != nil { return nil }
                     expectKey = false
                 } else if depth == 1, let m = member, valueStart >= 0 {
+                    if found.member(m) == nil { remaining -= 1 }   // (a repeated name counts once)
                     found.set(m, valueStart, e); member = nil; valueStart = -1
+                    if untilFound && remaining == 0 { return found }
                 }
                 i = e
                 continue
@@ -179,7 +187,11 @@ public struct JSONReader {
                 if depth == 1 { valueStart = -2 }
             case UInt8(ascii: ","):
                 if depth == 1 {
-                    if let m = member, valueStart >= 0 { found.set(m, valueStart, trimEnd(b, valueStart, i)) }
+                    if let m = member, valueStart >= 0 {
+                        if found.member(m) == nil { remaining -= 1 }
+                        found.set(m, valueStart, trimEnd(b, valueStart, i))
+                        if untilFound && remaining == 0 { return found }
+                    }
                     member = nil; valueStart = -1; expectKey = true
                 }
             case UInt8(ascii: "{"), UInt8(ascii: "["):
@@ -187,7 +199,9 @@ public struct JSONReader {
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
                 depth -= 1
                 if depth == 1, let m = member, valueStart >= 0 {
+                    if found.member(m) == nil { remaining -= 1 }
                     found.set(m, valueStart, i + 1); member = nil; valueStart = -1
+                    if untilFound && remaining == 0 { return found }
                 } else if depth == 0 {
                     if let m = member, valueStart >= 0 { found.set(m, valueStart, trimEnd(b, valueStart, i)) }
                     found.isEmpty = !expectKey ? false : trimEnd(b, found.afterBrace, i) == found.afterBrace

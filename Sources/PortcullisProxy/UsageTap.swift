@@ -28,7 +28,13 @@ final class UsageTap {
     private(set) var completionTokens: Int64?
     /// The `model` the provider says it served (its response's top-level member; the first
     /// event's in a stream), when it is a plain string: labels token metrics of plain routes.
-    private(set) var model: String?
+    /// Read from a JSON body only when asked (the body stays captured until the next request).
+    var model: String? {
+        if let m = streamModel { return m }
+        guard !sse, !jsonTooLarge, !json.isEmpty else { return nil }
+        return json.withUnsafeBytes { UsageTap.modelName(in: $0) }
+    }
+    private var streamModel: String?
     /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
     /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
     var anthropicInput: Int64?
@@ -79,7 +85,6 @@ final class UsageTap {
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
         } else if !jsonTooLarge, !json.isEmpty {
             json.withUnsafeBytes { b in
-                model = UsageTap.modelName(in: b)
                 guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
                 let f = UsageTap.fields(b, objectAt: u)
                 usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
@@ -95,7 +100,7 @@ final class UsageTap {
     private func inspect(_ event: UnsafeRawBufferPointer) -> Bool {
         guard let data = SSEDecoder.data(of: event), data.first == UInt8(ascii: "{") else { return true }
         return data.withUnsafeBytes { b -> Bool in
-            if model == nil { model = UsageTap.modelName(in: b) }
+            if streamModel == nil { streamModel = UsageTap.modelName(in: b) }
             let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
             if !emptyChoices { contentEvents += 1 }
             guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return true }
@@ -120,11 +125,12 @@ final class UsageTap {
     static func fields(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Counts {
         let sub = UnsafeRawBufferPointer(rebasing: b[at...])
         // The object ends before the end of `b`: a lenient scan stops at its closing brace.
-        guard let f = JSONReader.lenientTopLevelMembers(countNames, in: sub) else { return Counts() }
+        // OpenAI writes the three counts first: the scan stops once it has them.
+        guard let f = JSONReader.lenientTopLevelMembers(countNames, in: sub, untilFound: true) else { return Counts() }
         let prompt = integer(sub, f.member(1)), completion = integer(sub, f.member(2))
         if let t = integer(sub, f.member(0)) { return Counts(total: t, prompt: prompt, completion: completion) }
         if let p = prompt, let c = completion { return Counts(total: p + c, prompt: p, completion: c) }
-        guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub) else { return Counts() }
+        guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub, untilFound: true) else { return Counts() }
         return Counts(input: integer(sub, a.member(0)), output: integer(sub, a.member(1)))
     }
 

@@ -92,7 +92,14 @@ final class JSONReaderTests: XCTestCase {
             let lenient = bytes.withUnsafeBytes { JSONReader.lenientTopLevelMembers(["usage", "choices"], in: $0) }
             XCTAssertEqual(lenient?.members, strict.members, d)
             XCTAssertEqual(lenient?.isEmpty, strict.isEmpty, d)
+            // Stopping once both are found gives the same ranges.
+            let early = bytes.withUnsafeBytes { JSONReader.lenientTopLevelMembers(["usage", "choices"], in: $0, untilFound: true) }
+            XCTAssertEqual(early?.members, strict.members, d)
         }
+        // A repeated name counts once: the scan goes on to find the other.
+        let dup = Array("{\"a\":1,\"a\":2,\"b\":3}".utf8)
+        let d = dup.withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a", "b"], in: $0, untilFound: true) }
+        XCTAssertEqual(d?.member(1), 17..<18)
         XCTAssertNil(Array("[1]".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
         XCTAssertNil(Array("{\"a\":\"open".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
     }

@@ -129,16 +129,17 @@ public final class RedisLimitBackend: LimitBackend {
         let entries = batch
         batch.removeAll(keepingCapacity: true)
         guard !entries.isEmpty else { return }
-        var keys: [String] = []
-        var args: [String] = [String(entries.count)]
+        // numkeys, the keys, then the arguments — written straight as RESP.
+        let buckets = entries.reduce(0) { $0 + $1.requests.count }
+        var tail = RESPCommand(arguments: 1 + buckets + 1 + 2 * entries.count + 3 * buckets, capacity: 64 + 64 * buckets)
+        tail.add(Int64(buckets))
+        for e in entries { for r in e.requests { tail.add(r.key) } }
+        tail.add(Int64(entries.count))
         for e in entries {
-            args.append(String(e.mode)); args.append(String(e.requests.count))
-            for r in e.requests {
-                keys.append(r.key)
-                args.append(String(r.capacity)); args.append(String(r.windowMillis)); args.append(String(r.cost))
-            }
+            tail.add(Int64(e.mode)); tail.add(Int64(e.requests.count))
+            for r in e.requests { tail.add(r.capacity); tail.add(r.windowMillis); tail.add(r.cost) }
         }
-        run(bucketScript, keys: keys, args: args) { [weak self] result in
+        run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
             guard case .reply(.array(let items)) = result,
                   let decided = RedisLimitBackend.decode(items, entries: entries) else {
@@ -171,7 +172,7 @@ public final class RedisLimitBackend: LimitBackend {
     /// A lease in a sorted set scored by expiry: expired leases (a crashed instance's) are
     /// dropped before counting.
     public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) {
-        run(slotScript, keys: [slot.key], args: [String(slot.max), String(slot.leaseMillis), slot.member]) { [weak self] r in
+        run(slotScript, RESPCommand(["1", slot.key, String(slot.max), String(slot.leaseMillis), slot.member])) { [weak self] r in
             guard let self else { return }
             switch r {
             case .reply(.integer(let n)):
@@ -200,7 +201,9 @@ public final class RedisLimitBackend: LimitBackend {
         init(_ source: String) { self.source = source }
     }
 
-    func run(_ script: LoadedScript, keys: [String], args: [String], _ completion: @escaping (RedisResult) -> Void) {
+    /// Runs `script` with `tail` (numkeys, keys, arguments): `EVALSHA` once loaded, `EVAL`
+    /// before that and after `NOSCRIPT`.
+    func run(_ script: LoadedScript, _ tail: RESPCommand, _ completion: @escaping (RedisResult) -> Void) {
         if script.sha == nil && !script.loading && redis.state == .ready {
             script.loading = true
             redis.command(["SCRIPT", "LOAD", script.source]) { r in
@@ -208,12 +211,11 @@ public final class RedisLimitBackend: LimitBackend {
                 if case .reply(.string(let s)) = r { script.sha = s }
             }
         }
-        var command = (script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source]) + [String(keys.count)] + keys + args
+        let command = tail.prefixed(by: script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source])
         redis.command(command) { [weak self] r in
             if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self {
                 script.sha = nil                // Redis restarted or flushed its scripts: EVAL loads it again
-                command[0] = "EVAL"; command[1] = script.source
-                return self.redis.command(command, completion: completion)
+                return self.redis.command(tail.prefixed(by: ["EVAL", script.source]), completion: completion)
             }
             completion(r)
         }

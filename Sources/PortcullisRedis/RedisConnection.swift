@@ -89,6 +89,12 @@ public final class RedisConnection: EventHandler {
     /// Sends one command; `completion` runs exactly once on the loop thread (possibly before
     /// this returns, when Redis is known to be down).
     public func command(_ args: [String], completion: @escaping (RedisResult) -> Void) {
+        command(RESPCommand(args), completion: completion)
+    }
+
+    /// Sends a command already in RESP (the hot path: no per-argument formatting).
+    public func command(_ command: RESPCommand, completion: @escaping (RedisResult) -> Void) {
+        precondition(command.isComplete, "a RESP command must have as many arguments as its header says")
         if closing { return completion(.failed("redis connection closed by a reload")) }
         let now = MonotonicClock.now()
         if state == .down {
@@ -99,24 +105,23 @@ public final class RedisConnection: EventHandler {
             if now < nextConnectAt { return completion(.failed("redis is reconnecting")) }
             guard connect() else { return completion(.failed("cannot connect to redis")) }
         }
-        send(args, deadline: now &+ timeoutNanos, completion: completion)
+        send(command, deadline: now &+ timeoutNanos, completion: completion)
     }
 
     private func send(_ args: [String], deadline: UInt64, completion: @escaping (RedisResult) -> Void) {
+        send(RESPCommand(args), deadline: deadline, completion: completion)
+    }
+
+    private func send(_ command: RESPCommand, deadline: UInt64, completion: @escaping (RedisResult) -> Void) {
         guard let ac else { return completion(.failed("redis is not connected")) }
         let p = Pending(deadline: deadline, completion: completion)
         let privdata = Unmanaged.passRetained(p).toOpaque()
-        // hiredis copies the arguments into its output buffer during the call.
-        var cStrings = args.map { strdup($0) }
-        defer { for s in cStrings { free(s) } }
-        var lengths = args.map { $0.utf8.count }
-        let rc = cStrings.withUnsafeMutableBufferPointer { argv -> Int32 in
-            lengths.withUnsafeMutableBufferPointer { lens in
-                argv.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: argv.count) { argvp in
-                    redisAsyncCommandArgv(ac, { ctx, reply, privdata in
-                        RedisConnection.replyArrived(reply, privdata)
-                    }, privdata, Int32(args.count), argvp, lens.baseAddress)
-                }
+        // hiredis copies the bytes into its output buffer during the call.
+        let rc = command.bytes.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { c in
+                redisAsyncFormattedCommand(ac, { ctx, reply, privdata in
+                    RedisConnection.replyArrived(reply, privdata)
+                }, privdata, c.baseAddress, c.count)
             }
         }
         guard rc == REDIS_OK else {

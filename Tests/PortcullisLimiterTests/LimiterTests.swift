@@ -5,6 +5,7 @@ import PortcullisConfig
 import PortcullisPipeline
 import Synchronization
 @testable import PortcullisLimiter
+import PortcullisRedis
 
 /// Token-bucket rules and the limiter stage, against the memory store with a controlled clock.
 final class LimiterTests: XCTestCase {
@@ -66,6 +67,19 @@ final class LimiterTests: XCTestCase {
         guard case .admitted(let s2) = store.acquire([a, b]) else { return XCTFail() }
         XCTAssertEqual(s2.map(\.remaining), [7, 60])
         XCTAssertEqual(store.count, 2)
+    }
+
+    func testRESPCommandIsWhatRedisExpects() {
+        let c = RESPCommand(["SET", "k", "vé"])
+        XCTAssertEqual(String(decoding: c.bytes, as: UTF8.self), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n")
+        var tail = RESPCommand(arguments: 2)
+        tail.add(Int64(1)); tail.add("key")
+        let full = tail.prefixed(by: ["EVALSHA", "abc"])
+        XCTAssertTrue(full.isComplete)
+        XCTAssertEqual(String(decoding: full.bytes, as: UTF8.self), "*4\r\n$7\r\nEVALSHA\r\n$3\r\nabc\r\n$1\r\n1\r\n$3\r\nkey\r\n")
+        var n = RESPCommand(arguments: 3)
+        n.add(Int64(-120)); n.add(Int64(0)); n.add(Int64(86_400_000))
+        XCTAssertEqual(String(decoding: n.bytes, as: UTF8.self), "*3\r\n$4\r\n-120\r\n$1\r\n0\r\n$8\r\n86400000\r\n")
     }
 
     func testDecimalBytes() {

@@ -57,8 +57,32 @@ PORTCULLIS_BIN_DIR="$ROOT/.build/debug" python3 -m pytest -q Tests/Integration
 integ_status=$?
 set -e
 
-if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ]; then
-    echo "FAILED: unit=$unit_status integration=$integ_status"
+echo "== fuzz findings and seeds replayed (Tests/Fuzz)"
+set +e
+replay_status=0
+for t in $(Scripts/fuzz.sh); do
+    dirs=("Tests/Fuzz/Corpus/$t")
+    [ -d "Tests/Fuzz/Regressions/$t" ] && dirs+=("Tests/Fuzz/Regressions/$t")
+    "$ROOT/.build/debug/PortcullisFuzz" "$t" "${dirs[@]}" || replay_status=1
+done
+set -e
+
+# Coverage-guided fuzzing, briefly (PORTCULLIS_FUZZ_SECONDS per target, default 30; 0 skips).
+fuzz_status=0
+if [ "${PORTCULLIS_FUZZ_SECONDS:-30}" -gt 0 ]; then
+    echo "== fuzzing each target for ${PORTCULLIS_FUZZ_SECONDS:-30} s (Scripts/fuzz.sh)"
+    set +e
+    for t in $(Scripts/fuzz.sh); do
+        Scripts/fuzz.sh "$t" "${PORTCULLIS_FUZZ_SECONDS:-30}" > "$REDIS_DIR/fuzz-$t.log" 2>&1
+        s=$?
+        echo "$t: $(grep -E '^stat::number_of_executed_units' "$REDIS_DIR/fuzz-$t.log" | awk '{print $2}') runs, exit $s"
+        [ "$s" -eq 0 ] || { fuzz_status=1; tail -40 "$REDIS_DIR/fuzz-$t.log"; }
+    done
+    set -e
+fi
+
+if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ] || [ "$replay_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
+    echo "FAILED: unit=$unit_status integration=$integ_status fuzz-replay=$replay_status fuzz=$fuzz_status"
     exit 1
 fi
 echo "all tests passed"

@@ -80,13 +80,14 @@ public enum ConfigurationLoader {
             s.workers = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         }
         s.maxConnections = try r.int("max_connections", range: 1...1_000_000) ?? s.maxConnections
+        s.maxConnectionsPerClient = try r.int("max_connections_per_client", range: 0...1_000_000) ?? s.maxConnectionsPerClient
         s.maxHeaderBytes = try r.int("max_header_bytes", range: 1024...1_048_576) ?? s.maxHeaderBytes
         s.maxBodyBytes = try r.int("max_body_bytes", range: 0...1_073_741_824) ?? s.maxBodyBytes
         s.headerTimeout = try r.duration("header_timeout") ?? s.headerTimeout
         s.keepaliveTimeout = try r.duration("keepalive_timeout") ?? s.keepaliveTimeout
         s.maxRequestsPerConnection = try r.int("max_requests_per_connection", range: 1...Int.max) ?? s.maxRequestsPerConnection
         s.drainTimeout = try r.duration("drain_timeout") ?? s.drainTimeout
-        try r.rejectUnknownKeys(allowed: ["listen", "workers", "max_connections", "max_header_bytes", "max_body_bytes",
+        try r.rejectUnknownKeys(allowed: ["listen", "workers", "max_connections", "max_connections_per_client", "max_header_bytes", "max_body_bytes",
                                           "header_timeout", "keepalive_timeout", "max_requests_per_connection", "drain_timeout"])
         return s
     }

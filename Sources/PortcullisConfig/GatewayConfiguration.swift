@@ -45,6 +45,9 @@ public struct ServerConfiguration: Sendable {
     /// Worker threads, each with its own event loop; `auto` = number of cores.
     public var workers: Int = 1
     public var maxConnections: Int = 10_000
+    /// Open connections one client address may hold (all workers together); 0: no cap. Off by
+    /// default: behind a load balancer every client shares its address.
+    public var maxConnectionsPerClient: Int = 0
     public var maxHeaderBytes: Int = 16_384
     public var maxBodyBytes: Int = 4_194_304
     public var headerTimeout: Duration64 = .seconds(10)

@@ -134,6 +134,12 @@ final class MetricsShard: Sendable {
         var openConnections = 0
         var openStreams = 0
         var rejectedConnections = 0
+        /// Refused over `server.max_connections_per_client`.
+        var rejectedPerClient = 0
+        /// `accept` failed for lack of file descriptors (EMFILE/ENFILE); accepting paused.
+        var acceptFDExhausted = 0
+        /// Streams cut because the client did not read for the route's `idle` timeout.
+        var slowClientsCut = 0
         var accessLogDropped = 0
         /// Tenant → its label (itself, or "other" past `metrics.max_tenants`); a cache of the
         /// process-wide decision.
@@ -266,6 +272,9 @@ public final class GatewayMetrics: Sendable {
             all.openConnections += s.openConnections
             all.openStreams += s.openStreams
             all.rejectedConnections += s.rejectedConnections
+            all.rejectedPerClient += s.rejectedPerClient
+            all.acceptFDExhausted += s.acceptFDExhausted
+            all.slowClientsCut += s.slowClientsCut
             all.accessLogDropped += s.accessLogDropped
         }
         var out = ""
@@ -298,8 +307,13 @@ public final class GatewayMetrics: Sendable {
         out += "portcullis_open_connections \(all.openConnections)\n"
         family("portcullis_open_streams", "gauge", "Event streams being relayed now.")
         out += "portcullis_open_streams \(all.openStreams)\n"
-        family("portcullis_rejected_connections_total", "counter", "Connections refused over max_connections.")
-        out += "portcullis_rejected_connections_total \(all.rejectedConnections)\n"
+        family("portcullis_rejected_connections_total", "counter", "Connections refused, by limit.")
+        out += "portcullis_rejected_connections_total{limit=\"max_connections\"} \(all.rejectedConnections)\n"
+        out += "portcullis_rejected_connections_total{limit=\"max_connections_per_client\"} \(all.rejectedPerClient)\n"
+        family("portcullis_accept_fd_exhausted_total", "counter", "Times accept failed for lack of file descriptors (accepting paused 100 ms each time).")
+        out += "portcullis_accept_fd_exhausted_total \(all.acceptFDExhausted)\n"
+        family("portcullis_slow_clients_cut_total", "counter", "Streams cut because the client did not read for the route's idle timeout.")
+        out += "portcullis_slow_clients_cut_total \(all.slowClientsCut)\n"
         family("portcullis_access_log_dropped_total", "counter", "Access-log lines dropped because stdout was not keeping up.")
         out += "portcullis_access_log_dropped_total \(all.accessLogDropped)\n"
         family("portcullis_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.")

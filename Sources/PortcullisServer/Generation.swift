@@ -8,6 +8,7 @@ import PortcullisAuth
 import PortcullisRouter
 import PortcullisLimiter
 import PortcullisRedis
+import Synchronization
 
 /// What lives as long as the process, whatever the configuration: the resolver, the in-memory
 /// limit buckets (a reload keeps what tenants have spent), Redis health and the counters.
@@ -17,6 +18,9 @@ final class ProcessState: Sendable {
     let limiterHealth = LimiterHealth()
     let metrics: GatewayMetrics
     let accessLog: AccessLogWriter
+    /// Open connections per client address (`server.max_connections_per_client`), all workers
+    /// together: one short lock per accepted and per closed connection, none per request.
+    let perClient = Mutex<[String: Int]>([:])
 
     init(_ c: GatewayConfiguration) {
         metrics = GatewayMetrics(workers: c.server.workers, maxTenants: c.metrics.maxTenants)

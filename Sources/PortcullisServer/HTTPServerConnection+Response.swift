@@ -77,6 +77,9 @@ extension HTTPServerConnection: ResponseSink {
             if phase != .proxying { return false }
             if output.readableBytes >= HTTPServerConnection.outputLowWater {
                 response.upstreamPaused = true
+                // Bounded: the buffer stays at its high-water mark while the provider waits; the
+                // client gets the route's `idle` timeout to take some of it (see `timerFired`).
+                worker.loop.arm(timer, after: (context?.route?.timeouts.idle ?? .seconds(30)).nanoseconds)
                 return false
             }
             return true

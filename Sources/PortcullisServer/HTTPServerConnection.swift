@@ -55,6 +55,8 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     var generation: WorkerGeneration
     /// The generation `coordinator` was built for (its breakers and metrics).
     var coordinatorGeneration: WorkerGeneration?
+    /// The client address counted against `max_connections_per_client` (released on close).
+    var countedClient: String?
 
     static let inputHighWater = 65536
     static let outputHighWater = 65536
@@ -265,6 +267,11 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             close()  // keep-alive idle timeout: close quietly
         case .readingHead, .readingBody:
             respondLocal(LocalResponse(.requestTimeout), method: head?.method ?? "-", target: head?.target ?? "-", forceClose: true)
+        case .proxying where response.upstreamPaused:
+            // The client has not taken a byte of a full output buffer for the route's `idle`
+            // timeout: a slow (or stuck) reader is cut; its provider connection goes with it.
+            worker.metrics.update { $0.slowClientsCut += 1 }
+            abort("client too slow to read the response")
         default:
             break
         }
@@ -277,7 +284,11 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         flushScheduled = false
         while !output.isEmpty {
             switch Syscall.write(fd, output.readPointer, output.readableBytes) {
-            case .bytes(let n): output.consume(n)
+            case .bytes(let n):
+                output.consume(n)
+                if response.upstreamPaused, let idle = context?.route?.timeouts.idle {
+                    worker.loop.arm(timer, after: idle.nanoseconds)   // progress: the idle clock restarts
+                }
             case .wouldBlock: return
             case .eof, .error: return abort("client write failed")
             }
@@ -285,6 +296,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         output.shrinkIfIdle(to: 16384)
         if response.upstreamPaused {
             response.upstreamPaused = false
+            worker.loop.cancel(timer)
             coordinator?.clientDrained()
         }
         if response.complete { finishResponse() }

@@ -82,8 +82,27 @@ final class Worker: DeferredTask {
             Syscall.close(fd)
             return
         }
+        let cap = configuration.server.maxConnectionsPerClient
+        var client: String?
+        if cap > 0 {
+            let ip = peer.ipString
+            let admitted = process.perClient.withLock { m -> Bool in
+                let n = m[ip, default: 0]
+                guard n < cap else { return false }
+                m[ip] = n + 1
+                return true
+            }
+            guard admitted else {
+                metrics.update { $0.rejectedPerClient += 1 }
+                Syscall.setLingerZero(fd)
+                Syscall.close(fd)
+                return
+            }
+            client = ip
+        }
         Syscall.setNoDelay(fd)
         let c = HTTPServerConnection(fd: fd, peer: peer, worker: self)
+        c.countedClient = client
         do { try loop.register(fd: fd, handler: c) } catch {
             Syscall.close(fd)
             return
@@ -94,6 +113,13 @@ final class Worker: DeferredTask {
     }
 
     func connectionClosed(_ c: HTTPServerConnection) {
+        if let ip = c.countedClient {
+            c.countedClient = nil
+            process.perClient.withLock { m in
+                let n = (m[ip] ?? 1) - 1
+                m[ip] = n > 0 ? n : nil
+            }
+        }
         if connections.removeValue(forKey: ObjectIdentifier(c)) != nil {
             metrics.update { $0.openConnections -= 1 }
         }
@@ -116,6 +142,8 @@ final class Worker: DeferredTask {
     private func stopIfDrained() {
         if draining && connections.isEmpty { loop.stop() }
     }
+
+    func isListening(_ l: Listener) -> Bool { listeners.contains { $0 === l } }
 
     /// Stops accepting new connections.
     func stopListening() {
@@ -163,9 +191,28 @@ final class Listener: EventHandler {
             case .accepted(let cfd, let peer): worker.accepted(fd: cfd, peer: peer)
             case .wouldBlock: return
             case .failed(let e):
-                if e == EMFILE || e == ENFILE { Log.error("accept: \(Syscall.errorString(e))") }
+                if e == EMFILE || e == ENFILE { return pause(e) }
                 return
             }
+        }
+    }
+
+    /// Out of file descriptors: the listener is level-triggered, so retrying at once would spin.
+    /// Stop watching it for 100 ms (connections wait in the kernel's backlog), count it, log at
+    /// most once a second.
+    private var lastLog: UInt64 = 0
+    private func pause(_ e: Int32) {
+        worker.metrics.update { $0.acceptFDExhausted += 1 }
+        let now = MonotonicClock.now()
+        if now &- lastLog > 1_000_000_000 {
+            lastLog = now
+            Log.error("accept: \(Syscall.errorString(e)); not accepting for 100 ms (raise LimitNOFILE or lower max_connections)")
+        }
+        let loop = worker.loop
+        loop.unregister(fd: fd)
+        _ = loop.schedule(after: 100_000_000) { [weak self] in
+            guard let self, self.worker.isListening(self) else { return }
+            try? loop.registerListener(fd: self.fd, handler: self)
         }
     }
 }

@@ -353,7 +353,7 @@ def test_connections_over_max_are_refused_and_counted(start_gateway):
         h.close()
     time.sleep(0.2)
     metrics = raw_request(gw.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").decode()
-    assert "portcullis_rejected_connections_total 1" in metrics
+    assert 'portcullis_rejected_connections_total{limit="max_connections"} 1' in metrics
 
 
 def test_provider_restart_is_invisible_to_clients(start_gateway):

@@ -153,9 +153,16 @@ extension HTTPServerConnection: ResponseSink {
         return response.outcome
     }
 
+    /// Takes this response out of the open-streams gauge (once; on its end or on close).
+    func uncountStream() {
+        guard response.streamCounted else { return }
+        response.streamCounted = false
+        worker.metrics.update { $0.openStreams -= 1 }
+    }
+
     func resetRequest() {
         releaseReservation()
-        if response.streamCounted { worker.metrics.update { $0.openStreams -= 1 } }
+        uncountStream()
         head = nil
         body = []
         bodyRemaining = 0

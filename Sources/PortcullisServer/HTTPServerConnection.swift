@@ -348,6 +348,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         suspended?.cancel(); suspended = nil
         if wasProxying { coordinator?.cancel() }
         releaseReservation()
+        uncountStream()
         worker.loop.release(timer)
         worker.loop.unregister(fd: fd)
         Syscall.close(fd)

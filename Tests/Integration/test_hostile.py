@@ -56,6 +56,7 @@ def test_a_reader_that_stops_is_cut_after_the_idle_timeout(start_gateway, fake):
     while time.time() < deadline and fake.stats()["active_streams"] > 0:
         time.sleep(0.05)
     assert fake.stats()["active_streams"] == 0
+    assert "portcullis_open_streams 0" in metrics(gw.port), "an aborted stream must leave the gauge"
     # A client that reads slowly but steadily is not cut (each read restarts the idle clock).
     s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)

@@ -81,8 +81,15 @@ if [ "${PORTCULLIS_FUZZ_SECONDS:-30}" -gt 0 ]; then
     set -e
 fi
 
-if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ] || [ "$replay_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ]; then
-    echo "FAILED: unit=$unit_status integration=$integ_status fuzz-replay=$replay_status fuzz=$fuzz_status"
+# The unit suite under AddressSanitizer (ThreadSanitizer: Scripts/sanitize.sh thread).
+asan_status=0
+if [ "${PORTCULLIS_ASAN:-1}" -ne 0 ]; then
+    echo "== unit tests under AddressSanitizer (Scripts/sanitize.sh address)"
+    Scripts/sanitize.sh address || asan_status=1
+fi
+
+if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ] || [ "$replay_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$asan_status" -ne 0 ]; then
+    echo "FAILED: unit=$unit_status integration=$integ_status fuzz-replay=$replay_status fuzz=$fuzz_status asan=$asan_status"
     exit 1
 fi
 echo "all tests passed"

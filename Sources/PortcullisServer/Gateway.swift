@@ -258,29 +258,43 @@ extension Gateway {
 
 /// The running workers, for signal handling on the main thread. Each worker thread registers a
 /// drain action and an install action (both run on its own loop) and reports when its loop has
-/// returned.
-final class WorkerRegistry: Sendable {
+/// returned. A pthread mutex (not `Synchronization.Mutex`): ThreadSanitizer models pthread locks,
+/// and this lock is the one contended by several threads at start-up.
+final class WorkerRegistry: @unchecked Sendable {
     private struct Entry { let loop: EventLoop; let drain: @Sendable () -> Void; let install: @Sendable (SharedGeneration) -> Void }
-    private let state = Mutex<(entries: [Entry], active: Int)>(([], 0))
+    private var entries: [Entry] = []
+    private var active = 0
+    private let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+        return m
+    }()
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
+        return body()
+    }
 
     func add(_ loop: EventLoop, drain: @escaping () -> Void, install: @escaping (SharedGeneration) -> Void) {
         // Both run only on `loop`'s own thread (posted with `execute`).
         nonisolated(unsafe) let d = drain
         nonisolated(unsafe) let i = install
-        state.withLock { $0.entries.append(Entry(loop: loop, drain: { d() }, install: { i($0) })); $0.active += 1 }
+        locked { entries.append(Entry(loop: loop, drain: { d() }, install: { i($0) })); active += 1 }
     }
 
-    func finished() { state.withLock { $0.active -= 1 } }
+    func finished() { locked { active -= 1 } }
 
-    var running: Int { state.withLock { $0.active } }
+    var running: Int { locked { active } }
 
     /// Waits (start-up only) until `n` workers have registered, i.e. listen.
     func waitUntilRegistered(_ n: Int) {
-        while state.withLock({ $0.entries.count }) < n { usleep(1000) }
+        while locked({ entries.count }) < n { usleep(1000) }
     }
 
+    private var all: [Entry] { locked { entries } }
+
     func drainAll() {
-        for e in state.withLock({ $0.entries }) { e.loop.execute(e.drain) }
+        for e in all { e.loop.execute(e.drain) }
     }
 
     /// Posts `g` to every worker and waits (main thread, up to 5 s) until each has installed
@@ -288,7 +302,7 @@ final class WorkerRegistry: Sendable {
     /// Returns false when a worker did not answer in time (it installs it when it does).
     @discardableResult
     func installAll(_ g: SharedGeneration) -> Bool {
-        let all = state.withLock { $0.entries }
+        let all = self.all
         let counter = Counter()
         for e in all {
             let install = e.install

@@ -303,24 +303,25 @@ public final class GatewayMetrics: Sendable {
             let l = "tenant=\"\(Self.escape(k.tenant))\",model=\"\(Self.escape(k.model))\""
             out += "portcullis_tokens_total{\(l),type=\"prompt\"} \(v.prompt)\nportcullis_tokens_total{\(l),type=\"completion\"} \(v.completion)\n"
         }
-        family("portcullis_open_connections", "gauge", "Client connections open now.")
-        out += "portcullis_open_connections \(all.openConnections)\n"
-        family("portcullis_open_streams", "gauge", "Event streams being relayed now.")
-        out += "portcullis_open_streams \(all.openStreams)\n"
-        family("portcullis_rejected_connections_total", "counter", "Connections refused, by limit.")
-        out += "portcullis_rejected_connections_total{limit=\"max_connections\"} \(all.rejectedConnections)\n"
-        out += "portcullis_rejected_connections_total{limit=\"max_connections_per_client\"} \(all.rejectedPerClient)\n"
-        family("portcullis_accept_fd_exhausted_total", "counter", "Times accept failed for lack of file descriptors (accepting paused 100 ms each time).")
-        out += "portcullis_accept_fd_exhausted_total \(all.acceptFDExhausted)\n"
-        family("portcullis_slow_clients_cut_total", "counter", "Streams cut because the client did not read for the route's idle timeout.")
-        out += "portcullis_slow_clients_cut_total \(all.slowClientsCut)\n"
-        family("portcullis_access_log_dropped_total", "counter", "Access-log lines dropped because stdout was not keeping up.")
-        out += "portcullis_access_log_dropped_total \(all.accessLogDropped)\n"
-        family("portcullis_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.")
-        out += "portcullis_config_reloads_total{result=\"ok\"} \(reloadsOK.load(ordering: .relaxed))\n"
-        out += "portcullis_config_reloads_total{result=\"failed\"} \(reloadsFailed.load(ordering: .relaxed))\n"
-        family("portcullis_config_generation", "gauge", "The configuration generation in force (1 at start-up, +1 per reload).")
-        out += "portcullis_config_generation \(generation.load(ordering: .relaxed))\n"
+        /// A family with one unlabelled sample, or one sample per label value.
+        func single(_ name: String, _ type: String, _ help: String, _ samples: [(String, Int)]) {
+            family(name, type, help)
+            for (labels, v) in samples { out += labels.isEmpty ? "\(name) \(v)\n" : "\(name){\(labels)} \(v)\n" }
+        }
+        single("portcullis_open_connections", "gauge", "Client connections open now.", [("", all.openConnections)])
+        single("portcullis_open_streams", "gauge", "Event streams being relayed now.", [("", all.openStreams)])
+        single("portcullis_rejected_connections_total", "counter", "Connections refused, by limit.",
+               [("limit=\"max_connections\"", all.rejectedConnections), ("limit=\"max_connections_per_client\"", all.rejectedPerClient)])
+        single("portcullis_accept_fd_exhausted_total", "counter",
+               "Times accept failed for lack of file descriptors (accepting paused 100 ms each time).", [("", all.acceptFDExhausted)])
+        single("portcullis_slow_clients_cut_total", "counter",
+               "Streams cut because the client did not read for the route's idle timeout.", [("", all.slowClientsCut)])
+        single("portcullis_access_log_dropped_total", "counter",
+               "Access-log lines dropped because stdout was not keeping up.", [("", all.accessLogDropped)])
+        single("portcullis_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.",
+               [("result=\"ok\"", reloadsOK.load(ordering: .relaxed)), ("result=\"failed\"", reloadsFailed.load(ordering: .relaxed))])
+        single("portcullis_config_generation", "gauge", "The configuration generation in force (1 at start-up, +1 per reload).",
+               [("", generation.load(ordering: .relaxed))])
         return out
     }
 

@@ -124,6 +124,27 @@ class Gateway:
             time.sleep(0.02)
 
 
+def rss_kib(pid):
+    """Resident memory of a process (KiB)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def connection_refused(port):
+    """Opens one more connection and asks for /healthz: True when the gateway reset it unserved."""
+    extra = socket.create_connection(("127.0.0.1", port), timeout=3)
+    try:
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = extra.recv(100)
+    except (ConnectionResetError, BrokenPipeError):
+        got = b""
+    extra.close()
+    return got == b""
+
+
 def render_config(port, providers, routes, server_extra="", log_access="true"):
     server = {"listen": f'["127.0.0.1:{port}"]', "workers": "2", "max_connections": "4000",
               "header_timeout": "2s", "keepalive_timeout": "10s", "drain_timeout": "2s"}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import chat_body, raw_request
+from conftest import chat_body, rss_kib
 from httpio import post, read_response
 
 CHAT = "/v1/chat/completions"
@@ -153,10 +153,3 @@ def test_misbehaving_provider(start_gateway, fake, name):
     finally:
         raw.close()
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0

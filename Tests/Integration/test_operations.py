@@ -253,3 +253,30 @@ def test_a_stalled_stdout_does_not_stall_the_worker(tmp_path, fake):
         proc.kill()
         proc.wait()
         os.close(r)
+
+
+def test_reload_closes_idle_pooled_connections_of_a_removed_provider(start_gateway, fake):
+    providers = {"local": {"base_url": f"http://127.0.0.1:{fake.port}"},
+                 "other": {"base_url": f"http://localhost:{fake.port}"}}     # another endpoint, same server
+    routes = [{"path": CHAT, "provider": "local"},
+              {"path": "/other/chat/completions", "provider": "other", "upstream_path": CHAT}]
+    gw = start_gateway(providers=providers, routes=routes, workers=1)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        post(gw.port, "/other/chat/completions", chat_body(), {"x-fake-first-byte-delay-ms": "200"}).status)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 4
+    time.sleep(0.2)
+    pid = gw.proc.pid
+    with_pool = len(os.listdir(f"/proc/{pid}/fd"))
+    with open(gw.config_path, "w") as f:
+        f.write(render_config(gw.port, {"local": providers["local"]}, [routes[0]]).replace("workers: 2", "workers: 1"))
+    gw.proc.send_signal(signal.SIGHUP)
+    gw.wait_log("generation 2 loaded", timeout=5)
+    time.sleep(0.2)
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= with_pool - 4, "the removed provider's idle connections stay open"
+    assert post(gw.port, "/other/chat/completions", chat_body(), {}).status == 404
+    assert post(gw.port, CHAT, chat_body(), {}).status == 200

@@ -73,6 +73,7 @@ let package = Package(
                                    "PortcullisRedis"]),
         .testTarget(name: "PortcullisAdaptersTests", dependencies: ["PortcullisAdapters", "PortcullisJSON", "PortcullisHTTP",
                                                                  "PortcullisCore", "PortcullisTestSupport"]),
+        .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer", "PortcullisJSON"]),
         .testTarget(name: "PortcullisJSONTests", dependencies: ["PortcullisJSON", "PortcullisTestSupport"]),
         .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisJSON", "PortcullisConfig", "PortcullisCore", "COpenSSL",
                                                              "PortcullisTestSupport"]),

@@ -1,0 +1,58 @@
+import XCTest
+import PortcullisJSON
+@testable import PortcullisServer
+
+/// The access log's two formats and the outcome enum, without sockets.
+final class AccessLogTests: XCTestCase {
+    func summary() -> RequestSummary {
+        var r = RequestSummary()
+        r.requestID = "abc"; r.client = "10.0.0.1"; r.method = "POST"; r.path = "/v1/chat/completions"
+        r.tenant = "acme \"corp\"\n"; r.user = "u1"; r.provider = "openai"; r.model = "gpt-4o"
+        r.status = 200; r.bytes = 512; r.promptTokens = 12; r.completionTokens = 5
+        r.ttfbNanos = 412_000; r.durationNanos = 1_250_500
+        return r
+    }
+
+    func testJSONLineIsOneValidObjectWithEveryField() throws {
+        let line = AccessLogFormat.line(summary(), format: .json, nowMillis: 1_795_650_000_123)
+        XCTAssertTrue(line.hasSuffix("}\n"))
+        XCTAssertEqual(line.filter { $0 == "\n" }.count, 1, "a tenant with a newline must not split the line")
+        guard case .object(let o) = try JSONReader.parse(Array(line.dropLast().utf8)) else { return XCTFail() }
+        XCTAssertEqual(o["tenant"]?.string, "acme \"corp\"\n")
+        XCTAssertEqual(o["time"]?.string, "2026-11-25T23:40:00.123Z")
+        XCTAssertEqual(o["outcome"]?.string, "ok")
+        XCTAssertEqual(o["ttfb_ms"]?.number, 0.412)
+        XCTAssertEqual(o["duration_ms"]?.number, 1.25)
+        XCTAssertEqual(o["prompt_tokens"]?.number, 12)
+        XCTAssertNotNil(o["alias"], "absent fields are null, not missing")
+    }
+
+    func testTextLineQuotesWhatIsNotAPlainToken() {
+        let line = AccessLogFormat.line(summary(), format: .text, nowMillis: 0)
+        XCTAssertTrue(line.contains(" tenant=\"acme \\\"corp\\\"\\n\" "), line)
+        XCTAssertTrue(line.contains(" user=u1 ") && line.contains(" alias=- ") && line.contains(" status=200 "), line)
+        XCTAssertEqual(line.filter { $0 == "\n" }.count, 1)
+    }
+
+    func testOutcomes() {
+        XCTAssertTrue(RequestOutcome.classify("ok", status: 200) == (.ok, ""))
+        XCTAssertTrue(RequestOutcome.classify("ok", status: 404) == (.clientError, ""))
+        XCTAssertTrue(RequestOutcome.classify("local_error", status: 502) == (.gatewayError, ""))
+        XCTAssertTrue(RequestOutcome.classify("rate_limited:user_requests_per_minute", status: 429) == (.rateLimited, "user_requests_per_minute"))
+        XCTAssertTrue(RequestOutcome.classify("upstream_connect_failed", status: 502) == (.upstreamError, "connect_failed"))
+        XCTAssertTrue(RequestOutcome.classify("stream_error_reset", status: 502) == (.streamError, "reset"))
+        XCTAssertTrue(RequestOutcome.classify("no_healthy_target", status: 503) == (.upstreamError, "breakers_open"))
+        for (i, o) in RequestOutcome.allCases.enumerated() { XCTAssertEqual(RequestOutcome.index(o), i) }
+    }
+
+    func testHistogramIsCumulative() {
+        var h = LatencyHistogram()
+        h.observe(nanos: 500_000)          // 0.5 ms
+        h.observe(nanos: 2_000_000_000)    // 2 s
+        var out = ""
+        h.render("x", into: &out)
+        XCTAssertTrue(out.contains("x_bucket{le=\"0.001\"} 1\n"))
+        XCTAssertTrue(out.contains("x_bucket{le=\"2.5\"} 2\n"))
+        XCTAssertTrue(out.contains("x_bucket{le=\"+Inf\"} 2\nx_sum 2.0005\nx_count 2\n"), out)
+    }
+}

@@ -4,6 +4,9 @@ Targets (all on loopback, one worker each so the comparison is per-core):
   direct  – wrk → FakeProvider
   gateway – wrk → Portcullis → FakeProvider
   nginx   – wrk → nginx (proxy_buffering off, upstream keepalive) → FakeProvider
+  haproxy – wrk → HAProxy (one thread, http-reuse always) → FakeProvider
+  full    – wrk → Portcullis with the whole mission path (JWT HS256, Redis limiter with token
+            settlement, alias rewrite) → FakeProvider
 """
 import argparse
 import json
@@ -297,13 +300,49 @@ http {{
 """)
     ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
     procs.append(ngx)
+    # HAProxy 2.6 as the fastest plain proxy here: one thread, connection reuse to the backend.
+    hap_port = free_port()
+    hap_conf = os.path.join(tmp, "haproxy.cfg")
+    with open(hap_conf, "w") as f:
+        f.write(f"""global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{hap_port}
+  default_backend be
+backend be
+  server fake 127.0.0.1:{fake_port} maxconn 1000
+""")
+    hap = subprocess.Popen(["haproxy", "-db", "-f", hap_conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(hap)
+    # The whole mission path: JWT, the Redis limiter (requests and tokens, settled with usage),
+    # the alias router rewriting "model".
+    full_port = free_port()
+    cfg_full = gateway_config("portcullis-full.yaml", full_port, """models:
+  chat-default:
+    tiers:
+      pro: [{ target: fake/gpt-4o-mini }]
+    default_tier: pro
+routes:
+  - path: /v1/chat/completions
+""" + auth_yaml + limits_yaml + f"redis: {{ url: \"redis://127.0.0.1:{redis_port}\", timeout: 200ms }}\n")
+    gw_full = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_full], stderr=subprocess.DEVNULL, env=env_jwt)
+    procs.append(gw_full)
     try:
-        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port):
+        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
+                  hap_port, full_port):
             wait_port(p)
         time.sleep(0.3)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
         targets = {"direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
-                   "nginx": (ngx_port, ngx_worker, None),
+                   "nginx": (ngx_port, ngx_worker, None), "haproxy": (hap_port, hap.pid, None),
+                   "full": (full_port, gw_full.pid, hs_token),
                    # Auth cost: the same request bytes (token included) with auth off, then on.
                    "noauth_hs": (gw_port, gw.pid, hs_token), "jwt_hs256": (auth_port, gw_auth.pid, hs_token),
                    "noauth_rs": (gw_port, gw.pid, rs_token), "jwt_rs256": (auth_port, gw_auth.pid, rs_token),
@@ -329,11 +368,11 @@ http {{
                 res = wrk(port, a.seconds, a.conns, token=tok)
                 res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
                 rounds[name].append(res)
-                if name == "jwt_limit_redis":
+                if name in ("jwt_limit_redis", "full"):
                     redis_requests += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
-        redis_per_request = (redis_calls() - redis_before) / max(1, redis_requests) if "jwt_limit_redis" in targets else 0
+        redis_per_request = (redis_calls() - redis_before) / max(1, redis_requests) if redis_requests else 0
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us")} for k, v in rounds.items()}
         if a.only:
             for k, m in med.items():
@@ -360,6 +399,9 @@ http {{
         lim = {k: (pair(k, "jwt_hs256", "rps"), pair(k, "jwt_hs256", "p50"), pair(k, "jwt_hs256", "p99"),
                    pair(k, "jwt_hs256", "cpu_us")) for k in ("jwt_limit_memory", "jwt_limit_redis")}
         redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
+        gw_vs_hap = pair("gateway", "haproxy", "rps")
+        full_vs_ngx = pair("full", "nginx", "rps")
+        full_vs_plain = pair("full", "gateway", "rps")
 
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
         t_oa, t_an = ttfb(alias_port, model="chat-default"), ttfb(adapter_port, model="chat-default")
@@ -389,6 +431,8 @@ http {{
         "|---|---|---|---|---|",
     ]
     for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
+                     ("haproxy", "HAProxy 2.6 → fake"),
+                     ("full", "Portcullis, full pipeline (JWT + Redis limiter + alias + usage settlement) → fake"),
                      ("noauth_hs", "Portcullis, auth off, HS256 token sent → fake"),
                      ("jwt_hs256", "Portcullis + JWT HS256 → fake"),
                      ("noauth_rs", "Portcullis, auth off, RS256 token sent → fake"),
@@ -402,6 +446,8 @@ http {{
     lines += [
         "",
         f"- **Portcullis / nginx req/s: {ratio_ngx:.2f}×** (target ≥ 0.8×, goal ≥ 1.0×)",
+        f"- **Portcullis plain path / HAProxy req/s: {gw_vs_hap:.2f}×** (target ≥ 1.0×)",
+        f"- **Full pipeline / nginx plain proxy req/s: {full_vs_ngx:.2f}×** (target ≥ 1.0×); full / Portcullis plain path: {full_vs_plain:.2f}×",
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
         f"- Added latency vs direct: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms (target p99 ≤ 1 ms)",
         f"- Non-2xx responses across all runs: {errors}",

@@ -306,7 +306,7 @@ http {{
     with open(hap_conf, "w") as f:
         f.write(f"""global
   nbthread 1
-  maxconn 20000
+  maxconn 9000
 defaults
   mode http
   timeout connect 5s

@@ -17,7 +17,15 @@ public enum AnthropicResponse {
         .obj([("prompt_tokens", .int(input)), ("completion_tokens", .int(output)), ("total_tokens", .int(input + output))])
     }
 
-    static func int(_ v: JSONValue?) -> Int { v?.number.map { Int($0) } ?? 0 }
+    /// A provider's count as an `Int`: 0 unless it is a whole number from 0 to 10^15 (a huge or
+    /// non-finite number from a provider must never trap the conversion: found by fuzzing).
+    static func int(_ v: JSONValue?) -> Int { index(v, limit: 1e15) ?? 0 }
+
+    /// A whole number in 0...limit, else nil.
+    static func index(_ v: JSONValue?, limit: Double = 1_000_000) -> Int? {
+        guard let d = v?.number, d.isFinite, d >= 0, d <= limit, d == d.rounded() else { return nil }
+        return Int(d)
+    }
 
     /// A non-streamed Messages answer as a `chat.completion`.
     public static func translate(_ body: [UInt8], created: Int) -> Result<[UInt8], TranslationError> {
@@ -92,7 +100,7 @@ public struct AnthropicStreamTranslator: Sendable {
             return chunk(delta: .obj([("role", .string("assistant")), ("content", .string(""))]), finish: .null)
         case "content_block_start":
             guard let b = e["content_block"]?.objectValue, b["type"]?.string == "tool_use",
-                  let block = e["index"]?.number.map({ Int($0) }) else { return [] }
+                  let block = AnthropicResponse.index(e["index"]) else { return [] }
             let k = toolIndex.count
             toolIndex[block] = k
             return chunk(delta: .obj([("tool_calls", .array([.obj([
@@ -106,7 +114,7 @@ public struct AnthropicStreamTranslator: Sendable {
                 guard let t = d?["text"]?.string else { return [] }
                 return chunk(delta: .obj([("content", .string(t))]), finish: .null)
             case "input_json_delta"?:
-                guard let block = e["index"]?.number.map({ Int($0) }), let k = toolIndex[block],
+                guard let block = AnthropicResponse.index(e["index"]), let k = toolIndex[block],
                       let part = d?["partial_json"]?.string else { return [] }
                 return chunk(delta: .obj([("tool_calls", .array([.obj([("index", .int(k)), ("function", .obj([("arguments", .string(part))]))])]))]),
                              finish: .null)

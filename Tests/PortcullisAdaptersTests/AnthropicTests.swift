@@ -21,6 +21,23 @@ final class AnthropicTests: XCTestCase {
         for k in want.keys { XCTAssertEqual(got[k], want[k], k) }
     }
 
+    /// Found by the fuzzer: a provider's usage or index number beyond Int's range trapped the
+    /// Double → Int conversion and took the gateway down. Such numbers now count as absent.
+    func testHugeNumbersFromTheProviderDoNotTrap() throws {
+        var tr = AnthropicStreamTranslator(created: 1, includeUsage: true)
+        let start = #"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":1e300,"output_tokens":-5}}}"#
+        XCTAssertFalse(tr.translate(data: Array(start.utf8)).isEmpty)
+        let block = #"{"type":"content_block_start","index":1e400,"content_block":{"type":"tool_use","id":"t","name":"f"}}"#
+        XCTAssertTrue(tr.translate(data: Array(block.utf8)).isEmpty)
+        let delta = #"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":99999999999999999999}}"#
+        _ = tr.translate(data: Array(delta.utf8))
+        XCTAssertEqual(AnthropicResponse.int(.numberText("12")), 12)
+        XCTAssertEqual(AnthropicResponse.int(.numberText("1.5")), 0)
+        if case .success(let out) = AnthropicResponse.translate(Array(#"{"id":"m","type":"message","role":"assistant","model":"c","content":[],"stop_reason":"end_turn","usage":{"input_tokens":1e20,"output_tokens":1}}"#.utf8), created: 1) {
+            XCTAssertNotNil(try? JSONReader.parse(out))
+        }
+    }
+
     func testRequestRules() throws {
         func tr(_ s: String) -> Result<[UInt8], TranslationError> {
             AnthropicRequest.translate(Array(s.utf8), model: "c", defaultMaxTokens: 99)

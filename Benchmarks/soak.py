@@ -19,33 +19,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+sys.path.insert(0, HERE)
+from bench import free_port, rss_kb, wait_port  # noqa: E402
 
 
 def fds(pid):
@@ -161,7 +136,7 @@ def main():
     procs.append(gw)
     wait_port(gw_port)
     time.sleep(1)
-    base = {"rss": rss_kib(gw.pid), "fds": fds(gw.pid), "streams": metric(gw_port, "portcullis_open_streams")}
+    base = {"rss": rss_kb(gw.pid), "fds": fds(gw.pid), "streams": metric(gw_port, "portcullis_open_streams")}
     load = Load(gw_port, a.clients)
     for t in load.threads:
         t.start()
@@ -190,7 +165,7 @@ def main():
             restarted = True
         with load.lock:
             done = dict(load.counts)
-        samples.append({"t": round(now - start), "rss": rss_kib(gw.pid), "fds": fds(gw.pid),
+        samples.append({"t": round(now - start), "rss": rss_kb(gw.pid), "fds": fds(gw.pid),
                         "streams": metric(gw_port, "portcullis_open_streams"), **done})
         print(samples[-1], flush=True)
         if gw.poll() is not None:
@@ -199,9 +174,9 @@ def main():
     for t in load.threads:
         t.join(20)
     time.sleep(15)                                   # streams end, idle connections time out
-    after = [{"rss": rss_kib(gw.pid), "fds": fds(gw.pid), "streams": metric(gw_port, "portcullis_open_streams")}]
+    after = [{"rss": rss_kb(gw.pid), "fds": fds(gw.pid), "streams": metric(gw_port, "portcullis_open_streams")}]
     time.sleep(20)
-    after.append({"rss": rss_kib(gw.pid), "fds": fds(gw.pid), "streams": metric(gw_port, "portcullis_open_streams")})
+    after.append({"rss": rss_kb(gw.pid), "fds": fds(gw.pid), "streams": metric(gw_port, "portcullis_open_streams")})
     alive = gw.poll() is None
     for p in procs + [redis]:
         p.kill()

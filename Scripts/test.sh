@@ -67,13 +67,13 @@ for t in $(Scripts/fuzz.sh); do
 done
 set -e
 
-# Coverage-guided fuzzing, briefly (PORTCULLIS_FUZZ_SECONDS per target, default 20; 0 skips).
+# Coverage-guided fuzzing, briefly (PORTCULLIS_FUZZ_SECONDS per target, default 30; 0 skips).
 fuzz_status=0
-if [ "${PORTCULLIS_FUZZ_SECONDS:-20}" -gt 0 ]; then
-    echo "== fuzzing each target for ${PORTCULLIS_FUZZ_SECONDS:-20} s (Scripts/fuzz.sh)"
+if [ "${PORTCULLIS_FUZZ_SECONDS:-30}" -gt 0 ]; then
+    echo "== fuzzing each target for ${PORTCULLIS_FUZZ_SECONDS:-30} s (Scripts/fuzz.sh)"
     set +e
     for t in $(Scripts/fuzz.sh); do
-        Scripts/fuzz.sh "$t" "${PORTCULLIS_FUZZ_SECONDS:-20}" > "$REDIS_DIR/fuzz-$t.log" 2>&1
+        Scripts/fuzz.sh "$t" "${PORTCULLIS_FUZZ_SECONDS:-30}" > "$REDIS_DIR/fuzz-$t.log" 2>&1
         s=$?
         echo "$t: $(grep -E '^stat::number_of_executed_units' "$REDIS_DIR/fuzz-$t.log" | awk '{print $2}') runs, exit $s"
         [ "$s" -eq 0 ] || { fuzz_status=1; tail -40 "$REDIS_DIR/fuzz-$t.log"; }

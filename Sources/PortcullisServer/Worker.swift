@@ -41,8 +41,9 @@ final class Worker: DeferredTask {
         self.process = process
         self.metrics = process.metrics.shard(loop.index)
         self.upstream = UpstreamClient(loop: loop, resolver: process.resolver, tlsContexts: generation.tls)
-        self.current = WorkerGeneration(generation, worker: loop.index, process: process, redis: nil)
-        self.current = WorkerGeneration(generation, worker: loop.index, process: process, redis: redisConnection(for: generation))
+        let redis = Worker.redis(for: generation, loop: loop, replacing: nil)
+        self.redis = redis
+        self.current = WorkerGeneration(generation, worker: loop.index, process: process, redis: redis?.connection)
         for fd in listenFDs {
             let l = Listener(fd: fd, worker: self)
             try loop.registerListener(fd: fd, handler: l)
@@ -54,33 +55,30 @@ final class Worker: DeferredTask {
     /// theirs; idle pooled connections to endpoints that went away are closed.
     func install(_ generation: SharedGeneration) {
         upstream.use(tlsContexts: generation.tls, endpoints: generation.endpoints)
-        current = WorkerGeneration(generation, worker: loop.index, process: process, redis: redisConnection(for: generation))
+        redis = Worker.redis(for: generation, loop: loop, replacing: redis)
+        current = WorkerGeneration(generation, worker: loop.index, process: process, redis: redis?.connection)
     }
 
-    /// The Redis connection for a generation: the current one when the server, database,
-    /// password and timeout are unchanged, else a new one (the old one closes once its
-    /// pending replies have arrived).
-    private func redisConnection(for g: SharedGeneration) -> RedisConnection? {
+    /// The Redis connection for a generation: `old` when the server, database, password and
+    /// timeout are unchanged, else a new one (`old` then closes once its pending replies have
+    /// arrived); nil when the generation keeps no limits in Redis.
+    private static func redis(for g: SharedGeneration, loop: EventLoop,
+                              replacing old: (key: String, connection: RedisConnection)?) -> (key: String, connection: RedisConnection)? {
         guard let r = g.configuration.redis, g.configuration.limits != nil, let addr = g.redisAddress else {
-            redis?.connection.close()
-            redis = nil
+            old?.connection.close()
             return nil
         }
         let key = "\(addr)|\(r.database)|\(r.password ?? "")|\(r.timeout)"
-        if let existing = redis, existing.key == key { return existing.connection }
-        redis?.connection.close()
-        let conn = RedisConnection(loop: loop, host: addr.ipString, port: addr.port, password: r.password,
-                                   database: r.database, timeout: r.timeout)
-        redis = (key, conn)
-        return conn
+        if let old, old.key == key { return old }
+        old?.connection.close()
+        return (key, RedisConnection(loop: loop, host: addr.ipString, port: addr.port, password: r.password,
+                                     database: r.database, timeout: r.timeout))
     }
 
     func accepted(fd: Int32, peer: SocketAddress) {
         if connections.count >= current.maxConnections {
             metrics.update { $0.rejectedConnections += 1 }
-            Syscall.setLingerZero(fd)
-            Syscall.close(fd)
-            return
+            return refuse(fd)
         }
         let cap = configuration.server.maxConnectionsPerClient
         var client: String?
@@ -94,9 +92,7 @@ final class Worker: DeferredTask {
             }
             guard admitted else {
                 metrics.update { $0.rejectedPerClient += 1 }
-                Syscall.setLingerZero(fd)
-                Syscall.close(fd)
-                return
+                return refuse(fd)
             }
             client = ip
         }
@@ -110,6 +106,12 @@ final class Worker: DeferredTask {
         connections[ObjectIdentifier(c)] = c
         metrics.update { $0.openConnections += 1 }
         c.start()
+    }
+
+    /// A connection over a limit: reset at once (RST), never served.
+    private func refuse(_ fd: Int32) {
+        Syscall.setLingerZero(fd)
+        Syscall.close(fd)
     }
 
     func connectionClosed(_ c: HTTPServerConnection) {

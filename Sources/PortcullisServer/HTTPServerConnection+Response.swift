@@ -2,6 +2,7 @@ import CLinux
 import PortcullisCore
 import PortcullisHTTP
 import PortcullisPipeline
+import PortcullisConfig
 import PortcullisProxy
 #if canImport(Glibc)
 import Glibc
@@ -77,9 +78,7 @@ extension HTTPServerConnection: ResponseSink {
             if phase != .proxying { return false }
             if output.readableBytes >= HTTPServerConnection.outputLowWater {
                 response.upstreamPaused = true
-                // Bounded: the buffer stays at its high-water mark while the provider waits; the
-                // client gets the route's `idle` timeout to take some of it (see `timerFired`).
-                worker.loop.arm(timer, after: (context?.route?.timeouts.idle ?? .seconds(30)).nanoseconds)
+                armSlowReaderTimer()
                 return false
             }
             return true
@@ -151,6 +150,13 @@ extension HTTPServerConnection: ResponseSink {
     var responseOutcome: String {
         if response.proxied, let c = coordinator, c.relay.headSent { return c.outcome }
         return response.outcome
+    }
+
+    /// Bounded output: while the provider waits on a full buffer, the client gets the route's
+    /// `idle` timeout to take some of it (re-armed on every write that makes progress); then
+    /// `timerFired` cuts it.
+    func armSlowReaderTimer() {
+        worker.loop.arm(timer, after: (context?.route?.timeouts.idle ?? RouteTimeouts().idle).nanoseconds)
     }
 
     /// Takes this response out of the open-streams gauge (once; on its end or on close).

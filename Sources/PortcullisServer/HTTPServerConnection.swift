@@ -286,9 +286,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             switch Syscall.write(fd, output.readPointer, output.readableBytes) {
             case .bytes(let n):
                 output.consume(n)
-                if response.upstreamPaused, let idle = context?.route?.timeouts.idle {
-                    worker.loop.arm(timer, after: idle.nanoseconds)   // progress: the idle clock restarts
-                }
+                if response.upstreamPaused { armSlowReaderTimer() }   // progress: the idle clock restarts
             case .wouldBlock: return
             case .eof, .error: return abort("client write failed")
             }

@@ -40,15 +40,4 @@ public enum Log {
         var line = "portcullis \(level.label): \(m())\n"
         line.withUTF8 { writeAll(2, $0.baseAddress, $0.count) }
     }
-
-    /// Writes preformatted access-log bytes to stdout (one batch per loop iteration).
-    public static func accessBytes(_ bytes: UnsafeRawBufferPointer) {
-        writeAll(1, bytes.baseAddress, bytes.count)
-    }
-
-    /// Writes a preformatted line to stdout (access log).
-    public static func access(_ line: String) {
-        var line = line
-        line.withUTF8 { writeAll(1, $0.baseAddress, $0.count) }
-    }
 }

@@ -39,8 +39,6 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     var attempt: UpstreamAttempt?
     var attemptSerial = 0
     public private(set) var attempts = 0
-    /// Attempts of this request that failed (connect, reset, timeout, bad response, retryable status).
-    public private(set) var failedAttempts = 0
     /// Per attempt: the provider asked and, when it failed, how (metrics by provider and kind).
     public private(set) var attemptLog: [(provider: ProviderConfiguration, failure: RouterMetrics.FailureKind?)] = []
     /// When the response head was queued for the client (0: not yet): time to first byte.
@@ -74,7 +72,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// Starts proxying `ctx` (its pipeline said `.proceed`).
     public func start(_ ctx: RequestContext) {
         context = ctx
-        attempt = nil; attempts = 0; failedAttempts = 0; nextCandidate = 0; target = nil; provider = nil
+        attempt = nil; attempts = 0; nextCandidate = 0; target = nil; provider = nil
         attemptLog.removeAll(keepingCapacity: true); firstByteAt = 0
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
@@ -257,7 +255,6 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         let retryable = context?.plan?.retryOn.contains(status) ?? false
         if let t = target {
             if retryable {
-                failedAttempts += 1
                 noteFailure(.status)
                 metrics?.failure(t.index, .status)
                 breakers?.recordFailure(t.index, now: now(), retryAfterNanos: h.status == 429 ? Self.retryAfterNanos(h) : nil)
@@ -354,7 +351,6 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     public func upstreamDidFail(_ failure: UpstreamFailure, phase: UpstreamFailurePhase) {
         guard !finished else { return }
         attempt = nil
-        failedAttempts += 1
         noteFailure(Self.kind(failure))
         if let t = target {
             metrics?.failure(t.index, Self.kind(failure))

@@ -47,6 +47,18 @@ def rewrite(gw, fake, routes, server_extra="", extra_yaml=""):
         f.write(render_config(gw.port, providers, routes, server_extra) + extra_yaml)
 
 
+def edit_and_reload(gw, old, new, expect):
+    """Replaces `old` by `new` in the gateway's config file, sends SIGHUP, and returns the log once
+    it contains `expect`."""
+    with open(gw.config_path) as f:
+        text = f.read()
+    assert old in text, old
+    with open(gw.config_path, "w") as f:
+        f.write(text.replace(old, new))
+    gw.proc.send_signal(signal.SIGHUP)
+    return gw.wait_log(expect, timeout=5)
+
+
 def test_reload_switches_new_requests_while_a_stream_finishes_on_the_old_generation(start_gateway, fake):
     gw = start_gateway()
     # A slow stream started on generation 1: 8 events 150 ms apart.
@@ -84,12 +96,7 @@ def test_reload_switches_new_requests_while_a_stream_finishes_on_the_old_generat
 
 def test_invalid_reload_keeps_the_old_generation_and_names_file_line_column(start_gateway, fake):
     gw = start_gateway()
-    with open(gw.config_path) as f:
-        good = f.read()
-    with open(gw.config_path, "w") as f:
-        f.write(good.replace("header_timeout: 2s", "header_timeout: soon"))
-    gw.proc.send_signal(signal.SIGHUP)
-    text = gw.wait_log("reload failed", timeout=5)
+    text = edit_and_reload(gw, "header_timeout: 2s", "header_timeout: soon", "reload failed")
     assert "reload failed, keeping configuration generation 1" in text
     assert f"{gw.config_path}:" in text and "server.header_timeout" in text
     assert post(gw.port, CHAT, chat_body(), {}).status == 200
@@ -100,12 +107,7 @@ def test_invalid_reload_keeps_the_old_generation_and_names_file_line_column(star
 
 def test_reload_refuses_a_listen_or_workers_change(start_gateway, fake):
     gw = start_gateway()
-    with open(gw.config_path) as f:
-        good = f.read()
-    with open(gw.config_path, "w") as f:
-        f.write(good.replace("workers: 2", "workers: 1"))
-    gw.proc.send_signal(signal.SIGHUP)
-    text = gw.wait_log("reload failed", timeout=5)
+    text = edit_and_reload(gw, "workers: 2", "workers: 1", "reload failed")
     assert "cannot change on reload" in text
     assert post(gw.port, CHAT, chat_body(), {}).status == 200
 
@@ -113,12 +115,7 @@ def test_reload_refuses_a_listen_or_workers_change(start_gateway, fake):
 def test_reload_changes_limits_and_keeps_buckets(start_gateway, fake):
     gw = start_gateway(extra_yaml="limits: { default_tier: t, tiers: { t: { requests_per_minute: 100 } } }\n")
     assert post(gw.port, CHAT, chat_body(), {}).status == 200
-    with open(gw.config_path) as f:
-        text = f.read()
-    with open(gw.config_path, "w") as f:
-        f.write(text.replace("requests_per_minute: 100", "requests_per_minute: 2"))
-    gw.proc.send_signal(signal.SIGHUP)
-    gw.wait_log("generation 2 loaded", timeout=5)
+    edit_and_reload(gw, "requests_per_minute: 100", "requests_per_minute: 2", "generation 2 loaded")
     statuses = [post(gw.port, CHAT, chat_body(), {}).status for _ in range(4)]
     assert 429 in statuses, statuses
 
@@ -197,12 +194,7 @@ def test_unit_file_verifies_and_is_type_notify(tmp_path):
 
 def test_text_access_log_and_prometheus_exposition(start_gateway, fake):
     gw = start_gateway(extra_yaml="")
-    with open(gw.config_path) as f:
-        text = f.read()
-    with open(gw.config_path, "w") as f:
-        f.write(text.replace("  access: true", "  access: true\n  format: text"))
-    gw.proc.send_signal(signal.SIGHUP)
-    gw.wait_log("generation 2 loaded", timeout=5)
+    edit_and_reload(gw, "  access: true", "  access: true\n  format: text", "generation 2 loaded")
     assert post(gw.port, CHAT, chat_body(), {}).status == 200
     log = gw.wait_log(" outcome=ok ")
     line = next(l for l in log.splitlines() if l.startswith("time=") and " outcome=ok " in l)

@@ -1,11 +1,13 @@
 import PortcullisConfig
 import Synchronization
 
-/// The current verification keys, shared by all workers and swapped whole on reload.
+/// The verification keys, shared by all workers. The daemon builds one ring per configuration
+/// generation (a SIGHUP loads the keys with the rest of the configuration), so its rings never
+/// change; `reload` rotates a ring in place for embedders and tests.
 ///
-/// Threads: `reload` runs on the signal-handling thread; workers call `snapshot(after:)` on
-/// their loops. The generation is an atomic, so the request path takes the lock only in the
-/// request right after a reload.
+/// Threads: `reload` may run on any thread; workers call `snapshot(after:)` on their loops. The
+/// generation is an atomic, so the request path takes the lock only in the request right after
+/// a rotation.
 public final class JWTKeyRing: Sendable {
     private let state: Mutex<(keys: KeySet, generation: Int)>
     private let generationValue = Atomic<Int>(1)

@@ -60,6 +60,7 @@ let package = Package(
         .target(name: "PortcullisTestSupport", path: "Tests/PortcullisTestSupport"),
         .testTarget(name: "PortcullisHTTPTests", dependencies: ["PortcullisHTTP", "PortcullisCore", "PortcullisTestSupport"]),
         .testTarget(name: "PortcullisConfigTests", dependencies: ["PortcullisConfig", "PortcullisCore", "PortcullisTestSupport"]),
+        .testTarget(name: "PortcullisCoreTests", dependencies: ["PortcullisCore"]),
         .testTarget(name: "PortcullisEventLoopTests", dependencies: ["PortcullisEventLoop", "PortcullisCore"]),
         .testTarget(name: "PortcullisPipelineTests",
                     dependencies: ["PortcullisPipeline", "PortcullisHTTP", "PortcullisConfig", "PortcullisCore"]),

@@ -204,7 +204,8 @@ final class FakeConnection: EventHandler {
                 FakeStats.shared.activeStreams.subtract(1, ordering: .relaxed)
                 return finishResponse()
             }
-            let ev = Array(stream.event(eventsSent).utf8)
+            var ev = Array(stream.event(eventsSent).utf8)
+            if script.stamp { ev = Array(": sent_ns=\(MonotonicClock.now())\n".utf8) + ev }
             eventsSent += 1
             output.appendHex(ev.count); output.append("\r\n"); output.append(ev); output.append("\r\n")
             if script.interEventDelayMs > 0 {

@@ -13,6 +13,7 @@ import PortcullisHTTP
 /// | `x-fake-hang-after: N` | after N SSE events stop sending but keep the connection open (`head`: never answer) |
 /// | `x-fake-chunked: 1` | send a non-streamed JSON answer with chunked framing |
 /// | `x-fake-close: 1` | send `connection: close` and close after the response |
+/// | `x-fake-stamp: 1` | start each SSE event with a comment line `: sent_ns=N`, N the CLOCK_MONOTONIC time it was queued (benchmarks measure per-event delay with it) |
 /// | `x-fake-retry-after: N` | the `Retry-After` seconds of a 429 (default 1) |
 /// | `x-fake-tool: NAME` | (Messages API) answer with a call of tool NAME, input `{"gate":"north"}` |
 ///
@@ -32,6 +33,7 @@ struct FakeScript {
     var hangHead = false
     var chunked = false
     var close = false
+    var stamp = false
     var stream = false
     var includeUsage = false
     var model = "gpt-4o-mini-2024-07-18"
@@ -71,6 +73,7 @@ struct FakeScript {
                 if h.value == "head" { hangHead = true } else { hangAfter = n }
             case "x-fake-chunked": chunked = h.value == "1" || h.value == "true"
             case "x-fake-close": close = h.value == "1" || h.value == "true"
+            case "x-fake-stamp": stamp = h.value == "1" || h.value == "true"
             default: break
             }
         }

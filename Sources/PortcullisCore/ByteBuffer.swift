@@ -11,13 +11,31 @@ public final class ByteBuffer {
     /// Bytes before `readIndex` are consumed; bytes in `readIndex..<writeIndex` are readable.
     public var readIndex = 0
     public private(set) var writeIndex = 0
+    /// What the first write after `release()` allocates.
+    let initialCapacity: Int
 
-    public init(capacity: Int = 4096) {
-        self.capacity = max(capacity, 16)
-        self.base = .allocate(capacity: self.capacity)
+    /// The block a released (or never used) buffer points at: never written, never freed.
+    nonisolated(unsafe) static let noStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+
+    /// `lazy`: no block until the first `reserve` or `append` (an idle connection's buffer).
+    public init(capacity: Int = 4096, lazy: Bool = false) {
+        self.initialCapacity = max(capacity, 16)
+        self.capacity = lazy ? 0 : initialCapacity
+        self.base = lazy ? ByteBuffer.noStorage : .allocate(capacity: initialCapacity)
     }
 
-    deinit { base.deallocate() }
+    deinit { if capacity > 0 { base.deallocate() } }
+
+    /// Frees the block of an empty buffer; the next write allocates `initialCapacity` again.
+    /// For connections that sit idle between rare events (a slow stream): memory per open
+    /// stream is what the streams hold, not what their buffers once needed.
+    public func release() {
+        guard isEmpty, capacity > 0 else { return }
+        base.deallocate()
+        base = ByteBuffer.noStorage
+        capacity = 0
+        readIndex = 0; writeIndex = 0
+    }
 
     @inline(__always) public var readableBytes: Int { writeIndex - readIndex }
     @inline(__always) public var isEmpty: Bool { writeIndex == readIndex }
@@ -35,11 +53,13 @@ public final class ByteBuffer {
         if writableBytes >= n { return }
         compact()
         if writableBytes >= n { return }
-        var newCap = capacity * 2
+        var newCap = max(capacity * 2, initialCapacity)
         while newCap - writeIndex < n { newCap *= 2 }
         let nb = UnsafeMutablePointer<UInt8>.allocate(capacity: newCap)
-        nb.update(from: base, count: writeIndex)
-        base.deallocate()
+        if capacity > 0 {
+            nb.update(from: base, count: writeIndex)
+            base.deallocate()
+        }
         base = nb
         capacity = newCap
     }

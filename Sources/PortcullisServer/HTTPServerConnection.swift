@@ -241,8 +241,12 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                                  startNanos: requestStart, configuration: generation.configuration)
         body = []
         context = ctx
-        suspended = generation.pipeline.run(ctx) { [weak self] outcome in
-            guard let self, self.phase == .processing, self.context === ctx else { return }
+        // `self` is captured strongly on purpose: a `weak` capture gives the connection a side
+        // table, which makes every retain and release of it take the slow path for the rest of
+        // its life. The cycle (self → suspended → this closure) ends when the pipeline completes,
+        // or when `close()` cancels the resumer.
+        suspended = generation.pipeline.run(ctx) { outcome in
+            guard self.phase == .processing, self.context === ctx else { return }
             self.suspended = nil
             switch outcome {
             case .respond(let r): self.respondLocal(r, method: h.method, target: h.target, forceClose: false)
@@ -291,7 +295,13 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
             case .eof, .error: return abort("client write failed")
             }
         }
-        output.shrinkIfIdle(to: 16384)
+        if response.streamCounted {
+            // A stream sits idle between events: it holds no buffer while it waits.
+            output.release()
+            input.release()
+        } else {
+            output.shrinkIfIdle(to: 16384)
+        }
         if response.upstreamPaused {
             response.upstreamPaused = false
             worker.loop.cancel(timer)

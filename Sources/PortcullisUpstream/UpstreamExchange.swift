@@ -23,7 +23,10 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     let method: String
     let head: [UInt8]
     let body: [UInt8]
-    public weak var delegate: UpstreamResponseDelegate?
+    /// The coordinator that owns this exchange and outlives it; `cancel()` and every end of the
+    /// exchange clear it. `unowned(unsafe)`, not `weak`: a weak reference gives the delegate a
+    /// side table, and every retain and release of it then takes the slow path.
+    public unowned(unsafe) var delegate: UpstreamResponseDelegate?
 
     var state = State.idle
     var conn: UpstreamConnection?
@@ -195,8 +198,14 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
                 processBuffered(buffer)
                 // Plain TCP: a short read drained the socket (edge-triggered: the next arrival
                 // is reported). TLS may hold decrypted bytes, so it reads on to EAGAIN.
-                if n < want, case .plain = c.transport, !peerHalfClosed { return }
+                if n < want, case .plain = c.transport, !peerHalfClosed {
+                    // Drained, and the body goes on (a stream between events): hold no buffer
+                    // while waiting. A response that ended in this read keeps it for the pool.
+                    if state == .streamingBody { buffer.release() }
+                    return
+                }
             case .wouldBlock:
+                if state == .streamingBody { buffer.release() }
                 return
             case .eof:
                 if state == .streamingBody && framing == .untilClose { return finish(reusable: false) }

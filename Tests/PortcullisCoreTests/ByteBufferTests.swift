@@ -1,0 +1,44 @@
+import XCTest
+@testable import PortcullisCore
+
+/// `ByteBuffer`'s storage life: lazy buffers hold no block until written, `release()` frees the
+/// block of an empty buffer (an idle stream's), and the next write allocates again.
+final class ByteBufferTests: XCTestCase {
+    func testLazyBufferAllocatesOnFirstWrite() {
+        let b = ByteBuffer(capacity: 64, lazy: true)
+        XCTAssertEqual(b.capacity, 0)
+        XCTAssertTrue(b.isEmpty)
+        b.append("data: x\n\n")
+        XCTAssertEqual(b.capacity, 64)
+        XCTAssertEqual(String(decoding: b.readable, as: UTF8.self), "data: x\n\n")
+    }
+
+    func testReleaseFreesOnlyAnEmptyBuffer() {
+        let b = ByteBuffer(capacity: 32)
+        b.append([1, 2, 3])
+        b.release()
+        XCTAssertEqual(b.capacity, 32, "a buffer holding bytes keeps them")
+        XCTAssertEqual(b.bytes, [1, 2, 3])
+        b.consume(3)
+        b.release()
+        XCTAssertEqual(b.capacity, 0)
+        b.release()  // twice is harmless
+        XCTAssertEqual(b.capacity, 0)
+    }
+
+    func testReleasedBufferGrowsAgainForReadsAndLargeWrites() {
+        let b = ByteBuffer(capacity: 16)
+        b.release()
+        b.reserve(100)  // a socket read asks for room first
+        XCTAssertGreaterThanOrEqual(b.writableBytes, 100)
+        let big = [UInt8](repeating: 7, count: 1000)
+        b.append(big)
+        XCTAssertEqual(b.bytes, big)
+        b.consume(1000)
+        b.release()
+        b.appendDecimal(12345)
+        b.append(byte: 0x20)
+        b.appendHex(255)
+        XCTAssertEqual(String(decoding: b.readable, as: UTF8.self), "12345 ff")
+    }
+}

@@ -47,6 +47,20 @@ def cpu_seconds(pid):
     return (int(parts[11]) + int(parts[12])) / CLK
 
 
+def tree_cpu_seconds(pid):
+    """CPU of a process and all its descendants (LiteLLM's proxy runs a uvicorn worker)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+        kids = subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True).stdout.split()
+        todo += [int(k) for k in kids]
+    return total
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -55,9 +69,9 @@ def rss_kb(pid):
     return 0
 
 
-def wrk(port, seconds, conns, path="/v1/chat/completions", token=None):
+def wrk(port, seconds, conns, path="/v1/chat/completions", token=None, script="post.lua"):
     extra = ["-H", f"Authorization: Bearer {token}"] if token else []
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, "post.lua"), *extra,
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, script), *extra,
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     def lat(p):
@@ -67,8 +81,15 @@ def wrk(port, seconds, conns, path="/v1/chat/completions", token=None):
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": rps, "p50": lat(50), "p99": lat(99), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+    p999 = re.search(r"p99.9_us (\d+)", out)
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "p999": int(p999.group(1)) / 1000 if p999 else 0.0,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "errors": errors.group(1) if errors else "", "requests": total}
+
+
+def wrk_timeouts(res):
+    m = re.search(r"timeout (\d+)", res["errors"])
+    return int(m.group(1)) if m else 0
 
 
 def stream_events(port, pid, n=20, tokens=2000, model="m"):
@@ -184,6 +205,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy even when it is installed")
     ap.add_argument("--only", default="", help="comma-separated targets (a partial run; results are printed, not written)")
     a = ap.parse_args()
     if a.quick:
@@ -321,6 +343,23 @@ backend be
 """)
     hap = subprocess.Popen(["haproxy", "-db", "-f", hap_conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(hap)
+    # LiteLLM's proxy (installed by run.sh into .build-bench/litellm), pointed at the same fake.
+    litellm_bin = os.path.join(os.path.dirname(HERE), ".build-bench", "litellm", "bin", "litellm")
+    litellm_key = "sk-bench-master-key-0123456789abcdef"
+    lit_port = free_port() if os.path.exists(litellm_bin) and not a.no_litellm else None
+    if lit_port:
+        lit_conf = os.path.join(tmp, "litellm.yaml")
+        with open(lit_conf, "w") as f:
+            f.write(f"""model_list:
+  - model_name: chat-default
+    litellm_params: {{ model: openai/gpt-4o-mini, api_base: "http://127.0.0.1:{fake_port}/v1", api_key: sk-fake }}
+litellm_settings: {{ telemetry: false }}
+""")
+        lit = subprocess.Popen([litellm_bin, "--config", lit_conf, "--host", "127.0.0.1", "--port", str(lit_port), "--num_workers", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               env=dict(os.environ, LITELLM_MASTER_KEY=litellm_key, LITELLM_LOCAL_MODEL_COST_MAP="True",
+                                        LITELLM_LOG="ERROR"))
+        procs.append(lit)
     # The whole mission path: JWT, the Redis limiter (requests and tokens, settled with usage),
     # the alias router rewriting "model".
     full_port = free_port()
@@ -338,6 +377,8 @@ routes:
         for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
                   hap_port, full_port):
             wait_port(p)
+        if lit_port:
+            wait_port(lit_port, timeout=120)
         time.sleep(0.3)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
         targets = {"direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
@@ -351,6 +392,8 @@ routes:
                    # Limiter cost: JWT on in all three.
                    "jwt_limit_memory": (lim_mem_port, gw_lim_mem.pid, hs_token),
                    "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token)}
+        if lit_port:
+            targets["litellm"] = (lit_port, lit.pid, litellm_key)
         if a.only:
             targets = {k: v for k, v in targets.items() if k in a.only.split(",")}
         for name, (port, _, tok) in targets.items():  # warm-up
@@ -364,16 +407,17 @@ routes:
         rounds = {k: [] for k in targets}
         for r in range(a.rounds):
             for name, (port, pid, tok) in targets.items():
-                c0 = cpu_seconds(pid)
+                cpu = tree_cpu_seconds if name == "litellm" else cpu_seconds
+                c0 = cpu(pid)
                 res = wrk(port, a.seconds, a.conns, token=tok)
-                res["cpu_us"] = (cpu_seconds(pid) - c0) / max(1, res["requests"]) * 1e6
+                res["cpu_us"] = (cpu(pid) - c0) / max(1, res["requests"]) * 1e6
                 rounds[name].append(res)
                 if name in ("jwt_limit_redis", "full"):
                     redis_requests += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
         redis_per_request = (redis_calls() - redis_before) / max(1, redis_requests) if redis_requests else 0
-        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "cpu_us")} for k, v in rounds.items()}
+        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us")} for k, v in rounds.items()}
         if a.only:
             for k, m in med.items():
                 print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req")
@@ -403,6 +447,32 @@ routes:
         full_vs_ngx = pair("full", "nginx", "rps")
         full_vs_plain = pair("full", "gateway", "rps")
 
+        # Half load: each wrk connection waits 2 ms between requests; enough connections for
+        # about half of Portcullis's measured maximum. Added latency vs direct at the same load.
+        lit_timeouts = statistics.median(wrk_timeouts(x) for x in rounds["litellm"]) if "litellm" in rounds else 0
+        half_conns = max(1, int(med["gateway"]["rps"] / 2 * 0.0034))
+        half = {"direct": [], "gateway": []}
+        for r in range(a.rounds):
+            for k, port in (("direct", fake_port), ("gateway", gw_port)):
+                half[k].append(wrk(port, a.seconds, half_conns, script="paced.lua"))
+        half_rps = statistics.median(x["rps"] for x in half["gateway"])
+        half_over = {m: statistics.median(g[m] - d[m] for g, d in zip(half["gateway"], half["direct"])) for m in ("p50", "p99", "p999")}
+        # SSE through each proxy: per-event delay (provider's send stamp → client) and time to
+        # first event, the same load direct and proxied, interleaved rounds (Benchmarks/sse.py).
+        import sse
+        sse_targets = {"direct": (fake_port, None), "gateway": (gw_port, None), "nginx": (ngx_port, None),
+                       "haproxy": (hap_port, None), "full": (full_port, hs_token)}
+        sse_rounds = {k: [] for k in sse_targets}
+        for r in range(3):
+            for k, (port, tok) in sse_targets.items():
+                d, f_, failed = sse.run(port, token=tok)
+                sse_rounds[k].append({"p50": sse.pick(d, .5), "p99": sse.pick(d, .99), "p999": sse.pick(d, .999),
+                                      "first": statistics.median(f_) if f_ else 0.0, "failed": failed, "events": len(d)})
+        sse_med = {k: {m: statistics.median(x[m] for x in v) for m in ("p50", "p99", "p999", "first")} for k, v in sse_rounds.items()}
+        sse_added = {k: {m: statistics.median(x[m] - y[m] for x, y in zip(sse_rounds[k], sse_rounds["direct"]))
+                         for m in ("p50", "p99", "p999", "first")} for k in sse_targets if k != "direct"}
+        sse_failed = sum(x["failed"] for v in sse_rounds.values() for x in v)
+        sse_events = statistics.median(x["events"] for x in sse_rounds["direct"])
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
         t_oa, t_an = ttfb(alias_port, model="chat-default"), ttfb(adapter_port, model="chat-default")
         ev_oa = stream_events(alias_port, gw_alias.pid, model="chat-default")
@@ -413,6 +483,11 @@ routes:
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
+        if lit_port:
+            try:
+                os.killpg(lit.pid, signal.SIGTERM)   # and its uvicorn worker
+            except OSError:
+                pass
         for p in procs:
             try:
                 p.wait(timeout=5)
@@ -427,8 +502,8 @@ routes:
         "small non-streaming chat completion (POST, 80-byte body, ~550-byte JSON answer). Medians over rounds;",
         "ratios are medians of per-round ratios. CPU is the server process's user+system time per request.",
         "",
-        "| target | req/s | p50 ms | p99 ms | server CPU µs/req |",
-        "|---|---|---|---|---|",
+        "| target | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req |",
+        "|---|---|---|---|---|---|",
     ]
     for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
                      ("haproxy", "HAProxy 2.6 → fake"),
@@ -440,16 +515,25 @@ routes:
                      ("plain_route", "Portcullis, plain route (alias off) → fake"),
                      ("alias_route", "Portcullis, alias route (model rewritten) → fake"),
                      ("jwt_limit_memory", "Portcullis + JWT + limiter, memory store → fake"),
-                     ("jwt_limit_redis", "Portcullis + JWT + limiter, Redis store → fake")):
+                     ("jwt_limit_redis", "Portcullis + JWT + limiter, Redis store → fake"),
+                     ("litellm", "LiteLLM proxy → fake")):
+        if k not in med:
+            continue
         m = med[k]
-        lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['cpu_us']:.1f} |")
+        lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_us']:.1f} |")
     lines += [
         "",
         f"- **Portcullis / nginx req/s: {ratio_ngx:.2f}×** (target ≥ 0.8×, goal ≥ 1.0×)",
         f"- **Portcullis plain path / HAProxy req/s: {gw_vs_hap:.2f}×** (target ≥ 1.0×)",
         f"- **Full pipeline / nginx plain proxy req/s: {full_vs_ngx:.2f}×** (target ≥ 1.0×); full / Portcullis plain path: {full_vs_plain:.2f}×",
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
-        f"- Added latency vs direct: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms (target p99 ≤ 1 ms)",
+        f"- Added latency vs direct at full load: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms",
+        f"- **Added latency vs direct at half load** ({half_rps:.0f} req/s = {half_rps / med['gateway']['rps']:.2f}× Portcullis's maximum; "
+        f"{half_conns} connections, 2 ms think time): p50 {half_over['p50']:+.2f} ms, **p99 {half_over['p99']:+.2f} ms** (target ≤ 1 ms), "
+        f"p99.9 {half_over['p999']:+.2f} ms",
+        (f"- **Portcullis plain path / LiteLLM proxy req/s: {pair('gateway', 'litellm', 'rps'):.0f}×** (target ≥ 100×); "
+         f"LiteLLM timed-out requests per round (wrk's 2 s timeout): {lit_timeouts:.0f}"
+         if "litellm" in rounds else "- LiteLLM proxy: not installed (run.sh installs it with pip; it failed or was skipped)"),
         f"- Non-2xx responses across all runs: {errors}",
         f"- JWT auth cost (same run, same request bytes, auth on / off): HS256 {hs_ratio:.2f}× req/s "
         f"({(1 - hs_ratio) * 100:+.1f}% cost, {hs_cpu:+.1f} µs CPU/req; target ≤ 5%), RS256 with the token cache "
@@ -464,6 +548,27 @@ routes:
         f"{lim['jwt_limit_redis'][3]:+.1f} µs CPU/req; Redis commands sent per request {redis_per_request:.2f} (target ≤ 1: one EVALSHA per worker per "
         f"loop iteration decides and settles every request of that iteration)",
         f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×)",
+        "",
+        "## SSE: per-event delay and time to first event",
+        "",
+        f"`Benchmarks/sse.py`: {sse_rounds['direct'][0]['events'] // 1 if sse_rounds['direct'] else 0} events per round, 32 concurrent streams of "
+        "200 tokens, one event every 5 ms; the fake provider stamps each event with its CLOCK_MONOTONIC send time",
+        "(`x-fake-stamp`), the client timestamps each event as it reads it. Delay = arrival − send; added = proxy − direct",
+        "(medians of 3 interleaved rounds). First event: from sending the request (new connection) to the first event.",
+        "",
+        "| path | delay p50 ms | p99 ms | p99.9 ms | first event ms | added p50 | added p99 | added first event |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k, label in (("direct", "direct"), ("gateway", "Portcullis"), ("full", "Portcullis, full pipeline"),
+                     ("nginx", "nginx"), ("haproxy", "HAProxy")):
+        m = sse_med[k]
+        ad = sse_added.get(k)
+        tail = f"{ad['p50']:+.3f} | {ad['p99']:+.3f} | {ad['first']:+.3f}" if ad else "– | – | –"
+        lines.append(f"| {label} | {m['p50']:.3f} | {m['p99']:.3f} | {m['p999']:.3f} | {m['first']:.3f} | {tail} |")
+    lines += [
+        "",
+        f"- **SSE added per-event delay p99 (Portcullis): {sse_added['gateway']['p99']:+.3f} ms** (target ≤ 1 ms); "
+        f"**added time to first event: {sse_added['gateway']['first']:+.3f} ms** (target ≤ 0.2 ms); streams that failed: {sse_failed}",
         "",
         "## Anthropic adapter (streaming)",
         "",

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Benchmarks Portcullis against the fake provider directly, nginx and HAProxy as plain reverse
+# Benchmarks Portcullis against the fake provider directly, nginx, HAProxy and LiteLLM's proxy as plain reverse
 # proxies, in one interleaved run on this machine (Benchmarks/RESULTS.md); then 9,000 concurrent
 # slow streams through Portcullis and nginx (Benchmarks/STREAMS.md) and tenant isolation under a
 # flood (Benchmarks/FLOOD.md).
 # Usage: Benchmarks/run.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-Scripts/bootstrap.sh nginx-light haproxy wrk python3 redis-server
+Scripts/bootstrap.sh nginx-light haproxy wrk python3 python3-venv redis-server
+# LiteLLM's proxy, the Python peer, in its own virtualenv (skipped, and said so, when pip fails).
+if [ ! -x .build-bench/litellm/bin/litellm ]; then
+    { python3 -m venv .build-bench/litellm && .build-bench/litellm/bin/pip install -q 'litellm[proxy]'; } \
+        || echo "run.sh: could not install LiteLLM; benchmarking without it" >&2
+fi
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 swift build -c release --product portcullis >/dev/null
 swift build -c release --product FakeProvider >/dev/null

@@ -7,67 +7,69 @@ import Synchronization
 /// a worker admitted or settled during one event-loop iteration — in one call, with Redis's own
 /// clock (`TIME`), so every gateway instance shares one set of buckets and one notion of time.
 /// Each request is all or nothing over its own buckets; later requests in the batch see the
-/// earlier ones' debits (a key touched twice is read once and written once). The arithmetic
+/// earlier ones' debits (each key is read once and written once per call). The arithmetic
 /// mirrors `TokenBucketMath` (tested against the same sequences as the memory store).
 ///
-/// KEYS: every bucket of every request, in order. ARGV: the number of requests, then per
-/// request its mode (1 = acquire: all or nothing; 0 = settle: add the costs unconditionally) and
-/// bucket count, then capacity, window ms and cost per bucket.
-/// Reply, per request: admitted (1/0), 1-based index of the refusing bucket, retry-after ms, then
-/// remaining and reset ms per bucket.
+/// KEYS: every distinct bucket of the batch, once. ARGV: capacity and window ms per key, then the
+/// number of requests, then per request its mode (1 = acquire: all or nothing; 0 = settle: add
+/// the costs unconditionally) and bucket count, then per bucket its key's index (1-based) and cost.
+/// Reply, per acquire (settles answer nothing): admitted (1/0), 1-based index of the refusing
+/// bucket, retry-after ms, then remaining and reset ms per bucket. A batch's requests mostly share
+/// their buckets (one tenant's, one user's), so the keys and limits go once, not per request.
 public enum RedisLimitScript {
     public static let source = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local state, wins, dirty = {}, {}, {}
+    local nk = #KEYS
+    local cap, win, level, dirty = {}, {}, {}, {}
+    for j = 1, nk do
+      local c, w = tonumber(ARGV[2 * j - 1]), tonumber(ARGV[2 * j])
+      cap[j] = c
+      win[j] = w
+      local v = redis.call('HMGET', KEYS[j], 't', 'ts')
+      local tokens, ts = tonumber(v[1]), tonumber(v[2])
+      if tokens == nil or ts == nil then level[j] = c
+      else level[j] = math.min(c, tokens + math.max(0, now - ts) * c / w) end
+    end
     local out = {}
-    local a, k = 2, 1
-    for r = 1, tonumber(ARGV[1]) do
+    local a = 2 * nk + 2
+    for r = 1, tonumber(ARGV[2 * nk + 1]) do
       local mode, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
       a = a + 2
-      local levels = {}
-      local ok, idx, wait = 1, 0, 0
-      for i = 0, n - 1 do
-        local key = KEYS[k + i]
-        local cap, win, cost = tonumber(ARGV[a + i * 3]), tonumber(ARGV[a + i * 3 + 1]), tonumber(ARGV[a + i * 3 + 2])
-        local st = state[key]
-        if st == nil then
-          local v = redis.call('HMGET', key, 't', 'ts')
-          local tokens, ts = tonumber(v[1]), tonumber(v[2])
-          if tokens == nil or ts == nil then tokens = cap; ts = now end
-          st = {tokens, ts}
-          state[key] = st
+      local ok = 1
+      if mode == 1 then
+        local idx, wait = 0, 0
+        for i = 0, n - 1 do
+          local j, cost = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
+          if level[j] < cost then
+            ok = 0
+            idx = i + 1
+            if cost > cap[j] then wait = win[j] else wait = math.max(1, math.ceil((cost - level[j]) * win[j] / cap[j])) end
+            break
+          end
         end
-        local level = math.min(cap, st[1] + math.max(0, now - st[2]) * cap / win)
-        levels[i] = level
-        if mode == 1 and ok == 1 and level < cost then
-          ok = 0
-          idx = i + 1
-          if cost > cap then wait = win else wait = math.max(1, math.ceil((cost - level) * win / cap)) end
-        end
+        out[#out + 1] = ok
+        out[#out + 1] = idx
+        out[#out + 1] = wait
       end
-      out[#out + 1] = ok
-      out[#out + 1] = idx
-      out[#out + 1] = wait
       for i = 0, n - 1 do
-        local key = KEYS[k + i]
-        local cap, win, cost = tonumber(ARGV[a + i * 3]), tonumber(ARGV[a + i * 3 + 1]), tonumber(ARGV[a + i * 3 + 2])
-        local level = levels[i]
+        local j, cost = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
         if ok == 1 then
-          level = math.min(cap, level - cost)
-          state[key] = {level, now}
-          wins[key] = win
-          dirty[key] = true
+          level[j] = math.min(cap[j], level[j] - cost)
+          dirty[j] = true
         end
-        out[#out + 1] = math.floor(math.max(0, level))
-        out[#out + 1] = math.max(0, math.ceil((cap - level) * win / cap))
+        if mode == 1 then
+          out[#out + 1] = math.floor(math.max(0, level[j]))
+          out[#out + 1] = math.max(0, math.ceil((cap[j] - level[j]) * win[j] / cap[j]))
+        end
       end
-      a = a + n * 3
-      k = k + n
+      a = a + 2 * n
     end
-    for key, _ in pairs(dirty) do
-      redis.call('HSET', key, 't', state[key][1], 'ts', now)
-      redis.call('PEXPIRE', key, wins[key] * 2)
+    for j = 1, nk do
+      if dirty[j] then
+        redis.call('HSET', KEYS[j], 't', level[j], 'ts', now)
+        redis.call('PEXPIRE', KEYS[j], win[j] * 2)
+      end
     end
     return out
     """
@@ -129,15 +131,26 @@ public final class RedisLimitBackend: LimitBackend {
         let entries = batch
         batch.removeAll(keepingCapacity: true)
         guard !entries.isEmpty else { return }
-        // numkeys, the keys, then the arguments — written straight as RESP.
-        let buckets = entries.reduce(0) { $0 + $1.requests.count }
-        var tail = RESPCommand(arguments: 1 + buckets + 1 + 2 * entries.count + 3 * buckets, capacity: 64 + 64 * buckets)
-        tail.add(Int64(buckets))
-        for e in entries { for r in e.requests { tail.add(r.key) } }
+        // numkeys, the distinct keys, their limits, then the requests — written straight as RESP.
+        var keyIndex: [String: Int] = [:]
+        var keys: [BucketRequest] = []
+        var buckets = 0
+        for e in entries {
+            buckets += e.requests.count
+            for r in e.requests where keyIndex[r.key] == nil {
+                keyIndex[r.key] = keys.count + 1
+                keys.append(r)
+            }
+        }
+        var tail = RESPCommand(arguments: 1 + 3 * keys.count + 1 + 2 * entries.count + 2 * buckets,
+                               capacity: 64 + 48 * keys.count + 24 * buckets)
+        tail.add(Int64(keys.count))
+        for k in keys { tail.add(k.key) }
+        for k in keys { tail.add(k.capacity); tail.add(k.windowMillis) }
         tail.add(Int64(entries.count))
         for e in entries {
             tail.add(Int64(e.mode)); tail.add(Int64(e.requests.count))
-            for r in e.requests { tail.add(r.capacity); tail.add(r.windowMillis); tail.add(r.cost) }
+            for r in e.requests { tail.add(Int64(keyIndex[r.key] ?? 0)); tail.add(r.cost) }
         }
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
@@ -154,7 +167,7 @@ public final class RedisLimitBackend: LimitBackend {
                 return
             }
             self.healthy()
-            for (e, r) in zip(entries, decided) { e.done?(r) }
+            for (e, r) in zip(entries.lazy.filter { $0.mode == 1 }, decided) { e.done?(r) }
         }
     }
 
@@ -227,7 +240,7 @@ public final class RedisLimitBackend: LimitBackend {
         var at = 0
         var out: [AdmissionResult] = []
         out.reserveCapacity(entries.count)
-        for e in entries {
+        for e in entries where e.mode == 1 {
             let count = e.requests.count
             guard items.count >= at + 3 + 2 * count, let ok = int(items[at]), let index = int(items[at + 1]),
                   let wait = int(items[at + 2]) else { return nil }

@@ -1,4 +1,7 @@
 import PortcullisCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One place a request can be served: a provider and the model name it is sent with.
 /// Immutable; `index` is dense over every target of the configuration (metrics, breakers).
@@ -81,7 +84,26 @@ public struct RoutingDefaults: Sendable {
 
 /// Everything about model routing, resolved at load time.
 public struct ModelsConfiguration: Sendable {
-    public var aliases: [String: ModelAlias] = [:]
+    public var aliases: [String: ModelAlias] = [:] {
+        didSet { aliasNames = aliases.count <= 16 ? aliases.map { AliasName(bytes: Array($0.key.utf8), alias: $0.value) } : [] }
+    }
+    /// The aliases by their UTF-8 names, for the usual handful: the router compares the body's
+    /// bytes with these, building no String and hashing nothing. Empty beyond 16 aliases.
+    var aliasNames: [AliasName] = []
+    struct AliasName: Sendable {
+        let bytes: [UInt8]
+        let alias: ModelAlias
+    }
+
+    /// The alias named exactly `utf8` (a JSON string's contents without escapes), nil if none.
+    public func alias(utf8 name: UnsafeRawBufferPointer) -> ModelAlias? {
+        if aliasNames.isEmpty { return aliases.isEmpty ? nil : aliases[String(decoding: name, as: UTF8.self)] }
+        guard let p = name.baseAddress else { return aliases[""] }
+        for a in aliasNames where a.bytes.count == name.count {
+            if a.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, p, name.count) }) == 0 { return a.alias }
+        }
+        return nil
+    }
     /// Alias names in config order (`GET /v1/models`).
     public var aliasOrder: [String] = []
     public var tiers: [String: TierPolicy] = [:]

@@ -3,6 +3,9 @@ import PortcullisHTTP
 import PortcullisConfig
 import PortcullisPipeline
 import PortcullisJSON
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The fourth pipeline stage: turns a model alias into a `RoutePlan`.
 ///
@@ -19,10 +22,10 @@ public final class AliasRouterMiddleware: Middleware {
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         guard let route = ctx.route else { return .next }
-        let models = ctx.configuration.models
-        if route === ctx.configuration.modelListRoute { return .respond(Self.modelList(models, tier: ctx.tier)) }
+        let configuration = ctx.configuration
+        if route === configuration.modelListRoute { return .respond(Self.modelList(configuration.models, tier: ctx.tier)) }
         guard route.usesAliases else { return .next }
-        switch plan(ctx, route, models) {
+        switch plan(ctx, route, configuration) {
         case .success(let p):
             ctx.plan = p
             return .next
@@ -38,7 +41,9 @@ public final class AliasRouterMiddleware: Middleware {
     /// The top-level members the router reads (built once).
     static let memberNames: JSONNames = ["model", "max_tokens", "max_completion_tokens"]
 
-    func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ models: ModelsConfiguration) -> Result<RoutePlan, Refusal> {
+    /// Takes the configuration (a class), not its `models` struct: a struct argument would be
+    /// copied out of it, a retain and a release for each of its collections, per request.
+    func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ configuration: GatewayConfiguration) -> Result<RoutePlan, Refusal> {
         let names = Self.memberNames
         let scanned = ctx.body.withUnsafeBytes { b -> Result<JSONReader.TopLevelScan, JSONReader.Failure> in
             do throws(JSONReader.Failure) { return .success(try JSONReader.memberScan(names, in: b)) } catch { return .failure(error) }
@@ -58,25 +63,29 @@ public final class AliasRouterMiddleware: Middleware {
                 if route.passthroughModels { return .failure(.passthrough) }
                 return .failure(.refused(.badRequest("The request body has no \"model\".")))
             }
-            guard let model = ctx.body.withUnsafeBytes({ JSONReader.stringValue(r, in: $0) }) else {
-                return .failure(.refused(.badRequest("\"model\" must be a string.")))
+            if let a = Self.configuredAlias(at: r, in: ctx.body, configuration) {
+                alias = a           // the usual case: a plain string naming an alias, matched on its bytes
+            } else {
+                guard let model = ctx.body.withUnsafeBytes({ JSONReader.stringValue(r, in: $0) }) else {
+                    return .failure(.refused(.badRequest("\"model\" must be a string.")))
+                }
+                guard let a = configuration.models.aliases[model] else {
+                    if route.passthroughModels { return .failure(.passthrough) }
+                    return .failure(.refused(.modelNotFound("The model '\(String(model.prefix(100)))' does not exist.")))
+                }
+                alias = a
             }
-            guard let a = models.aliases[model] else {
-                if route.passthroughModels { return .failure(.passthrough) }
-                return .failure(.refused(.modelNotFound("The model '\(String(model.prefix(100)))' does not exist.")))
-            }
-            alias = a
         }
         if let required = route.tier, ctx.tier != required {
             return .failure(.refused(.forbidden("This route serves the '\(required)' tier only.")))
         }
-        guard let chosen = alias.targets(forTier: ctx.tier), models.permits(tier: ctx.tier, chosenTier: chosen.tier, alias: alias) else {
+        guard let chosen = alias.targets(forTier: ctx.tier), configuration.models.permits(tier: ctx.tier, chosenTier: chosen.tier, alias: alias) else {
             return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
         }
 
         var edits = JSONMemberEdits(original: ctx.body, objectHasMembers: !scan.isEmpty)
         if let r = scan.member(0) { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
-        if !models.tiers.isEmpty, let cap = models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
+        if !configuration.models.tiers.isEmpty, let cap = configuration.models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
             var present = false
             for i in 1...2 {
                 guard let r = scan.member(i) else { continue }
@@ -110,6 +119,17 @@ public final class AliasRouterMiddleware: Middleware {
         for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
         return .success(RoutePlan(alias: alias.name, tier: chosen.tier, candidates: candidates, retryOn: alias.retryOn,
                                   maxAttempts: alias.maxAttempts, body: edits))
+    }
+
+    /// The alias a JSON string value at `range` names when it has no escapes (no String is built,
+    /// nothing hashed); nil otherwise, and the caller decodes the string the slow way.
+    static func configuredAlias(at range: Range<Int>, in body: [UInt8], _ configuration: GatewayConfiguration) -> ModelAlias? {
+        body.withUnsafeBytes { b -> ModelAlias? in
+            guard range.count >= 2, b[range.lowerBound] == 0x22, let base = b.baseAddress else { return nil }
+            let inner = UnsafeRawBufferPointer(start: base + range.lowerBound + 1, count: range.count - 2)
+            if inner.count > 0, memchr(base + range.lowerBound + 1, 0x5C, inner.count) != nil { return nil }
+            return configuration.models.alias(utf8: inner)
+        }
     }
 
     /// `GET /v1/models` in OpenAI's list format: the aliases this caller's tier may use.

@@ -202,6 +202,24 @@ final class ProxyCoordinatorTests: XCTestCase {
         XCTAssertTrue(sink.text.hasPrefix("HTTP/1.1 503"))
     }
 
+    func testAliasIsFoundByItsBytesOrThroughEscapes() throws {
+        // The router matches a plain string on its bytes; an escaped spelling of the same name
+        // is decoded and found too; a name that is no alias is a 404.
+        let plain = try context(body: "{\"model\":\"alias\"}")
+        let escaped = try context(body: "{\"model\":\"ali\\u0061s\"}")
+        XCTAssertEqual(plain.plan?.alias, "alias")
+        XCTAssertEqual(escaped.plan?.alias, "alias")
+        XCTAssertNil(config.models.alias(utf8: UnsafeRawBufferPointer(start: nil, count: 0)), "an empty name is no alias")
+        let unknown = RequestContext(requestID: "r", head: plain.head, body: Array("{\"model\":\"aliasx\"}".utf8),
+                                     clientAddress: "127.0.0.1", startNanos: 0, configuration: config)
+        unknown.tier = "t"
+        var refused: LocalResponse?
+        for m: Middleware in [RequestTargetMiddleware(), RouteMiddleware(), HeaderHygieneMiddleware(), AliasRouterMiddleware()] {
+            if case .respond(let r) = m.process(unknown) { refused = r; break }
+        }
+        XCTAssertEqual(refused?.status, 404)
+    }
+
     func testPlainRouteMakesOneAttempt() throws {
         coordinator.start(try context(path: "/plain"))
         XCTAssertEqual(starter.started.map(\.provider), ["b"])

@@ -69,6 +69,19 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(store.count, 2)
     }
 
+    func testSettlementsOfABatchAreSummedPerBucketAndGoFirst() {
+        typealias Entry = RedisLimitBackend.Entry
+        let settle = { (k: String, c: Int64) in Entry(mode: 0, requests: [self.bucket(k, cost: c)], done: nil) }
+        let admit = Entry(mode: 1, requests: [bucket("a"), bucket("b")], done: { _ in })
+        let merged = RedisLimitBackend.mergingSettlements([settle("a", 5), admit, settle("a", -2), settle("c", 3), settle("c", -3)])
+        XCTAssertEqual(merged.map(\.mode), [0, 1], "one settlement entry, then the admissions in order")
+        XCTAssertEqual(merged[0].requests.map(\.key), ["a"], "a bucket whose deltas cancel is left out")
+        XCTAssertEqual(merged[0].requests.map(\.cost), [3])
+        XCTAssertEqual(merged[1].requests.map(\.key), ["a", "b"])
+        let single = RedisLimitBackend.mergingSettlements([admit, settle("a", 4)])
+        XCTAssertEqual(single.map(\.mode), [1, 0], "a lone settlement is left where it is")
+    }
+
     func testRESPCommandIsWhatRedisExpects() {
         let c = RESPCommand(["SET", "k", "vé"])
         XCTAssertEqual(String(decoding: c.bytes, as: UTF8.self), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n")

@@ -1,8 +1,9 @@
 """Benchmarks/instructions.sh: N sequential keep-alive POSTs, each answer checked (a fixed amount of work for callgrind)."""
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
+auth = b"Authorization: Bearer %s\r\n" % sys.argv[3].encode() if len(sys.argv) > 3 else b""
 body = b'{"model":"chat-default","messages":[{"role":"user","content":"Open the gate."}]}'
-req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n" % (auth, len(body))) + body
 s = socket.create_connection(("127.0.0.1", port))
 buf = b""
 for i in range(n):

@@ -96,26 +96,47 @@ public final class RateLimitMiddleware: Middleware {
         init(_ base: String) {
             self.base = base; rpm = base + ":rpm"; tpm = base + ":tpm"; tpd = base + ":tpd"; streams = base + ":streams"
         }
-        func user(_ u: String) -> (rpm: String, tpm: String, tpd: String) {
-            if let k = users[u] { return k }
-            if users.count >= RateLimitMiddleware.keyCacheLimit { users.removeAll() }
-            let b = base + ":u:" + u
-            let k = (rpm: b + ":rpm", tpm: b + ":tpm", tpd: b + ":tpd")
-            users[u] = k
+        var lastUser: (user: String, keys: UserKeys)?
+        typealias UserKeys = (rpm: String, tpm: String, tpd: String)
+        func user(_ u: String) -> UserKeys {
+            if let l = lastUser, l.user == u { return l.keys }
+            let k: UserKeys
+            if let known = users[u] { k = known } else {
+                if users.count >= RateLimitMiddleware.keyCacheLimit { users.removeAll() }
+                let b = base + ":u:" + u
+                k = (rpm: b + ":rpm", tpm: b + ":tpm", tpd: b + ":tpd")
+                users[u] = k
+            }
+            lastUser = (u, k)
             return k
         }
     }
     static let keyCacheLimit = 4096
+    /// By verified tenant, and (no auth) by client address; the last one asked for is kept at
+    /// hand, so a run of one tenant's requests costs no hashing.
     var tenantKeys: [String: TenantKeys] = [:]
+    var addressKeys: [String: TenantKeys] = [:]
+    var lastKeys: (tenant: String?, address: String, keys: TenantKeys)?
     lazy var globalKeys = TenantKeys(prefix + ":{global}")
 
     func keys(tenant: String?, address: String) -> TenantKeys {
-        let id = tenant.map { "t:" + $0 } ?? "addr:" + address
-        if let k = tenantKeys[id] { return k }
-        if tenantKeys.count >= Self.keyCacheLimit { tenantKeys.removeAll() }
+        if let l = lastKeys, l.tenant == tenant, tenant != nil || l.address == address { return l.keys }
+        let k: TenantKeys
+        if let t = tenant {
+            k = cached(&tenantKeys, t, "t:")
+        } else {
+            k = cached(&addressKeys, address, "addr:")
+        }
+        lastKeys = (tenant, address, k)
+        return k
+    }
+
+    private func cached(_ cache: inout [String: TenantKeys], _ id: String, _ kind: String) -> TenantKeys {
+        if let k = cache[id] { return k }
+        if cache.count >= Self.keyCacheLimit { cache.removeAll() }
         // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
-        let k = TenantKeys(prefix + ":{" + id + "}")
-        tenantKeys[id] = k
+        let k = TenantKeys(prefix + ":{" + kind + id + "}")
+        cache[id] = k
         return k
     }
     static let userScopes = scopes("user")

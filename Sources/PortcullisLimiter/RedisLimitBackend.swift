@@ -132,25 +132,21 @@ public final class RedisLimitBackend: LimitBackend {
         batch.removeAll(keepingCapacity: true)
         guard !entries.isEmpty else { return }
         // numkeys, the distinct keys, their limits, then the requests — written straight as RESP.
-        var keyIndex: [String: Int] = [:]
-        var keys: [BucketRequest] = []
+        var keys = DistinctKeys()
         var buckets = 0
         for e in entries {
             buckets += e.requests.count
-            for r in e.requests where keyIndex[r.key] == nil {
-                keyIndex[r.key] = keys.count + 1
-                keys.append(r)
-            }
+            for r in e.requests { _ = keys.index(of: r) }
         }
         var tail = RESPCommand(arguments: 1 + 3 * keys.count + 1 + 2 * entries.count + 2 * buckets,
                                capacity: 64 + 48 * keys.count + 24 * buckets)
         tail.add(Int64(keys.count))
-        for k in keys { tail.add(k.key) }
-        for k in keys { tail.add(k.capacity); tail.add(k.windowMillis) }
+        for k in keys.first { tail.add(k.key) }
+        for k in keys.first { tail.add(k.capacity); tail.add(k.windowMillis) }
         tail.add(Int64(entries.count))
         for e in entries {
             tail.add(Int64(e.mode)); tail.add(Int64(e.requests.count))
-            for r in e.requests { tail.add(Int64(keyIndex[r.key] ?? 0)); tail.add(r.cost) }
+            for r in e.requests { tail.add(Int64(keys.index(of: r))); tail.add(r.cost) }
         }
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
@@ -179,20 +175,16 @@ public final class RedisLimitBackend: LimitBackend {
         var settles = 0
         for e in batch where e.mode == 0 { settles += 1 }
         guard settles > 1 else { return batch }
-        var order: [BucketRequest] = []
-        var sums: [String: Int] = [:]
+        var keys = DistinctKeys()
         var deltas: [Int64] = []
         for e in batch where e.mode == 0 {
             for r in e.requests {
-                if let i = sums[r.key] { deltas[i] += r.cost } else {
-                    sums[r.key] = order.count
-                    order.append(r)
-                    deltas.append(r.cost)
-                }
+                let i = keys.index(of: r) - 1
+                if i < deltas.count { deltas[i] += r.cost } else { deltas.append(r.cost) }
             }
         }
         var merged: [BucketRequest] = []
-        for (r, d) in zip(order, deltas) where d != 0 {
+        for (r, d) in zip(keys.first, deltas) where d != 0 {
             merged.append(BucketRequest(key: r.key, capacity: r.capacity, windowMillis: r.windowMillis, cost: d, kind: r.kind, scope: r.scope))
         }
         var out: [Entry] = []
@@ -200,6 +192,31 @@ public final class RedisLimitBackend: LimitBackend {
         if !merged.isEmpty { out.append(Entry(mode: 0, requests: merged, done: nil)) }
         for e in batch where e.mode == 1 { out.append(e) }
         return out
+    }
+
+    /// The distinct bucket keys of a batch, in first-seen order, each with its 1-based index.
+    /// Keys come from the middleware's key cache, so equal keys are mostly the same string and
+    /// compare by identity: a linear search beats hashing for the few keys of a typical batch;
+    /// a dictionary takes over beyond 16.
+    struct DistinctKeys {
+        var first: [BucketRequest] = []
+        var index: [String: Int] = [:]
+
+        var count: Int { first.count }
+
+        /// The 1-based index of `r.key`, added when new.
+        mutating func index(of r: BucketRequest) -> Int {
+            if first.count <= 16 {
+                for (i, k) in first.enumerated() where k.key == r.key { return i + 1 }
+                first.append(r)
+                if first.count > 16 { for (i, k) in first.enumerated() { index[k.key] = i + 1 } }
+                return first.count
+            }
+            if let i = index[r.key] { return i }
+            first.append(r)
+            index[r.key] = first.count
+            return first.count
+        }
     }
 
     static let slotSource = """

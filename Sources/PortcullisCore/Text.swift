@@ -36,6 +36,12 @@ public enum DecimalDigits {
 extension Array where Element == UInt8 {
     /// Appends `n` in ASCII decimal (a leading `-` when negative), without a `String`.
     public mutating func appendDecimal(_ n: Int64) {
+        // Most numbers written are small (RESP lengths, indices, counts): one or two bytes
+        // without the general path's scratch buffer and `append(contentsOf:)`.
+        if n >= 0 && n < 10 { append(UInt8(truncatingIfNeeded: 48 &+ n)); return }
+        if n >= 10 && n < 100 {
+            append(UInt8(truncatingIfNeeded: 48 &+ n / 10)); append(UInt8(truncatingIfNeeded: 48 &+ n % 10)); return
+        }
         if n < 0 { append(45) }
         var v = n.magnitude
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)      // 24 bytes: room for 20 digits

@@ -42,3 +42,17 @@ final class ByteBufferTests: XCTestCase {
         XCTAssertEqual(String(decoding: b.readable, as: UTF8.self), "12345 ff")
     }
 }
+
+/// `[UInt8].appendDecimal`: every width, both signs, the extremes.
+final class DecimalTests: XCTestCase {
+    func testAppendDecimalMatchesStringFormatting() {
+        var values: [Int64] = [0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 60_000, 86_400_000, Int64.max, Int64.min, -1, -9, -10, -99, -100, -12345]
+        var p: Int64 = 1
+        for _ in 0..<18 { values += [p - 1, p, p + 1]; p *= 10 }
+        for v in values {
+            var out: [UInt8] = []
+            out.appendDecimal(v)
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), String(v))
+        }
+    }
+}

@@ -47,6 +47,16 @@ def cpu_seconds(pid):
     return (int(parts[11]) + int(parts[12])) / CLK
 
 
+def recv_nowait(s):
+    """A non-blocking socket's next bytes: b"" at EOF or on an error, None when none are there yet."""
+    try:
+        return s.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 def tree_cpu_seconds(pid):
     """CPU of a process and all its descendants (LiteLLM's proxy runs a uvicorn worker)."""
     total, todo = 0.0, [pid]
@@ -451,12 +461,14 @@ routes:
         # about half of Portcullis's measured maximum. Added latency vs direct at the same load.
         lit_timeouts = statistics.median(wrk_timeouts(x) for x in rounds["litellm"]) if "litellm" in rounds else 0
         half_conns = max(1, int(med["gateway"]["rps"] / 2 * 0.0034))
-        half = {"direct": [], "gateway": []}
+        half = {"direct": [], "gateway": [], "nginx": [], "haproxy": []}
         for r in range(a.rounds):
-            for k, port in (("direct", fake_port), ("gateway", gw_port)):
+            for k, port in (("direct", fake_port), ("gateway", gw_port), ("nginx", ngx_port), ("haproxy", hap_port)):
                 half[k].append(wrk(port, a.seconds, half_conns, script="paced.lua"))
         half_rps = statistics.median(x["rps"] for x in half["gateway"])
-        half_over = {m: statistics.median(g[m] - d[m] for g, d in zip(half["gateway"], half["direct"])) for m in ("p50", "p99", "p999")}
+        half_added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(half[k], half["direct"])) for m in ("p50", "p99", "p999")}
+                      for k in ("gateway", "nginx", "haproxy")}
+        half_over = half_added["gateway"]
         # SSE through each proxy: per-event delay (provider's send stamp → client) and time to
         # first event, the same load direct and proxied, interleaved rounds (Benchmarks/sse.py).
         import sse
@@ -530,7 +542,9 @@ routes:
         f"- Added latency vs direct at full load: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms",
         f"- **Added latency vs direct at half load** ({half_rps:.0f} req/s = {half_rps / med['gateway']['rps']:.2f}× Portcullis's maximum; "
         f"{half_conns} connections, 2 ms think time): p50 {half_over['p50']:+.2f} ms, **p99 {half_over['p99']:+.2f} ms** (target ≤ 1 ms), "
-        f"p99.9 {half_over['p999']:+.2f} ms",
+        f"p99.9 {half_over['p999']:+.2f} ms; the same paced load through nginx: p50 {half_added['nginx']['p50']:+.2f} ms, "
+        f"p99 {half_added['nginx']['p99']:+.2f} ms; HAProxy: p50 {half_added['haproxy']['p50']:+.2f} ms, p99 {half_added['haproxy']['p99']:+.2f} ms "
+        "(paced requests arrive one by one, so every one wakes the proxy twice: on this VM a wake-up is the cost)",
         (f"- **Portcullis plain path / LiteLLM proxy req/s: {pair('gateway', 'litellm', 'rps'):.0f}×** (target ≥ 100×); "
          f"LiteLLM timed-out requests per round (wrk's 2 s timeout): {lit_timeouts:.0f}"
          if "litellm" in rounds else "- LiteLLM proxy: not installed (run.sh installs it with pip; it failed or was skipped)"),

@@ -16,6 +16,8 @@ import selectors
 import socket
 import time
 
+from bench import recv_nowait
+
 STAMP = b": sent_ns="
 
 
@@ -51,12 +53,9 @@ def run(port, concurrency=32, events=200, interval_ms=5, path="/v1/chat/completi
         wait = max(0.0, next_start - time.monotonic()) if waiting else 1
         for key, _ in sel.select(timeout=wait):
             s, st = key.fileobj, key.data
-            try:
-                data = s.recv(65536)
-            except BlockingIOError:
+            data = recv_nowait(s)
+            if data is None:
                 continue
-            except OSError:
-                data = b""
             now = time.monotonic_ns()
             if not data:
                 sel.unregister(s)

@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import cpu_seconds, free_port, rss_kb, wait_port  # noqa: E402
+from bench import cpu_seconds, free_port, recv_nowait, rss_kb, wait_port  # noqa: E402
 
 
 def run_streams(port, pid, n, events, interval_ms):
@@ -80,12 +80,9 @@ def pump(sel, state, req, interval_ms, timeout):
             st["sent"] = True
             sel.modify(s, selectors.EVENT_READ)
             continue
-        try:
-            data = s.recv(65536)
-        except BlockingIOError:
+        data = recv_nowait(s)
+        if data is None:
             continue
-        except OSError:
-            data = b""
         now = time.perf_counter()
         if not data:
             st["done"] = True

@@ -253,7 +253,9 @@ public final class RateLimitMiddleware: Middleware {
 
     /// Whether the body asks for a stream (`"stream": true` at the top level).
     static func isStream(_ body: [UInt8]) -> Bool {
-        guard case let r?? = body.withUnsafeBytes({ b in try? JSONReader.topLevelMember("stream", in: b) }) else { return false }
+        guard let r = body.withUnsafeBytes({ b -> Range<Int>? in (try? JSONReader.topLevelMember("stream", in: b)) ?? nil }) else {
+            return false
+        }
         return body[r].elementsEqual("true".utf8)
     }
 

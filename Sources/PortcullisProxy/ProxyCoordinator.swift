@@ -186,7 +186,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if let h = held {
             held = nil
             forwardHead(h.head)
-            h.body.withUnsafeBytes { forwardBody($0) }
+            _ = h.body.withUnsafeBytes { forwardBody($0) }
             return finishResponse()
         }
         if let e = lastFailure { return respondLocal(e) }

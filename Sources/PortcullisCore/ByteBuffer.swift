@@ -108,8 +108,7 @@ public final class ByteBuffer {
     }
 
     public func append(_ s: String) {
-        var s = s
-        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        s.withUTF8Bytes { append($0) }
     }
 
     public func append(byte: UInt8) {

@@ -33,6 +33,17 @@ public enum DecimalDigits {
     }
 }
 
+extension String {
+    /// Calls `body` with the string's UTF-8 bytes: in place for a native string (no copy, no
+    /// mutation, unlike `withUTF8` on a `var` copy), from a stack copy for a small inline one.
+    @inlinable
+    public func withUTF8Bytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let r = try utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) { return r }
+        var s = self
+        return try s.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}
+
 extension Array where Element == UInt8 {
     /// Appends `n` in ASCII decimal (a leading `-` when negative), without a `String`.
     public mutating func appendDecimal(_ n: Int64) {

@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Header names the gateway acts on, recognised once at parse time from the raw bytes so the
 /// hot path compares small integers instead of Strings.
 public enum KnownHeader: UInt8, Sendable {
@@ -86,7 +88,6 @@ public enum KnownHeader: UInt8, Sendable {
     }
 
     public static func classify(_ lowercasedName: String) -> KnownHeader {
-        var s = lowercasedName
-        return s.withUTF8 { classifyIgnoringCase(UnsafeRawBufferPointer($0)) }
+        lowercasedName.withUTF8Bytes { classifyIgnoringCase($0) }
     }
 }

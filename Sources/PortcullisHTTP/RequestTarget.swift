@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// The canonical form of an origin-form request target (RFC 3986 §5.2.4 dot-segment removal),
 /// computed once so that routing, authentication and the upstream all see the same path.
 ///
@@ -31,8 +33,7 @@ public enum RequestTarget {
     }
 
     public static func canonicalize(_ target: String) -> Result<Canonical, Refusal> {
-        var t = target
-        return t.withUTF8 { b -> Result<Canonical, Refusal> in
+        return target.withUTF8Bytes { b -> Result<Canonical, Refusal> in
             let n = b.count
             guard n > 0, b[0] == UInt8(ascii: "/") else { return .failure(.notOriginForm) }
             var q = n
@@ -89,10 +90,10 @@ public enum RequestTarget {
             }
             var out: [UInt8] = []
             out.reserveCapacity(n)
-            for s in segments { out.append(UInt8(ascii: "/")); out.append(contentsOf: UnsafeBufferPointer(rebasing: b[s])) }
+            for s in segments { out.append(UInt8(ascii: "/")); out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[s])) }
             if out.isEmpty || trailingSlash { out.append(UInt8(ascii: "/")) }
             let path = String(decoding: out, as: UTF8.self)
-            if q < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: b[q..<n])) }
+            if q < n { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[q..<n])) }
             return .success(Canonical(path: path, target: String(decoding: out, as: UTF8.self)))
         }
     }

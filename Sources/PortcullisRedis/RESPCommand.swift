@@ -21,8 +21,7 @@ public struct RESPCommand: Sendable {
     }
 
     public mutating func add(_ s: String) {
-        var s = s
-        s.withUTF8 { add(UnsafeRawBufferPointer($0)) }
+        s.withUTF8Bytes { add($0) }
     }
 
     public mutating func add(_ p: UnsafeRawBufferPointer) {

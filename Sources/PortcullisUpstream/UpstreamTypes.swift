@@ -100,9 +100,8 @@ public enum UpstreamRequestHead {
             guard let dst = buf.baseAddress else { return }
             var at = 0
             func put(_ s: String) {
-                var s = s
-                s.withUTF8 { src in
-                    if let b = src.baseAddress { (dst + at).update(from: b, count: src.count) }
+                s.withUTF8Bytes { src in
+                    if let b = src.baseAddress { UnsafeMutableRawPointer(dst + at).copyMemory(from: b, byteCount: src.count) }
                     at += src.count
                 }
             }

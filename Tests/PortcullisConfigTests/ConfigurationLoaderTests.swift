@@ -87,7 +87,7 @@ final class ConfigurationLoaderTests: XCTestCase {
     func testAPIKeyFileUnderTheCredentialsDirectory() throws {
         let dir = NSTemporaryDirectory() + "creds-\(getpid())"
         mkdir(dir, 0o700)
-        FileManager.default.createFile(atPath: dir + "/k", contents: Data("sk-1\n".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/k", contents: Data("sk-1\n".utf8))
         let yaml = good.replacingOccurrences(of: "api_key_env: OPENAI_API_KEY", with: "api_key_file: k")
         let c = try load(yaml, env: ["CREDENTIALS_DIRECTORY": dir])
         XCTAssertEqual(c.provider(named: "openai")?.apiKey, "sk-1")

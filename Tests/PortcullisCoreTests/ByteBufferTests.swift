@@ -56,3 +56,13 @@ final class DecimalTests: XCTestCase {
         }
     }
 }
+
+/// `String.withUTF8Bytes`: the same bytes for inline (small), native and bridged-from-substring strings.
+final class UTF8BytesTests: XCTestCase {
+    func testEveryKindOfStringLendsItsBytes() {
+        let long = String(repeating: "gate-", count: 20)
+        for s in ["", "x-tenant-id", "ünïcødé", long, String(long.dropFirst(3)), "a" + long] {
+            XCTAssertEqual(s.withUTF8Bytes { Array($0) }, Array(s.utf8), s)
+        }
+    }
+}

@@ -517,26 +517,39 @@ public struct JSONReader {
 
 /// Up to four member names a stage reads, prepared once (a `static let`) as bytes, so a scan
 /// compares raw name bytes with one length test and one `memcmp`, never a `String`.
-public struct JSONNames: Sendable, ExpressibleByArrayLiteral {
+/// `@unchecked Sendable`: the byte table is written once in `init` and only read after; it is
+/// never freed (the names live in `static let`s for the life of the process).
+public struct JSONNames: @unchecked Sendable, ExpressibleByArrayLiteral {
     public let strings: [String]
-    let bytes: [[UInt8]]
+    /// Name `k` at `table + k * 32`; lengths in `lengths` (no array to retain in the scan loop).
+    let table: UnsafeMutablePointer<UInt8>
+    let lengths: (Int, Int, Int, Int)
+    public let count: Int
 
     public init(_ names: [String]) {
         precondition(names.count <= 4, "a top-level scan reads at most 4 names")
+        precondition(names.allSatisfy { $0.utf8.count <= 32 }, "a scanned member name is at most 32 bytes")
         strings = names
-        bytes = names.map { Array($0.utf8) }
+        count = names.count
+        table = .allocate(capacity: 4 * 32)
+        table.initialize(repeating: 0, count: 4 * 32)
+        var l = [0, 0, 0, 0]
+        for (k, n) in names.enumerated() {
+            for (i, c) in n.utf8.enumerated() { table[k * 32 + i] = c }
+            l[k] = n.utf8.count
+        }
+        lengths = (names.count > 0 ? l[0] : -1, names.count > 1 ? l[1] : -1, names.count > 2 ? l[2] : -1, names.count > 3 ? l[3] : -1)
     }
 
     public init(arrayLiteral names: String...) { self.init(names) }
 
-    public var count: Int { strings.count }
-
     /// The index of the name spelled by the `count` bytes at `p`, if any.
     @inline(__always)
-    func index(of p: UnsafeRawPointer, count: Int) -> Int? {
-        for k in bytes.indices where bytes[k].count == count {
-            if bytes[k].withUnsafeBytes({ memcmp(p, $0.baseAddress!, count) }) == 0 { return k }
-        }
+    func index(of p: UnsafeRawPointer, count n: Int) -> Int? {
+        if lengths.0 == n && memcmp(p, table, n) == 0 { return 0 }
+        if lengths.1 == n && memcmp(p, table + 32, n) == 0 { return 1 }
+        if lengths.2 == n && memcmp(p, table + 64, n) == 0 { return 2 }
+        if lengths.3 == n && memcmp(p, table + 96, n) == 0 { return 3 }
         return nil
     }
 }

@@ -130,89 +130,103 @@ public struct JSONReader {
     public static func lenientTopLevelMembers(_ names: JSONNames, in b: UnsafeRawBufferPointer, guarded: Bool = false,
                                               untilFound: Bool = false) -> TopLevelScan? {
         precondition(!(guarded && untilFound), "a guarded scan reads the whole object")
-        var remaining = names.count
         guard let base = b.baseAddress else { return nil }
-        var found = TopLevelScan(count: names.count)
-        let n = b.count
-        var i = 0
-        while i < n && (b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09) { i += 1 }
-        guard i < n, b[i] == UInt8(ascii: "{") else { return nil }
-        i += 1
-        found.afterBrace = i
-        var depth = 1
-        var expectKey = true          // at depth 1: the next string is a member name
-        var member: Int? = nil        // index in `names` of the member whose value is being read
-        var valueStart = -1
-        /// The end of the string opening at `i` (index after its closing quote), or nil.
-        func stringEnd(_ i: Int) -> Int? {
-            var j = i + 1
-            while j < n {
-                guard let q = memchr(base + j, 0x22, n - j) else { return nil }
-                let k = UnsafeRawPointer(q) - base
-                var slashes = 0
-                while k - 1 - slashes > i && b[k - 1 - slashes] == 0x5C { slashes += 1 }
-                if slashes % 2 == 0 { return k + 1 }
-                j = k + 1
+        // The ranges found live in a small stack buffer (begin, end per name; -1: absent) and
+        // the state in plain Ints: the loop then keeps them in registers or one stack slot
+        // instead of copying a result struct's fields around on every structural byte.
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 8) { ranges -> TopLevelScan? in
+            for k in 0..<8 { ranges[k] = -1 }
+            let bytes = base.assumingMemoryBound(to: UInt8.self)
+            let n = b.count
+            var remaining = names.count
+            var i = 0
+            while i < n && (bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09) { i &+= 1 }
+            guard i < n, bytes[i] == UInt8(ascii: "{") else { return nil }
+            i &+= 1
+            let afterBrace = i
+            var depth = 1
+            var expectKey = true          // at depth 1: the next string is a member name
+            var member = -1               // index in `names` of the member whose value is being read
+            var valueStart = -1
+            func finish(isEmpty: Bool) -> TopLevelScan {
+                var found = TopLevelScan(count: names.count)
+                found.afterBrace = afterBrace
+                found.isEmpty = isEmpty
+                for m in 0..<names.count where ranges[2 &* m] >= 0 { found.set(m, ranges[2 &* m], ranges[2 &* m &+ 1]) }
+                return found
+            }
+            @inline(__always) func record(_ end: Int) {
+                if ranges[2 &* member] < 0 { remaining &-= 1 }   // (a repeated name counts once)
+                ranges[2 &* member] = valueStart; ranges[2 &* member &+ 1] = end
+            }
+            while i < n {
+                // Most bytes (digits, letters, `true`…) are neither structure nor white space:
+                // skip them with one table load each.
+                if valueStart != -2 {
+                    while i < n && JSONReader.isPlain(bytes[i]) { i &+= 1 }
+                    if i >= n { break }
+                }
+                let c = bytes[i]
+                if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i &+= 1; continue }
+                if valueStart == -2 { valueStart = i }       // the first byte of a depth-1 value
+                switch c {
+                case 0x22:
+                    let e = JSONReader.stringEnd(bytes, n, i)
+                    if e < 0 { return nil }
+                    if depth == 1 && expectKey {
+                        if guarded && e - i > 2 && memchr(base + i + 1, 0x5C, e - i - 2) != nil { return nil }
+                        member = names.index(of: base + i + 1, count: e - 1 - i - 1) ?? -1
+                        if guarded && member >= 0 && ranges[2 &* member] >= 0 { return nil }
+                        expectKey = false
+                    } else if depth == 1 && member >= 0 && valueStart >= 0 {
+                        record(e); member = -1; valueStart = -1
+                        if untilFound && remaining == 0 { return finish(isEmpty: false) }
+                    }
+                    i = e
+                    continue
+                case 0x3A:                                                   // :
+                    if depth == 1 { valueStart = -2 }
+                case 0x2C:                                                   // ,
+                    if depth == 1 {
+                        if member >= 0 && valueStart >= 0 {
+                            record(trimEnd(b, valueStart, i))
+                            if untilFound && remaining == 0 { return finish(isEmpty: false) }
+                        }
+                        member = -1; valueStart = -1; expectKey = true
+                    }
+                case 0x7B, 0x5B:                                             // { [
+                    depth &+= 1
+                case 0x7D, 0x5D:                                             // } ]
+                    depth &-= 1
+                    if depth == 1 && member >= 0 && valueStart >= 0 {
+                        record(i + 1); member = -1; valueStart = -1
+                        if untilFound && remaining == 0 { return finish(isEmpty: false) }
+                    } else if depth == 0 {
+                        if member >= 0 && valueStart >= 0 { record(trimEnd(b, valueStart, i)) }
+                        return finish(isEmpty: !expectKey ? false : trimEnd(b, afterBrace, i) == afterBrace)
+                    }
+                default:
+                    break
+                }
+                i &+= 1
             }
             return nil
         }
-        let bytes = base.assumingMemoryBound(to: UInt8.self)
-        while i < n {
-            // Most bytes (digits, letters, `true`…) are neither structure nor white space: skip
-            // them with one table load each.
-            if valueStart != -2 {
-                while i < n && JSONReader.isPlain(bytes[i]) { i += 1 }
-                if i >= n { break }
-            }
-            let c = bytes[i]
-            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i += 1; continue }
-            if valueStart == -2 { valueStart = i }       // the first byte of a depth-1 value
-            switch c {
-            case 0x22:
-                guard let e = stringEnd(i) else { return nil }
-                if depth == 1 && expectKey {
-                    if guarded && e - i > 2 && memchr(base + i + 1, 0x5C, e - i - 2) != nil { return nil }
-                    member = nil
-                    member = names.index(of: base + i + 1, count: e - 1 - i - 1)
-                    if guarded, let m = member, found.member(m) != nil { return nil }
-                    expectKey = false
-                } else if depth == 1, let m = member, valueStart >= 0 {
-                    if found.member(m) == nil { remaining -= 1 }   // (a repeated name counts once)
-                    found.set(m, valueStart, e); member = nil; valueStart = -1
-                    if untilFound && remaining == 0 { return found }
-                }
-                i = e
-                continue
-            case UInt8(ascii: ":"):
-                if depth == 1 { valueStart = -2 }
-            case UInt8(ascii: ","):
-                if depth == 1 {
-                    if let m = member, valueStart >= 0 {
-                        if found.member(m) == nil { remaining -= 1 }
-                        found.set(m, valueStart, trimEnd(b, valueStart, i))
-                        if untilFound && remaining == 0 { return found }
-                    }
-                    member = nil; valueStart = -1; expectKey = true
-                }
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                depth += 1
-            case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                depth -= 1
-                if depth == 1, let m = member, valueStart >= 0 {
-                    if found.member(m) == nil { remaining -= 1 }
-                    found.set(m, valueStart, i + 1); member = nil; valueStart = -1
-                    if untilFound && remaining == 0 { return found }
-                } else if depth == 0 {
-                    if let m = member, valueStart >= 0 { found.set(m, valueStart, trimEnd(b, valueStart, i)) }
-                    found.isEmpty = !expectKey ? false : trimEnd(b, found.afterBrace, i) == found.afterBrace
-                    return found
-                }
-            default:
-                break
-            }
-            i += 1
+    }
+
+    /// The end of the string opening at `i` (index after its closing quote), or -1.
+    @inline(__always)
+    static func stringEnd(_ bytes: UnsafePointer<UInt8>, _ n: Int, _ i: Int) -> Int {
+        var j = i + 1
+        while j < n {
+            guard let q = memchr(bytes + j, 0x22, n - j) else { return -1 }
+            let k = UnsafeRawPointer(q) - UnsafeRawPointer(bytes)
+            var slashes = 0
+            while k - 1 - slashes > i && bytes[k - 1 - slashes] == 0x5C { slashes += 1 }
+            if slashes % 2 == 0 { return k + 1 }
+            j = k + 1
         }
-        return nil
+        return -1
     }
 
     /// Bytes the lenient scan passes over without looking: letters and the characters of

@@ -161,6 +161,17 @@ enum Fuzz {
         if case .object = v, let strict = try? JSONReader.topLevelMembers(["model", "usage", "stream"], in: d) {
             let lenient = JSONReader.lenientTopLevelMembers(["model", "usage", "stream"], in: d)
             check(lenient?.members == strict.members, "lenient scan disagrees with the strict reader")
+            // The guarded scan may give up (then the strict reader decides) but never disagrees.
+            if let g = JSONReader.lenientTopLevelMembers(["model", "usage", "stream"], in: d, guarded: true) {
+                check(g.members == strict.members && g.isEmpty == strict.isEmpty && g.afterBrace == strict.afterBrace,
+                      "guarded scan disagrees with the strict reader")
+            }
+            // Stopping once every name is found changes nothing about what was found.
+            if let u = JSONReader.lenientTopLevelMembers(["model", "usage", "stream"], in: d, untilFound: true) {
+                for (k, r) in u.members.enumerated() where r != nil {
+                    check(r == strict.members[k], "an early-stopping scan disagrees with the strict reader")
+                }
+            }
         }
     }
 

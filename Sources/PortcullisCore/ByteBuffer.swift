@@ -14,14 +14,13 @@ public final class ByteBuffer {
     /// What the first write after `release()` allocates.
     let initialCapacity: Int
 
-    /// The block a released (or never used) buffer points at: never written, never freed.
+    /// The block a released buffer points at: never written, never freed.
     nonisolated(unsafe) static let noStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
 
-    /// `lazy`: no block until the first `reserve` or `append` (an idle connection's buffer).
-    public init(capacity: Int = 4096, lazy: Bool = false) {
+    public init(capacity: Int = 4096) {
         self.initialCapacity = max(capacity, 16)
-        self.capacity = lazy ? 0 : initialCapacity
-        self.base = lazy ? ByteBuffer.noStorage : .allocate(capacity: initialCapacity)
+        self.capacity = initialCapacity
+        self.base = .allocate(capacity: initialCapacity)
     }
 
     deinit { if capacity > 0 { base.deallocate() } }

@@ -1,11 +1,12 @@
 import XCTest
 @testable import PortcullisCore
 
-/// `ByteBuffer`'s storage life: lazy buffers hold no block until written, `release()` frees the
-/// block of an empty buffer (an idle stream's), and the next write allocates again.
+/// `ByteBuffer`'s storage life: `release()` frees the block of an empty buffer (an idle
+/// stream's), and the next write allocates again.
 final class ByteBufferTests: XCTestCase {
-    func testLazyBufferAllocatesOnFirstWrite() {
-        let b = ByteBuffer(capacity: 64, lazy: true)
+    func testReleasedBufferAllocatesOnFirstWrite() {
+        let b = ByteBuffer(capacity: 64)
+        b.release()
         XCTAssertEqual(b.capacity, 0)
         XCTAssertTrue(b.isEmpty)
         b.append("data: x\n\n")

@@ -133,20 +133,20 @@ public final class RedisLimitBackend: LimitBackend {
         guard !entries.isEmpty else { return }
         // numkeys, the distinct keys, their limits, then the requests — written straight as RESP.
         var keys = DistinctKeys()
-        var buckets = 0
+        var indices: [Int] = []          // each bucket's key index, in batch order
         for e in entries {
-            buckets += e.requests.count
-            for r in e.requests { _ = keys.index(of: r) }
+            for r in e.requests { indices.append(keys.index(of: r)) }
         }
-        var tail = RESPCommand(arguments: 1 + 3 * keys.count + 1 + 2 * entries.count + 2 * buckets,
-                               capacity: 64 + 48 * keys.count + 24 * buckets)
+        var tail = RESPCommand(arguments: 1 + 3 * keys.count + 1 + 2 * entries.count + 2 * indices.count,
+                               capacity: 64 + 48 * keys.count + 24 * indices.count)
         tail.add(Int64(keys.count))
         for k in keys.first { tail.add(k.key) }
         for k in keys.first { tail.add(k.capacity); tail.add(k.windowMillis) }
         tail.add(Int64(entries.count))
+        var at = 0
         for e in entries {
             tail.add(Int64(e.mode)); tail.add(Int64(e.requests.count))
-            for r in e.requests { tail.add(Int64(keys.index(of: r))); tail.add(r.cost) }
+            for r in e.requests { tail.add(Int64(indices[at])); tail.add(r.cost); at += 1 }
         }
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }

@@ -88,57 +88,34 @@ public final class RateLimitMiddleware: Middleware {
                streams: s + " max_concurrent_streams")
     }
     static let globalScopes = scopes("global")
-    /// Bucket keys of a tenant and of its users, built once per worker (a bounded cache: cleared
-    /// when it holds `keyCacheLimit` tenants). Loop thread only, like the middleware.
+    /// Bucket keys of a tenant and of its users, built once per worker (bounded caches, see
+    /// `RecentKeys`). Loop thread only, like the middleware.
     final class TenantKeys {
         let base, rpm, tpm, tpd, streams: String
-        var users: [String: (rpm: String, tpm: String, tpd: String)] = [:]
+        typealias UserKeys = (rpm: String, tpm: String, tpd: String)
+        var users = RecentKeys<UserKeys>(limit: RateLimitMiddleware.keyCacheLimit)
         init(_ base: String) {
             self.base = base; rpm = base + ":rpm"; tpm = base + ":tpm"; tpd = base + ":tpd"; streams = base + ":streams"
         }
-        var lastUser: (user: String, keys: UserKeys)?
-        typealias UserKeys = (rpm: String, tpm: String, tpd: String)
         func user(_ u: String) -> UserKeys {
-            if let l = lastUser, l.user == u { return l.keys }
-            let k: UserKeys
-            if let known = users[u] { k = known } else {
-                if users.count >= RateLimitMiddleware.keyCacheLimit { users.removeAll() }
+            users.value(for: u) {
                 let b = base + ":u:" + u
-                k = (rpm: b + ":rpm", tpm: b + ":tpm", tpd: b + ":tpd")
-                users[u] = k
+                return (rpm: b + ":rpm", tpm: b + ":tpm", tpd: b + ":tpd")
             }
-            lastUser = (u, k)
-            return k
         }
     }
     static let keyCacheLimit = 4096
-    /// By verified tenant, and (no auth) by client address; the last one asked for is kept at
-    /// hand, so a run of one tenant's requests costs no hashing.
-    var tenantKeys: [String: TenantKeys] = [:]
-    var addressKeys: [String: TenantKeys] = [:]
-    var lastKeys: (tenant: String?, address: String, keys: TenantKeys)?
+    /// By verified tenant, and (no auth) by client address.
+    var tenantKeys = RecentKeys<TenantKeys>(limit: RateLimitMiddleware.keyCacheLimit)
+    var addressKeys = RecentKeys<TenantKeys>(limit: RateLimitMiddleware.keyCacheLimit)
     lazy var globalKeys = TenantKeys(prefix + ":{global}")
 
     func keys(tenant: String?, address: String) -> TenantKeys {
-        if let l = lastKeys, l.tenant == tenant, tenant != nil || l.address == address { return l.keys }
-        let k: TenantKeys
-        if let t = tenant {
-            k = cached(&tenantKeys, t, "t:")
-        } else {
-            k = cached(&addressKeys, address, "addr:")
-        }
-        lastKeys = (tenant, address, k)
-        return k
+        // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
+        if let t = tenant { return tenantKeys.value(for: t) { TenantKeys(prefix + ":{t:" + t + "}") } }
+        return addressKeys.value(for: address) { TenantKeys(prefix + ":{addr:" + address + "}") }
     }
 
-    private func cached(_ cache: inout [String: TenantKeys], _ id: String, _ kind: String) -> TenantKeys {
-        if let k = cache[id] { return k }
-        if cache.count >= Self.keyCacheLimit { cache.removeAll() }
-        // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
-        let k = TenantKeys(prefix + ":{" + kind + id + "}")
-        cache[id] = k
-        return k
-    }
     static let userScopes = scopes("user")
 
     public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis", health: LimiterHealth? = nil) {
@@ -406,5 +383,32 @@ public final class RateLimitMiddleware: Middleware {
         if h > 0 { out.appendDecimal(h); out.append(104) }                          // h
         if h > 0 || m > 0 { out.appendDecimal(m); out.append(109) }                 // m
         out.appendDecimal(s); out.append(115)                                        // s
+    }
+}
+
+/// A bounded cache of values derived from a string (bucket keys), with the last entry at hand:
+/// a run of one caller's requests costs one string comparison and no hashing. Cleared when it
+/// holds `limit` entries (the values are cheap to derive again). Loop thread only.
+struct RecentKeys<Value> {
+    struct Entry {
+        let key: String
+        let value: Value
+    }
+    let limit: Int
+    private var entries: [String: Value] = [:]
+    private var last: Entry?
+
+    init(limit: Int) { self.limit = limit }
+
+    mutating func value(for key: String, derive: () -> Value) -> Value {
+        if let l = last, l.key == key { return l.value }
+        let v: Value
+        if let known = entries[key] { v = known } else {
+            if entries.count >= limit { entries.removeAll() }
+            v = derive()
+            entries[key] = v
+        }
+        last = Entry(key: key, value: v)
+        return v
     }
 }

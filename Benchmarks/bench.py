@@ -47,6 +47,89 @@ def cpu_seconds(pid):
     return (int(parts[11]) + int(parts[12])) / CLK
 
 
+def start_portcullis(bin_dir, cfg, env=None, stderr=subprocess.DEVNULL):
+    """The gateway on `cfg` (its stdout discarded)."""
+    return subprocess.Popen([os.path.join(bin_dir, "portcullis"), "--config", cfg],
+                            stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+
+def start_nginx(tmp, port, fake_port, nofile=65536):
+    """nginx as a plain reverse proxy in front of the fake: one worker, upstream keep-alive,
+    responses unbuffered (`proxy_buffering off`)."""
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+worker_rlimit_nofile {nofile};
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 256; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering on;
+    }}
+  }}
+}}
+""")
+    return subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+
+
+def nginx_worker(ngx):
+    """The pid of the (one) worker of the nginx master `ngx`: the process that does the work."""
+    return int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
+
+
+def stop_all(procs):
+    """SIGTERM to every process (nginx's master stops its worker), then wait; kill what lingers."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def percentile(xs, q):
+    """The `q` quantile (0–1) of `xs` by rank; 0.0 for no samples."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
+
+
+def next_response(s, buf):
+    """Reads one Content-Length-framed response from keep-alive socket `s`, `buf` holding what
+    was read before: (its head, lowercased; the bytes after it)."""
+    while True:
+        h = buf.find(b"\r\n\r\n")
+        if h >= 0:
+            head = buf[:h].lower()
+            cl = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+            if len(buf) >= h + 4 + cl:
+                return head, buf[h + 4 + cl:]
+        buf += s.recv(65536)
+
+
+def read_to_eof(s):
+    """Everything `s` sends until it closes."""
+    data = b""
+    while True:
+        c = s.recv(65536)
+        if not c:
+            return data
+        data += c
+
+
 def recv_nowait(s):
     """A non-blocking socket's next bytes: b"" at EOF or on an error, None when none are there yet."""
     try:
@@ -126,9 +209,7 @@ def stream_events(port, pid, n=20, tokens=2000, model="m"):
                 last, events = now, events + k
         s.close()
     cpu = (cpu_seconds(pid) - c0) / max(1, events) * 1e6
-    gaps.sort()
-    pick = lambda q: gaps[min(len(gaps) - 1, int(q * len(gaps)))] if gaps else 0.0
-    return cpu, pick(0.5), pick(0.99), events
+    return cpu, percentile(gaps, 0.5), percentile(gaps, 0.99), events
 
 
 def ttfb(port, n=30, delay_ms=0, model="m"):
@@ -247,16 +328,18 @@ log: {{ level: warn, access: false }}
         return path
 
     cfg = gateway_config("portcullis.yaml", gw_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake")
-    gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg], stderr=subprocess.DEVNULL)
-    procs.append(gw)
+    def gateway(cfg, env=None):
+        p = start_portcullis(a.bin, cfg, env=env)
+        procs.append(p)
+        return p
+
+    gw = gateway(cfg)
     hs_token, rs_token, auth_yaml, secret = mint_tokens(tmp)
     auth_port = free_port()
     cfg_auth = os.path.join(tmp, "portcullis-auth.yaml")
     with open(cfg, encoding="utf-8") as src, open(cfg_auth, "w") as f:
         f.write(src.read().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{auth_port}") + auth_yaml)
-    gw_auth = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_auth], stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, BENCH_JWT_SECRET=secret))
-    procs.append(gw_auth)
+    gw_auth = gateway(cfg_auth, env=dict(os.environ, BENCH_JWT_SECRET=secret))
     # The alias router: the same request bytes ("model": "chat-default"), rewritten to a target's model.
     alias_port = free_port()
     cfg_alias = gateway_config("portcullis-alias.yaml", alias_port, """models:
@@ -266,8 +349,7 @@ log: {{ level: warn, access: false }}
     default_tier: standard
 routes:
   - path: /v1/chat/completions""")
-    gw_alias = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_alias], stderr=subprocess.DEVNULL)
-    procs.append(gw_alias)
+    gw_alias = gateway(cfg_alias)
     # The Anthropic adapter: the same alias served by a Messages-API target (the fake speaks both).
     adapter_port = free_port()
     cfg_adapter = os.path.join(tmp, "portcullis-adapter.yaml")
@@ -281,8 +363,7 @@ routes:
   - path: /v1/chat/completions
 log: {{ level: warn, access: false }}
 """)
-    gw_adapter = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_adapter], stderr=subprocess.DEVNULL)
-    procs.append(gw_adapter)
+    gw_adapter = gateway(cfg_adapter)
     # The limiter (JWT on in all three): off (jwt_hs256 above), memory store, Redis store.
     redis_port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -301,36 +382,9 @@ log: {{ level: warn, access: false }}
                                "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml
                                + f"redis: {{ url: \"redis://127.0.0.1:{redis_port}\", timeout: 200ms }}\n")
     env_jwt = dict(os.environ, BENCH_JWT_SECRET=secret)
-    gw_lim_mem = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_mem], stderr=subprocess.DEVNULL, env=env_jwt)
-    gw_lim_redis = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_redis], stderr=subprocess.DEVNULL, env=env_jwt)
-    procs += [gw_lim_mem, gw_lim_redis]
-    ngx_conf = os.path.join(tmp, "nginx.conf")
-    with open(ngx_conf, "w") as f:
-        f.write(f"""worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 20000; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 256; keepalive_requests 1000000; }}
-  server {{
-    listen 127.0.0.1:{ngx_port};
-    keepalive_requests 1000000;
-    location / {{
-      proxy_pass http://fake;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering on;
-    }}
-  }}
-}}
-""")
-    ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
+    gw_lim_mem = gateway(cfg_mem, env=env_jwt)
+    gw_lim_redis = gateway(cfg_redis, env=env_jwt)
+    ngx = start_nginx(tmp, ngx_port, fake_port)
     procs.append(ngx)
     # HAProxy 2.6 as the fastest plain proxy here: one thread, connection reuse to the backend.
     hap_port = free_port()
@@ -381,8 +435,7 @@ litellm_settings: {{ telemetry: false }}
 routes:
   - path: /v1/chat/completions
 """ + auth_yaml + limits_yaml + f"redis: {{ url: \"redis://127.0.0.1:{redis_port}\", timeout: 200ms }}\n")
-    gw_full = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg_full], stderr=subprocess.DEVNULL, env=env_jwt)
-    procs.append(gw_full)
+    gw_full = gateway(cfg_full, env=env_jwt)
     try:
         for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
                   hap_port, full_port):
@@ -390,7 +443,7 @@ routes:
         if lit_port:
             wait_port(lit_port, timeout=120)
         time.sleep(0.3)
-        ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
+        ngx_worker = nginx_worker(ngx)
         targets = {"direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
                    "nginx": (ngx_port, ngx_worker, None), "haproxy": (hap_port, hap.pid, None),
                    "full": (full_port, gw_full.pid, hs_token),
@@ -427,29 +480,30 @@ routes:
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
         redis_per_request = (redis_calls() - redis_before) / max(1, redis_requests) if redis_requests else 0
+        def pair(a_, b_, m):
+            """Median over rounds of `a_` against `b_` in metric `m`: a ratio for req/s, a difference otherwise."""
+            return statistics.median(x[m] / y[m] if m == "rps" else x[m] - y[m] for x, y in zip(rounds[a_], rounds[b_]))
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us")} for k, v in rounds.items()}
         if a.only:
             for k, m in med.items():
                 print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req")
             if "plain_route" in rounds and "alias_route" in rounds:
-                r = statistics.median(x["rps"] / y["rps"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
+                r = pair("alias_route", "plain_route", "rps")
                 print(f"alias/plain req/s {r:.3f}")
             return
-        ratio_ngx = statistics.median(g["rps"] / n["rps"] for g, n in zip(rounds["gateway"], rounds["nginx"]))
-        ratio_direct = statistics.median(g["rps"] / d["rps"] for g, d in zip(rounds["gateway"], rounds["direct"]))
-        p99_over = statistics.median(g["p99"] - d["p99"] for g, d in zip(rounds["gateway"], rounds["direct"]))
-        p50_over = statistics.median(g["p50"] - d["p50"] for g, d in zip(rounds["gateway"], rounds["direct"]))
+        ratio_ngx = pair("gateway", "nginx", "rps")
+        ratio_direct = pair("gateway", "direct", "rps")
+        p99_over = pair("gateway", "direct", "p99")
+        p50_over = pair("gateway", "direct", "p50")
         errors = sum(x["non2xx"] for v in rounds.values() for x in v)
-        hs_ratio = statistics.median(h["rps"] / g["rps"] for h, g in zip(rounds["jwt_hs256"], rounds["noauth_hs"]))
-        rs_ratio = statistics.median(h["rps"] / g["rps"] for h, g in zip(rounds["jwt_rs256"], rounds["noauth_rs"]))
-        hs_cpu = statistics.median(h["cpu_us"] - g["cpu_us"] for h, g in zip(rounds["jwt_hs256"], rounds["noauth_hs"]))
-        rs_cpu = statistics.median(h["cpu_us"] - g["cpu_us"] for h, g in zip(rounds["jwt_rs256"], rounds["noauth_rs"]))
-        alias_ratio = statistics.median(x["rps"] / y["rps"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
-        alias_cpu = statistics.median(x["cpu_us"] - y["cpu_us"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
-        alias_p50 = statistics.median(x["p50"] - y["p50"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
-        alias_p99 = statistics.median(x["p99"] - y["p99"] for x, y in zip(rounds["alias_route"], rounds["plain_route"]))
-        def pair(a_, b_, m):
-            return statistics.median(x[m] / y[m] if m == "rps" else x[m] - y[m] for x, y in zip(rounds[a_], rounds[b_]))
+        hs_ratio = pair("jwt_hs256", "noauth_hs", "rps")
+        rs_ratio = pair("jwt_rs256", "noauth_rs", "rps")
+        hs_cpu = pair("jwt_hs256", "noauth_hs", "cpu_us")
+        rs_cpu = pair("jwt_rs256", "noauth_rs", "cpu_us")
+        alias_ratio = pair("alias_route", "plain_route", "rps")
+        alias_cpu = pair("alias_route", "plain_route", "cpu_us")
+        alias_p50 = pair("alias_route", "plain_route", "p50")
+        alias_p99 = pair("alias_route", "plain_route", "p99")
         lim = {k: (pair(k, "jwt_hs256", "rps"), pair(k, "jwt_hs256", "p50"), pair(k, "jwt_hs256", "p99"),
                    pair(k, "jwt_hs256", "cpu_us")) for k in ("jwt_limit_memory", "jwt_limit_redis")}
         redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
@@ -478,13 +532,12 @@ routes:
         for r in range(3):
             for k, (port, tok) in sse_targets.items():
                 d, f_, failed = sse.run(port, token=tok)
-                sse_rounds[k].append({"p50": sse.pick(d, .5), "p99": sse.pick(d, .99), "p999": sse.pick(d, .999),
+                sse_rounds[k].append({"p50": percentile(d, .5), "p99": percentile(d, .99), "p999": percentile(d, .999),
                                       "first": statistics.median(f_) if f_ else 0.0, "failed": failed, "events": len(d)})
         sse_med = {k: {m: statistics.median(x[m] for x in v) for m in ("p50", "p99", "p999", "first")} for k, v in sse_rounds.items()}
         sse_added = {k: {m: statistics.median(x[m] - y[m] for x, y in zip(sse_rounds[k], sse_rounds["direct"]))
                          for m in ("p50", "p99", "p999", "first")} for k in sse_targets if k != "direct"}
         sse_failed = sum(x["failed"] for v in sse_rounds.values() for x in v)
-        sse_events = statistics.median(x["events"] for x in sse_rounds["direct"])
         t_direct, t_gw, t_ngx = ttfb(fake_port), ttfb(gw_port), ttfb(ngx_port)
         t_oa, t_an = ttfb(alias_port, model="chat-default"), ttfb(adapter_port, model="chat-default")
         ev_oa = stream_events(alias_port, gw_alias.pid, model="chat-default")
@@ -493,18 +546,12 @@ routes:
         gw_rss = idle_streams_rss(gw_port, gw.pid, n_idle)
         ngx_rss = idle_streams_rss(ngx_port, ngx_worker, n_idle)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
         if lit_port:
             try:
-                os.killpg(lit.pid, signal.SIGTERM)   # and its uvicorn worker
+                os.killpg(lit.pid, signal.SIGTERM)   # LiteLLM and its uvicorn worker
             except OSError:
                 pass
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
     lines = [
         "# Benchmark results",

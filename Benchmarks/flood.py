@@ -13,25 +13,15 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench import free_port, next_response, percentile as pct, start_portcullis, wait_port  # noqa: E402
+
 SECRET = "flood-secret-0123456789abcdef0123456789"
-
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-
-def wait_port(port):
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close(); return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("port")
 
 
 def token(tenant, user, tier="free"):
@@ -56,26 +46,13 @@ def probe(port, tok, seconds, out):
     while time.time() < end:
         t = time.perf_counter()
         s.sendall(req)
-        while True:
-            h = buf.find(b"\r\n\r\n")
-            if h >= 0:
-                head = buf[:h].lower()
-                cl = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-                if len(buf) >= h + 4 + cl:
-                    st = int(head[9:12])
-                    statuses[st] = statuses.get(st, 0) + 1
-                    buf = buf[h + 4 + cl:]
-                    break
-            buf += s.recv(65536)
+        head, buf = next_response(s, buf)
+        st = int(head[9:12])
+        statuses[st] = statuses.get(st, 0) + 1
         out.append((time.perf_counter() - t) * 1000)
         time.sleep(0.002)
     s.close()
     return statuses
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
 def main():
@@ -98,8 +75,7 @@ limits: {{ default_tier: free, tiers: {{ free: {{ requests_per_minute: 600 }}, p
 log: {{ level: warn, access: false }}
 """)
     env = dict(os.environ, FLOOD_SECRET=SECRET)
-    gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gw = start_portcullis(a.bin, cfg, env=env)
     wait_port(fp); wait_port(gp)
     lua = os.path.join(HERE, "post.lua")
     rows = []

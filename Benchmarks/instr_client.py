@@ -1,5 +1,7 @@
 """Benchmarks/instructions.sh: N sequential keep-alive POSTs, each answer checked (a fixed amount of work for callgrind)."""
-import socket, sys
+import os, socket, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import next_response  # noqa: E402
 port, n = int(sys.argv[1]), int(sys.argv[2])
 auth = b"Authorization: Bearer %s\r\n" % sys.argv[3].encode() if len(sys.argv) > 3 else b""
 body = b'{"model":"chat-default","messages":[{"role":"user","content":"Open the gate."}]}'
@@ -8,14 +10,6 @@ s = socket.create_connection(("127.0.0.1", port))
 buf = b""
 for i in range(n):
     s.sendall(req)
-    while True:
-        h = buf.find(b"\r\n\r\n")
-        if h >= 0:
-            head = buf[:h].lower()
-            cl = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-            if len(buf) >= h + 4 + cl:
-                assert head.startswith(b"http/1.1 200"), head[:100]
-                buf = buf[h + 4 + cl:]
-                break
-        buf += s.recv(65536)
+    head, buf = next_response(s, buf)
+    assert head.startswith(b"http/1.1 200"), head[:100]
 s.close()

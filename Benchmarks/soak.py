@@ -20,7 +20,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import free_port, rss_kb, wait_port  # noqa: E402
+from bench import free_port, read_to_eof, rss_kb, start_portcullis, wait_port  # noqa: E402
 
 
 def fds(pid):
@@ -31,12 +31,7 @@ def metric(port, name):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            c = s.recv(65536)
-            if not c:
-                break
-            data += c
+        data = read_to_eof(s)
         s.close()
         for line in data.decode(errors="replace").splitlines():
             if line.startswith(name + " "):
@@ -96,12 +91,7 @@ class Load:
                     s.close()
                     self.count("aborted")
                     continue
-                data = b""
-                while True:
-                    c = s.recv(65536)
-                    if not c:
-                        break
-                    data += c
+                data = read_to_eof(s)
                 s.close()
                 self.count("ok" if data.startswith(b"HTTP/1.1 200") else "error")
             except OSError:
@@ -131,8 +121,7 @@ def main():
         f.write(CONFIG.format(port=gw_port, fake=fake_port, redis=redis_port, w1=90, w2=10))
     wait_port(fake_port)
     wait_port(redis_port)
-    gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg],
-                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "gw.err"), "w"))
+    gw = start_portcullis(a.bin, cfg, stderr=open(os.path.join(tmp, "gw.err"), "w"))
     procs.append(gw)
     wait_port(gw_port)
     time.sleep(1)

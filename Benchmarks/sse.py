@@ -16,7 +16,7 @@ import selectors
 import socket
 import time
 
-from bench import recv_nowait
+from bench import percentile, recv_nowait
 
 STAMP = b": sent_ns="
 
@@ -91,11 +91,6 @@ def run(port, concurrency=32, events=200, interval_ms=5, path="/v1/chat/completi
     return delays, firsts, failed
 
 
-def pick(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -105,8 +100,8 @@ def main():
     ap.add_argument("--token")
     a = ap.parse_args()
     d, f, failed = run(a.port, a.concurrency, a.events, a.interval, token=a.token)
-    print(f"events {len(d)}  delay p50 {pick(d, .5):.3f} ms  p99 {pick(d, .99):.3f} ms  p99.9 {pick(d, .999):.3f} ms  "
-          f"first event p50 {pick(f, .5):.3f} ms  failed {failed}")
+    print(f"events {len(d)}  delay p50 {percentile(d, .5):.3f} ms  p99 {percentile(d, .99):.3f} ms  p99.9 {percentile(d, .999):.3f} ms  "
+          f"first event p50 {percentile(f, .5):.3f} ms  failed {failed}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import os
 import resource
 import selectors
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import cpu_seconds, free_port, recv_nowait, rss_kb, wait_port  # noqa: E402
+from bench import (cpu_seconds, free_port, nginx_worker, recv_nowait, rss_kb, start_nginx,  # noqa: E402
+                   start_portcullis, stop_all, wait_port)
 
 
 def run_streams(port, pid, n, events, interval_ms):
@@ -120,47 +120,22 @@ providers: {{ fake: {{ base_url: "http://127.0.0.1:{fake_port}", max_idle_connec
 routes: [ {{ path: /v1/chat/completions, provider: fake, timeouts: {{ idle: 60s, total: 600s }} }} ]
 log: {{ level: warn, access: false }}
 """)
-    gw = subprocess.Popen([os.path.join(a.bin, "portcullis"), "--config", cfg], stderr=subprocess.DEVNULL)
+    gw = start_portcullis(a.bin, cfg)
     procs.append(gw)
-    ngx_conf = os.path.join(tmp, "nginx.conf")
-    with open(ngx_conf, "w") as f:
-        f.write(f"""worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-worker_rlimit_nofile {hard};
-events {{ worker_connections 20000; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{ngx_port};
-    location / {{ proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }}
-  }}
-}}
-""")
-    ngx = subprocess.Popen(["nginx", "-c", ngx_conf, "-p", tmp], stderr=subprocess.DEVNULL)
+    ngx = start_nginx(tmp, ngx_port, fake_port, nofile=hard)
     procs.append(ngx)
     results = {}
     try:
         for p in (fake_port, gw_port, ngx_port):
             wait_port(p)
         time.sleep(0.3)
-        ngx_worker = int(subprocess.run(["pgrep", "-P", str(ngx.pid)], capture_output=True, text=True).stdout.split()[0])
+        ngx_worker = nginx_worker(ngx)
         for name, port, pid in (("Portcullis", gw_port, gw.pid), ("nginx worker", ngx_port, ngx_worker)):
             results[name] = run_streams(port, pid, a.streams, a.events, a.interval)
             print(name, results[name], flush=True)
             time.sleep(3)
     finally:
-        for p in procs:
-            p.terminate()                      # (nginx's master stops its worker on SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
     lines = [f"# {a.streams} concurrent slow streams", "",
              f"`python3 Benchmarks/streams.py --bin .build/release --streams {a.streams} --events {a.events} --interval {a.interval}` "
              f"on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; one worker per proxy, the fake provider (2 workers) sends an "

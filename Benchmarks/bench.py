@@ -342,13 +342,17 @@ log: {{ level: warn, access: false }}
     gw_auth = gateway(cfg_auth, env=dict(os.environ, BENCH_JWT_SECRET=secret))
     # The alias router: the same request bytes ("model": "chat-default"), rewritten to a target's model.
     alias_port = free_port()
-    cfg_alias = gateway_config("portcullis-alias.yaml", alias_port, """models:
+    def alias_routing(tier):
+        """`chat-default` served by the fake's `gpt-4o-mini` for `tier`, on an alias route."""
+        return f"""models:
   chat-default:
     tiers:
-      standard: [{ target: fake/gpt-4o-mini }]
-    default_tier: standard
+      {tier}: [{{ target: fake/gpt-4o-mini }}]
+    default_tier: {tier}
 routes:
-  - path: /v1/chat/completions""")
+  - path: /v1/chat/completions
+"""
+    cfg_alias = gateway_config("portcullis-alias.yaml", alias_port, alias_routing("standard"))
     gw_alias = gateway(cfg_alias)
     # The Anthropic adapter: the same alias served by a Messages-API target (the fake speaks both).
     adapter_port = free_port()
@@ -375,12 +379,13 @@ log: {{ level: warn, access: false }}
   tiers:
     pro: { requests_per_minute: 100000000, tokens_per_minute: 100000000000 }
 """
+    redis_yaml = f'redis: {{ url: "redis://127.0.0.1:{redis_port}", timeout: 200ms }}\n'
     lim_mem_port, lim_redis_port = free_port(), free_port()
     cfg_mem = gateway_config("portcullis-limit-memory.yaml", lim_mem_port,
                              "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml)
     cfg_redis = gateway_config("portcullis-limit-redis.yaml", lim_redis_port,
                                "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml
-                               + f"redis: {{ url: \"redis://127.0.0.1:{redis_port}\", timeout: 200ms }}\n")
+                               + redis_yaml)
     env_jwt = dict(os.environ, BENCH_JWT_SECRET=secret)
     gw_lim_mem = gateway(cfg_mem, env=env_jwt)
     gw_lim_redis = gateway(cfg_redis, env=env_jwt)
@@ -427,14 +432,7 @@ litellm_settings: {{ telemetry: false }}
     # The whole mission path: JWT, the Redis limiter (requests and tokens, settled with usage),
     # the alias router rewriting "model".
     full_port = free_port()
-    cfg_full = gateway_config("portcullis-full.yaml", full_port, """models:
-  chat-default:
-    tiers:
-      pro: [{ target: fake/gpt-4o-mini }]
-    default_tier: pro
-routes:
-  - path: /v1/chat/completions
-""" + auth_yaml + limits_yaml + f"redis: {{ url: \"redis://127.0.0.1:{redis_port}\", timeout: 200ms }}\n")
+    cfg_full = gateway_config("portcullis-full.yaml", full_port, alias_routing("pro") + auth_yaml + limits_yaml + redis_yaml)
     gw_full = gateway(cfg_full, env=env_jwt)
     try:
         for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,

@@ -7,71 +7,81 @@ import Synchronization
 /// a worker admitted or settled during one event-loop iteration — in one call, with Redis's own
 /// clock (`TIME`), so every gateway instance shares one set of buckets and one notion of time.
 /// Each request is all or nothing over its own buckets; later requests in the batch see the
-/// earlier ones' debits (each key is read once and written once per call). The arithmetic
-/// mirrors `TokenBucketMath` (tested against the same sequences as the memory store).
+/// earlier ones' debits. The arithmetic mirrors `TokenBucketMath` (tested against the same
+/// sequences as the memory store).
 ///
-/// KEYS: every distinct bucket of the batch, once. ARGV: capacity and window ms per key, then the
-/// number of requests, then per request its mode (1 = acquire: all or nothing; 0 = settle: add
-/// the costs unconditionally) and bucket count, then per bucket its key's index (1-based) and cost.
-/// Reply, per acquire (settles answer nothing): admitted (1/0), 1-based index of the refusing
-/// bucket, retry-after ms, then remaining and reset ms per bucket. A batch's requests mostly share
-/// their buckets (one tenant's, one user's), so the keys and limits go once, not per request.
+/// Cost per call is what matters here (Redis shares the machine's cores with the gateway), so:
+/// - KEYS: every distinct bucket of the batch, once; read with one `MGET`, each written back
+///   once with `SET … PX` (a bucket is a 16-byte string: level and last-update ms, two
+///   little-endian doubles; a key of another type, e.g. an older release's hash, reads as full
+///   and is overwritten);
+/// - ARGV[1]: the batch as one MessagePack integer array (`cmsgpack.unpack`: one C call):
+///   capacity and window ms per key, the number of requests, then per request its mode
+///   (1 = acquire: all or nothing; 0 = settle: add the costs unconditionally) and bucket count,
+///   then per bucket its key's index (1-based) and cost;
+/// - reply: { one byte per acquire ('0' admitted, else '0' + 1-based index of the refusing
+///   bucket), each key's level when the batch began (`%.17g`, exact), the retry-after ms of
+///   each refusal in order }. Remaining and reset per bucket are not sent: the gateway replays
+///   the batch's debits from those levels (`RedisLimitBackend.decode`), the same arithmetic.
 public enum RedisLimitScript {
     public static let source = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local ceil, min, max = math.ceil, math.min, math.max
+    local spec = cmsgpack.unpack(ARGV[1])
     local nk = #KEYS
-    local cap, win, level, dirty = {}, {}, {}, {}
+    local stored = {}
+    for i = 1, nk, 1000 do                    -- (unpack's results are bounded by Lua's C stack)
+      local part = redis.call('MGET', unpack(KEYS, i, min(nk, i + 999)))
+      for k = 1, #part do stored[i + k - 1] = part[k] end
+    end
+    local cap, win, level, start, dirty = {}, {}, {}, {}, {}
     for j = 1, nk do
-      local c, w = tonumber(ARGV[2 * j - 1]), tonumber(ARGV[2 * j])
+      local c, w, v = spec[2 * j - 1], spec[2 * j], stored[j]
       cap[j] = c
       win[j] = w
-      local v = redis.call('HMGET', KEYS[j], 't', 'ts')
-      local tokens, ts = tonumber(v[1]), tonumber(v[2])
-      if tokens == nil or ts == nil then level[j] = c
-      else level[j] = math.min(c, tokens + math.max(0, now - ts) * c / w) end
+      if v and #v == 16 then
+        local tokens, ts = struct.unpack('<dd', v)
+        level[j] = min(c, tokens + max(0, now - ts) * (c / w))
+      else level[j] = c end
+      start[j] = string.format('%.17g', level[j])
     end
-    local out = {}
+    local decided, waits = {}, {}
+    local nd, nw = 0, 0
     local a = 2 * nk + 2
-    for r = 1, tonumber(ARGV[2 * nk + 1]) do
-      local mode, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+    for r = 1, spec[2 * nk + 1] do
+      local mode, n = spec[a], spec[a + 1]
       a = a + 2
-      local ok = 1
+      local refused = 0
       if mode == 1 then
-        local idx, wait = 0, 0
         for i = 0, n - 1 do
-          local j, cost = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
+          local j, cost = spec[a + 2 * i], spec[a + 2 * i + 1]
           if level[j] < cost then
-            ok = 0
-            idx = i + 1
-            if cost > cap[j] then wait = win[j] else wait = math.max(1, math.ceil((cost - level[j]) * win[j] / cap[j])) end
+            refused = i + 1
+            nw = nw + 1
+            if cost > cap[j] then waits[nw] = win[j]
+            else waits[nw] = max(1, ceil((cost - level[j]) / (cap[j] / win[j]))) end
             break
           end
         end
-        out[#out + 1] = ok
-        out[#out + 1] = idx
-        out[#out + 1] = wait
+        nd = nd + 1
+        decided[nd] = 48 + refused
       end
-      for i = 0, n - 1 do
-        local j, cost = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
-        if ok == 1 then
-          level[j] = math.min(cap[j], level[j] - cost)
+      if refused == 0 then
+        for i = 0, n - 1 do
+          local j = spec[a + 2 * i]
+          level[j] = min(cap[j], level[j] - spec[a + 2 * i + 1])
           dirty[j] = true
-        end
-        if mode == 1 then
-          out[#out + 1] = math.floor(math.max(0, level[j]))
-          out[#out + 1] = math.max(0, math.ceil((cap[j] - level[j]) * win[j] / cap[j]))
         end
       end
       a = a + 2 * n
     end
     for j = 1, nk do
-      if dirty[j] then
-        redis.call('HSET', KEYS[j], 't', level[j], 'ts', now)
-        redis.call('PEXPIRE', KEYS[j], win[j] * 2)
-      end
+      if dirty[j] then redis.call('SET', KEYS[j], struct.pack('<dd', level[j], now), 'PX', win[j] * 2) end
     end
-    return out
+    local out = {}
+    for i = 1, nd, 4096 do out[#out + 1] = string.char(unpack(decided, i, min(nd, i + 4095))) end
+    return {table.concat(out), start, waits}
     """
 }
 
@@ -131,27 +141,30 @@ public final class RedisLimitBackend: LimitBackend {
         let entries = RedisLimitBackend.mergingSettlements(batch)
         batch.removeAll(keepingCapacity: true)
         guard !entries.isEmpty else { return }
-        // numkeys, the distinct keys, their limits, then the requests — written straight as RESP.
+        // numkeys, the distinct keys, then the whole batch as one MessagePack argument.
         var keys = DistinctKeys()
         var indices: [Int] = []          // each bucket's key index, in batch order
         for e in entries {
             for r in e.requests { indices.append(keys.index(of: r)) }
         }
-        var tail = RESPCommand(arguments: 1 + 3 * keys.count + 1 + 2 * entries.count + 2 * indices.count,
-                               capacity: 64 + 48 * keys.count + 24 * indices.count)
-        tail.add(Int64(keys.count))
-        for k in keys.first { tail.add(k.key) }
-        for k in keys.first { tail.add(k.capacity); tail.add(k.windowMillis) }
-        tail.add(Int64(entries.count))
+        var spec = MessagePackWriter(arrayCount: 2 * keys.count + 1 + 2 * entries.count + 2 * indices.count,
+                                     capacity: 16 + 12 * keys.count + 4 * entries.count + 8 * indices.count)
+        for k in keys.first { spec.add(k.capacity); spec.add(k.windowMillis) }
+        spec.add(entries.count)
         var at = 0
         for e in entries {
-            tail.add(Int64(e.mode)); tail.add(Int64(e.requests.count))
-            for r in e.requests { tail.add(Int64(indices[at])); tail.add(r.cost); at += 1 }
+            spec.add(e.mode); spec.add(e.requests.count)
+            for r in e.requests { spec.add(indices[at]); spec.add(r.cost); at += 1 }
         }
+        var tail = RESPCommand(arguments: 2 + keys.count, capacity: 48 + 40 * keys.count + spec.bytes.count)
+        tail.add(Int64(keys.count))
+        for k in keys.first { tail.add(k.key) }
+        tail.add(spec.bytes)
+        let limits = keys.first
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
             guard case .reply(.array(let items)) = result,
-                  let decided = RedisLimitBackend.decode(items, entries: entries) else {
+                  let decided = RedisLimitBackend.decode(items, entries: entries, keys: limits, indices: indices) else {
                 let why: String
                 switch result {
                 case .failed(let w): why = w
@@ -282,26 +295,55 @@ public final class RedisLimitBackend: LimitBackend {
         }
     }
 
-    /// The script's flat reply, cut per entry.
-    static func decode(_ items: [RedisValue], entries: [Entry]) -> [AdmissionResult]? {
-        func int(_ v: RedisValue) -> Int64? { if case .integer(let n) = v { n } else { nil } }
-        var at = 0
+    /// The script's reply — decisions, each key's level when the batch began, waits — turned
+    /// into one result per acquire. Remaining and reset per bucket come from replaying the
+    /// batch's debits from those levels with `TokenBucketMath`: the script's own arithmetic on
+    /// the same doubles, so the same figures it would have sent. `keys`: the batch's distinct
+    /// buckets in key order; `indices`: each bucket of each entry's key index (1-based).
+    static func decode(_ items: [RedisValue], entries: [Entry], keys: [BucketRequest], indices: [Int]) -> [AdmissionResult]? {
+        guard items.count == 3, case .string(let decisions) = items[0], case .array(let starts) = items[1],
+              case .array(let waits) = items[2], starts.count == keys.count else { return nil }
+        var level: [Double] = []
+        level.reserveCapacity(keys.count)
+        for s in starts {
+            guard case .string(let text) = s, let v = Double(text) else { return nil }
+            level.append(v)
+        }
         var out: [AdmissionResult] = []
         out.reserveCapacity(entries.count)
-        for e in entries where e.mode == 1 {
-            let count = e.requests.count
-            guard items.count >= at + 3 + 2 * count, let ok = int(items[at]), let index = int(items[at + 1]),
-                  let wait = int(items[at + 2]) else { return nil }
-            var statuses: [BucketStatus] = []
-            statuses.reserveCapacity(count)
-            for i in 0..<count {
-                guard let rem = int(items[at + 3 + 2 * i]), let reset = int(items[at + 4 + 2 * i]) else { return nil }
-                statuses.append(BucketStatus(remaining: rem, resetMillis: reset))
+        var decision = decisions.utf8.makeIterator()
+        var nextWait = 0
+        var at = 0                          // into `indices`
+        for e in entries {
+            var refused = 0
+            if e.mode == 1 {
+                guard let d = decision.next(), d >= 48, Int(d) - 48 <= e.requests.count else { return nil }
+                refused = Int(d) - 48
             }
-            out.append(ok == 1 ? .admitted(statuses) : .denied(index: Int(index) - 1, retryAfterMillis: wait, statuses))
-            at += 3 + 2 * count
+            if refused == 0 {
+                for (i, r) in e.requests.enumerated() {
+                    let j = indices[at + i] - 1
+                    level[j] = min(Double(keys[j].capacity), level[j] - Double(r.cost))
+                }
+            }
+            if e.mode == 1 {
+                var statuses: [BucketStatus] = []
+                statuses.reserveCapacity(e.requests.count)
+                for i in 0..<e.requests.count {
+                    let k = keys[indices[at + i] - 1]
+                    statuses.append(TokenBucketMath.status(level: level[indices[at + i] - 1], capacity: k.capacity, windowMillis: k.windowMillis))
+                }
+                if refused == 0 {
+                    out.append(.admitted(statuses))
+                } else {
+                    guard nextWait < waits.count, case .integer(let wait) = waits[nextWait] else { return nil }
+                    nextWait += 1
+                    out.append(.denied(index: refused - 1, retryAfterMillis: wait, statuses))
+                }
+            }
+            at += e.requests.count
         }
-        return at == items.count ? out : nil
+        return decision.next() == nil && nextWait == waits.count ? out : nil
     }
 
     func unavailable(_ why: String, _ requests: [BucketRequest], _ done: (AdmissionResult) -> Void) {

@@ -110,6 +110,36 @@ def test_redis_store_exact_limit(start_gateway, shared_redis, fake):
     assert fake.stats()["chat_requests"] - before == 5, "a refused request reached the provider"
 
 
+def test_redis_store_answers_like_the_memory_store(start_gateway, shared_redis):
+    """Same sequence, same answers: statuses, remaining requests and tokens, retry-after (the
+    Redis script sends decisions and starting levels; the gateway replays the rest)."""
+    answers = []
+    for extra in (limits_yaml(rpm=3), limits_yaml(rpm=3, redis_port=shared_redis.port)):
+        gw = start_gateway(extra_yaml=extra)
+        rs = [post(gw.port, CHAT, body()) for _ in range(5)]
+        answers.append([(r.status, r.headers.get("x-ratelimit-remaining-requests"),
+                         r.headers.get("x-ratelimit-remaining-tokens"), r.headers.get("x-ratelimit-limit-tokens")) for r in rs])
+        retry = [int(r.headers["retry-after"]) for r in rs if r.status == 429]
+        assert retry and all(19 <= x <= 20 for x in retry), retry   # one request every 20 s
+    assert answers[0] == answers[1], answers
+
+
+def test_redis_buckets_of_an_older_format_read_as_full(start_gateway, shared_redis):
+    """A bucket key of another type (an older release kept buckets as hashes) is read as a full
+    bucket and overwritten: an upgrade resets buckets once, never fails requests."""
+    prefix = "pc-old-" + uuid.uuid4().hex[:8]
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=2, redis_port=shared_redis.port, prefix=prefix))
+    assert statuses(gw, 1) == [200]
+    keys = [k for k in shared_redis.cli("KEYS", prefix + "*").split() if k.endswith(":rpm")]
+    assert keys, "no bucket written"
+    for k in keys:
+        shared_redis.cli("DEL", k)
+        shared_redis.cli("HSET", k, "t", "0", "ts", str(int(time.time() * 1000)))
+    assert statuses(gw, 3) == [200, 200, 429]
+    assert shared_redis.cli("TYPE", keys[0]).strip() == "string"
+    assert 0 < int(shared_redis.cli("PTTL", keys[0])) <= 120_000, "a bucket without expiry"
+
+
 def test_two_gateways_share_one_redis_limit(start_gateway, shared_redis):
     prefix = "pc-shared-" + uuid.uuid4().hex[:8]
     a = start_gateway(extra_yaml=limits_yaml(rpm=6, redis_port=shared_redis.port, prefix=prefix))

@@ -82,6 +82,48 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(single.map(\.mode), [1, 0], "a lone settlement is left where it is")
     }
 
+    func testMessagePackIntegersInTheirShortestForm() {
+        var w = MessagePackWriter(arrayCount: 12)
+        for n: Int64 in [0, 127, 128, 255, 256, 65_535, 65_536, 4_294_967_296, -1, -32, -33, -9_000_000_000] { w.add(n) }
+        XCTAssertEqual(w.bytes, [0x9c, 0x00, 0x7f, 0xcc, 0x80, 0xcc, 0xff, 0xcd, 0x01, 0x00, 0xcd, 0xff, 0xff,
+                                 0xce, 0x00, 0x01, 0x00, 0x00, 0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+                                 0xff, 0xe0, 0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xdf,
+                                 0xd3, 0xff, 0xff, 0xff, 0xfd, 0xe7, 0x8e, 0xe6, 0x00])
+        XCTAssertEqual(MessagePackWriter(arrayCount: 16).bytes, [0xdc, 0x00, 0x10])
+        XCTAssertEqual(MessagePackWriter(arrayCount: 70_000).bytes, [0xdd, 0x00, 0x01, 0x11, 0x70])
+    }
+
+    /// The Redis script answers decisions and each key's starting level; remaining and reset
+    /// are replayed by the gateway. The replay must give what the memory store gives for the
+    /// same sequence from the same levels.
+    func testRedisReplyIsReplayedIntoTheMemoryStoresAnswers() throws {
+        typealias Entry = RedisLimitBackend.Entry
+        let a = BucketRequest(key: "a", capacity: 10, windowMillis: 60_000, cost: 1, kind: .requests, scope: "a")
+        let b = BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: 45, kind: .tokens, scope: "b")
+        let settleB = BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: -5, kind: .tokens, scope: "b")
+        let entries = [Entry(mode: 0, requests: [settleB], done: nil),
+                       Entry(mode: 1, requests: [a, b], done: { _ in }),
+                       Entry(mode: 1, requests: [a, b], done: { _ in }),
+                       Entry(mode: 1, requests: [a, b], done: { _ in })]
+        // Starting levels a = 10, b = 90: the settlement gives 5 back (95), two admissions take
+        // 45 each (5 left), the third is refused by b (index 2) with a 24 s wait (40 tokens at
+        // 100 per minute).
+        let items: [RedisValue] = [.string("002"), .array([.string("10"), .string("90")]), .array([.integer(24_000)])]
+        let decided = try XCTUnwrap(RedisLimitBackend.decode(items, entries: entries, keys: [a, b], indices: [2, 1, 2, 1, 2, 1, 2]))
+
+        let store = MemoryLimitStore(clock: { 1_000_000 })
+        _ = store.acquire([BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: 10, kind: .tokens, scope: "b")])
+        store.adjust([settleB], by: -5)
+        let expected = (0..<3).map { _ in store.acquire([a, b]) }
+        XCTAssertEqual(decided, expected)
+        guard case .denied(let index, let wait, _) = decided[2] else { return XCTFail("\(decided[2])") }
+        XCTAssertEqual(index, 1)
+        XCTAssertEqual(wait, 24_000)
+        XCTAssertNil(RedisLimitBackend.decode([.string("00"), .array([.string("10"), .string("90")]), .array([])],
+                                              entries: entries, keys: [a, b], indices: [2, 1, 2, 1, 2, 1, 2]),
+                     "a reply that does not cover every admission is refused")
+    }
+
     func testRESPCommandIsWhatRedisExpects() {
         let c = RESPCommand(["SET", "k", "vé"])
         XCTAssertEqual(String(decoding: c.bytes, as: UTF8.self), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n")

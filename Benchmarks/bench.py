@@ -482,12 +482,33 @@ litellm_settings: {{ telemetry: false }}
             """Median over rounds of `a_` against `b_` in metric `m`: a ratio for req/s, a difference otherwise."""
             return statistics.median(x[m] / y[m] if m == "rps" else x[m] - y[m] for x, y in zip(rounds[a_], rounds[b_]))
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us")} for k, v in rounds.items()}
+        def limiter_at_half_load():
+            """The limiter's added latency at a fixed, partial load: the same paced connections
+            (half of the Redis store's measured maximum) against JWT alone, the memory store and
+            the Redis store, interleaved rounds. At full load an added p50 mostly restates the
+            lower throughput (64 connections queue for longer); here it is the time a request
+            waits for its decision. Added = store − JWT alone, per round, median."""
+            conns = max(1, int(med["jwt_limit_redis"]["rps"] / 2 * 0.0034))
+            ports = {"jwt_hs256": auth_port, "jwt_limit_memory": lim_mem_port, "jwt_limit_redis": lim_redis_port}
+            got = {k: [] for k in ports}
+            for _ in range(a.rounds):
+                for k, port in ports.items():
+                    got[k].append(wrk(port, a.seconds, conns, token=hs_token, script="paced.lua"))
+            added = {k: {m: statistics.median(x[m] - y[m] for x, y in zip(got[k], got["jwt_hs256"])) for m in ("p50", "p99")}
+                     for k in ("jwt_limit_memory", "jwt_limit_redis")}
+            return conns, statistics.median(x["rps"] for x in got["jwt_limit_redis"]), added
         if a.only:
             for k, m in med.items():
                 print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req")
             if "plain_route" in rounds and "alias_route" in rounds:
                 r = pair("alias_route", "plain_route", "rps")
                 print(f"alias/plain req/s {r:.3f}")
+            if {"jwt_hs256", "jwt_limit_memory", "jwt_limit_redis"} <= set(rounds):
+                conns, rps, added = limiter_at_half_load()
+                print(f"limiter at half load ({rps:.0f} req/s, {conns} paced connections): memory p50 "
+                      f"{added['jwt_limit_memory']['p50']:+.3f} p99 {added['jwt_limit_memory']['p99']:+.3f} ms; "
+                      f"redis p50 {added['jwt_limit_redis']['p50']:+.3f} p99 {added['jwt_limit_redis']['p99']:+.3f} ms")
+                print(f"redis commands per request {redis_per_request:.3f}")
             return
         ratio_ngx = pair("gateway", "nginx", "rps")
         ratio_direct = pair("gateway", "direct", "rps")
@@ -521,6 +542,7 @@ litellm_settings: {{ telemetry: false }}
         half_added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(half[k], half["direct"])) for m in ("p50", "p99", "p999")}
                       for k in ("gateway", "nginx", "haproxy")}
         half_over = half_added["gateway"]
+        lim_conns, lim_half_rps, lim_half = limiter_at_half_load()
         # SSE through each proxy: per-event delay (provider's send stamp → client) and time to
         # first event, the same load direct and proxied, interleaved rounds (Benchmarks/sse.py).
         import sse
@@ -606,6 +628,10 @@ litellm_settings: {{ telemetry: false }}
         f"p50 {lim['jwt_limit_redis'][1]:+.2f} ms (target ≤ 0.3 ms), p99 {lim['jwt_limit_redis'][2]:+.2f} ms, "
         f"{lim['jwt_limit_redis'][3]:+.1f} µs CPU/req; Redis commands sent per request {redis_per_request:.2f} (target ≤ 1: one EVALSHA per worker per "
         f"loop iteration decides and settles every request of that iteration)",
+        f"- **Limiter's added latency at half load** (vs JWT alone, the same {lim_conns} paced connections, 2 ms think time; "
+        f"{lim_half_rps:.0f} req/s = half of the Redis store's maximum): Redis store **p50 {lim_half['jwt_limit_redis']['p50']:+.2f} ms** "
+        f"(target ≤ 0.3 ms), p99 {lim_half['jwt_limit_redis']['p99']:+.2f} ms; memory store p50 "
+        f"{lim_half['jwt_limit_memory']['p50']:+.2f} ms, p99 {lim_half['jwt_limit_memory']['p99']:+.2f} ms",
         f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×)",
         "",
         "## SSE: per-event delay and time to first event",

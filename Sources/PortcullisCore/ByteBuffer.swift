@@ -102,6 +102,12 @@ public final class ByteBuffer {
         append(p, bytes.count)
     }
 
+    /// A literal's bytes (no allocation, no retain).
+    @inline(__always)
+    public func append(_ s: StaticString) {
+        append(UnsafeRawPointer(s.utf8Start), s.utf8CodeUnitCount)
+    }
+
     public func append(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { append($0) }
     }

@@ -1,14 +1,16 @@
 /// Prebuilt byte strings for response heads (no String formatting per response).
 public enum StatusLine {
-    public static let crlf: [UInt8] = [13, 10]
-    public static let colonSpace: [UInt8] = [58, 32]
-    public static let contentLength = Array("content-length: ".utf8)
-    public static let chunked = Array("transfer-encoding: chunked\r\n".utf8)
-    public static let sseHeaders = Array("cache-control: no-cache\r\nx-accel-buffering: no\r\n".utf8)
-    public static let requestID = Array("x-request-id: ".utf8)
-    public static let connectionClose = Array("connection: close\r\n".utf8)
-    public static let contentLengthZero = Array("content-length: 0\r\n".utf8)
-    public static let lastChunk = Array("0\r\n\r\n".utf8)
+    // Computed literals, not stored `[UInt8]`s: a stored global costs a `swift_once` check and
+    // a retain per use, from another module; a `StaticString` is a pointer and a length.
+    @inlinable public static var crlf: StaticString { "\r\n" }
+    @inlinable public static var colonSpace: StaticString { ": " }
+    @inlinable public static var contentLength: StaticString { "content-length: " }
+    @inlinable public static var chunked: StaticString { "transfer-encoding: chunked\r\n" }
+    @inlinable public static var sseHeaders: StaticString { "cache-control: no-cache\r\nx-accel-buffering: no\r\n" }
+    @inlinable public static var requestID: StaticString { "x-request-id: " }
+    @inlinable public static var connectionClose: StaticString { "connection: close\r\n" }
+    @inlinable public static var contentLengthZero: StaticString { "content-length: 0\r\n" }
+    @inlinable public static var lastChunk: StaticString { "0\r\n\r\n" }
     private static let common: [[UInt8]] = (0..<600).map { code in
         Array("HTTP/1.1 \(code) \(HTTPStatus.reason(code))\r\n".utf8)
     }

@@ -27,6 +27,11 @@ public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
     public init() {}
 
+    /// The injected headers, classified once (not per request).
+    let requestIDHeader = HTTPHeader(name: "x-request-id", value: "")
+    let forwardedForHeader = HTTPHeader(name: "x-forwarded-for", value: "")
+    let forwardedProtoHeader = HTTPHeader(name: "x-forwarded-proto", value: "http")
+
     /// `name` lowercased with `_` read as `-`.
     static func folded(_ name: String) -> String {
         String(name.lowercased().map { $0 == "_" ? "-" : $0 })
@@ -54,9 +59,12 @@ public final class HeaderHygieneMiddleware: Middleware {
             }
             out.append(h)
         }
-        out.append(HTTPHeader(name: "x-request-id", value: ctx.requestID))
-        out.append(HTTPHeader(name: "x-forwarded-for", value: ctx.clientAddress))
-        out.append(HTTPHeader(name: "x-forwarded-proto", value: "http"))
+        var id = requestIDHeader, forwardedFor = forwardedForHeader
+        id.value = ctx.requestID
+        forwardedFor.value = ctx.clientAddress
+        out.append(id)
+        out.append(forwardedFor)
+        out.append(forwardedProtoHeader)
         ctx.upstreamHeaders = out   // the provider key is added per attempt (failover may change provider)
         return .next
     }

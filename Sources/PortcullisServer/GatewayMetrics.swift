@@ -131,6 +131,18 @@ final class MetricsShard: Sendable {
         var duration = LatencyHistogram()
         var ttfb = LatencyHistogram()
         var tokens: [TokenKey: (prompt: Int64, completion: Int64)] = [:]
+        /// The last (tenant, model)'s counts not yet added to `tokens`: consecutive requests
+        /// mostly share them, so most records hash nothing (folded in on a change and on a scrape).
+        var pendingKey: TokenKey?
+        var pendingPrompt: Int64 = 0
+        var pendingCompletion: Int64 = 0
+
+        mutating func foldPendingTokens() {
+            guard let k = pendingKey else { return }
+            let old = tokens[k] ?? (0, 0)
+            tokens[k] = (old.prompt + pendingPrompt, old.completion + pendingCompletion)
+            pendingKey = nil; pendingPrompt = 0; pendingCompletion = 0
+        }
         var openConnections = 0
         var openStreams = 0
         var rejectedConnections = 0
@@ -198,8 +210,9 @@ final class MetricsShard: Sendable {
                     }
                 }
                 let k = TokenKey(tenant: tenant, model: model)
-                let old = s.tokens[k] ?? (0, 0)
-                s.tokens[k] = (old.prompt + (r.promptTokens ?? 0), old.completion + (r.completionTokens ?? 0))
+                if s.pendingKey != k { s.foldPendingTokens(); s.pendingKey = k }
+                s.pendingPrompt += r.promptTokens ?? 0
+                s.pendingCompletion += r.completionTokens ?? 0
             }
             for a in r.attempts where a.provider.ordinal < t.providers.count {
                 let pc = t.providers[a.provider.ordinal]
@@ -214,7 +227,8 @@ final class MetricsShard: Sendable {
     /// A copy of the counters (a scrape).
     func snapshot() -> (routes: [String: [Int]], providers: [String: (Int, [Int])], rest: State) {
         state.withLock { s in
-            (s.routes.mapValues { $0.counts }, s.providers.mapValues { ($0.attempts, $0.failures) }, s)
+            s.foldPendingTokens()
+            return (s.routes.mapValues { $0.counts }, s.providers.mapValues { ($0.attempts, $0.failures) }, s)
         }
     }
 }

@@ -180,24 +180,31 @@ extension HTTPServerConnection: ResponseSink {
 
     /// Reports the finished request to the worker (metrics; the access log when it is on).
     func logAccess(status: Int, outcome: String) {
+        // Metrics need the route, tenant, status, outcome, timings, model, token counts and
+        // attempts; the rest is filled only for an access log line.
+        let line = generation.configuration.log.access
         var r = RequestSummary()
         r.durationNanos = requestStart == 0 ? 0 : MonotonicClock.now() &- requestStart
-        r.requestID = context?.requestID ?? "-"
-        r.client = peer
-        r.method = head?.method ?? "-"
-        if let p = context?.path ?? head?.path {                  // (neither has the query)
-            r.path = p.utf8.count <= 256 ? p : String(decoding: p.utf8.prefix(256), as: UTF8.self)
-        }
         r.route = context?.route
         r.tenant = context?.tenant
-        r.user = context?.user
         r.status = status
         (r.outcome, r.detail) = RequestOutcome.classify(outcome, status: status)
-        r.bytes = response.localBytes
+        if line {
+            r.requestID = context?.requestID ?? "-"
+            r.client = peer
+            r.method = head?.method ?? "-"
+            if let p = context?.path ?? head?.path {                  // (neither has the query)
+                r.path = p.utf8.count <= 256 ? p : String(decoding: p.utf8.prefix(256), as: UTF8.self)
+            }
+            r.user = context?.user
+            r.bytes = response.localBytes
+        }
         if response.proxied, let c = coordinator {
-            if c.relay.headSent { r.bytes = c.relay.bodyBytes }
-            r.provider = c.provider?.name
-            r.alias = context?.plan?.alias
+            if line {
+                if c.relay.headSent { r.bytes = c.relay.bodyBytes }
+                r.provider = c.provider?.name
+                r.alias = context?.plan?.alias
+            }
             r.model = c.target?.model
             (r.promptTokens, r.completionTokens) = c.tokenCounts
             if c.firstByteAt != 0 && requestStart != 0 { r.ttfbNanos = c.firstByteAt &- requestStart }

@@ -53,7 +53,7 @@ enum HeadLexer {
     /// Parses one header line `[s, e)` into a lowercased name and an OWS-trimmed value.
     static func header(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Result<HTTPHeader, HeaderErrorBox> {
         field(b, s, e, base: 0).map { f in
-            HTTPHeader(name: lowercasedString(b, Int(f.nameStart), Int(f.nameEnd)),
+            HTTPHeader(name: f.known.lowercasedName ?? lowercasedString(b, Int(f.nameStart), Int(f.nameEnd)),
                        value: string(b, Int(f.valueStart), Int(f.valueEnd)), known: f.known)
         }
     }
@@ -74,6 +74,18 @@ enum HeadLexer {
         while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }
         while ve > vs && (b[ve - 1] == SP || b[ve - 1] == HT) { ve -= 1 }
         var j = vs
+        if let p = b.baseAddress {
+            // Eight bytes at a time while none is below 0x20 or is 0x7F (bytes ≥ 0x80 pass, as
+            // obs-text); a word with one of them (a tab, or an error) goes to the byte loop.
+            while j + 8 <= ve {
+                let w = (p + j).loadUnaligned(as: UInt64.self)
+                let control = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
+                let d = w ^ 0x7F7F_7F7F_7F7F_7F7F
+                let del = (d &- 0x0101_0101_0101_0101) & ~d & 0x8080_8080_8080_8080
+                if control | del != 0 { break }
+                j += 8
+            }
+        }
         while j < ve {
             let c = b[j]
             if (c < 0x20 && c != HT) || c == 0x7F { return .failure(.init(.badValue)) }

@@ -21,6 +21,43 @@ public enum KnownHeader: UInt8, Sendable {
         }
     }
 
+    /// The lowercase name of a header known by exactly one name (nil for `.other` and
+    /// `.proxyOther`): the parser uses the literal instead of building a String per header.
+    public var lowercasedName: String? {
+        switch self {
+        case .other, .proxyOther: nil
+        case .host: "host"
+        case .contentLength: "content-length"
+        case .transferEncoding: "transfer-encoding"
+        case .connection: "connection"
+        case .keepAlive: "keep-alive"
+        case .te: "te"
+        case .trailer: "trailer"
+        case .upgrade: "upgrade"
+        case .proxyConnection: "proxy-connection"
+        case .proxyAuthenticate: "proxy-authenticate"
+        case .proxyAuthorization: "proxy-authorization"
+        case .expect: "expect"
+        case .authorization: "authorization"
+        case .contentType: "content-type"
+        case .cacheControl: "cache-control"
+        case .xAccelBuffering: "x-accel-buffering"
+        case .xRequestId: "x-request-id"
+        case .xForwardedFor: "x-forwarded-for"
+        case .xForwardedProto: "x-forwarded-proto"
+        case .xForwardedHost: "x-forwarded-host"
+        case .forwarded: "forwarded"
+        case .xRealIp: "x-real-ip"
+        case .xTenantId: "x-tenant-id"
+        case .xUserId: "x-user-id"
+        case .xTenantTier: "x-tenant-tier"
+        case .xApiKey: "x-api-key"
+        case .apiKey: "api-key"
+        case .anthropicApiKey: "anthropic-api-key"
+        case .xGoogApiKey: "x-goog-api-key"
+        }
+    }
+
     /// Classifies a header name given as bytes, in any case. A switch on the length, then a
     /// case-folding compare against static strings: no tables, no hashing, no allocation.
     static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader {

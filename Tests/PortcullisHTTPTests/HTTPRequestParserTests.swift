@@ -34,6 +34,47 @@ final class HTTPRequestParserTests: XCTestCase {
         }
     }
 
+    /// A control byte anywhere in a long value (checked eight bytes at a time) is refused; a
+    /// tab, obs-text (≥ 0x80) and every other visible byte are accepted.
+    func testControlBytesAreFoundAtEveryPositionOfALongValue() {
+        let value = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        for bad: UInt8 in [0x00, 0x01, 0x08, 0x0B, 0x1F, 0x7F] {
+            for at in 0..<value.count {
+                var v = value
+                v[at] = bad
+                let bytes = Array("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ".utf8) + v + Array("\r\n\r\n".utf8)
+                guard case .failure(let e) = bytes.withUnsafeBytes({ parser.parse($0) }) else {
+                    return XCTFail("accepted byte \(bad) at \(at)")
+                }
+                XCTAssertEqual(e.status, 400)
+            }
+        }
+        for good: UInt8 in [0x09, 0x20, 0x7E, 0x80, 0xC3, 0xFF] {
+            for at in 1..<(value.count - 1) {
+                var v = value
+                v[at] = good
+                let bytes = Array("GET / HTTP/1.1\r\nHost: a\r\nX-Long: ".utf8) + v + Array("\r\n\r\n".utf8)
+                guard case .complete = bytes.withUnsafeBytes({ parser.parse($0) }) else {
+                    return XCTFail("refused byte \(good) at \(at)")
+                }
+            }
+        }
+    }
+
+    func testKnownHeaderNamesClassifyBackToThemselves() {
+        var named = 0
+        for raw in 0...UInt8.max {
+            guard let k = KnownHeader(rawValue: raw) else { continue }
+            guard let name = k.lowercasedName else { continue }
+            XCTAssertEqual(KnownHeader.classify(name), k, name)
+            XCTAssertEqual(KnownHeader.classify(name.uppercased().lowercased()), k)
+            named += 1
+        }
+        XCTAssertGreaterThan(named, 25)
+        guard case .complete(let h, _) = parse("GET / HTTP/1.1\r\nHOST: a\r\nContent-Type: x\r\nX-Other: y\r\n\r\n") else { return XCTFail() }
+        XCTAssertEqual(h.headers.map(\.name), ["host", "content-type", "x-other"])
+    }
+
     func testSimpleGet() throws {
         let (h, consumed) = try XCTUnwrap(head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"))
         XCTAssertEqual(h.method, "GET")

@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "PortcullisRedis", dependencies: ["PortcullisCore", "PortcullisEventLoop", "CHiredis", "CLinux"]),
         .target(name: "PortcullisLimiter",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline", "PortcullisJSON",
-                               "PortcullisRedis"]),
+                               "PortcullisRedis", "PortcullisEventLoop"]),
         .target(name: "PortcullisAuth",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline", "PortcullisJSON",
                                "COpenSSL"]),

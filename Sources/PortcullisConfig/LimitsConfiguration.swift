@@ -46,6 +46,13 @@ public struct RedisConfiguration: Sendable {
     public var onFailure = FailurePolicy.failOpen
     /// Keys start with this (several gateways may share one Redis).
     public var keyPrefix = "portcullis"
+    /// Local leases: an admission that goes to Redis also takes up to capacity / `leaseDivisor`
+    /// more tokens of each of its buckets for this worker, spent by its next requests without a
+    /// round trip (never more than Redis granted, so limits are never exceeded). 0: off, every
+    /// request decided in Redis. Buckets smaller than the divisor are never leased.
+    public var leaseDivisor = 64
+    /// Unspent leased tokens go back to Redis after this long.
+    public var leaseHold: Duration64 = .seconds(1)
 
     /// `redis://[:password@]host:port/db`
     public static func parse(url: String) -> RedisConfiguration? {
@@ -125,7 +132,14 @@ extension ConfigurationLoader {
             }
             c.keyPrefix = k
         }
-        try r.rejectUnknownKeys(allowed: ["url", "timeout", "on_failure", "key_prefix"])
+        c.leaseDivisor = try r.int("lease_divisor", range: 0...1_000_000) ?? c.leaseDivisor
+        if let h = try r.duration("lease_hold") {
+            guard h.nanoseconds >= 1_000_000 && h.nanoseconds <= 60_000_000_000 else {
+                throw r.error("lease_hold", r.node("lease_hold")!, "expected a duration from 1ms to 60s")
+            }
+            c.leaseHold = h
+        }
+        try r.rejectUnknownKeys(allowed: ["url", "timeout", "on_failure", "key_prefix", "lease_divisor", "lease_hold"])
         return c
     }
 }

@@ -1,6 +1,7 @@
 import PortcullisCore
 import PortcullisConfig
 import PortcullisRedis
+import PortcullisEventLoop
 import Synchronization
 
 /// The token-bucket script run inside Redis: decides a whole batch of requests — every request
@@ -16,13 +17,16 @@ import Synchronization
 ///   little-endian doubles; a key of another type, e.g. an older release's hash, reads as full
 ///   and is overwritten);
 /// - ARGV[1]: the batch as one MessagePack integer array (`cmsgpack.unpack`: one C call):
-///   capacity and window ms per key, the number of requests, then per request its mode
-///   (1 = acquire: all or nothing; 0 = settle: add the costs unconditionally) and bucket count,
-///   then per bucket its key's index (1-based) and cost;
+///   capacity and window ms per key, the number of entries, then per entry its mode
+///   (1 = acquire: all or nothing; 0 = settle: add the costs unconditionally; 2 = lease: right
+///   after an acquire, and only when it was admitted, take up to `cost` more whole tokens of
+///   each bucket, as many as there are) and bucket count, then per bucket its key's index
+///   (1-based) and cost;
 /// - reply: { one byte per acquire ('0' admitted, else '0' + 1-based index of the refusing
 ///   bucket), each key's level when the batch began (`%.17g`, exact), the retry-after ms of
-///   each refusal in order }. Remaining and reset per bucket are not sent: the gateway replays
-///   the batch's debits from those levels (`RedisLimitBackend.decode`), the same arithmetic.
+///   each refusal in order, the tokens each lease bucket got in order }. Remaining and reset per
+///   bucket are not sent: the gateway replays the batch's debits from those levels
+///   (`RedisLimitBackend.decode`), the same arithmetic.
 public enum RedisLimitScript {
     public static let source = """
     local t = redis.call('TIME')
@@ -46,32 +50,46 @@ public enum RedisLimitScript {
       else level[j] = c end
       start[j] = string.format('%.17g', level[j])
     end
-    local decided, waits = {}, {}
-    local nd, nw = 0, 0
+    local decided, waits, grants = {}, {}, {}
+    local nd, nw, ng = 0, 0, 0
     local a = 2 * nk + 2
+    local refused = 0
     for r = 1, spec[2 * nk + 1] do
       local mode, n = spec[a], spec[a + 1]
       a = a + 2
-      local refused = 0
-      if mode == 1 then
+      if mode == 2 then
         for i = 0, n - 1 do
-          local j, cost = spec[a + 2 * i], spec[a + 2 * i + 1]
-          if level[j] < cost then
-            refused = i + 1
-            nw = nw + 1
-            if cost > cap[j] then waits[nw] = win[j]
-            else waits[nw] = max(1, ceil((cost - level[j]) / (cap[j] / win[j]))) end
-            break
+          local j, take = spec[a + 2 * i], 0
+          if refused == 0 and level[j] >= 1 then
+            take = min(spec[a + 2 * i + 1], math.floor(level[j]))
+            level[j] = level[j] - take
+            dirty[j] = true
           end
+          ng = ng + 1
+          grants[ng] = take
         end
-        nd = nd + 1
-        decided[nd] = 48 + refused
-      end
-      if refused == 0 then
-        for i = 0, n - 1 do
-          local j = spec[a + 2 * i]
-          level[j] = min(cap[j], level[j] - spec[a + 2 * i + 1])
-          dirty[j] = true
+      else
+        refused = 0
+        if mode == 1 then
+          for i = 0, n - 1 do
+            local j, cost = spec[a + 2 * i], spec[a + 2 * i + 1]
+            if level[j] < cost then
+              refused = i + 1
+              nw = nw + 1
+              if cost > cap[j] then waits[nw] = win[j]
+              else waits[nw] = max(1, ceil((cost - level[j]) / (cap[j] / win[j]))) end
+              break
+            end
+          end
+          nd = nd + 1
+          decided[nd] = 48 + refused
+        end
+        if refused == 0 then
+          for i = 0, n - 1 do
+            local j = spec[a + 2 * i]
+            level[j] = min(cap[j], level[j] - spec[a + 2 * i + 1])
+            dirty[j] = true
+          end
         end
       end
       a = a + 2 * n
@@ -81,7 +99,7 @@ public enum RedisLimitScript {
     end
     local out = {}
     for i = 1, nd, 4096 do out[#out + 1] = string.char(unpack(decided, i, min(nd, i + 4095))) end
-    return {table.concat(out), start, waits}
+    return {table.concat(out), start, waits, grants}
     """
 }
 
@@ -99,10 +117,17 @@ public final class RedisLimitBackend: LimitBackend {
     let slotScript = LoadedScript(RedisLimitBackend.slotSource)
     let health: LimiterHealth
 
+    /// Tokens taken ahead of need (see `LocalLeases`), and the timer that gives unspent ones back.
+    var leases: LocalLeases
+    lazy var leaseTimer = LoopTimer { [unowned self] in self.expireLeases() }
+
     public init(redis: RedisConnection, fallback: MemoryLimitStore, policy: RedisConfiguration.FailurePolicy,
-                health: LimiterHealth) {
+                health: LimiterHealth, leaseDivisor: Int = 0, leaseHold: Duration64 = .seconds(1)) {
         self.redis = redis; self.fallback = fallback; self.policy = policy; self.health = health
+        self.leases = LocalLeases(divisor: leaseDivisor, holdNanos: leaseHold.nanoseconds)
     }
+
+    deinit { redis.loop.cancel(leaseTimer) }
 
     /// Decisions and settlements waiting for the end of this loop iteration.
     struct Entry {
@@ -113,16 +138,32 @@ public final class RedisLimitBackend: LimitBackend {
     var batch: [Entry] = []
     var flushQueued = false
 
+    /// Redis decides; with leasing on, the same call takes this worker's next tokens of each
+    /// bucket big enough to lease (a lease entry right after the admission, taken only when it
+    /// is admitted).
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) {
         enqueue(Entry(mode: 1, requests: requests, done: done))
+        guard leases.divisor > 0 else { return }
+        var wanted: [BucketRequest] = []
+        for r in requests {
+            let w = leases.want(r)
+            // A bucket too small to lease: requests like this one are decided in Redis every
+            // time, so leasing their other buckets would only hold tokens back.
+            guard w > 0 else { return }
+            let topUp = w - leases.tokens(of: r.key)
+            if topUp > 0 { wanted.append(BucketRequest(key: r.key, capacity: r.capacity, windowMillis: r.windowMillis, cost: topUp, kind: r.kind, scope: r.scope)) }
+        }
+        if !wanted.isEmpty { enqueue(Entry(mode: 2, requests: wanted, done: nil)) }
     }
 
-    public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { nil }
+    /// Admitted at once when this worker's leases cover every bucket (no round trip).
+    public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { leases.take(requests) }
 
     /// Settlement: adds `delta` to each bucket (negative gives back), in the next batch. Fire
     /// and forget.
     public func adjust(_ buckets: [BucketRequest], by delta: Int64) {
         guard delta != 0, !buckets.isEmpty else { return }
+        if leases.adjust(buckets, by: delta) { return }       // leased buckets settle locally
         enqueue(Entry(mode: 0, requests: buckets.map {
             BucketRequest(key: $0.key, capacity: $0.capacity, windowMillis: $0.windowMillis, cost: delta, kind: $0.kind, scope: $0.scope)
         }, done: nil))
@@ -164,19 +205,21 @@ public final class RedisLimitBackend: LimitBackend {
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
             guard case .reply(.array(let items)) = result,
-                  let decided = RedisLimitBackend.decode(items, entries: entries, keys: limits, indices: indices) else {
+                  let decoded = RedisLimitBackend.decode(items, entries: entries, keys: limits, indices: indices) else {
                 let why: String
                 switch result {
                 case .failed(let w): why = w
                 case .reply(let other): why = "\(other)"
                 }
                 for e in entries {
-                    if let done = e.done { self.unavailable(why, e.requests, done) } else { self.fallback.adjust(e.requests) }
+                    if let done = e.done { self.unavailable(why, e.requests, done) }
+                    else if e.mode == 0 { self.fallback.adjust(e.requests) }     // (a lease is simply not taken)
                 }
                 return
             }
             self.healthy()
-            for (e, r) in zip(entries.lazy.filter { $0.mode == 1 }, decided) { e.done?(r) }
+            if !decoded.grants.isEmpty { self.addLeases(entries, decoded.grants) }
+            for (e, r) in zip(entries.lazy.filter { $0.mode == 1 }, decoded.results) { e.done?(r) }
         }
     }
 
@@ -203,7 +246,7 @@ public final class RedisLimitBackend: LimitBackend {
         var out: [Entry] = []
         out.reserveCapacity(batch.count - settles + 1)
         if !merged.isEmpty { out.append(Entry(mode: 0, requests: merged, done: nil)) }
-        for e in batch where e.mode == 1 { out.append(e) }
+        for e in batch where e.mode != 0 { out.append(e) }     // admissions (each with its lease entry) in order
         return out
     }
 
@@ -295,27 +338,70 @@ public final class RedisLimitBackend: LimitBackend {
         }
     }
 
+    /// What the lease entries of a batch got (one list per lease entry, one grant per bucket).
+    func addLeases(_ entries: [Entry], _ grants: [[(granted: Int64, redisLevel: Double)]]) {
+        let now = MonotonicClock.now()
+        var g = grants.makeIterator()
+        for e in entries where e.mode == 2 {
+            guard let got = g.next() else { break }
+            for (r, x) in zip(e.requests, got) { leases.add(r, granted: x.granted, redisLevel: x.redisLevel, now: now) }
+        }
+        if !leases.isEmpty && !leaseTimer.isArmed { redis.loop.arm(leaseTimer, after: leases.holdNanos) }
+    }
+
+    /// Gives back what leases held `lease_hold` did not spend (one settlement in the next batch).
+    func expireLeases() {
+        let back = leases.expire(now: MonotonicClock.now()) { key, l in
+            BucketRequest(key: key, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "lease")
+        }
+        for b in back { enqueue(Entry(mode: 0, requests: [b], done: nil)) }
+        if !leases.isEmpty { redis.loop.arm(leaseTimer, after: leases.holdNanos) }
+    }
+
     /// The script's reply — decisions, each key's level when the batch began, waits — turned
     /// into one result per acquire. Remaining and reset per bucket come from replaying the
     /// batch's debits from those levels with `TokenBucketMath`: the script's own arithmetic on
     /// the same doubles, so the same figures it would have sent. `keys`: the batch's distinct
     /// buckets in key order; `indices`: each bucket of each entry's key index (1-based).
-    static func decode(_ items: [RedisValue], entries: [Entry], keys: [BucketRequest], indices: [Int]) -> [AdmissionResult]? {
-        guard items.count == 3, case .string(let decisions) = items[0], case .array(let starts) = items[1],
-              case .array(let waits) = items[2], starts.count == keys.count else { return nil }
+    /// One result per acquire, and per lease entry what each of its buckets got (with the
+    /// bucket's level in Redis after it).
+    struct Decoded {
+        var results: [AdmissionResult] = []
+        var grants: [[(granted: Int64, redisLevel: Double)]] = []
+    }
+
+    static func decode(_ items: [RedisValue], entries: [Entry], keys: [BucketRequest], indices: [Int]) -> Decoded? {
+        guard items.count == 4, case .string(let decisions) = items[0], case .array(let starts) = items[1],
+              case .array(let waits) = items[2], case .array(let granted) = items[3], starts.count == keys.count else { return nil }
         var level: [Double] = []
         level.reserveCapacity(keys.count)
         for s in starts {
             guard case .string(let text) = s, let v = Double(text) else { return nil }
             level.append(v)
         }
-        var out: [AdmissionResult] = []
-        out.reserveCapacity(entries.count)
+        var out = Decoded()
+        out.results.reserveCapacity(entries.count)
         var decision = decisions.utf8.makeIterator()
-        var nextWait = 0
+        var nextWait = 0, nextGrant = 0
         var at = 0                          // into `indices`
+        var refused = 0                     // of the last acquire (a lease entry follows its acquire)
         for e in entries {
-            var refused = 0
+            if e.mode == 2 {
+                var got: [(granted: Int64, redisLevel: Double)] = []
+                got.reserveCapacity(e.requests.count)
+                for i in 0..<e.requests.count {
+                    guard nextGrant < granted.count, case .integer(let take) = granted[nextGrant], take >= 0,
+                          take <= e.requests[i].cost, refused == 0 || take == 0 else { return nil }
+                    nextGrant += 1
+                    let j = indices[at + i] - 1
+                    level[j] -= Double(take)
+                    got.append((take, level[j]))
+                }
+                out.grants.append(got)
+                at += e.requests.count
+                continue
+            }
+            refused = 0
             if e.mode == 1 {
                 guard let d = decision.next(), d >= 48, Int(d) - 48 <= e.requests.count else { return nil }
                 refused = Int(d) - 48
@@ -334,16 +420,16 @@ public final class RedisLimitBackend: LimitBackend {
                     statuses.append(TokenBucketMath.status(level: level[indices[at + i] - 1], capacity: k.capacity, windowMillis: k.windowMillis))
                 }
                 if refused == 0 {
-                    out.append(.admitted(statuses))
+                    out.results.append(.admitted(statuses))
                 } else {
                     guard nextWait < waits.count, case .integer(let wait) = waits[nextWait] else { return nil }
                     nextWait += 1
-                    out.append(.denied(index: refused - 1, retryAfterMillis: wait, statuses))
+                    out.results.append(.denied(index: refused - 1, retryAfterMillis: wait, statuses))
                 }
             }
             at += e.requests.count
         }
-        return decision.next() == nil && nextWait == waits.count ? out : nil
+        return decision.next() == nil && nextWait == waits.count && nextGrant == granted.count ? out : nil
     }
 
     func unavailable(_ why: String, _ requests: [BucketRequest], _ done: (AdmissionResult) -> Void) {

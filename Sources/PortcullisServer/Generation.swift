@@ -90,7 +90,8 @@ final class WorkerGeneration {
         if let limits = configuration.limits {
             var backend: LimitBackend = MemoryLimitBackend(process.limitStore)
             if let r = configuration.redis, let conn = redis {
-                backend = RedisLimitBackend(redis: conn, fallback: process.limitStore, policy: r.onFailure, health: process.limiterHealth)
+                backend = RedisLimitBackend(redis: conn, fallback: process.limitStore, policy: r.onFailure, health: process.limiterHealth,
+                                            leaseDivisor: r.leaseDivisor, leaseHold: r.leaseHold)
             }
             limiter = [RateLimitMiddleware(limits: limits, backend: backend, keyPrefix: configuration.redis?.keyPrefix ?? "portcullis",
                                            health: process.limiterHealth)]

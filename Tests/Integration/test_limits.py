@@ -74,11 +74,12 @@ def shared_redis():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def limits_yaml(rpm=3, redis_port=None, policy="fail_open", prefix=None, timeout="50ms"):
-    y = f"limits:\n  default_tier: free\n  tiers:\n    free: {{ requests_per_minute: {rpm}, tokens_per_day: 100000 }}\n"
+def limits_yaml(rpm=3, redis_port=None, policy="fail_open", prefix=None, timeout="50ms", lease=None, tpd=100000):
+    y = f"limits:\n  default_tier: free\n  tiers:\n    free: {{ requests_per_minute: {rpm}, tokens_per_day: {tpd} }}\n"
     if redis_port:
         y += (f"redis: {{ url: \"redis://127.0.0.1:{redis_port}/0\", timeout: {timeout}, on_failure: {policy},"
-              f" key_prefix: {prefix or 'pc-' + uuid.uuid4().hex[:8]} }}\n")
+              f" key_prefix: {prefix or 'pc-' + uuid.uuid4().hex[:8]}"
+              + (f", lease_divisor: {lease}" if lease is not None else "") + " }\n")
     return y
 
 
@@ -164,7 +165,8 @@ def timed_post(gw):
 
 
 def test_redis_paused_fail_open_serves_from_memory_then_recovers(start_gateway, own_redis):
-    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_open"))
+    # (leases off: every request needs Redis; leases under an outage are tested below)
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_open", lease=0))
     assert statuses(gw, 2) == [200, 200]
     own_redis.proc.send_signal(signal.SIGSTOP)
     try:
@@ -183,7 +185,7 @@ def test_redis_paused_fail_open_serves_from_memory_then_recovers(start_gateway, 
 
 
 def test_redis_paused_fail_closed_answers_503_and_not_ready(start_gateway, own_redis):
-    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed"))
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed", lease=0))
     assert statuses(gw, 1) == [200]
     own_redis.proc.send_signal(signal.SIGSTOP)
     try:
@@ -207,7 +209,7 @@ def test_redis_paused_fail_closed_answers_503_and_not_ready(start_gateway, own_r
 
 
 def test_redis_restarted_is_used_again(start_gateway, own_redis):
-    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed"))
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed", lease=0))
     assert statuses(gw, 1) == [200]
     port = own_redis.port
     own_redis.proc.kill()
@@ -374,3 +376,81 @@ def test_client_gone_while_waiting_for_redis(start_gateway, own_redis):
     time.sleep(0.3)            # the replies arrive for nobody
     assert gw.proc.poll() is None, "the gateway died"
     assert statuses(gw, 2) == [200, 200]
+
+
+def evalsha_calls(r):
+    import re
+    m = re.search(r"cmdstat_evalsha:calls=(\d+)", r.cli("INFO", "commandstats"))
+    return int(m.group(1)) if m else 0
+
+
+def bucket_level(r, key):
+    """A bucket's stored level (two little-endian doubles: level, last update ms), read through
+    a socket: redis-cli would mangle the binary value."""
+    import struct
+    s = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+    s.sendall(f"*2\r\n$3\r\nGET\r\n${len(key)}\r\n{key}\r\n".encode())
+    data = b""
+    while len(data) < 23 and not data.startswith(b"$-1"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data.startswith(b"$16\r\n"), data
+    return struct.unpack("<dd", data[5:21])[0]
+
+
+def test_leases_decide_most_requests_without_redis(start_gateway, own_redis):
+    """A big bucket is leased: after the first admission, this worker's next requests are
+    admitted from its lease (no script call), and the headers still count down by one."""
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=6400, tpd=100_000_000, redis_port=own_redis.port, lease=64), workers=1)
+    before = evalsha_calls(own_redis)
+    rs = [post(gw.port, CHAT, body()) for _ in range(40)]
+    assert [r.status for r in rs] == [200] * 40
+    calls = evalsha_calls(own_redis) - before
+    assert calls <= 8, f"{calls} script calls for 40 requests"
+    left = [int(r.headers["x-ratelimit-remaining-requests"]) for r in rs]
+    assert all(b < a for a, b in zip(left, left[1:])), left
+
+
+def test_leases_never_exceed_a_shared_limit(start_gateway, shared_redis):
+    """Two gateways leasing from one bucket admit no more than it holds (plus what it refilled
+    while the test ran): a lease only holds tokens Redis debited."""
+    prefix = "pc-lease-" + uuid.uuid4().hex[:8]
+    yaml = limits_yaml(rpm=640, tpd=100_000_000, redis_port=shared_redis.port, prefix=prefix, lease=64)
+    a, b = start_gateway(extra_yaml=yaml), start_gateway(extra_yaml=yaml)
+    t0 = time.time()
+    got = [post((a if i % 2 == 0 else b).port, CHAT, body()).status for i in range(760)]
+    refilled = (time.time() - t0) * 640 / 60
+    admitted = got.count(200)
+    assert admitted <= 640 + refilled + 1, (admitted, refilled)
+    assert admitted >= 640 - 2 * 10, f"leases held back too much: {admitted}"
+    assert got.count(429) == len(got) - admitted
+
+
+def test_unspent_lease_goes_back_to_redis(start_gateway, own_redis):
+    prefix = "pc-back-" + uuid.uuid4().hex[:8]
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=6400, tpd=100_000_000, redis_port=own_redis.port, prefix=prefix, lease=64),
+                       workers=1)
+    assert statuses(gw, 1) == [200]
+    key = next(k for k in own_redis.cli("KEYS", prefix + "*").split() if k.endswith(":rpm"))
+    held = bucket_level(own_redis, key)
+    assert 6299 - 1 <= held <= 6299 + 1, f"expected 1 admitted + 100 leased out of 6400, level {held}"
+    time.sleep(2.5)                                     # lease_hold 1s, then the next batch
+    assert bucket_level(own_redis, key) >= 6399 - 1, "the unspent lease was not given back"
+
+
+def test_leases_still_admit_while_redis_is_paused_fail_closed(start_gateway, own_redis):
+    """Leased tokens were granted before the outage: they are spent without Redis, under
+    fail_closed too (never more than Redis granted); requests beyond them get 503."""
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=6400, tpd=100_000_000, redis_port=own_redis.port,
+                                              policy="fail_closed", lease=64), workers=1)
+    assert statuses(gw, 1) == [200]
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        results = [timed_post(gw) for _ in range(5)]
+        assert all(s == 200 for s, _ in results), results
+        assert max(d for _, d in results) < 0.5, results
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)

@@ -108,8 +108,8 @@ final class LimiterTests: XCTestCase {
         // Starting levels a = 10, b = 90: the settlement gives 5 back (95), two admissions take
         // 45 each (5 left), the third is refused by b (index 2) with a 24 s wait (40 tokens at
         // 100 per minute).
-        let items: [RedisValue] = [.string("002"), .array([.string("10"), .string("90")]), .array([.integer(24_000)])]
-        let decided = try XCTUnwrap(RedisLimitBackend.decode(items, entries: entries, keys: [a, b], indices: [2, 1, 2, 1, 2, 1, 2]))
+        let items: [RedisValue] = [.string("002"), .array([.string("10"), .string("90")]), .array([.integer(24_000)]), .array([])]
+        let decided = try XCTUnwrap(RedisLimitBackend.decode(items, entries: entries, keys: [a, b], indices: [2, 1, 2, 1, 2, 1, 2])).results
 
         let store = MemoryLimitStore(clock: { 1_000_000 })
         _ = store.acquire([BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: 10, kind: .tokens, scope: "b")])
@@ -119,9 +119,54 @@ final class LimiterTests: XCTestCase {
         guard case .denied(let index, let wait, _) = decided[2] else { return XCTFail("\(decided[2])") }
         XCTAssertEqual(index, 1)
         XCTAssertEqual(wait, 24_000)
-        XCTAssertNil(RedisLimitBackend.decode([.string("00"), .array([.string("10"), .string("90")]), .array([])],
+        XCTAssertNil(RedisLimitBackend.decode([.string("00"), .array([.string("10"), .string("90")]), .array([]), .array([])],
                                               entries: entries, keys: [a, b], indices: [2, 1, 2, 1, 2, 1, 2]),
                      "a reply that does not cover every admission is refused")
+    }
+
+    /// A lease entry follows its admission: what it got is taken off the replayed level (so
+    /// later admissions of the batch see it) and reported per bucket; a refused admission's lease
+    /// must have got nothing.
+    func testLeaseGrantsAreReplayedAndReported() throws {
+        typealias Entry = RedisLimitBackend.Entry
+        let a = BucketRequest(key: "a", capacity: 640, windowMillis: 60_000, cost: 1, kind: .requests, scope: "a")
+        let lease = BucketRequest(key: "a", capacity: 640, windowMillis: 60_000, cost: 10, kind: .requests, scope: "a")
+        let entries = [Entry(mode: 1, requests: [a], done: { _ in }), Entry(mode: 2, requests: [lease], done: nil),
+                       Entry(mode: 1, requests: [a], done: { _ in })]
+        let items: [RedisValue] = [.string("00"), .array([.string("100")]), .array([]), .array([.integer(10)])]
+        let d = try XCTUnwrap(RedisLimitBackend.decode(items, entries: entries, keys: [a], indices: [1, 1, 1]))
+        XCTAssertEqual(d.results.count, 2)
+        XCTAssertEqual(d.grants.count, 1)
+        XCTAssertEqual(d.grants[0].map(\.granted), [10])
+        XCTAssertEqual(d.grants[0].map(\.redisLevel), [89])
+        guard case .admitted(let second) = d.results[1] else { return XCTFail() }
+        XCTAssertEqual(second.map(\.remaining), [88], "the second admission sees the lease taken")
+        let refusedWithGrant: [RedisValue] = [.string("10"), .array([.string("0.5")]), .array([.integer(100)]), .array([.integer(3)])]
+        XCTAssertNil(RedisLimitBackend.decode(refusedWithGrant, entries: entries, keys: [a], indices: [1, 1, 1]))
+    }
+
+    func testLocalLeasesAdmitSettleAndExpire() {
+        var leases = LocalLeases(divisor: 64, holdNanos: 1_000)
+        let rpm = BucketRequest(key: "r", capacity: 6400, windowMillis: 60_000, cost: 1, kind: .requests, scope: "r")
+        let tpm = BucketRequest(key: "t", capacity: 64_000, windowMillis: 60_000, cost: 300, kind: .tokens, scope: "t")
+        let small = BucketRequest(key: "s", capacity: 20, windowMillis: 60_000, cost: 1, kind: .requests, scope: "s")
+        XCTAssertEqual(leases.want(rpm), 100)
+        XCTAssertEqual(leases.want(small), 0, "a bucket smaller than the divisor is never leased")
+        XCTAssertNil(leases.take([rpm]), "nothing leased yet")
+        leases.add(rpm, granted: 100, redisLevel: 6000, now: 0)
+        leases.add(tpm, granted: 1000, redisLevel: 50_000, now: 0)
+        guard case .admitted(let s)? = leases.take([rpm, tpm]) else { return XCTFail() }
+        XCTAssertEqual(s.map(\.remaining), [6099, 50_700])
+        XCTAssertNil(leases.take([rpm, tpm, small]), "every bucket must be covered")
+        XCTAssertTrue(leases.adjust([tpm], by: -200), "a refund goes to the lease")
+        XCTAssertFalse(leases.adjust([tpm], by: 5000), "a charge above the lease goes to Redis")
+        XCTAssertTrue(leases.adjust([tpm], by: 100))
+        for _ in 0..<99 { XCTAssertNotNil(leases.take([rpm])) }
+        XCTAssertNil(leases.take([rpm]), "the lease is spent: Redis decides")
+        let back = leases.expire(now: 2_000) { k, l in BucketRequest(key: k, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "") }
+        XCTAssertEqual(back.map(\.key), ["t"], "only unspent tokens go back")
+        XCTAssertEqual(back.map(\.cost), [-800])
+        XCTAssertTrue(leases.isEmpty)
     }
 
     func testRESPCommandIsWhatRedisExpects() {

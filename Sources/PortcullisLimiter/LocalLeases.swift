@@ -1,0 +1,98 @@
+import PortcullisCore
+
+/// Tokens one worker took from Redis ahead of need (`redis.lease_divisor`): when an admission
+/// goes to Redis, the same script call also takes up to capacity / divisor more whole tokens of
+/// each of its buckets, if the bucket has them. Later requests whose every bucket is covered are
+/// admitted here, without a round trip; settlements of leased buckets are applied here too.
+///
+/// Invariants: a lease only ever holds tokens Redis debited for this worker, so every instance
+/// together never admits more than the buckets hold (leasing can refuse a little early on
+/// another instance, never admit too much). Unspent tokens go back to Redis after `holdNanos`
+/// (a lease refreshed by a new grant is kept); a worker that stops without giving them back
+/// (crash, reload) loses at most its leases, refilled by the buckets within 1/divisor of
+/// their window. Buckets smaller than the divisor are never leased: small limits stay exact,
+/// decided per request in Redis. `remaining` is this worker's view (Redis's level after its
+/// last grant plus its own tokens), shown in `x-ratelimit-remaining-*`.
+///
+/// Owned by one `RedisLimitBackend`; loop thread only.
+struct LocalLeases {
+    struct Lease {
+        var tokens: Int64
+        var remaining: Int64
+        var grantedAt: UInt64
+        let capacity: Int64
+        let windowMillis: Int64
+    }
+    private(set) var byKey: [String: Lease] = [:]
+    let divisor: Int64
+    let holdNanos: UInt64
+
+    init(divisor: Int, holdNanos: UInt64) {
+        self.divisor = Int64(max(0, divisor)); self.holdNanos = holdNanos
+    }
+
+    var isEmpty: Bool { byKey.isEmpty }
+
+    /// The extra tokens to ask for with an admission touching `r`: capacity / divisor (0 when
+    /// leasing is off or the bucket is smaller than the divisor).
+    func want(_ r: BucketRequest) -> Int64 { divisor > 0 && r.cost >= 0 ? r.capacity / divisor : 0 }
+
+    /// Tokens leased for `key` (0 without a lease).
+    func tokens(of key: String) -> Int64 { byKey[key]?.tokens ?? 0 }
+
+    /// Admits `requests` from leased tokens when every bucket has enough; nil otherwise (Redis
+    /// decides, nothing is taken here).
+    mutating func take(_ requests: [BucketRequest]) -> AdmissionResult? {
+        guard !byKey.isEmpty, !requests.isEmpty else { return nil }
+        return withUnsafeTemporaryAllocation(of: Dictionary<String, Lease>.Index.self, capacity: requests.count) { at in
+            for (i, r) in requests.enumerated() {
+                guard let x = byKey.index(forKey: r.key), byKey.values[x].tokens >= r.cost else { return nil }
+                at[i] = x
+            }
+            var statuses: [BucketStatus] = []
+            statuses.reserveCapacity(requests.count)
+            for (i, r) in requests.enumerated() {
+                byKey.values[at[i]].tokens -= r.cost
+                byKey.values[at[i]].remaining -= r.cost
+                let l = byKey.values[at[i]]
+                statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.capacity, windowMillis: l.windowMillis))
+            }
+            return .admitted(statuses)
+        }
+    }
+
+    /// A settlement (`delta` added to each bucket; negative gives back) applied to leases when
+    /// every bucket has one and, for a charge, enough tokens; false: Redis must take it.
+    mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
+        guard !byKey.isEmpty, !buckets.isEmpty else { return false }
+        for b in buckets {
+            guard let l = byKey[b.key], l.tokens >= delta else { return false }
+        }
+        for b in buckets {
+            byKey[b.key]?.tokens -= delta
+            byKey[b.key]?.remaining -= delta
+        }
+        return true
+    }
+
+    /// Adds what Redis granted for bucket `r` (`redisLevel`: its level in Redis after the grant).
+    mutating func add(_ r: BucketRequest, granted: Int64, redisLevel: Double, now: UInt64) {
+        guard granted > 0 else { return }
+        var l = byKey[r.key] ?? Lease(tokens: 0, remaining: 0, grantedAt: now, capacity: r.capacity, windowMillis: r.windowMillis)
+        l.tokens += granted
+        l.remaining = Int64(max(0, redisLevel).rounded(.down)) + l.tokens
+        l.grantedAt = now
+        byKey[r.key] = l
+    }
+
+    /// Removes the leases held `holdNanos` since their last grant; their unspent tokens, as
+    /// settlements giving them back (negative costs). Spent-out leases just go.
+    mutating func expire(now: UInt64, bucket: (String, Lease) -> BucketRequest) -> [BucketRequest] {
+        var back: [BucketRequest] = []
+        for (k, l) in byKey where now &- l.grantedAt >= holdNanos {
+            if l.tokens > 0 { back.append(bucket(k, l)) }
+            byKey[k] = nil
+        }
+        return back
+    }
+}

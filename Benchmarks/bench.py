@@ -380,15 +380,21 @@ log: {{ level: warn, access: false }}
     pro: { requests_per_minute: 100000000, tokens_per_minute: 100000000000 }
 """
     redis_yaml = f'redis: {{ url: "redis://127.0.0.1:{redis_port}", timeout: 200ms }}\n'
-    lim_mem_port, lim_redis_port = free_port(), free_port()
+    lim_mem_port, lim_redis_port, lim_nolease_port = free_port(), free_port(), free_port()
     cfg_mem = gateway_config("portcullis-limit-memory.yaml", lim_mem_port,
                              "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml)
     cfg_redis = gateway_config("portcullis-limit-redis.yaml", lim_redis_port,
                                "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml
                                + redis_yaml)
+    # The same with local leases off: every request decided by a script call (batched per loop
+    # iteration), the design without leases.
+    cfg_nolease = gateway_config("portcullis-limit-redis-nolease.yaml", lim_nolease_port,
+                                 "routes:\n  - path: /v1/chat/completions\n    provider: fake\n" + auth_yaml + limits_yaml
+                                 + redis_yaml.replace("timeout: 200ms", "timeout: 200ms, lease_divisor: 0"))
     env_jwt = dict(os.environ, BENCH_JWT_SECRET=secret)
     gw_lim_mem = gateway(cfg_mem, env=env_jwt)
     gw_lim_redis = gateway(cfg_redis, env=env_jwt)
+    gw_lim_nolease = gateway(cfg_nolease, env=env_jwt)
     ngx = start_nginx(tmp, ngx_port, fake_port)
     procs.append(ngx)
     # HAProxy 2.6 as the fastest plain proxy here: one thread, connection reuse to the backend.
@@ -436,7 +442,7 @@ litellm_settings: {{ telemetry: false }}
     gw_full = gateway(cfg_full, env=env_jwt)
     try:
         for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
-                  hap_port, full_port):
+                  hap_port, full_port, lim_nolease_port):
             wait_port(p)
         if lit_port:
             wait_port(lit_port, timeout=120)
@@ -452,7 +458,8 @@ litellm_settings: {{ telemetry: false }}
                    "plain_route": (gw_port, gw.pid, None), "alias_route": (alias_port, gw_alias.pid, None),
                    # Limiter cost: JWT on in all three.
                    "jwt_limit_memory": (lim_mem_port, gw_lim_mem.pid, hs_token),
-                   "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token)}
+                   "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token),
+                   "jwt_limit_redis_nolease": (lim_nolease_port, gw_lim_nolease.pid, hs_token)}
         if lit_port:
             targets["litellm"] = (lit_port, lit.pid, litellm_key)
         if a.only:
@@ -464,20 +471,24 @@ litellm_settings: {{ telemetry: false }}
             # Commands the gateway sends (the scripts' own redis.call()s are counted by Redis too).
             sent = ("evalsha", "eval", "zrem", "script|load", "auth", "select")
             return sum(int(m.group(2)) for m in re.finditer(r"cmdstat_([\w|]+):calls=(\d+)", out) if m.group(1) in sent)
-        redis_before, redis_requests = redis_calls(), 0
+        # Commands sent to Redis per request, per Redis-backed target (counted around its runs).
+        redis_sent = {k: [0, 0] for k in ("jwt_limit_redis", "jwt_limit_redis_nolease", "full")}
         rounds = {k: [] for k in targets}
         for r in range(a.rounds):
             for name, (port, pid, tok) in targets.items():
                 cpu = tree_cpu_seconds if name == "litellm" else cpu_seconds
                 c0 = cpu(pid)
+                r0 = redis_calls() if name in redis_sent else 0
                 res = wrk(port, a.seconds, a.conns, token=tok)
                 res["cpu_us"] = (cpu(pid) - c0) / max(1, res["requests"]) * 1e6
                 rounds[name].append(res)
-                if name in ("jwt_limit_redis", "full"):
-                    redis_requests += res["requests"]
+                if name in redis_sent:
+                    redis_sent[name][0] += redis_calls() - r0
+                    redis_sent[name][1] += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
-        redis_per_request = (redis_calls() - redis_before) / max(1, redis_requests) if redis_requests else 0
+        per_request = {k: (v[0] / v[1] if v[1] else 0.0) for k, v in redis_sent.items()}
+        redis_per_request = per_request["jwt_limit_redis"]
         def pair(a_, b_, m):
             """Median over rounds of `a_` against `b_` in metric `m`: a ratio for req/s, a difference otherwise."""
             return statistics.median(x[m] / y[m] if m == "rps" else x[m] - y[m] for x, y in zip(rounds[a_], rounds[b_]))
@@ -489,13 +500,14 @@ litellm_settings: {{ telemetry: false }}
             lower throughput (64 connections queue for longer); here it is the time a request
             waits for its decision. Added = store − JWT alone, per round, median."""
             conns = max(1, int(med["jwt_limit_redis"]["rps"] / 2 * 0.0034))
-            ports = {"jwt_hs256": auth_port, "jwt_limit_memory": lim_mem_port, "jwt_limit_redis": lim_redis_port}
+            ports = {"jwt_hs256": auth_port, "jwt_limit_memory": lim_mem_port, "jwt_limit_redis": lim_redis_port,
+                     "jwt_limit_redis_nolease": lim_nolease_port}
             got = {k: [] for k in ports}
             for _ in range(a.rounds):
                 for k, port in ports.items():
                     got[k].append(wrk(port, a.seconds, conns, token=hs_token, script="paced.lua"))
             added = {k: {m: statistics.median(x[m] - y[m] for x, y in zip(got[k], got["jwt_hs256"])) for m in ("p50", "p99")}
-                     for k in ("jwt_limit_memory", "jwt_limit_redis")}
+                     for k in ("jwt_limit_memory", "jwt_limit_redis", "jwt_limit_redis_nolease")}
             return conns, statistics.median(x["rps"] for x in got["jwt_limit_redis"]), added
         if a.only:
             for k, m in med.items():
@@ -503,12 +515,14 @@ litellm_settings: {{ telemetry: false }}
             if "plain_route" in rounds and "alias_route" in rounds:
                 r = pair("alias_route", "plain_route", "rps")
                 print(f"alias/plain req/s {r:.3f}")
-            if {"jwt_hs256", "jwt_limit_memory", "jwt_limit_redis"} <= set(rounds):
+            if {"jwt_hs256", "jwt_limit_memory", "jwt_limit_redis", "jwt_limit_redis_nolease"} <= set(rounds):
                 conns, rps, added = limiter_at_half_load()
                 print(f"limiter at half load ({rps:.0f} req/s, {conns} paced connections): memory p50 "
                       f"{added['jwt_limit_memory']['p50']:+.3f} p99 {added['jwt_limit_memory']['p99']:+.3f} ms; "
-                      f"redis p50 {added['jwt_limit_redis']['p50']:+.3f} p99 {added['jwt_limit_redis']['p99']:+.3f} ms")
-                print(f"redis commands per request {redis_per_request:.3f}")
+                      f"redis p50 {added['jwt_limit_redis']['p50']:+.3f} p99 {added['jwt_limit_redis']['p99']:+.3f} ms; "
+                      f"redis, leases off p50 {added['jwt_limit_redis_nolease']['p50']:+.3f} "
+                      f"p99 {added['jwt_limit_redis_nolease']['p99']:+.3f} ms")
+                print("redis commands per request " + ", ".join(f"{k} {v:.3f}" for k, v in per_request.items()))
             return
         ratio_ngx = pair("gateway", "nginx", "rps")
         ratio_direct = pair("gateway", "direct", "rps")
@@ -524,7 +538,8 @@ litellm_settings: {{ telemetry: false }}
         alias_p50 = pair("alias_route", "plain_route", "p50")
         alias_p99 = pair("alias_route", "plain_route", "p99")
         lim = {k: (pair(k, "jwt_hs256", "rps"), pair(k, "jwt_hs256", "p50"), pair(k, "jwt_hs256", "p99"),
-                   pair(k, "jwt_hs256", "cpu_us")) for k in ("jwt_limit_memory", "jwt_limit_redis")}
+                   pair(k, "jwt_hs256", "cpu_us")) for k in ("jwt_limit_memory", "jwt_limit_redis", "jwt_limit_redis_nolease")}
+        nolease_vs_nginx = pair("jwt_limit_redis_nolease", "nginx", "rps")
         redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
         gw_vs_hap = pair("gateway", "haproxy", "rps")
         full_vs_ngx = pair("full", "nginx", "rps")
@@ -594,7 +609,8 @@ litellm_settings: {{ telemetry: false }}
                      ("plain_route", "Portcullis, plain route (alias off) → fake"),
                      ("alias_route", "Portcullis, alias route (model rewritten) → fake"),
                      ("jwt_limit_memory", "Portcullis + JWT + limiter, memory store → fake"),
-                     ("jwt_limit_redis", "Portcullis + JWT + limiter, Redis store → fake"),
+                     ("jwt_limit_redis", "Portcullis + JWT + limiter, Redis store (local leases, the default) → fake"),
+                     ("jwt_limit_redis_nolease", "Portcullis + JWT + limiter, Redis store, leases off → fake"),
                      ("litellm", "LiteLLM proxy → fake")):
         if k not in med:
             continue
@@ -626,13 +642,19 @@ litellm_settings: {{ telemetry: false }}
         f"{lim['jwt_limit_memory'][0]:.3f}× req/s, p50 {lim['jwt_limit_memory'][1]:+.2f} ms, p99 {lim['jwt_limit_memory'][2]:+.2f} ms, "
         f"{lim['jwt_limit_memory'][3]:+.1f} µs CPU/req; Redis store {lim['jwt_limit_redis'][0]:.3f}× req/s, "
         f"p50 {lim['jwt_limit_redis'][1]:+.2f} ms (target ≤ 0.3 ms), p99 {lim['jwt_limit_redis'][2]:+.2f} ms, "
-        f"{lim['jwt_limit_redis'][3]:+.1f} µs CPU/req; Redis commands sent per request {redis_per_request:.2f} (target ≤ 1: one EVALSHA per worker per "
-        f"loop iteration decides and settles every request of that iteration)",
+        f"{lim['jwt_limit_redis'][3]:+.1f} µs CPU/req, Redis commands sent per request {redis_per_request:.3f} (local leases: most requests "
+        f"need no script call); Redis store with leases off {lim['jwt_limit_redis_nolease'][0]:.3f}× req/s, "
+        f"p50 {lim['jwt_limit_redis_nolease'][1]:+.2f} ms, p99 {lim['jwt_limit_redis_nolease'][2]:+.2f} ms, "
+        f"{lim['jwt_limit_redis_nolease'][3]:+.1f} µs CPU/req, Redis commands sent per request {per_request['jwt_limit_redis_nolease']:.3f} "
+        f"(target ≤ 1: one EVALSHA per worker per loop iteration decides and settles every request of that iteration); "
+        f"full pipeline {per_request['full']:.3f}",
         f"- **Limiter's added latency at half load** (vs JWT alone, the same {lim_conns} paced connections, 2 ms think time; "
         f"{lim_half_rps:.0f} req/s = half of the Redis store's maximum): Redis store **p50 {lim_half['jwt_limit_redis']['p50']:+.2f} ms** "
-        f"(target ≤ 0.3 ms), p99 {lim_half['jwt_limit_redis']['p99']:+.2f} ms; memory store p50 "
+        f"(target ≤ 0.3 ms), p99 {lim_half['jwt_limit_redis']['p99']:+.2f} ms; leases off p50 "
+        f"{lim_half['jwt_limit_redis_nolease']['p50']:+.2f} ms, p99 {lim_half['jwt_limit_redis_nolease']['p99']:+.2f} ms; memory store p50 "
         f"{lim_half['jwt_limit_memory']['p50']:+.2f} ms, p99 {lim_half['jwt_limit_memory']['p99']:+.2f} ms",
-        f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×)",
+        f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×); with leases off "
+        f"{nolease_vs_nginx:.2f}×",
         "",
         "## SSE: per-event delay and time to first event",
         "",

@@ -142,6 +142,7 @@ public final class RedisLimitBackend: LimitBackend {
     /// bucket big enough to lease (a lease entry right after the admission, taken only when it
     /// is admitted).
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) {
+        if let r = leases.take(requests) { return done(r) }   // (e.g. a stream, after its slot)
         enqueue(Entry(mode: 1, requests: requests, done: done))
         guard leases.divisor > 0 else { return }
         var wanted: [BucketRequest] = []

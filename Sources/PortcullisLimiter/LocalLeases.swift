@@ -26,6 +26,13 @@ struct LocalLeases {
     private(set) var byKey: [String: Lease] = [:]
     let divisor: Int64
     let holdNanos: UInt64
+    /// The last request's keys and where their leases are: a run of one caller's requests (the
+    /// same key strings, from the middleware's key cache) is served without hashing. Valid while
+    /// `structure` (bumped whenever a lease is added or removed, which moves indices) is unchanged.
+    private var lastKeys: [String] = []
+    private var lastIndices: [Dictionary<String, Lease>.Index] = []
+    private var lastStructure = -1
+    private var structure = 0
 
     init(divisor: Int, holdNanos: UInt64) {
         self.divisor = Int64(max(0, divisor)); self.holdNanos = holdNanos
@@ -44,21 +51,27 @@ struct LocalLeases {
     /// decides, nothing is taken here).
     mutating func take(_ requests: [BucketRequest]) -> AdmissionResult? {
         guard !byKey.isEmpty, !requests.isEmpty else { return nil }
-        return withUnsafeTemporaryAllocation(of: Dictionary<String, Lease>.Index.self, capacity: requests.count) { at in
-            for (i, r) in requests.enumerated() {
-                guard let x = byKey.index(forKey: r.key), byKey.values[x].tokens >= r.cost else { return nil }
-                at[i] = x
+        if !(lastStructure == structure && lastKeys.count == requests.count
+             && zip(lastKeys, requests).allSatisfy({ $0 == $1.key })) {
+            var at: [Dictionary<String, Lease>.Index] = []
+            at.reserveCapacity(requests.count)
+            for r in requests {
+                guard let x = byKey.index(forKey: r.key) else { return nil }
+                at.append(x)
             }
-            var statuses: [BucketStatus] = []
-            statuses.reserveCapacity(requests.count)
-            for (i, r) in requests.enumerated() {
-                byKey.values[at[i]].tokens -= r.cost
-                byKey.values[at[i]].remaining -= r.cost
-                let l = byKey.values[at[i]]
-                statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.capacity, windowMillis: l.windowMillis))
-            }
-            return .admitted(statuses)
+            lastKeys = requests.map(\.key); lastIndices = at; lastStructure = structure
         }
+        for (i, r) in requests.enumerated() where byKey.values[lastIndices[i]].tokens < r.cost { return nil }
+        var statuses: [BucketStatus] = []
+        statuses.reserveCapacity(requests.count)
+        for (i, r) in requests.enumerated() {
+            let x = lastIndices[i]
+            byKey.values[x].tokens -= r.cost
+            byKey.values[x].remaining -= r.cost
+            let l = byKey.values[x]
+            statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.capacity, windowMillis: l.windowMillis))
+        }
+        return .admitted(statuses)
     }
 
     /// A settlement (`delta` added to each bucket; negative gives back) applied to leases when
@@ -66,11 +79,12 @@ struct LocalLeases {
     mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
         guard !byKey.isEmpty, !buckets.isEmpty else { return false }
         for b in buckets {
-            guard let l = byKey[b.key], l.tokens >= delta else { return false }
+            guard let x = byKey.index(forKey: b.key), byKey.values[x].tokens >= delta else { return false }
         }
         for b in buckets {
-            byKey[b.key]?.tokens -= delta
-            byKey[b.key]?.remaining -= delta
+            guard let x = byKey.index(forKey: b.key) else { continue }
+            byKey.values[x].tokens -= delta
+            byKey.values[x].remaining -= delta
         }
         return true
     }
@@ -78,11 +92,15 @@ struct LocalLeases {
     /// Adds what Redis granted for bucket `r` (`redisLevel`: its level in Redis after the grant).
     mutating func add(_ r: BucketRequest, granted: Int64, redisLevel: Double, now: UInt64) {
         guard granted > 0 else { return }
-        var l = byKey[r.key] ?? Lease(tokens: 0, remaining: 0, grantedAt: now, capacity: r.capacity, windowMillis: r.windowMillis)
-        l.tokens += granted
-        l.remaining = Int64(max(0, redisLevel).rounded(.down)) + l.tokens
-        l.grantedAt = now
-        byKey[r.key] = l
+        let level = Int64(max(0, redisLevel).rounded(.down))
+        if let x = byKey.index(forKey: r.key) {
+            byKey.values[x].tokens += granted
+            byKey.values[x].remaining = level + byKey.values[x].tokens
+            byKey.values[x].grantedAt = now
+        } else {
+            byKey[r.key] = Lease(tokens: granted, remaining: level + granted, grantedAt: now, capacity: r.capacity, windowMillis: r.windowMillis)
+            structure += 1
+        }
     }
 
     /// Removes the leases held `holdNanos` since their last grant; their unspent tokens, as
@@ -92,6 +110,7 @@ struct LocalLeases {
         for (k, l) in byKey where now &- l.grantedAt >= holdNanos {
             if l.tokens > 0 { back.append(bucket(k, l)) }
             byKey[k] = nil
+            structure += 1
         }
         return back
     }

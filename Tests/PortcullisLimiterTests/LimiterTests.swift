@@ -169,6 +169,24 @@ final class LimiterTests: XCTestCase {
         XCTAssertTrue(leases.isEmpty)
     }
 
+    /// Cached lookups (a run of one caller's requests) stay right when leases come and go.
+    func testLocalLeaseLookupsSurviveLeasesAddedAndRemoved() {
+        var leases = LocalLeases(divisor: 64, holdNanos: 1_000)
+        let keys = (0..<40).map { "k\($0)" }
+        let bucket = { (k: String) in BucketRequest(key: k, capacity: 6400, windowMillis: 60_000, cost: 1, kind: .requests, scope: k) }
+        leases.add(bucket("k0"), granted: 50, redisLevel: 100, now: 0)
+        for (n, k) in keys.enumerated() {
+            guard case .admitted(let s)? = leases.take([bucket("k0")]) else { return XCTFail("k0 after \(n) additions") }
+            XCTAssertEqual(s.map(\.remaining), [Int64(149 - n)])
+            leases.add(bucket(k + "x"), granted: 5, redisLevel: 10, now: UInt64(n) * 10)   // grows (and rehashes) the table
+        }
+        for _ in 0..<10 { XCTAssertNotNil(leases.take([bucket("k0")])) }
+        XCTAssertNil(leases.take([bucket("k0")]), "k0's 50 tokens are spent")
+        let back = leases.expire(now: 1_200) { k, l in BucketRequest(key: k, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "") }
+        XCTAssertEqual(back.count, 21, "leases held 1000 ns go back (k0, spent, just goes)")
+        guard case .admitted? = leases.take([bucket("k39x")]) else { return XCTFail("a lease kept after others expired") }
+    }
+
     func testRESPCommandIsWhatRedisExpects() {
         let c = RESPCommand(["SET", "k", "vé"])
         XCTAssertEqual(String(decoding: c.bytes, as: UTF8.self), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nvé\r\n")

@@ -8,8 +8,8 @@ import PortcullisCore
 /// Invariants: a lease only ever holds tokens Redis debited for this worker, so every instance
 /// together never admits more than the buckets hold (leasing can refuse a little early on
 /// another instance, never admit too much). Unspent tokens go back to Redis after `holdNanos`
-/// (a lease refreshed by a new grant is kept); a worker that stops without giving them back
-/// (crash, reload) loses at most its leases, refilled by the buckets within 1/divisor of
+/// (a lease refreshed by a new grant is kept), and when a reload retires the backend; a process
+/// that stops or crashes loses at most its leases, refilled by the buckets within 1/divisor of
 /// their window. Buckets smaller than the divisor are never leased: small limits stay exact,
 /// decided per request in Redis. `remaining` is this worker's view (Redis's level after its
 /// last grant plus its own tokens), shown in `x-ratelimit-remaining-*`.

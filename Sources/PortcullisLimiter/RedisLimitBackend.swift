@@ -119,15 +119,28 @@ public final class RedisLimitBackend: LimitBackend {
 
     /// Tokens taken ahead of need (see `LocalLeases`), and the timer that gives unspent ones back.
     var leases: LocalLeases
-    lazy var leaseTimer = LoopTimer { [unowned self] in self.expireLeases() }
+    let leaseTimer = LoopTimer({})
 
     public init(redis: RedisConnection, fallback: MemoryLimitStore, policy: RedisConfiguration.FailurePolicy,
                 health: LimiterHealth, leaseDivisor: Int = 0, leaseHold: Duration64 = .seconds(1)) {
         self.redis = redis; self.fallback = fallback; self.policy = policy; self.health = health
         self.leases = LocalLeases(divisor: leaseDivisor, holdNanos: leaseHold.nanoseconds)
+        leaseTimer.setCallback { [unowned self] in self.expireLeases() }
     }
 
-    deinit { redis.loop.cancel(leaseTimer) }
+    /// Retired (a configuration reload replaced this worker's pipeline, and its last request
+    /// ended): unspent leases go back to Redis at once, in one script call sent without waiting
+    /// for its answer (nothing here may refer to `self` any more). Loop thread.
+    deinit {
+        redis.loop.cancel(leaseTimer)
+        let back = leases.expire(now: UInt64.max) { key, l in
+            BucketRequest(key: key, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "lease")
+        }
+        guard !back.isEmpty else { return }
+        let tail = RedisLimitBackend.command(for: [Entry(mode: 0, requests: back, done: nil)]).tail
+        let script = bucketScript
+        redis.command(tail.prefixed(by: script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source])) { _ in }
+    }
 
     /// Decisions and settlements waiting for the end of this loop iteration.
     struct Entry {
@@ -183,26 +196,7 @@ public final class RedisLimitBackend: LimitBackend {
         let entries = RedisLimitBackend.mergingSettlements(batch)
         batch.removeAll(keepingCapacity: true)
         guard !entries.isEmpty else { return }
-        // numkeys, the distinct keys, then the whole batch as one MessagePack argument.
-        var keys = DistinctKeys()
-        var indices: [Int] = []          // each bucket's key index, in batch order
-        for e in entries {
-            for r in e.requests { indices.append(keys.index(of: r)) }
-        }
-        var spec = MessagePackWriter(arrayCount: 2 * keys.count + 1 + 2 * entries.count + 2 * indices.count,
-                                     capacity: 16 + 12 * keys.count + 4 * entries.count + 8 * indices.count)
-        for k in keys.first { spec.add(k.capacity); spec.add(k.windowMillis) }
-        spec.add(entries.count)
-        var at = 0
-        for e in entries {
-            spec.add(e.mode); spec.add(e.requests.count)
-            for r in e.requests { spec.add(indices[at]); spec.add(r.cost); at += 1 }
-        }
-        var tail = RESPCommand(arguments: 2 + keys.count, capacity: 48 + 40 * keys.count + spec.bytes.count)
-        tail.add(Int64(keys.count))
-        for k in keys.first { tail.add(k.key) }
-        tail.add(spec.bytes)
-        let limits = keys.first
+        let (tail, limits, indices) = RedisLimitBackend.command(for: entries)
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
             guard case .reply(.array(let items)) = result,
@@ -222,6 +216,30 @@ public final class RedisLimitBackend: LimitBackend {
             if !decoded.grants.isEmpty { self.addLeases(entries, decoded.grants) }
             for (e, r) in zip(entries.lazy.filter { $0.mode == 1 }, decoded.results) { e.done?(r) }
         }
+    }
+
+    /// The script's arguments for `entries`: numkeys, the distinct keys, then the whole batch as
+    /// one MessagePack argument; with the distinct buckets (key order) and each bucket's key index.
+    static func command(for entries: [Entry]) -> (tail: RESPCommand, keys: [BucketRequest], indices: [Int]) {
+        var keys = DistinctKeys()
+        var indices: [Int] = []          // each bucket's key index, in batch order
+        for e in entries {
+            for r in e.requests { indices.append(keys.index(of: r)) }
+        }
+        var spec = MessagePackWriter(arrayCount: 2 * keys.count + 1 + 2 * entries.count + 2 * indices.count,
+                                     capacity: 16 + 12 * keys.count + 4 * entries.count + 8 * indices.count)
+        for k in keys.first { spec.add(k.capacity); spec.add(k.windowMillis) }
+        spec.add(entries.count)
+        var at = 0
+        for e in entries {
+            spec.add(e.mode); spec.add(e.requests.count)
+            for r in e.requests { spec.add(indices[at]); spec.add(r.cost); at += 1 }
+        }
+        var tail = RESPCommand(arguments: 2 + keys.count, capacity: 48 + 40 * keys.count + spec.bytes.count)
+        tail.add(Int64(keys.count))
+        for k in keys.first { tail.add(k.key) }
+        tail.add(spec.bytes)
+        return (tail, keys.first, indices)
     }
 
     /// The batch with its settlements (fire-and-forget additions) summed per bucket into one

@@ -454,3 +454,23 @@ def test_leases_still_admit_while_redis_is_paused_fail_closed(start_gateway, own
         assert max(d for _, d in results) < 0.5, results
     finally:
         own_redis.proc.send_signal(signal.SIGCONT)
+
+
+def test_leases_go_back_when_a_reload_retires_them(start_gateway, own_redis):
+    """A configuration reload replaces the workers' limiters: their unspent leases go back to
+    Redis at once instead of being lost."""
+    prefix = "pc-reload-" + uuid.uuid4().hex[:8]
+    yaml = limits_yaml(rpm=6400, tpd=100_000_000, redis_port=own_redis.port, prefix=prefix, lease=64)
+    gw = start_gateway(extra_yaml=yaml.replace("lease_divisor: 64", "lease_divisor: 64, lease_hold: 60s"), workers=1)
+    assert statuses(gw, 1) == [200]
+    key = next(k for k in own_redis.cli("KEYS", prefix + "*").split() if k.endswith(":rpm"))
+    assert bucket_level(own_redis, key) <= 6300, "no lease taken"
+    with open(gw.config_path) as f:
+        text = f.read()
+    with open(gw.config_path, "w") as f:
+        f.write(text.replace("level: ", "level: ", 1) + "\n# reloaded\n")
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 5
+    while time.time() < deadline and bucket_level(own_redis, key) < 6399 - 1:
+        time.sleep(0.1)
+    assert bucket_level(own_redis, key) >= 6399 - 1, "the retired worker's lease was not given back"

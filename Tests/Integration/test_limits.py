@@ -1,5 +1,6 @@
 """Wallet protection end to end (issue 8, first part): the memory store, a real redis-server,
 two gateways sharing one Redis, and Redis outages under both failure policies."""
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,16 @@ class Redis:
 
     def cli(self, *args):
         return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=5).stdout
+
+
+@contextlib.contextmanager
+def paused(r):
+    """Redis stopped (SIGSTOP: connections stay open, nothing answers) for the block."""
+    r.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        r.proc.send_signal(signal.SIGCONT)
 
 
 def start_redis():
@@ -116,7 +127,9 @@ def test_redis_store_answers_like_the_memory_store(start_gateway, shared_redis):
     Redis script sends decisions and starting levels; the gateway replays the rest)."""
     answers = []
     for extra in (limits_yaml(rpm=3), limits_yaml(rpm=3, redis_port=shared_redis.port)):
-        gw = start_gateway(extra_yaml=extra)
+        # One worker: a request's settlement then reaches Redis before the next admission (with
+        # two, the next request may be admitted by the other worker first).
+        gw = start_gateway(extra_yaml=extra, workers=1)
         rs = [post(gw.port, CHAT, body()) for _ in range(5)]
         answers.append([(r.status, r.headers.get("x-ratelimit-remaining-requests"),
                          r.headers.get("x-ratelimit-remaining-tokens"), r.headers.get("x-ratelimit-limit-tokens")) for r in rs])
@@ -168,14 +181,11 @@ def test_redis_paused_fail_open_serves_from_memory_then_recovers(start_gateway, 
     # (leases off: every request needs Redis; leases under an outage are tested below)
     gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_open", lease=0))
     assert statuses(gw, 2) == [200, 200]
-    own_redis.proc.send_signal(signal.SIGSTOP)
-    try:
+    with paused(own_redis):
         results = [timed_post(gw) for _ in range(8)]
         assert all(s == 200 for s, _ in results), results
         assert max(d for _, d in results) < 1.0, f"a request waited on a paused Redis: {results}"
         assert "portcullis_limiter_degraded 1" in metrics(gw)
-    finally:
-        own_redis.proc.send_signal(signal.SIGCONT)
     deadline = time.time() + 5
     while time.time() < deadline and "portcullis_limiter_degraded 1" in metrics(gw):
         post(gw.port, CHAT, body())
@@ -187,8 +197,7 @@ def test_redis_paused_fail_open_serves_from_memory_then_recovers(start_gateway, 
 def test_redis_paused_fail_closed_answers_503_and_not_ready(start_gateway, own_redis):
     gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed", lease=0))
     assert statuses(gw, 1) == [200]
-    own_redis.proc.send_signal(signal.SIGSTOP)
-    try:
+    with paused(own_redis):
         results = [timed_post(gw) for _ in range(5)]
         assert all(s == 503 for s, _ in results), results
         assert max(d for _, d in results) < 1.0, results
@@ -196,8 +205,6 @@ def test_redis_paused_fail_closed_answers_503_and_not_ready(start_gateway, own_r
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"{gw.base}/readyz", timeout=5)
         assert e.value.code == 503
-    finally:
-        own_redis.proc.send_signal(signal.SIGCONT)
     deadline = time.time() + 5
     ok = []
     while time.time() < deadline:
@@ -359,8 +366,7 @@ def test_client_gone_while_waiting_for_redis(start_gateway, own_redis):
     """A Redis reply for a client that already left resumes nothing (it used to stop the process)."""
     gw = start_gateway(extra_yaml=limits_yaml(rpm=1000, redis_port=own_redis.port, policy="fail_closed", timeout="2s"))
     assert statuses(gw, 1) == [200]
-    own_redis.proc.send_signal(signal.SIGSTOP)
-    try:
+    with paused(own_redis):
         socks = []
         for _ in range(5):
             s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
@@ -371,8 +377,6 @@ def test_client_gone_while_waiting_for_redis(start_gateway, own_redis):
         for s in socks:
             s.close()          # gone while the limiter waits for Redis
         time.sleep(0.2)
-    finally:
-        own_redis.proc.send_signal(signal.SIGCONT)
     time.sleep(0.3)            # the replies arrive for nobody
     assert gw.proc.poll() is None, "the gateway died"
     assert statuses(gw, 2) == [200, 200]
@@ -447,13 +451,10 @@ def test_leases_still_admit_while_redis_is_paused_fail_closed(start_gateway, own
     gw = start_gateway(extra_yaml=limits_yaml(rpm=6400, tpd=100_000_000, redis_port=own_redis.port,
                                               policy="fail_closed", lease=64), workers=1)
     assert statuses(gw, 1) == [200]
-    own_redis.proc.send_signal(signal.SIGSTOP)
-    try:
+    with paused(own_redis):
         results = [timed_post(gw) for _ in range(5)]
         assert all(s == 200 for s, _ in results), results
         assert max(d for _, d in results) < 0.5, results
-    finally:
-        own_redis.proc.send_signal(signal.SIGCONT)
 
 
 def test_leases_go_back_when_a_reload_retires_them(start_gateway, own_redis):

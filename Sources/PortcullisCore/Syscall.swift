@@ -21,11 +21,13 @@ public enum IOResult: Equatable {
 }
 
 public enum Syscall {
-    /// read(2) retrying EINTR.
+    /// Socket read (recv(2)) retrying EINTR. `recv` rather than `read`: the socket call skips the
+    /// VFS layer `read` goes through (file position lock, permission and fsnotify hooks), measurably
+    /// cheaper at two reads per proxied request. Sockets only.
     @inline(__always)
     public static func read(_ fd: Int32, _ p: UnsafeMutableRawPointer, _ n: Int) -> IOResult {
         while true {
-            let r = Glibc.read(fd, p, n)
+            let r = Glibc.recv(fd, p, n, 0)
             if r > 0 { return .bytes(r) }
             if r == 0 { return .eof }
             let e = pc_errno()

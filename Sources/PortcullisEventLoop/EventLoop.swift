@@ -22,7 +22,11 @@ public final class EventLoop: @unchecked Sendable {
     private let pending = Mutex<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private var events: [epoll_event]
-    /// Cached monotonic time for this iteration (ns); refreshed after each epoll_wait.
+    /// Cached monotonic time (ns): read after each epoll_wait and again before timers fire, so a
+    /// timer callback sees the time it fired at. Deadlines are set from it (`arm(after:)`), as
+    /// nginx does with its cached time: a timer armed late in a busy iteration fires early by at
+    /// most that iteration's length (microseconds; the timeouts here are milliseconds and up),
+    /// and a request path reads the clock once per iteration instead of once per timer.
     public private(set) var now: UInt64 = MonotonicClock.now()
     /// Identity of the loop's thread, set when `run()` starts.
     private var threadID: pthread_t?
@@ -99,7 +103,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Arms (or re-arms) `timer` to fire `after` ns from now.
     public func arm(_ timer: LoopTimer, after ns: UInt64) {
-        arm(timer, at: MonotonicClock.now() &+ ns)
+        arm(timer, at: now &+ ns)
     }
 
     /// Arms `timer` at an absolute monotonic deadline. O(1) when pushing it later.
@@ -192,6 +196,7 @@ public final class EventLoop: @unchecked Sendable {
     private func fireTimers() {
         guard !timers.isEmpty else { return }
         let cur = MonotonicClock.now()
+        now = cur
         while let t = timers.first, t.heapKey <= cur {
             if t.deadline == 0 {
                 timers.remove(t)                       // cancelled

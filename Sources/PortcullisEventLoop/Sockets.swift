@@ -86,13 +86,19 @@ public enum Sockets {
         return err
     }
 
-    /// writev for a head and a body in one syscall.
+    /// A head and a body in one syscall: sendmsg(2) with two iovecs (a socket call, like
+    /// `Syscall.write`: no VFS layer, and `MSG_NOSIGNAL` so a closed peer never raises SIGPIPE).
     public static func writev2(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
         var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
                    iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
         while true {
-            let r = withUnsafePointer(to: &iov) {
-                $0.withMemoryRebound(to: iovec.self, capacity: 2) { Glibc.writev(fd, $0, 2) }
+            let r = withUnsafeMutablePointer(to: &iov) {
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { v -> Int in
+                    var m = msghdr()
+                    m.msg_iov = v
+                    m.msg_iovlen = 2
+                    return Glibc.sendmsg(fd, &m, Int32(MSG_NOSIGNAL))
+                }
             }
             if r >= 0 { return .bytes(r) }
             let e = pc_errno()

@@ -59,7 +59,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     public var isDone: Bool { state == .done }
 
     func start() {
-        totalDeadline = deadline != 0 ? deadline : MonotonicClock.now() &+ timeouts.total.nanoseconds
+        totalDeadline = deadline != 0 ? deadline : client.loop.now &+ timeouts.total.nanoseconds
         if let c = client.pool.checkout(client.poolKey(provider)) {
             conn = c; c.owner = self; reused = true
             startSending()
@@ -355,7 +355,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
 
     private func setPhase(_ kind: UpstreamTimeoutKind, _ d: Duration64) {
         phaseKind = kind
-        phaseDeadline = MonotonicClock.now() &+ d.nanoseconds
+        phaseDeadline = client.loop.now &+ d.nanoseconds
         rearm()
     }
 
@@ -367,7 +367,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
 
     func connectionTimerFired() {
         guard state != .done else { return }
-        let now = MonotonicClock.now()
+        let now = client.loop.now                   // (refreshed as timers fire)
         if now >= totalDeadline { return fail(.timeout(.total)) }
         if phaseDeadline != 0 && now >= phaseDeadline {
             return fail(.timeout(phaseKind == .connect ? .connect : phaseKind))

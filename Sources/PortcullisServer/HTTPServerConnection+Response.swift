@@ -103,7 +103,9 @@ extension HTTPServerConnection: ResponseSink {
         response.proxied = true
         let c: ProxyCoordinator
         if let existing = coordinator, coordinatorGeneration === generation { c = existing } else {
-            c = ProxyCoordinator(sink: self, starter: worker.upstream, breakers: generation.breakers, metrics: generation.routerMetrics)
+            let loop = worker.loop          // (outlives every connection of its worker)
+            c = ProxyCoordinator(sink: self, starter: worker.upstream, breakers: generation.breakers, metrics: generation.routerMetrics,
+                                 now: { [unowned(unsafe) loop] in loop.now })
             coordinator = c
             coordinatorGeneration = generation
         }
@@ -184,7 +186,7 @@ extension HTTPServerConnection: ResponseSink {
         // attempts; the rest is filled only for an access log line.
         let line = generation.configuration.log.access
         var r = RequestSummary()
-        r.durationNanos = requestStart == 0 ? 0 : MonotonicClock.now() &- requestStart
+        r.durationNanos = requestStart == 0 ? 0 : worker.loop.now &- requestStart     // (the loop's clock, as nginx's $request_time)
         r.route = context?.route
         r.tenant = context?.tenant
         r.status = status

@@ -129,7 +129,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                     return
                 }
                 if requestStart == 0 {
-                    requestStart = MonotonicClock.now()
+                    requestStart = worker.loop.now
                     generation = worker.current
                     if requestsServed > 0 { armHeaderTimer() }
                 }

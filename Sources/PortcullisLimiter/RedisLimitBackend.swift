@@ -4,111 +4,15 @@ import PortcullisRedis
 import PortcullisEventLoop
 import Synchronization
 
-/// The token-bucket script run inside Redis: decides a whole batch of requests — every request
-/// a worker admitted or settled during one event-loop iteration — in one call, with Redis's own
-/// clock (`TIME`), so every gateway instance shares one set of buckets and one notion of time.
-/// Each request is all or nothing over its own buckets; later requests in the batch see the
-/// earlier ones' debits. The arithmetic mirrors `TokenBucketMath` (tested against the same
-/// sequences as the memory store).
-///
-/// Cost per call is what matters here (Redis shares the machine's cores with the gateway), so:
-/// - KEYS: every distinct bucket of the batch, once; read with one `MGET`, each written back
-///   once with `SET … PX` (a bucket is a 16-byte string: level and last-update ms, two
-///   little-endian doubles; a key of another type, e.g. an older release's hash, reads as full
-///   and is overwritten);
-/// - ARGV[1]: the batch as one MessagePack integer array (`cmsgpack.unpack`: one C call):
-///   capacity and window ms per key, the number of entries, then per entry its mode
-///   (1 = acquire: all or nothing; 0 = settle: add the costs unconditionally; 2 = lease: right
-///   after an acquire, and only when it was admitted, take up to `cost` more whole tokens of
-///   each bucket, as many as there are) and bucket count, then per bucket its key's index
-///   (1-based) and cost;
-/// - reply: { one byte per acquire ('0' admitted, else '0' + 1-based index of the refusing
-///   bucket), each key's level when the batch began (`%.17g`, exact), the retry-after ms of
-///   each refusal in order, the tokens each lease bucket got in order }. Remaining and reset per
-///   bucket are not sent: the gateway replays the batch's debits from those levels
-///   (`RedisLimitBackend.decode`), the same arithmetic.
-public enum RedisLimitScript {
-    public static let source = """
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    local ceil, min, max = math.ceil, math.min, math.max
-    local spec = cmsgpack.unpack(ARGV[1])
-    local nk = #KEYS
-    local stored = {}
-    for i = 1, nk, 1000 do                    -- (unpack's results are bounded by Lua's C stack)
-      local part = redis.call('MGET', unpack(KEYS, i, min(nk, i + 999)))
-      for k = 1, #part do stored[i + k - 1] = part[k] end
-    end
-    local cap, win, level, start, dirty = {}, {}, {}, {}, {}
-    for j = 1, nk do
-      local c, w, v = spec[2 * j - 1], spec[2 * j], stored[j]
-      cap[j] = c
-      win[j] = w
-      if v and #v == 16 then
-        local tokens, ts = struct.unpack('<dd', v)
-        level[j] = min(c, tokens + max(0, now - ts) * (c / w))
-      else level[j] = c end
-      start[j] = string.format('%.17g', level[j])
-    end
-    local decided, waits, grants = {}, {}, {}
-    local nd, nw, ng = 0, 0, 0
-    local a = 2 * nk + 2
-    local refused = 0
-    for r = 1, spec[2 * nk + 1] do
-      local mode, n = spec[a], spec[a + 1]
-      a = a + 2
-      if mode == 2 then
-        for i = 0, n - 1 do
-          local j, take = spec[a + 2 * i], 0
-          if refused == 0 and level[j] >= 1 then
-            take = min(spec[a + 2 * i + 1], math.floor(level[j]))
-            level[j] = level[j] - take
-            dirty[j] = true
-          end
-          ng = ng + 1
-          grants[ng] = take
-        end
-      else
-        refused = 0
-        if mode == 1 then
-          for i = 0, n - 1 do
-            local j, cost = spec[a + 2 * i], spec[a + 2 * i + 1]
-            if level[j] < cost then
-              refused = i + 1
-              nw = nw + 1
-              if cost > cap[j] then waits[nw] = win[j]
-              else waits[nw] = max(1, ceil((cost - level[j]) / (cap[j] / win[j]))) end
-              break
-            end
-          end
-          nd = nd + 1
-          decided[nd] = 48 + refused
-        end
-        if refused == 0 then
-          for i = 0, n - 1 do
-            local j = spec[a + 2 * i]
-            level[j] = min(cap[j], level[j] - spec[a + 2 * i + 1])
-            dirty[j] = true
-          end
-        end
-      end
-      a = a + 2 * n
-    end
-    for j = 1, nk do
-      if dirty[j] then redis.call('SET', KEYS[j], struct.pack('<dd', level[j], now), 'PX', win[j] * 2) end
-    end
-    local out = {}
-    for i = 1, nd, 4096 do out[#out + 1] = string.char(unpack(decided, i, min(nd, i + 4095))) end
-    return {table.concat(out), start, waits, grants}
-    """
-}
-
-/// Limits kept in Redis, shared by every instance. One `EVALSHA` per worker per event-loop
+/// Limits kept in Redis, shared by every instance. Requests whose every bucket is covered by
+/// this worker's leases (`LocalLeases`) are decided at once; the rest go to Redis: one `EVALSHA`
+/// (`RedisLimitScript`, batch protocol in `RedisLimitBatch.swift`) per worker per event-loop
 /// iteration decides every request admitted and settles every request finished in it (each
 /// script — buckets, stream slots — is loaded once per connection; `NOSCRIPT`, e.g. after a
-/// Redis restart, falls back to `EVAL`, which loads it again). When Redis cannot answer within `redis.timeout`: `fail_open` decides
-/// from this instance's memory buckets, `fail_closed` answers 503; either way Redis is used
-/// again as soon as it answers. One per worker; loop thread only.
+/// Redis restart, falls back to `EVAL`, which loads it again). When Redis cannot answer within
+/// `redis.timeout`: `fail_open` decides from this instance's memory buckets, `fail_closed`
+/// answers 503; either way Redis is used again as soon as it answers. One per worker; loop
+/// thread only.
 public final class RedisLimitBackend: LimitBackend {
     let redis: RedisConnection
     let fallback: MemoryLimitStore
@@ -218,82 +122,6 @@ public final class RedisLimitBackend: LimitBackend {
         }
     }
 
-    /// The script's arguments for `entries`: numkeys, the distinct keys, then the whole batch as
-    /// one MessagePack argument; with the distinct buckets (key order) and each bucket's key index.
-    static func command(for entries: [Entry]) -> (tail: RESPCommand, keys: [BucketRequest], indices: [Int]) {
-        var keys = DistinctKeys()
-        var indices: [Int] = []          // each bucket's key index, in batch order
-        for e in entries {
-            for r in e.requests { indices.append(keys.index(of: r)) }
-        }
-        var spec = MessagePackWriter(arrayCount: 2 * keys.count + 1 + 2 * entries.count + 2 * indices.count,
-                                     capacity: 16 + 12 * keys.count + 4 * entries.count + 8 * indices.count)
-        for k in keys.first { spec.add(k.capacity); spec.add(k.windowMillis) }
-        spec.add(entries.count)
-        var at = 0
-        for e in entries {
-            spec.add(e.mode); spec.add(e.requests.count)
-            for r in e.requests { spec.add(indices[at]); spec.add(r.cost); at += 1 }
-        }
-        var tail = RESPCommand(arguments: 2 + keys.count, capacity: 48 + 40 * keys.count + spec.bytes.count)
-        tail.add(Int64(keys.count))
-        for k in keys.first { tail.add(k.key) }
-        tail.add(spec.bytes)
-        return (tail, keys.first, indices)
-    }
-
-    /// The batch with its settlements (fire-and-forget additions) summed per bucket into one
-    /// entry, first: requests that finished before this iteration's admissions are settled
-    /// before them. Admissions keep their order. Most of a busy batch is one settlement per
-    /// finished request on the same few buckets, so this is most of the script's work saved.
-    static func mergingSettlements(_ batch: [Entry]) -> [Entry] {
-        var settles = 0
-        for e in batch where e.mode == 0 { settles += 1 }
-        guard settles > 1 else { return batch }
-        var keys = DistinctKeys()
-        var deltas: [Int64] = []
-        for e in batch where e.mode == 0 {
-            for r in e.requests {
-                let i = keys.index(of: r) - 1
-                if i < deltas.count { deltas[i] += r.cost } else { deltas.append(r.cost) }
-            }
-        }
-        var merged: [BucketRequest] = []
-        for (r, d) in zip(keys.first, deltas) where d != 0 {
-            merged.append(BucketRequest(key: r.key, capacity: r.capacity, windowMillis: r.windowMillis, cost: d, kind: r.kind, scope: r.scope))
-        }
-        var out: [Entry] = []
-        out.reserveCapacity(batch.count - settles + 1)
-        if !merged.isEmpty { out.append(Entry(mode: 0, requests: merged, done: nil)) }
-        for e in batch where e.mode != 0 { out.append(e) }     // admissions (each with its lease entry) in order
-        return out
-    }
-
-    /// The distinct bucket keys of a batch, in first-seen order, each with its 1-based index.
-    /// Keys come from the middleware's key cache, so equal keys are mostly the same string and
-    /// compare by identity: a linear search beats hashing for the few keys of a typical batch;
-    /// a dictionary takes over beyond 16.
-    struct DistinctKeys {
-        var first: [BucketRequest] = []
-        var index: [String: Int] = [:]
-
-        var count: Int { first.count }
-
-        /// The 1-based index of `r.key`, added when new.
-        mutating func index(of r: BucketRequest) -> Int {
-            if first.count <= 16 {
-                for (i, k) in first.enumerated() where k.key == r.key { return i + 1 }
-                first.append(r)
-                if first.count > 16 { for (i, k) in first.enumerated() { index[k.key] = i + 1 } }
-                return first.count
-            }
-            if let i = index[r.key] { return i }
-            first.append(r)
-            index[r.key] = first.count
-            return first.count
-        }
-    }
-
     static let slotSource = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -375,80 +203,6 @@ public final class RedisLimitBackend: LimitBackend {
         }
         for b in back { enqueue(Entry(mode: 0, requests: [b], done: nil)) }
         if !leases.isEmpty { redis.loop.arm(leaseTimer, after: leases.holdNanos) }
-    }
-
-    /// The script's reply — decisions, each key's level when the batch began, waits — turned
-    /// into one result per acquire. Remaining and reset per bucket come from replaying the
-    /// batch's debits from those levels with `TokenBucketMath`: the script's own arithmetic on
-    /// the same doubles, so the same figures it would have sent. `keys`: the batch's distinct
-    /// buckets in key order; `indices`: each bucket of each entry's key index (1-based).
-    /// One result per acquire, and per lease entry what each of its buckets got (with the
-    /// bucket's level in Redis after it).
-    struct Decoded {
-        var results: [AdmissionResult] = []
-        var grants: [[(granted: Int64, redisLevel: Double)]] = []
-    }
-
-    static func decode(_ items: [RedisValue], entries: [Entry], keys: [BucketRequest], indices: [Int]) -> Decoded? {
-        guard items.count == 4, case .string(let decisions) = items[0], case .array(let starts) = items[1],
-              case .array(let waits) = items[2], case .array(let granted) = items[3], starts.count == keys.count else { return nil }
-        var level: [Double] = []
-        level.reserveCapacity(keys.count)
-        for s in starts {
-            guard case .string(let text) = s, let v = Double(text) else { return nil }
-            level.append(v)
-        }
-        var out = Decoded()
-        out.results.reserveCapacity(entries.count)
-        var decision = decisions.utf8.makeIterator()
-        var nextWait = 0, nextGrant = 0
-        var at = 0                          // into `indices`
-        var refused = 0                     // of the last acquire (a lease entry follows its acquire)
-        for e in entries {
-            if e.mode == 2 {
-                var got: [(granted: Int64, redisLevel: Double)] = []
-                got.reserveCapacity(e.requests.count)
-                for i in 0..<e.requests.count {
-                    guard nextGrant < granted.count, case .integer(let take) = granted[nextGrant], take >= 0,
-                          take <= e.requests[i].cost, refused == 0 || take == 0 else { return nil }
-                    nextGrant += 1
-                    let j = indices[at + i] - 1
-                    level[j] -= Double(take)
-                    got.append((take, level[j]))
-                }
-                out.grants.append(got)
-                at += e.requests.count
-                continue
-            }
-            refused = 0
-            if e.mode == 1 {
-                guard let d = decision.next(), d >= 48, Int(d) - 48 <= e.requests.count else { return nil }
-                refused = Int(d) - 48
-            }
-            if refused == 0 {
-                for (i, r) in e.requests.enumerated() {
-                    let j = indices[at + i] - 1
-                    level[j] = min(Double(keys[j].capacity), level[j] - Double(r.cost))
-                }
-            }
-            if e.mode == 1 {
-                var statuses: [BucketStatus] = []
-                statuses.reserveCapacity(e.requests.count)
-                for i in 0..<e.requests.count {
-                    let k = keys[indices[at + i] - 1]
-                    statuses.append(TokenBucketMath.status(level: level[indices[at + i] - 1], capacity: k.capacity, windowMillis: k.windowMillis))
-                }
-                if refused == 0 {
-                    out.results.append(.admitted(statuses))
-                } else {
-                    guard nextWait < waits.count, case .integer(let wait) = waits[nextWait] else { return nil }
-                    nextWait += 1
-                    out.results.append(.denied(index: refused - 1, retryAfterMillis: wait, statuses))
-                }
-            }
-            at += e.requests.count
-        }
-        return decision.next() == nil && nextWait == waits.count && nextGrant == granted.count ? out : nil
     }
 
     func unavailable(_ why: String, _ requests: [BucketRequest], _ done: (AdmissionResult) -> Void) {

@@ -475,3 +475,20 @@ def test_leases_go_back_when_a_reload_retires_them(start_gateway, own_redis):
     while time.time() < deadline and bucket_level(own_redis, key) < 6399 - 1:
         time.sleep(0.1)
     assert bucket_level(own_redis, key) >= 6399 - 1, "the retired worker's lease was not given back"
+
+
+def test_leases_never_exceed_a_shared_limit_under_concurrency(start_gateway, shared_redis):
+    """Big leases (1/8 of the bucket per worker), two gateways of two workers each, eight
+    clients at once: still never more admitted than the bucket held plus what it refilled."""
+    from concurrent.futures import ThreadPoolExecutor
+    prefix = "pc-lease-c-" + uuid.uuid4().hex[:8]
+    yaml = limits_yaml(rpm=400, tpd=100_000_000, redis_port=shared_redis.port, prefix=prefix, lease=8)
+    gws = [start_gateway(extra_yaml=yaml), start_gateway(extra_yaml=yaml)]
+    t0 = time.time()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: post(gws[i % 2].port, CHAT, body()).status, range(600)))
+    refilled = (time.time() - t0) * 400 / 60
+    admitted = got.count(200)
+    assert set(got) <= {200, 429}, set(got)
+    assert admitted <= 400 + refilled + 1, (admitted, refilled)
+    assert admitted >= 400 - 4 * 50, f"leases held back more than four workers' leases: {admitted}"

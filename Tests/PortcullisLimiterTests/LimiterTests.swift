@@ -289,6 +289,13 @@ final class LimiterTests: XCTestCase {
         XCTAssertTrue(err("limits: { global: { max_concurrent_streams: 1 } }\n").contains("global takes"))
         XCTAssertTrue(err("limits: {}\nredis: { url: 'http://x' }\n").contains("redis://"))
         XCTAssertTrue(err("redis: { url: 'redis://127.0.0.1:6379' }\n").contains("configure limits too"))
+        XCTAssertTrue(err("limits: {}\nredis: { url: 'redis://127.0.0.1:6379', lease_divisor: -1 }\n").contains("t:4:56: redis.lease_divisor: must be between 0 and"), "lease_divisor out of range")
+        XCTAssertTrue(err("limits: {}\nredis: { url: 'redis://127.0.0.1:6379', lease_hold: 5m }\n").contains("1ms to 60s"))
+        XCTAssertTrue(err("limits: {}\nredis: { url: 'redis://127.0.0.1:6379', lease: 64 }\n").contains("unknown key"))
+        let leased = try? gateway("limits: {}\nredis: { url: 'redis://127.0.0.1:6379', lease_divisor: 0, lease_hold: 250ms }\n")
+        XCTAssertEqual(leased?.redis?.leaseDivisor, 0)
+        XCTAssertEqual(leased?.redis?.leaseHold, .milliseconds(250))
+        XCTAssertEqual((try? gateway("limits: {}\nredis: { url: 'redis://127.0.0.1:6379' }\n"))?.redis?.leaseDivisor, 64, "the default")
         XCTAssertEqual(RedisConfiguration.parse(url: "redis://:s3cret@10.0.0.5:6380/2").map { "\($0.host) \($0.port) \($0.password ?? "") \($0.database)" },
                        "10.0.0.5 6380 s3cret 2")
     }

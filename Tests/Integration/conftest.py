@@ -133,11 +133,12 @@ def rss_kib(pid):
     return 0
 
 
-def connection_refused(port):
-    """Opens one more connection and asks for /healthz: True when the gateway reset it unserved."""
+def connection_refused(port, source="127.0.0.1"):
+    """Opens one more connection (from the loopback address `source`) and asks for /healthz:
+    True when the gateway reset it unserved."""
     try:
         # The reset can arrive before connect() returns (the gateway accepts and resets at once).
-        extra = socket.create_connection(("127.0.0.1", port), timeout=3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=3, source_address=(source, 0))
     except ConnectionResetError:
         return True
     try:

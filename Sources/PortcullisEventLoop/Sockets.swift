@@ -88,7 +88,7 @@ public enum Sockets {
 
     /// A head and a body in one syscall: sendmsg(2) with two iovecs (a socket call, like
     /// `Syscall.write`: no VFS layer, and `MSG_NOSIGNAL` so a closed peer never raises SIGPIPE).
-    public static func writev2(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+    public static func send2(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
         var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
                    iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
         while true {

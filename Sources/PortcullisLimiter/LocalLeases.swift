@@ -20,8 +20,8 @@ struct LocalLeases {
         var tokens: Int64
         var remaining: Int64
         var grantedAt: UInt64
-        let capacity: Int64
-        let windowMillis: Int64
+        /// The bucket it was granted from (its key, capacity and window).
+        let bucket: BucketRequest
     }
     private(set) var byKey: [String: Lease] = [:]
     let divisor: Int64
@@ -69,7 +69,7 @@ struct LocalLeases {
             byKey.values[x].tokens -= r.cost
             byKey.values[x].remaining -= r.cost
             let l = byKey.values[x]
-            statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.capacity, windowMillis: l.windowMillis))
+            statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.bucket.capacity, windowMillis: l.bucket.windowMillis))
         }
         return .admitted(statuses)
     }
@@ -98,17 +98,18 @@ struct LocalLeases {
             byKey.values[x].remaining = level + byKey.values[x].tokens
             byKey.values[x].grantedAt = now
         } else {
-            byKey[r.key] = Lease(tokens: granted, remaining: level + granted, grantedAt: now, capacity: r.capacity, windowMillis: r.windowMillis)
+            byKey[r.key] = Lease(tokens: granted, remaining: level + granted, grantedAt: now, bucket: r)
             structure += 1
         }
     }
 
-    /// Removes the leases held `holdNanos` since their last grant; their unspent tokens, as
-    /// settlements giving them back (negative costs). Spent-out leases just go.
-    mutating func expire(now: UInt64, bucket: (String, Lease) -> BucketRequest) -> [BucketRequest] {
+    /// Removes the leases held `holdNanos` since their last grant (`now: .max`: all of them);
+    /// their unspent tokens, as settlements giving them back (negative costs). Spent-out leases
+    /// just go.
+    mutating func expire(now: UInt64) -> [BucketRequest] {
         var back: [BucketRequest] = []
         for (k, l) in byKey where now &- l.grantedAt >= holdNanos {
-            if l.tokens > 0 { back.append(bucket(k, l)) }
+            if l.tokens > 0 { back.append(l.bucket.withCost(-l.tokens)) }
             byKey[k] = nil
             structure += 1
         }

@@ -37,18 +37,26 @@ public final class RedisLimitBackend: LimitBackend {
     /// for its answer (nothing here may refer to `self` any more). Loop thread.
     deinit {
         redis.loop.cancel(leaseTimer)
-        let back = leases.expire(now: UInt64.max) { key, l in
-            BucketRequest(key: key, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "lease")
-        }
+        let back = leases.expire(now: .max)
         guard !back.isEmpty else { return }
-        let tail = RedisLimitBackend.command(for: [Entry(mode: 0, requests: back, done: nil)]).tail
+        let tail = RedisLimitBackend.command(for: [Entry(mode: .settle, requests: back, done: nil)]).tail
         let script = bucketScript
         redis.command(tail.prefixed(by: script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source])) { _ in }
     }
 
     /// Decisions and settlements waiting for the end of this loop iteration.
     struct Entry {
-        let mode: Int
+        /// What the script does with the entry (the raw value goes on the wire).
+        enum Mode: Int {
+            /// Add the costs unconditionally (a settlement, a lease given back).
+            case settle = 0
+            /// All or nothing over the request's buckets; answered.
+            case acquire = 1
+            /// Right after an acquire, only when it was admitted: take up to `cost` more whole
+            /// tokens of each bucket, as many as there are; answered with what was taken.
+            case lease = 2
+        }
+        let mode: Mode
         let requests: [BucketRequest]
         let done: ((AdmissionResult) -> Void)?
     }
@@ -60,7 +68,7 @@ public final class RedisLimitBackend: LimitBackend {
     /// is admitted).
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) {
         if let r = leases.take(requests) { return done(r) }   // (e.g. a stream, after its slot)
-        enqueue(Entry(mode: 1, requests: requests, done: done))
+        enqueue(Entry(mode: .acquire, requests: requests, done: done))
         guard leases.divisor > 0 else { return }
         var wanted: [BucketRequest] = []
         for r in requests {
@@ -69,9 +77,9 @@ public final class RedisLimitBackend: LimitBackend {
             // time, so leasing their other buckets would only hold tokens back.
             guard w > 0 else { return }
             let topUp = w - leases.tokens(of: r.key)
-            if topUp > 0 { wanted.append(BucketRequest(key: r.key, capacity: r.capacity, windowMillis: r.windowMillis, cost: topUp, kind: r.kind, scope: r.scope)) }
+            if topUp > 0 { wanted.append(r.withCost(topUp)) }
         }
-        if !wanted.isEmpty { enqueue(Entry(mode: 2, requests: wanted, done: nil)) }
+        if !wanted.isEmpty { enqueue(Entry(mode: .lease, requests: wanted, done: nil)) }
     }
 
     /// Admitted at once when this worker's leases cover every bucket (no round trip).
@@ -82,9 +90,7 @@ public final class RedisLimitBackend: LimitBackend {
     public func adjust(_ buckets: [BucketRequest], by delta: Int64) {
         guard delta != 0, !buckets.isEmpty else { return }
         if leases.adjust(buckets, by: delta) { return }       // leased buckets settle locally
-        enqueue(Entry(mode: 0, requests: buckets.map {
-            BucketRequest(key: $0.key, capacity: $0.capacity, windowMillis: $0.windowMillis, cost: delta, kind: $0.kind, scope: $0.scope)
-        }, done: nil))
+        enqueue(Entry(mode: .settle, requests: buckets.map { $0.withCost(delta) }, done: nil))
     }
 
     private func enqueue(_ e: Entry) {
@@ -112,13 +118,13 @@ public final class RedisLimitBackend: LimitBackend {
                 }
                 for e in entries {
                     if let done = e.done { self.unavailable(why, e.requests, done) }
-                    else if e.mode == 0 { self.fallback.adjust(e.requests) }     // (a lease is simply not taken)
+                    else if e.mode == .settle { self.fallback.adjust(e.requests) }     // (a lease is simply not taken)
                 }
                 return
             }
             self.healthy()
             if !decoded.grants.isEmpty { self.addLeases(entries, decoded.grants) }
-            for (e, r) in zip(entries.lazy.filter { $0.mode == 1 }, decoded.results) { e.done?(r) }
+            for (e, r) in zip(entries.lazy.filter { $0.mode == .acquire }, decoded.results) { e.done?(r) }
         }
     }
 
@@ -187,9 +193,9 @@ public final class RedisLimitBackend: LimitBackend {
 
     /// What the lease entries of a batch got (one list per lease entry, one grant per bucket).
     func addLeases(_ entries: [Entry], _ grants: [[(granted: Int64, redisLevel: Double)]]) {
-        let now = MonotonicClock.now()
+        let now = redis.loop.now             // (the clock `expireLeases` compares with)
         var g = grants.makeIterator()
-        for e in entries where e.mode == 2 {
+        for e in entries where e.mode == .lease {
             guard let got = g.next() else { break }
             for (r, x) in zip(e.requests, got) { leases.add(r, granted: x.granted, redisLevel: x.redisLevel, now: now) }
         }
@@ -198,10 +204,8 @@ public final class RedisLimitBackend: LimitBackend {
 
     /// Gives back what leases held `lease_hold` did not spend (one settlement in the next batch).
     func expireLeases() {
-        let back = leases.expire(now: MonotonicClock.now()) { key, l in
-            BucketRequest(key: key, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "lease")
-        }
-        for b in back { enqueue(Entry(mode: 0, requests: [b], done: nil)) }
+        let back = leases.expire(now: redis.loop.now)
+        if !back.isEmpty { enqueue(Entry(mode: .settle, requests: back, done: nil)) }
         if !leases.isEmpty { redis.loop.arm(leaseTimer, after: leases.holdNanos) }
     }
 

@@ -18,7 +18,7 @@ extension RedisLimitBackend {
         spec.add(entries.count)
         var at = 0
         for e in entries {
-            spec.add(e.mode); spec.add(e.requests.count)
+            spec.add(e.mode.rawValue); spec.add(e.requests.count)
             for r in e.requests { spec.add(indices[at]); spec.add(r.cost); at += 1 }
         }
         var tail = RESPCommand(arguments: 2 + keys.count, capacity: 48 + 40 * keys.count + spec.bytes.count)
@@ -34,11 +34,11 @@ extension RedisLimitBackend {
     /// finished request on the same few buckets, so this is most of the script's work saved.
     static func mergingSettlements(_ batch: [Entry]) -> [Entry] {
         var settles = 0
-        for e in batch where e.mode == 0 { settles += 1 }
+        for e in batch where e.mode == .settle { settles += 1 }
         guard settles > 1 else { return batch }
         var keys = DistinctKeys()
         var deltas: [Int64] = []
-        for e in batch where e.mode == 0 {
+        for e in batch where e.mode == .settle {
             for r in e.requests {
                 let i = keys.index(of: r) - 1
                 if i < deltas.count { deltas[i] += r.cost } else { deltas.append(r.cost) }
@@ -46,12 +46,12 @@ extension RedisLimitBackend {
         }
         var merged: [BucketRequest] = []
         for (r, d) in zip(keys.first, deltas) where d != 0 {
-            merged.append(BucketRequest(key: r.key, capacity: r.capacity, windowMillis: r.windowMillis, cost: d, kind: r.kind, scope: r.scope))
+            merged.append(r.withCost(d))
         }
         var out: [Entry] = []
         out.reserveCapacity(batch.count - settles + 1)
-        if !merged.isEmpty { out.append(Entry(mode: 0, requests: merged, done: nil)) }
-        for e in batch where e.mode != 0 { out.append(e) }     // admissions (each with its lease entry) in order
+        if !merged.isEmpty { out.append(Entry(mode: .settle, requests: merged, done: nil)) }
+        for e in batch where e.mode != .settle { out.append(e) }     // admissions (each with its lease entry) in order
         return out
     }
 
@@ -108,7 +108,7 @@ extension RedisLimitBackend {
         var at = 0                          // into `indices`
         var refused = 0                     // of the last acquire (a lease entry follows its acquire)
         for e in entries {
-            if e.mode == 2 {
+            if e.mode == .lease {
                 var got: [(granted: Int64, redisLevel: Double)] = []
                 got.reserveCapacity(e.requests.count)
                 for i in 0..<e.requests.count {
@@ -124,7 +124,7 @@ extension RedisLimitBackend {
                 continue
             }
             refused = 0
-            if e.mode == 1 {
+            if e.mode == .acquire {
                 guard let d = decision.next(), d >= 48, Int(d) - 48 <= e.requests.count else { return nil }
                 refused = Int(d) - 48
             }
@@ -134,7 +134,7 @@ extension RedisLimitBackend {
                     level[j] = min(Double(keys[j].capacity), level[j] - Double(r.cost))
                 }
             }
-            if e.mode == 1 {
+            if e.mode == .acquire {
                 var statuses: [BucketStatus] = []
                 statuses.reserveCapacity(e.requests.count)
                 for i in 0..<e.requests.count {

@@ -14,6 +14,11 @@ public struct BucketRequest: Sendable, Equatable {
         self.key = key; self.capacity = capacity; self.windowMillis = windowMillis; self.cost = cost
         self.kind = kind; self.scope = scope
     }
+
+    /// The same bucket with another cost (a settlement's delta, a lease's tokens).
+    public func withCost(_ c: Int64) -> BucketRequest {
+        BucketRequest(key: key, capacity: capacity, windowMillis: windowMillis, cost: c, kind: kind, scope: scope)
+    }
 }
 
 /// A bucket's state after a decision (for `x-ratelimit-*` headers).

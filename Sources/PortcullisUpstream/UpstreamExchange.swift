@@ -132,7 +132,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
             let r: IOResult
             if case .plain(let fd) = c.transport, sent < head.count, !body.isEmpty {
                 r = head.withUnsafeBytes { h in body.withUnsafeBytes { b in
-                    Sockets.writev2(fd, UnsafeRawBufferPointer(rebasing: h[sent...]), b)
+                    Sockets.send2(fd, UnsafeRawBufferPointer(rebasing: h[sent...]), b)
                 } }
             } else if sent < head.count {
                 r = head.withUnsafeBytes { h in

@@ -71,15 +71,15 @@ final class LimiterTests: XCTestCase {
 
     func testSettlementsOfABatchAreSummedPerBucketAndGoFirst() {
         typealias Entry = RedisLimitBackend.Entry
-        let settle = { (k: String, c: Int64) in Entry(mode: 0, requests: [self.bucket(k, cost: c)], done: nil) }
-        let admit = Entry(mode: 1, requests: [bucket("a"), bucket("b")], done: { _ in })
+        let settle = { (k: String, c: Int64) in Entry(mode: .settle, requests: [self.bucket(k, cost: c)], done: nil) }
+        let admit = Entry(mode: .acquire, requests: [bucket("a"), bucket("b")], done: { _ in })
         let merged = RedisLimitBackend.mergingSettlements([settle("a", 5), admit, settle("a", -2), settle("c", 3), settle("c", -3)])
-        XCTAssertEqual(merged.map(\.mode), [0, 1], "one settlement entry, then the admissions in order")
+        XCTAssertEqual(merged.map(\.mode), [.settle, .acquire], "one settlement entry, then the admissions in order")
         XCTAssertEqual(merged[0].requests.map(\.key), ["a"], "a bucket whose deltas cancel is left out")
         XCTAssertEqual(merged[0].requests.map(\.cost), [3])
         XCTAssertEqual(merged[1].requests.map(\.key), ["a", "b"])
         let single = RedisLimitBackend.mergingSettlements([admit, settle("a", 4)])
-        XCTAssertEqual(single.map(\.mode), [1, 0], "a lone settlement is left where it is")
+        XCTAssertEqual(single.map(\.mode), [.acquire, .settle], "a lone settlement is left where it is")
     }
 
     func testMessagePackIntegersInTheirShortestForm() {
@@ -101,10 +101,10 @@ final class LimiterTests: XCTestCase {
         let a = BucketRequest(key: "a", capacity: 10, windowMillis: 60_000, cost: 1, kind: .requests, scope: "a")
         let b = BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: 45, kind: .tokens, scope: "b")
         let settleB = BucketRequest(key: "b", capacity: 100, windowMillis: 60_000, cost: -5, kind: .tokens, scope: "b")
-        let entries = [Entry(mode: 0, requests: [settleB], done: nil),
-                       Entry(mode: 1, requests: [a, b], done: { _ in }),
-                       Entry(mode: 1, requests: [a, b], done: { _ in }),
-                       Entry(mode: 1, requests: [a, b], done: { _ in })]
+        let entries = [Entry(mode: .settle, requests: [settleB], done: nil),
+                       Entry(mode: .acquire, requests: [a, b], done: { _ in }),
+                       Entry(mode: .acquire, requests: [a, b], done: { _ in }),
+                       Entry(mode: .acquire, requests: [a, b], done: { _ in })]
         // Starting levels a = 10, b = 90: the settlement gives 5 back (95), two admissions take
         // 45 each (5 left), the third is refused by b (index 2) with a 24 s wait (40 tokens at
         // 100 per minute).
@@ -131,8 +131,8 @@ final class LimiterTests: XCTestCase {
         typealias Entry = RedisLimitBackend.Entry
         let a = BucketRequest(key: "a", capacity: 640, windowMillis: 60_000, cost: 1, kind: .requests, scope: "a")
         let lease = BucketRequest(key: "a", capacity: 640, windowMillis: 60_000, cost: 10, kind: .requests, scope: "a")
-        let entries = [Entry(mode: 1, requests: [a], done: { _ in }), Entry(mode: 2, requests: [lease], done: nil),
-                       Entry(mode: 1, requests: [a], done: { _ in })]
+        let entries = [Entry(mode: .acquire, requests: [a], done: { _ in }), Entry(mode: .lease, requests: [lease], done: nil),
+                       Entry(mode: .acquire, requests: [a], done: { _ in })]
         let items: [RedisValue] = [.string("00"), .array([.string("100")]), .array([]), .array([.integer(10)])]
         let d = try XCTUnwrap(RedisLimitBackend.decode(items, entries: entries, keys: [a], indices: [1, 1, 1]))
         XCTAssertEqual(d.results.count, 2)
@@ -163,7 +163,7 @@ final class LimiterTests: XCTestCase {
         XCTAssertTrue(leases.adjust([tpm], by: 100))
         for _ in 0..<99 { XCTAssertNotNil(leases.take([rpm])) }
         XCTAssertNil(leases.take([rpm]), "the lease is spent: Redis decides")
-        let back = leases.expire(now: 2_000) { k, l in BucketRequest(key: k, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "") }
+        let back = leases.expire(now: 2_000)
         XCTAssertEqual(back.map(\.key), ["t"], "only unspent tokens go back")
         XCTAssertEqual(back.map(\.cost), [-800])
         XCTAssertTrue(leases.isEmpty)
@@ -182,7 +182,7 @@ final class LimiterTests: XCTestCase {
         }
         for _ in 0..<10 { XCTAssertNotNil(leases.take([bucket("k0")])) }
         XCTAssertNil(leases.take([bucket("k0")]), "k0's 50 tokens are spent")
-        let back = leases.expire(now: 1_200) { k, l in BucketRequest(key: k, capacity: l.capacity, windowMillis: l.windowMillis, cost: -l.tokens, kind: .tokens, scope: "") }
+        let back = leases.expire(now: 1_200)
         XCTAssertEqual(back.count, 21, "leases held 1000 ns go back (k0, spent, just goes)")
         guard case .admitted? = leases.take([bucket("k39x")]) else { return XCTFail("a lease kept after others expired") }
     }

@@ -10,7 +10,11 @@ import PortcullisCore
 /// another instance, never admit too much). Unspent tokens go back to Redis after `holdNanos`
 /// (a lease refreshed by a new grant is kept), and when a reload retires the backend; a process
 /// that stops or crashes loses at most its leases, refilled by the buckets within 1/divisor of
-/// their window. Buckets smaller than the divisor are never leased: small limits stay exact,
+/// their window. A worker asks only for what it neither holds nor has already asked for in a
+/// call still on its way (`ask`), so a burst of admissions before the first grant arrives asks
+/// for one lease, not one per request (which would move a whole bucket into one worker's
+/// leases and refuse every other instance until they expire). Buckets smaller than the divisor
+/// are never leased: small limits stay exact,
 /// decided per request in Redis. `remaining` is this worker's view (Redis's level after its
 /// last grant plus its own tokens), shown in `x-ratelimit-remaining-*`.
 ///
@@ -24,6 +28,8 @@ struct LocalLeases {
         let bucket: BucketRequest
     }
     private(set) var byKey: [String: Lease] = [:]
+    /// Tokens asked for in lease entries whose reply has not come back, by key.
+    private(set) var asked: [String: Int64] = [:]
     let divisor: Int64
     let holdNanos: UInt64
     /// The last request's keys and where their leases are: a run of one caller's requests (the
@@ -46,6 +52,23 @@ struct LocalLeases {
 
     /// Tokens leased for `key` (0 without a lease).
     func tokens(of key: String) -> Int64 { byKey[key]?.tokens ?? 0 }
+
+    /// The top-up to ask for with an admission touching `r`: what the worker's lease of its
+    /// bucket lacks, less what is already asked for and not answered (recorded as asked).
+    mutating func ask(_ r: BucketRequest) -> Int64 {
+        let topUp = want(r) - tokens(of: r.key) - (asked[r.key] ?? 0)
+        guard topUp > 0 else { return 0 }
+        asked[r.key, default: 0] += topUp
+        return topUp
+    }
+
+    /// A lease entry's reply (or its failure) came back: its tokens are no longer asked for.
+    mutating func answered(_ entry: [BucketRequest]) {
+        for r in entry {
+            guard let a = asked[r.key] else { continue }
+            asked[r.key] = a > r.cost ? a - r.cost : nil
+        }
+    }
 
     /// Admits `requests` from leased tokens when every bucket has enough; nil otherwise (Redis
     /// decides, nothing is taken here).

@@ -70,13 +70,12 @@ public final class RedisLimitBackend: LimitBackend {
         if let r = leases.take(requests) { return done(r) }   // (e.g. a stream, after its slot)
         enqueue(Entry(mode: .acquire, requests: requests, done: done))
         guard leases.divisor > 0 else { return }
+        // A bucket too small to lease: requests like this one are decided in Redis every time,
+        // so leasing their other buckets would only hold tokens back.
+        for r in requests where leases.want(r) <= 0 { return }
         var wanted: [BucketRequest] = []
         for r in requests {
-            let w = leases.want(r)
-            // A bucket too small to lease: requests like this one are decided in Redis every
-            // time, so leasing their other buckets would only hold tokens back.
-            guard w > 0 else { return }
-            let topUp = w - leases.tokens(of: r.key)
+            let topUp = leases.ask(r)
             if topUp > 0 { wanted.append(r.withCost(topUp)) }
         }
         if !wanted.isEmpty { enqueue(Entry(mode: .lease, requests: wanted, done: nil)) }
@@ -109,6 +108,7 @@ public final class RedisLimitBackend: LimitBackend {
         let (tail, limits, indices) = RedisLimitBackend.command(for: entries)
         run(bucketScript, tail) { [weak self] result in
             guard let self else { return }
+            for e in entries where e.mode == .lease { self.leases.answered(e.requests) }
             guard case .reply(.array(let items)) = result,
                   let decoded = RedisLimitBackend.decode(items, entries: entries, keys: limits, indices: indices) else {
                 let why: String

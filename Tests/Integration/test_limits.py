@@ -492,3 +492,29 @@ def test_leases_never_exceed_a_shared_limit_under_concurrency(start_gateway, sha
     assert set(got) <= {200, 429}, set(got)
     assert admitted <= 400 + refilled + 1, (admitted, refilled)
     assert admitted >= 400 - 4 * 50, f"leases held back more than four workers' leases: {admitted}"
+
+
+def test_a_burst_asks_for_one_lease_not_one_per_request(start_gateway, own_redis):
+    """Thirty-two requests reach one worker at once, before its first lease is granted: together
+    they ask for one lease (1/64 of the bucket), so the bucket keeps all but that and what was
+    admitted. (Each asked for its own once: a burst as wide as the divisor moved the whole
+    bucket into one worker's leases, and every other instance got 429 until they expired.)"""
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    prefix = "pc-burst-" + uuid.uuid4().hex[:8]
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=6400, tpd=100_000_000, redis_port=own_redis.port, prefix=prefix,
+                                              lease=64).replace("lease_divisor: 64", "lease_divisor: 64, lease_hold: 60s"),
+                       workers=1)
+    n = 32
+    start = threading.Barrier(n)
+
+    def one(_):
+        start.wait()
+        return post(gw.port, CHAT, body()).status
+    with ThreadPoolExecutor(n) as pool:
+        got = list(pool.map(one, range(n)))
+    assert got == [200] * n, got
+    key = next(k for k in own_redis.cli("KEYS", prefix + "*").split() if k.endswith(":rpm"))
+    level = bucket_level(own_redis, key)
+    # 6400 − 32 admitted − one lease of 100 at most (+ a second or so of refill at 6400/min)
+    assert level >= 6400 - n - 100 - 1, f"the burst took {6400 - level:.0f} tokens for {n} requests"

@@ -42,7 +42,9 @@ public enum JWTError: Error, Equatable, Sendable {
 
 /// Verifies bearer tokens (RFC 7519/7515) for one worker. Keeps a bounded cache of verified
 /// tokens keyed by their SHA-256, so a long session is not re-verified (RSA!) per request; an
-/// entry lives no longer than its token's `exp`. Loop thread only (one instance per worker).
+/// entry lives no longer than its token's `exp`. In front of it, the last token verified (its
+/// bytes, compared in constant time): a run of one caller's requests — a keep-alive connection,
+/// an SDK's session — costs a comparison, not a digest. Loop thread only (one instance per worker).
 public final class JWTVerifier {
     let config: JWTConfiguration
     let ring: JWTKeyRing
@@ -50,6 +52,8 @@ public final class JWTVerifier {
     var generation: Int
     let now: () -> Int64
     private var cache: [TokenDigest: VerifiedIdentity] = [:]
+    /// The last token that verified (or hit the cache), and what it said.
+    private var last: (token: [UInt8], identity: VerifiedIdentity)?
     private let digester = SHA256Digester()
     public static let maxTokenBytes = 8192
 
@@ -70,20 +74,38 @@ public final class JWTVerifier {
     /// (1–256 visible ASCII characters); a tenant that is not is returned as nil (→ 403).
     public func verify(_ token: Substring) -> Result<VerifiedIdentity, JWTError> {
         if let (k, g) = ring.snapshot(after: generation) {  // keys rotated: forget what they verified
-            keys = k; generation = g; cache.removeAll()
+            keys = k; generation = g; cache.removeAll(); last = nil
         }
         guard token.utf8.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
         let t = now()
+        let leeway = Int64(config.leeway.nanoseconds / 1_000_000_000)
         var token = token
+        if let l = last, token.withUTF8({ Self.sameBytes($0, l.token) }) {
+            if t <= l.identity.expiresAt + leeway { return .success(l.identity) }
+            last = nil                                  // expired: the cache entry goes below
+        }
         let digest = token.withUTF8 { digester.digest(UnsafeRawBufferPointer($0)) }
         if config.cacheSize > 0, let hit = cache[digest] {
-            if t <= hit.expiresAt + Int64(config.leeway.nanoseconds / 1_000_000_000) { return .success(hit) }
+            if t <= hit.expiresAt + leeway {
+                last = (Array(token.utf8), hit)
+                return .success(hit)
+            }
             cache.removeValue(forKey: digest)
             return .failure(.expired)
         }
-        let result = verifyUncached(Array(token.utf8), now: t)
-        if case .success(let id) = result, config.cacheSize > 0 { remember(digest, id, now: t) }
+        let bytes = Array(token.utf8)
+        let result = verifyUncached(bytes, now: t)
+        if case .success(let id) = result, config.cacheSize > 0 {
+            remember(digest, id, now: t)
+            last = (bytes, id)
+        }
         return result
+    }
+
+    /// Whether `a` and `b` are the same bytes; the contents are compared in constant time.
+    static func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: [UInt8]) -> Bool {
+        guard a.count == b.count, a.count > 0 else { return false }
+        return b.withUnsafeBufferPointer { CRYPTO_memcmp(a.baseAddress, $0.baseAddress, a.count) == 0 }
     }
 
     private func remember(_ d: TokenDigest, _ id: VerifiedIdentity, now t: Int64) {

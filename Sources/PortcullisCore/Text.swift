@@ -70,6 +70,46 @@ extension Array where Element == UInt8 {
     }
 }
 
+/// Writes bytes into memory of a known bound (`Array(unsafeUninitializedCapacity:)`), without
+/// `Array.append`'s per-call capacity and uniqueness checks. Writing past `capacity` is a
+/// programmer error (a precondition): size the buffer for the longest output.
+public struct UnsafeByteWriter {
+    let base: UnsafeMutablePointer<UInt8>
+    let capacity: Int
+    public private(set) var count = 0
+
+    public init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+        precondition(buffer.baseAddress != nil || buffer.count == 0)
+        base = buffer.baseAddress ?? UnsafeMutablePointer(bitPattern: 1)!
+        capacity = buffer.count
+    }
+
+    public mutating func put(_ byte: UInt8) {
+        precondition(count < capacity, "UnsafeByteWriter overflow")
+        base[count] = byte
+        count += 1
+    }
+
+    public mutating func put(_ s: StaticString) {
+        let n = s.utf8CodeUnitCount
+        precondition(capacity - count >= n, "UnsafeByteWriter overflow")
+        (base + count).update(from: s.utf8Start, count: n)
+        count += n
+    }
+
+    /// `n` in ASCII decimal (a leading `-` when negative).
+    public mutating func putDecimal(_ n: Int64) {
+        if n < 0 { put(45) }
+        var v = n.magnitude, digits = 1
+        while v >= 10 { v /= 10; digits += 1 }
+        precondition(capacity - count >= digits, "UnsafeByteWriter overflow")
+        v = n.magnitude
+        var i = count + digits
+        repeat { i -= 1; base[i] = UInt8(truncatingIfNeeded: 48 &+ v % 10); v /= 10 } while v > 0
+        count += digits
+    }
+}
+
 /// Whole-file reads for start-up and reload code (config, keys). Never on the request path.
 public enum FileReader {
     /// The file's bytes, or nil when it cannot be opened or exceeds `limit` bytes.

@@ -296,7 +296,8 @@ public final class RateLimitMiddleware: Middleware {
     func decide(_ result: AdmissionResult, _ p: Plan, _ ctx: RequestContext) -> MiddlewareDecision {
         switch result {
         case .admitted(let statuses):
-            ctx.responseHeaderLines += headerLines(p, statuses)
+            if ctx.responseHeaderLines.isEmpty { ctx.responseHeaderLines = headerLines(p, statuses) }
+            else { ctx.responseHeaderLines += headerLines(p, statuses) }
             let tokenBuckets = p.requests.filter { $0.kind == .tokens }
             if !tokenBuckets.isEmpty || p.slot != nil {
                 ctx.settlement = LimitReservation(backend: backend, buckets: tokenBuckets, estimate: p.estimate,
@@ -338,51 +339,64 @@ public final class RateLimitMiddleware: Middleware {
         }
     }
 
-    static func append(_ v: FieldValue, to out: inout [UInt8]) {
+    static func put(_ v: FieldValue, into w: inout UnsafeByteWriter) {
         switch v {
-        case .count(let n): out.appendDecimal(n)
-        case .reset(let ms): appendDuration(ms, to: &out)
+        case .count(let n): w.putDecimal(n)
+        case .reset(let ms): putDuration(ms, into: &w)
         }
     }
+
+    /// Room for any field's value: a 20-digit count, or the longest duration (`2562047788015h…`).
+    static let valueCapacity = 40
 
     func headers(_ p: Plan, _ statuses: [BucketStatus]) -> [(String, String)] {
         var out: [(String, String)] = []
         forEachRateLimitField(p, statuses) { name, value in
-            var bytes: [UInt8] = []
-            Self.append(value, to: &bytes)
+            let bytes = [UInt8](unsafeUninitializedCapacity: Self.valueCapacity) { buf, n in
+                var w = UnsafeByteWriter(buf)
+                Self.put(value, into: &w)
+                n = w.count
+            }
             out.append((name.description, String(decoding: bytes, as: UTF8.self)))
         }
         return out
     }
 
     /// The same fields as response-head lines (every admitted response carries them), written
-    /// as bytes: no `String` per value.
+    /// as bytes into one allocation: no `String` per value. Six fields of at most 30 + 4 bytes
+    /// plus a value fit `linesCapacity`.
     func headerLines(_ p: Plan, _ statuses: [BucketStatus]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        forEachRateLimitField(p, statuses) { name, value in
-            out.append(name)
-            out.append(58); out.append(32)              // ": "
-            Self.append(value, to: &out)
-            out.append(13); out.append(10)
+        [UInt8](unsafeUninitializedCapacity: Self.linesCapacity) { buf, n in
+            var w = UnsafeByteWriter(buf)
+            forEachRateLimitField(p, statuses) { name, value in
+                w.put(name)
+                w.put(58); w.put(32)                    // ": "
+                Self.put(value, into: &w)
+                w.put(13); w.put(10)
+            }
+            n = w.count
         }
-        return out
     }
+
+    static let linesCapacity = 6 * (34 + valueCapacity)
 
     /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.
     static func duration(_ ms: Int64) -> String {
-        var out: [UInt8] = []
-        appendDuration(ms, to: &out)
-        return String(decoding: out, as: UTF8.self)
+        let bytes = [UInt8](unsafeUninitializedCapacity: valueCapacity) { buf, n in
+            var w = UnsafeByteWriter(buf)
+            putDuration(ms, into: &w)
+            n = w.count
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func appendDuration(_ ms: Int64, to out: inout [UInt8]) {
-        if ms < 1000 { out.appendDecimal(ms); out.append("ms"); return }
-        let total = (ms + 999) / 1000
+    static func putDuration(_ ms: Int64, into w: inout UnsafeByteWriter) {
+        if ms < 1000 { w.putDecimal(ms); w.put("ms"); return }
+        let total = ms / 1000 + (ms % 1000 == 0 ? 0 : 1)                           // (no overflow at Int64.max)
         let h = total / 3600, m = (total % 3600) / 60, s = total % 60
-        if h > 0 { out.appendDecimal(h); out.append(104) }                          // h
-        if h > 0 || m > 0 { out.appendDecimal(m); out.append(109) }                 // m
-        out.appendDecimal(s); out.append(115)                                        // s
+        if h > 0 { w.putDecimal(h); w.put(104) }                                    // h
+        if h > 0 || m > 0 { w.putDecimal(m); w.put(109) }                           // m
+        w.putDecimal(s); w.put(115)                                                  // s
     }
 }
 

@@ -26,6 +26,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// The connection that owns this coordinator and outlives it (so no strong reference, and
     /// `unowned(unsafe)`: a checked `unowned` costs an atomic retain/release on every use).
     unowned(unsafe) let sink: ResponseSink
+    /// The sink's output buffer, fetched once (the sink keeps one for its life): reading it
+    /// through the protocol returns it retained, several times per response.
+    unowned(unsafe) let output: ByteBuffer
     let starter: UpstreamAttemptStarter
     let breakers: CircuitBreakers?
     let metrics: RouterMetrics?
@@ -66,7 +69,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     public init(sink: ResponseSink, starter: UpstreamAttemptStarter, breakers: CircuitBreakers?, metrics: RouterMetrics?,
                 now: @escaping () -> UInt64 = MonotonicClock.now) {
-        self.sink = sink; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
+        self.sink = sink; self.output = sink.output; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
     }
 
     /// Starts proxying `ctx` (its pipeline said `.proceed`).
@@ -213,7 +216,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         guard let ctx = context else { return }
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
-        relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines, into: sink.output)
+        relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines, into: output)
         tap?.begin(sse: relay.isSSE)
         firstByteAt = now()
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
@@ -224,13 +227,13 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     func forwardBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
         if let t = tap {
             if t.filters {
-                t.filter(bytes) { relay.body($0, into: sink.output) }
+                t.filter(bytes) { relay.body($0, into: output) }
             } else {
-                relay.body(bytes, into: sink.output)
+                relay.body(bytes, into: output)
                 t.observe(bytes)
             }
         } else {
-            relay.body(bytes, into: sink.output)
+            relay.body(bytes, into: output)
         }
         if sink.outputAppended() { return true }
         paused = true
@@ -238,11 +241,11 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     func finishResponse() {
-        tap?.finish { relay.body($0, into: sink.output) }
+        tap?.finish { relay.body($0, into: output) }
         settle(responded: true)
         finished = true
         attempt = nil
-        relay.end(into: sink.output)
+        relay.end(into: output)
         sink.responseQueued(keepAlive: relay.keepAlive)
     }
 
@@ -369,9 +372,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return tryNext()
         }
         outcome = "stream_error_" + failure.label
-        tap?.finish { relay.body($0, into: sink.output) }
+        tap?.finish { relay.body($0, into: output) }
         settle(responded: true)
-        relay.failAfterHead(failure.gatewayError, anthropicShape: context?.callsAnthropicAPI ?? false, into: sink.output)
+        relay.failAfterHead(failure.gatewayError, anthropicShape: context?.callsAnthropicAPI ?? false, into: output)
         finished = true
         sink.responseQueued(keepAlive: relay.keepAlive)
     }

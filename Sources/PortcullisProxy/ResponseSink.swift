@@ -5,7 +5,8 @@ import PortcullisPipeline
 /// server connection, which keeps the socket, the output buffer's flushing, timers and the
 /// connection's lifecycle. Loop thread only.
 public protocol ResponseSink: AnyObject {
-    /// The client output buffer; the coordinator appends response bytes to it.
+    /// The client output buffer; the coordinator appends response bytes to it. The same buffer
+    /// for the sink's whole life (the coordinator fetches it once).
     var output: ByteBuffer { get }
     /// Called after bytes were appended: the sink flushes them this iteration. Returns false
     /// when the client is slower than the provider (the coordinator then pauses the upstream

@@ -174,6 +174,26 @@ final class JWTVerifierTests: XCTestCase {
         guard case .failure(.unknownKey) = v.verify(Self.a1) else { return XCTFail("rotated-out key still accepted") }
     }
 
+    /// The last verified token is remembered whole: a token that differs in one byte, is a
+    /// prefix of it or extends it is verified on its own, and the remembered one still expires.
+    func testLastTokenIsComparedWhole() throws {
+        var now: Int64 = Self.rfcNow
+        var c = JWTConfiguration(); c.leeway = .seconds(0); c.tenantClaim = "iss"
+        let v = JWTVerifier(config: c, ring: JWTKeyRing(KeySet([hsKey])), now: { now })
+        XCTAssertNoThrow(try v.verify(Self.a1).get())
+        XCTAssertNoThrow(try v.verify(Self.a1).get())                    // the last token again
+        var u = Array(Self.a1.utf8)
+        u[u.count - 2] = u[u.count - 2] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        expectFailure(v, String(decoding: u, as: UTF8.self), .badSignature)     // same length, one byte off
+        XCTAssertNoThrow(try v.verify(Self.a1).get())
+        guard case .failure = v.verify(String(Self.a1.dropLast())) else { return XCTFail("a prefix of the last token accepted") }
+        guard case .failure = v.verify(Self.a1 + "A") else { return XCTFail("an extension of the last token accepted") }
+        XCTAssertNoThrow(try v.verify(Self.a1).get())
+        now = 1300819381
+        expectFailure(v, Self.a1, .expired)
+        expectFailure(v, Self.a1, .expired)
+    }
+
     func testCacheIsBounded() throws {
         var c = JWTConfiguration(); c.leeway = .seconds(0); c.tenantClaim = "tenant_id"; c.cacheSize = 8
         let key = Base64URL.decode(Self.a1Key)!

@@ -169,6 +169,24 @@ final class LimiterTests: XCTestCase {
         XCTAssertTrue(leases.isEmpty)
     }
 
+    /// A burst of admissions before the first grant comes back asks for one lease in all, not
+    /// one per request (which moved a whole bucket into one worker's leases: 64 connections ×
+    /// 1/64 of the bucket, every other instance refused until they expired).
+    func testLeaseTopUpsCountWhatIsAlreadyAsked() {
+        var leases = LocalLeases(divisor: 64, holdNanos: 1_000)
+        let rpm = BucketRequest(key: "r", capacity: 6400, windowMillis: 60_000, cost: 1, kind: .requests, scope: "r")
+        XCTAssertEqual(leases.ask(rpm), 100)
+        for _ in 0..<63 { XCTAssertEqual(leases.ask(rpm), 0, "already asked, not yet answered") }
+        leases.answered([rpm.withCost(100)])
+        leases.add(rpm, granted: 30, redisLevel: 6000, now: 0)           // Redis had less to give
+        XCTAssertEqual(leases.ask(rpm), 70, "what the lease lacks")
+        leases.answered([rpm.withCost(70)])                               // (failed: nothing granted)
+        XCTAssertEqual(leases.ask(rpm), 70)
+        XCTAssertEqual(leases.asked["r"], 70)
+        leases.answered([rpm.withCost(70)])
+        XCTAssertNil(leases.asked["r"])
+    }
+
     /// Cached lookups (a run of one caller's requests) stay right when leases come and go.
     func testLocalLeaseLookupsSurviveLeasesAddedAndRemoved() {
         var leases = LocalLeases(divisor: 64, holdNanos: 1_000)
@@ -213,6 +231,22 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(RateLimitMiddleware.duration(1000), "1s")
         XCTAssertEqual(RateLimitMiddleware.duration(360_000), "6m0s")
         XCTAssertEqual(RateLimitMiddleware.duration(3_723_000), "1h2m3s")
+        XCTAssertEqual(RateLimitMiddleware.duration(0), "0ms")
+        XCTAssertEqual(RateLimitMiddleware.duration(1001), "2s")
+        XCTAssertEqual(RateLimitMiddleware.duration(-5), "-5ms")
+        XCTAssertEqual(RateLimitMiddleware.duration(Int64.max), "2562047788015h12m56s")
+    }
+
+    func testByteWriterDecimals() {
+        for n: Int64 in [0, 7, 10, 99, 100, 12345, -1, -10, Int64.max, Int64.min] {
+            let bytes = [UInt8](unsafeUninitializedCapacity: 24) { buf, count in
+                var w = UnsafeByteWriter(buf)
+                w.put("n=")
+                w.putDecimal(n)
+                count = w.count
+            }
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), "n=\(n)")
+        }
     }
 
     // MARK: the stage

@@ -32,10 +32,10 @@ struct LocalLeases {
     private(set) var asked: [String: Int64] = [:]
     let divisor: Int64
     let holdNanos: UInt64
-    /// The last request's keys and where their leases are: a run of one caller's requests (the
-    /// same key strings, from the middleware's key cache) is served without hashing. Valid while
+    /// The last request's buckets and where their leases are: a run of one caller's requests (the
+    /// same `Bucket` objects, from the middleware's cache) is served without hashing. Valid while
     /// `structure` (bumped whenever a lease is added or removed, which moves indices) is unchanged.
-    private var lastKeys: [String] = []
+    private var lastBuckets: [Bucket] = []
     private var lastIndices: [Dictionary<String, Lease>.Index] = []
     private var lastStructure = -1
     private var structure = 0
@@ -74,15 +74,15 @@ struct LocalLeases {
     /// decides, nothing is taken here).
     mutating func take(_ requests: [BucketRequest]) -> AdmissionResult? {
         guard !byKey.isEmpty, !requests.isEmpty else { return nil }
-        if !(lastStructure == structure && lastKeys.count == requests.count
-             && zip(lastKeys, requests).allSatisfy({ $0 == $1.key })) {
+        if !(lastStructure == structure && lastBuckets.count == requests.count
+             && zip(lastBuckets, requests).allSatisfy({ $0 === $1.bucket })) {
             var at: [Dictionary<String, Lease>.Index] = []
             at.reserveCapacity(requests.count)
             for r in requests {
                 guard let x = byKey.index(forKey: r.key) else { return nil }
                 at.append(x)
             }
-            lastKeys = requests.map(\.key); lastIndices = at; lastStructure = structure
+            lastBuckets = requests.map(\.bucket); lastIndices = at; lastStructure = structure
         }
         for (i, r) in requests.enumerated() where byKey.values[lastIndices[i]].tokens < r.cost { return nil }
         var statuses: [BucketStatus] = []

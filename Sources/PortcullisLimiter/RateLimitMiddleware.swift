@@ -88,27 +88,50 @@ public final class RateLimitMiddleware: Middleware {
                streams: s + " max_concurrent_streams")
     }
     static let globalScopes = scopes("global")
-    /// Bucket keys of a tenant and of its users, built once per worker (bounded caches, see
-    /// `RecentKeys`). Loop thread only, like the middleware.
+    /// The buckets of one scope under one set of rates (nil where the rates set no limit).
+    struct ScopeBuckets {
+        let rpm, tpm, tpd: Bucket?
+        init(_ rates: LimitRates, keys: (rpm: String, tpm: String, tpd: String), scopes: Scopes) {
+            rpm = rates.requestsPerMinute.map { Bucket(key: keys.rpm, capacity: Int64($0), windowMillis: 60_000, kind: .requests, scope: scopes.rpm) }
+            tpm = rates.tokensPerMinute.map { Bucket(key: keys.tpm, capacity: Int64($0), windowMillis: 60_000, kind: .tokens, scope: scopes.tpm) }
+            tpd = rates.tokensPerDay.map { Bucket(key: keys.tpd, capacity: Int64($0), windowMillis: 86_400_000, kind: .tokens, scope: scopes.tpd) }
+        }
+    }
+    /// Bucket keys of a tenant, and the buckets of it and of its users, built once per worker
+    /// (bounded caches, see `RecentKeys`): a request only references them. Loop thread only,
+    /// like the middleware.
     final class TenantKeys {
         let base, rpm, tpm, tpd, streams: String
-        typealias UserKeys = (rpm: String, tpm: String, tpd: String)
-        var users = RecentKeys<UserKeys>(limit: RateLimitMiddleware.keyCacheLimit)
+        /// The tenant's buckets under the tier its last request came with (a tenant's tokens
+        /// normally all carry one tier; another tier rebuilds them).
+        var tierBuckets: (tier: String, buckets: ScopeBuckets)?
+        var users = RecentKeys<ScopeBuckets>(limit: RateLimitMiddleware.keyCacheLimit)
         init(_ base: String) {
             self.base = base; rpm = base + ":rpm"; tpm = base + ":tpm"; tpd = base + ":tpd"; streams = base + ":streams"
         }
-        func user(_ u: String) -> UserKeys {
+        func user(_ u: String, rates: LimitRates) -> ScopeBuckets {
             users.value(for: u) {
                 let b = base + ":u:" + u
-                return (rpm: b + ":rpm", tpm: b + ":tpm", tpd: b + ":tpd")
+                return ScopeBuckets(rates, keys: (b + ":rpm", b + ":tpm", b + ":tpd"), scopes: RateLimitMiddleware.userScopes)
             }
+        }
+        /// `scopes`: the tier's scope names (nil: not a configured tier, no buckets).
+        func tier(_ name: String, rates: LimitRates, scopes: () -> Scopes?) -> ScopeBuckets? {
+            if let t = tierBuckets, t.tier == name { return t.buckets }
+            guard let sc = scopes() else { return nil }
+            let b = ScopeBuckets(rates, keys: (rpm, tpm, tpd), scopes: sc)
+            tierBuckets = (name, b)
+            return b
         }
     }
     static let keyCacheLimit = 4096
     /// By verified tenant, and (no auth) by client address.
     var tenantKeys = RecentKeys<TenantKeys>(limit: RateLimitMiddleware.keyCacheLimit)
     var addressKeys = RecentKeys<TenantKeys>(limit: RateLimitMiddleware.keyCacheLimit)
-    lazy var globalKeys = TenantKeys(prefix + ":{global}")
+    lazy var globalBuckets: ScopeBuckets = {
+        let g = TenantKeys(prefix + ":{global}")
+        return ScopeBuckets(limits.global, keys: (g.rpm, g.tpm, g.tpd), scopes: Self.globalScopes)
+    }()
 
     func keys(tenant: String?, address: String) -> TenantKeys {
         // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
@@ -189,32 +212,24 @@ public final class RateLimitMiddleware: Middleware {
         }
 
         p.requests.reserveCapacity(6)
-        func add(_ rates: LimitRates, keys: (rpm: String, tpm: String, tpd: String), scopes: Scopes, reportable: Bool) {
-            if let n = rates.requestsPerMinute {
+        func add(_ b: ScopeBuckets, reportable: Bool) {
+            if let r = b.rpm {
                 if reportable || p.requestsBucket == nil { p.requestsBucket = p.requests.count }
-                p.requests.append(BucketRequest(key: keys.rpm, capacity: Int64(n), windowMillis: 60_000, cost: 1,
-                                                kind: .requests, scope: scopes.rpm))
+                p.requests.append(BucketRequest(r, cost: 1))
             }
-            if let n = rates.tokensPerMinute {
+            if let t = b.tpm {
                 if reportable || p.tokensBucket == nil { p.tokensBucket = p.requests.count }
-                p.requests.append(BucketRequest(key: keys.tpm, capacity: Int64(n), windowMillis: 60_000, cost: p.estimate,
-                                                kind: .tokens, scope: scopes.tpm))
+                p.requests.append(BucketRequest(t, cost: p.estimate))
             }
-            if let n = rates.tokensPerDay {
+            if let d = b.tpd {
                 if p.tokensBucket == nil { p.tokensBucket = p.requests.count }
-                p.requests.append(BucketRequest(key: keys.tpd, capacity: Int64(n), windowMillis: 86_400_000, cost: p.estimate,
-                                                kind: .tokens, scope: scopes.tpd))
+                p.requests.append(BucketRequest(d, cost: p.estimate))
             }
         }
-        if !limits.global.isEmpty {
-            let g = globalKeys
-            add(limits.global, keys: (g.rpm, g.tpm, g.tpd), scopes: Self.globalScopes, reportable: false)
-        }
+        if !limits.global.isEmpty { add(globalBuckets, reportable: false) }
         let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
-        if let t = tier, let scopes = tierScopes[t.name] { add(t.rates, keys: (tenant.rpm, tenant.tpm, tenant.tpd), scopes: scopes, reportable: true) }
-        if let u = ctx.user, !limits.perUser.isEmpty {
-            add(limits.perUser, keys: tenant.user(u), scopes: Self.userScopes, reportable: false)
-        }
+        if let t = tier, let b = tenant.tier(t.name, rates: t.rates, scopes: { tierScopes[t.name] }) { add(b, reportable: true) }
+        if let u = ctx.user, !limits.perUser.isEmpty { add(tenant.user(u, rates: limits.perUser), reportable: false) }
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx.body) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,

@@ -1,24 +1,46 @@
-/// One token bucket a request touches: `capacity` tokens, refilled evenly over `windowMillis`
-/// (so `capacity` per window), `cost` taken by this request (negative: given back).
-public struct BucketRequest: Sendable, Equatable {
+/// One token bucket: `capacity` tokens, refilled evenly over `windowMillis` (so `capacity` per
+/// window), under `key` in the store. Immutable; the limiter builds one per (tenant or user,
+/// rates) and shares it by every request that touches the bucket, so a request's bucket is one
+/// reference and a cost (no key or scope strings copied per request).
+public final class Bucket: Sendable, Equatable {
     public enum Kind: String, Sendable { case requests, tokens }
     public let key: String
     public let capacity: Int64
     public let windowMillis: Int64
-    public let cost: Int64
     public let kind: Kind
     /// For answers and logs: "tenant requests_per_minute", "global tokens_per_day", …
     public let scope: String
 
+    public init(key: String, capacity: Int64, windowMillis: Int64, kind: Kind, scope: String) {
+        self.key = key; self.capacity = capacity; self.windowMillis = windowMillis; self.kind = kind; self.scope = scope
+    }
+
+    public static func == (a: Bucket, b: Bucket) -> Bool {
+        a === b || (a.key == b.key && a.capacity == b.capacity && a.windowMillis == b.windowMillis
+                    && a.kind == b.kind && a.scope == b.scope)
+    }
+}
+
+/// A bucket a request touches and the `cost` it takes (negative: gives back).
+public struct BucketRequest: Sendable, Equatable {
+    public typealias Kind = Bucket.Kind
+    public let bucket: Bucket
+    public let cost: Int64
+
+    public var key: String { bucket.key }
+    public var capacity: Int64 { bucket.capacity }
+    public var windowMillis: Int64 { bucket.windowMillis }
+    public var kind: Kind { bucket.kind }
+    public var scope: String { bucket.scope }
+
+    public init(_ bucket: Bucket, cost: Int64) { self.bucket = bucket; self.cost = cost }
+
     public init(key: String, capacity: Int64, windowMillis: Int64, cost: Int64, kind: Kind, scope: String) {
-        self.key = key; self.capacity = capacity; self.windowMillis = windowMillis; self.cost = cost
-        self.kind = kind; self.scope = scope
+        self.init(Bucket(key: key, capacity: capacity, windowMillis: windowMillis, kind: kind, scope: scope), cost: cost)
     }
 
     /// The same bucket with another cost (a settlement's delta, a lease's tokens).
-    public func withCost(_ c: Int64) -> BucketRequest {
-        BucketRequest(key: key, capacity: capacity, windowMillis: windowMillis, cost: c, kind: kind, scope: scope)
-    }
+    public func withCost(_ c: Int64) -> BucketRequest { BucketRequest(bucket, cost: c) }
 }
 
 /// A bucket's state after a decision (for `x-ratelimit-*` headers).

@@ -70,9 +70,11 @@ public final class Pipeline {
         ctx.completion = completion
         defer { ctx.running = nil; ctx.completion = nil }
         while i < middlewares.count {
-            ctx.suspension = nil
+            if ctx.suspension != nil { ctx.suspension = nil }
             ctx.stage = i
-            switch middlewares[i].process(ctx) {
+            // (`unowned(unsafe)`: the pipeline's array keeps every stage alive; no retain per call)
+            unowned(unsafe) let m = middlewares[i]
+            switch m.process(ctx) {
             case .next:
                 i += 1
             case .respond(let r):

@@ -45,7 +45,15 @@ final class UsageTap {
     static let countNames: JSONNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
     static let anthropicNames: JSONNames = ["input_tokens", "output_tokens"]
 
-    init(hide: Bool) { self.hide = hide }
+    /// `reusing`: an empty buffer with capacity (the last response's): saves an allocation.
+    init(hide: Bool, reusing buffer: [UInt8] = []) {
+        precondition(buffer.isEmpty)
+        self.hide = hide
+        json = buffer
+    }
+
+    /// Small capture buffers are handed to the next response of the connection; big ones go.
+    static let reusedCapacity = 4096
 
     /// `sse`: the response is an event stream.
     func begin(sse: Bool) { self.sse = sse }

@@ -150,9 +150,10 @@ public final class TenantContextMiddleware: Middleware {
         guard let tenant = ctx.tenant else {
             return required ? .respond(LocalResponse(.forbidden("No verified tenant: no tenant, no query."))) : .next
         }
-        ctx.upstreamHeaders.append(HTTPHeader(name: "x-tenant-id", value: tenant))
-        if let u = ctx.user { ctx.upstreamHeaders.append(HTTPHeader(name: "x-user-id", value: u)) }
-        if let t = ctx.tier { ctx.upstreamHeaders.append(HTTPHeader(name: "x-tenant-tier", value: t)) }
+        // (identity values are checked header-safe: `IdentityValue`)
+        ctx.appendUpstreamHeader("x-tenant-id", tenant)
+        if let u = ctx.user { ctx.appendUpstreamHeader("x-user-id", u) }
+        if let t = ctx.tier { ctx.appendUpstreamHeader("x-tenant-tier", t) }
         return .next
     }
 }

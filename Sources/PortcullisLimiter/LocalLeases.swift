@@ -102,14 +102,21 @@ struct LocalLeases {
     mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
         guard !byKey.isEmpty, !buckets.isEmpty else { return false }
         for b in buckets {
-            guard let x = byKey.index(forKey: b.key), byKey.values[x].tokens >= delta else { return false }
+            guard let x = index(of: b), byKey.values[x].tokens >= delta else { return false }
         }
         for b in buckets {
-            guard let x = byKey.index(forKey: b.key) else { continue }
+            guard let x = index(of: b) else { continue }
             byKey.values[x].tokens -= delta
             byKey.values[x].remaining -= delta
         }
         return true
+    }
+
+    /// Where `b`'s lease is: from the last request's cached indices when `b` is one of its
+    /// buckets (a settlement's buckets usually are), else by hashing its key.
+    private func index(of b: BucketRequest) -> Dictionary<String, Lease>.Index? {
+        if lastStructure == structure, let i = lastBuckets.firstIndex(where: { $0 === b.bucket }) { return lastIndices[i] }
+        return byKey.index(forKey: b.key)
     }
 
     /// Adds what Redis granted for bucket `r` (`redisLevel`: its level in Redis after the grant).

@@ -27,11 +27,6 @@ public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
     public init() {}
 
-    /// The injected headers, classified once (not per request).
-    let requestIDHeader = HTTPHeader(name: "x-request-id", value: "")
-    let forwardedForHeader = HTTPHeader(name: "x-forwarded-for", value: "")
-    let forwardedProtoHeader = HTTPHeader(name: "x-forwarded-proto", value: "http")
-
     /// `name` lowercased with `_` read as `-`.
     static func folded(_ name: String) -> String {
         String(name.lowercased().map { $0 == "_" ? "-" : $0 })
@@ -43,8 +38,16 @@ public final class HeaderHygieneMiddleware: Middleware {
             connectionListed += h.value.lowercasedCommaList().map(Self.folded)
         }
         let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
-        var out: [HTTPHeader] = []
-        out.reserveCapacity(ctx.head.headers.count + 4)
+        var size = 96 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count     // (the three injected lines)
+        for h in ctx.head.headers { size += h.name.utf8.count + h.value.utf8.count + 4 }
+        var out: [UInt8] = []
+        out.reserveCapacity(size)
+        func line(_ name: String, _ value: String) {
+            name.withUTF8Bytes { out.append(contentsOf: $0) }
+            out.append(58); out.append(32)
+            value.withUTF8Bytes { out.append(contentsOf: $0) }
+            out.append(13); out.append(10)
+        }
         for h in ctx.head.headers {
             if h.known.isHopByHop || h.known.isGatewayOwned { continue }
             let hasUnderscore = h.known == .other && h.name.utf8.contains(95)
@@ -57,15 +60,12 @@ public final class HeaderHygieneMiddleware: Middleware {
                 if h.known != .host && connectionListed.contains(f) { continue }
                 if f == signatureHeader { continue }
             }
-            out.append(h)
+            line(h.name, h.value)
         }
-        var id = requestIDHeader, forwardedFor = forwardedForHeader
-        id.value = ctx.requestID
-        forwardedFor.value = ctx.clientAddress
-        out.append(id)
-        out.append(forwardedFor)
-        out.append(forwardedProtoHeader)
-        ctx.upstreamHeaders = out   // the provider key is added per attempt (failover may change provider)
+        out.append("x-request-id: "); ctx.requestID.withUTF8Bytes { out.append(contentsOf: $0) }
+        out.append("\r\nx-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { out.append(contentsOf: $0) }
+        out.append("\r\nx-forwarded-proto: http\r\n")
+        ctx.upstreamHeaderLines = out   // the provider key is added per attempt (failover may change provider)
         return .next
     }
 }

@@ -22,9 +22,33 @@ public final class RequestContext {
     /// Set by `RouteMiddleware`.
     public var route: RouteConfiguration?
     public var provider: ProviderConfiguration?
-    /// Headers to send upstream (besides Host/Content-Length, which the upstream client adds).
-    /// Built by `HeaderHygieneMiddleware`; later middlewares may append.
-    public var upstreamHeaders: [HTTPHeader] = []
+    /// Header lines to send upstream (`name: value\r\n`…; besides Host/Content-Length, which
+    /// the upstream client adds), written once as bytes: the request head copies them as they
+    /// are. Built by `HeaderHygieneMiddleware`; later middlewares append with
+    /// `appendUpstreamHeader` (values they checked: no CR, LF or NUL).
+    public var upstreamHeaderLines: [UInt8] = []
+
+    public func appendUpstreamHeader(_ name: StaticString, _ value: String) {
+        upstreamHeaderLines.append(name)
+        upstreamHeaderLines.append(58); upstreamHeaderLines.append(32)
+        value.withUTF8Bytes { upstreamHeaderLines.append(contentsOf: $0) }
+        upstreamHeaderLines.append(13); upstreamHeaderLines.append(10)
+    }
+
+    /// The upstream header lines as fields (tests, diagnostics).
+    public var upstreamHeaders: [HTTPHeader] {
+        var out: [HTTPHeader] = []
+        var line = upstreamHeaderLines[...]
+        while let cr = line.firstIndex(of: 13) {
+            let text = line[line.startIndex..<cr]
+            if let colon = text.firstIndex(of: 58) {
+                out.append(HTTPHeader(name: String(decoding: text[..<colon], as: UTF8.self),
+                                      value: String(decoding: text[(colon + 2)...], as: UTF8.self)))
+            }
+            line = line[(cr + 2)...]
+        }
+        return out
+    }
     /// Verified identity (the auth issue fills these; nothing here trusts client headers).
     public var tenant: String?
     public var user: String?

@@ -82,15 +82,16 @@ public protocol UpstreamResponseDelegate: AnyObject {
 }
 
 /// Serializes the head of an upstream request: origin-form target under the provider's base
-/// path, Host, the given headers, and Content-Length (the body is always sent whole).
+/// path, Host, the given header lines (`name: value\r\n`…, copied as they are), the extras and
+/// Content-Length (the body is always sent whole).
 public enum UpstreamRequestHead {
     public static func serialize(method: String, basePath: String, target: String, authority: String,
-                                 headers: [HTTPHeader], extra: HTTPHeader? = nil, extra2: HTTPHeader? = nil,
+                                 headerLines: [UInt8], extra: HTTPHeader? = nil, extra2: HTTPHeader? = nil,
                                  bodyLength: Int) -> [UInt8] {
         let hasLength = bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH"
         let lengthText = hasLength ? String(bodyLength) : ""
         var total = method.utf8.count + 1 + basePath.utf8.count + target.utf8.count + 17 + authority.utf8.count + 2 + 2
-        for h in headers { total += h.name.utf8.count + h.value.utf8.count + 4 }
+        total += headerLines.count
         if let h = extra { total += h.name.utf8.count + h.value.utf8.count + 4 }
         if let h = extra2 { total += h.name.utf8.count + h.value.utf8.count + 4 }
         if hasLength { total += 16 + lengthText.utf8.count + 2 }
@@ -110,7 +111,10 @@ public enum UpstreamRequestHead {
                 at += s.utf8CodeUnitCount
             }
             put(method); put(" "); put(basePath); put(target); put(" HTTP/1.1\r\nhost: "); put(authority); put("\r\n")
-            for h in headers { put(h.name); put(": "); put(h.value); put("\r\n") }
+            headerLines.withUnsafeBytes { src in
+                if let b = src.baseAddress { UnsafeMutableRawPointer(dst + at).copyMemory(from: b, byteCount: src.count) }
+                at += src.count
+            }
             if let h = extra { put(h.name); put(": "); put(h.value); put("\r\n") }
             if let h = extra2 { put(h.name); put(": "); put(h.value); put("\r\n") }
             if hasLength { put("content-length: "); put(lengthText); put("\r\n") }

@@ -96,6 +96,9 @@ final class PipelineTests: XCTestCase {
         XCTAssertFalse(names.contains("connection"))
         XCTAssertEqual(ctx.upstreamHeaders.first { $0.name == "x-forwarded-for" }?.value, "10.0.0.1")
         XCTAssertEqual(ctx.upstreamHeaders.first { $0.name == "x-request-id" }?.value, "rid")
+        let lines = String(decoding: ctx.upstreamHeaderLines, as: UTF8.self)
+        XCTAssertTrue(lines.hasSuffix("x-request-id: rid\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\n"), lines)
+        XCTAssertEqual(lines.components(separatedBy: "\r\n").count - 1, ctx.upstreamHeaders.count, "one CRLF per line")
     }
 
     func testUnknownRouteIs404() throws {

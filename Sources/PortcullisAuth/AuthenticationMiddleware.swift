@@ -20,11 +20,8 @@ public final class AuthenticationMiddleware: Middleware {
         if let hmac = ctx.route?.hmac { return checkHMAC(hmac, ctx) }
         guard let auth, let verifier else { return .next }          // authentication not configured
         if auth.isPublic(ctx.path) { return .next }
-        var authorization: String?
-        for h in ctx.head.headers where h.known == .authorization {
-            if authorization != nil { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
-            authorization = h.value
-        }
+        if ctx.head.count(.authorization) > 1 { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
+        var authorization = ctx.head.first(.authorization)
         // Anthropic's SDKs send the caller's credential as `x-api-key` (older releases) on their
         // own API: there the JWT may come that way too (it is never forwarded either way).
         if authorization == nil && ctx.callsAnthropicAPI {

@@ -57,13 +57,21 @@ public final class HTTPRequestHead: @unchecked Sendable {
     }
 
     public func first(_ lowercasedName: String) -> String? {
-        for h in headers where h.name == lowercasedName { return h.value }
+        for i in headers.indices where headers[i].name == lowercasedName { return headers[i].value }
         return nil
     }
 
+    /// (By index: a `for h in headers` loop copies each field, retaining both its strings.)
     public func first(_ known: KnownHeader) -> String? {
-        for h in headers where h.known == known { return h.value }
+        for i in headers.indices where headers[i].known == known { return headers[i].value }
         return nil
+    }
+
+    /// How many fields are `known` (hygiene and authentication checks for repeats).
+    public func count(_ known: KnownHeader) -> Int {
+        var n = 0
+        for i in headers.indices where headers[i].known == known { n += 1 }
+        return n
     }
 }
 

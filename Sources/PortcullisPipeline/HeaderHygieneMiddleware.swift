@@ -33,13 +33,14 @@ public final class HeaderHygieneMiddleware: Middleware {
     }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
+        let headers = ctx.head.headers
         var connectionListed: [String] = []
-        for h in ctx.head.headers where h.known == .connection {
-            connectionListed += h.value.lowercasedCommaList().map(Self.folded)
+        for i in headers.indices where headers[i].known == .connection {
+            connectionListed += headers[i].value.lowercasedCommaList().map(Self.folded)
         }
         let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
         var size = 96 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count     // (the three injected lines)
-        for h in ctx.head.headers { size += h.name.utf8.count + h.value.utf8.count + 4 }
+        for i in headers.indices { size += headers[i].name.utf8.count + headers[i].value.utf8.count + 4 }
         var out: [UInt8] = []
         out.reserveCapacity(size)
         func line(_ name: String, _ value: String) {
@@ -48,8 +49,10 @@ public final class HeaderHygieneMiddleware: Middleware {
             value.withUTF8Bytes { out.append(contentsOf: $0) }
             out.append(13); out.append(10)
         }
-        for h in ctx.head.headers {
-            if h.known.isHopByHop || h.known.isGatewayOwned { continue }
+        for i in headers.indices {
+            let known = headers[i].known
+            if known.isHopByHop || known.isGatewayOwned { continue }
+            let h = headers[i]
             let hasUnderscore = h.known == .other && h.name.utf8.contains(95)
             if hasUnderscore {
                 let k = KnownHeader.classifyFoldingUnderscores(h.name)

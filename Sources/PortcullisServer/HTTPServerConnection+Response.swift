@@ -35,7 +35,7 @@ extension HTTPServerConnection: ResponseSink {
         if let e = r.error, context?.callsAnthropicAPI == true {
             r.body = ClientAPIErrors.anthropicBody(e)     // the client called Anthropic's API
         }
-        worker.loop.cancel(timer)
+        loop.cancel(timer)
         phase = .processing
         response.proxied = false
         response.status = r.status
@@ -103,7 +103,7 @@ extension HTTPServerConnection: ResponseSink {
         response.proxied = true
         let c: ProxyCoordinator
         if let existing = coordinator, coordinatorGeneration === generation { c = existing } else {
-            let loop = worker.loop          // (outlives every connection of its worker)
+            let loop = self.loop            // (outlives every connection of its worker)
             c = ProxyCoordinator(sink: self, starter: worker.upstream, breakers: generation.breakers, metrics: generation.routerMetrics,
                                  now: { [unowned(unsafe) loop] in loop.now })
             coordinator = c
@@ -158,7 +158,7 @@ extension HTTPServerConnection: ResponseSink {
     /// `idle` timeout to take some of it (re-armed on every write that makes progress); then
     /// `timerFired` cuts it.
     func armSlowReaderTimer() {
-        worker.loop.arm(timer, after: (context?.route?.timeouts.idle ?? RouteTimeouts().idle).nanoseconds)
+        loop.arm(timer, after: (context?.route?.timeouts.idle ?? RouteTimeouts().idle).nanoseconds)
     }
 
     /// Takes this response out of the open-streams gauge (once; on its end or on close).
@@ -186,7 +186,7 @@ extension HTTPServerConnection: ResponseSink {
         // attempts; the rest is filled only for an access log line.
         let line = generation.configuration.log.access
         var r = RequestSummary()
-        r.durationNanos = requestStart == 0 ? 0 : worker.loop.now &- requestStart     // (the loop's clock, as nginx's $request_time)
+        r.durationNanos = requestStart == 0 ? 0 : loop.now &- requestStart     // (the loop's clock, as nginx's $request_time)
         r.route = context?.route
         r.tenant = context?.tenant
         r.status = status

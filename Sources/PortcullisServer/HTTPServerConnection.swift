@@ -21,6 +21,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
 
     let fd: Int32
     let worker: Worker
+    /// The worker's loop, which outlives every connection on it: `unowned(unsafe)`, so reaching
+    /// it (timers, the cached clock) costs no retain.
+    unowned(unsafe) let loop: EventLoop
     let peer: String
     let input = ByteBuffer(capacity: 4096)
     let output = ByteBuffer(capacity: 4096)
@@ -65,6 +68,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     init(fd: Int32, peer: SocketAddress, worker: Worker) {
         self.fd = fd
         self.worker = worker
+        self.loop = worker.loop
         self.generation = worker.current
         self.peer = peer.ipString
         timer.setCallback { [unowned self] in self.timerFired() }
@@ -129,7 +133,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                     return
                 }
                 if requestStart == 0 {
-                    requestStart = worker.loop.now
+                    requestStart = loop.now
                     generation = worker.current
                     if requestsServed > 0 { armHeaderTimer() }
                 }
@@ -234,7 +238,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     private func dispatch() {
         guard let h = head else { return }
         phase = .processing
-        worker.loop.cancel(timer)
+        loop.cancel(timer)
         var id = h.first(.xRequestId) ?? ""
         if !RequestIDGenerator.isValid(id) { id = worker.requestIDs.make() }
         let ctx = RequestContext(requestID: id, head: h, body: body, clientAddress: peer,
@@ -258,11 +262,11 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     // MARK: timers
 
     func armHeaderTimer() {
-        worker.loop.arm(timer, after: generation.configuration.server.headerTimeout.nanoseconds)
+        loop.arm(timer, after: generation.configuration.server.headerTimeout.nanoseconds)
     }
 
     func armKeepaliveTimer() {
-        worker.loop.arm(timer, after: worker.configuration.server.keepaliveTimeout.nanoseconds)
+        loop.arm(timer, after: worker.configuration.server.keepaliveTimeout.nanoseconds)
     }
 
     private func timerFired() {
@@ -304,7 +308,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         }
         if response.upstreamPaused {
             response.upstreamPaused = false
-            worker.loop.cancel(timer)
+            loop.cancel(timer)
             coordinator?.clientDrained()
         }
         if response.complete { finishResponse() }
@@ -315,13 +319,13 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
     func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        if !deferredQueued { deferredQueued = true; worker.loop.deferToEndOfIteration(self) }
+        if !deferredQueued { deferredQueued = true; loop.deferToEndOfIteration(self) }
     }
 
     /// Continues with pipelined input after this iteration (no deep recursion).
     func scheduleProcessInput() {
         processScheduled = true
-        if !deferredQueued { deferredQueued = true; worker.loop.deferToEndOfIteration(self) }
+        if !deferredQueued { deferredQueued = true; loop.deferToEndOfIteration(self) }
     }
 
     func runDeferredTask() {
@@ -357,8 +361,8 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
         if wasProxying { coordinator?.cancel() }
         releaseReservation()
         uncountStream()
-        worker.loop.release(timer)
-        worker.loop.unregister(fd: fd)
+        loop.release(timer)
+        loop.unregister(fd: fd)
         Syscall.close(fd)
         worker.connectionClosed(self)
     }

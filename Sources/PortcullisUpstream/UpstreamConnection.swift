@@ -32,9 +32,8 @@ final class UpstreamConnection: EventHandler {
     var closed = false
     /// The connection's one timer: the owning exchange's timeouts while busy, the pool's idle
     /// timeout while pooled. Released (removed from the loop's heap) in `close()`.
-    private(set) lazy var timer = LoopTimer { [unowned self] in
-        if let o = self.owner { o.connectionTimerFired() } else if self.pooled { self.onIdleEvent?() }
-    }
+    /// (A `let` set up in `init`: a `lazy var` re-checks and retains on every use.)
+    let timer = LoopTimer({})
     var onIdleEvent: (() -> Void)?
     /// True while the connection sits idle in its pool.
     var pooled = false
@@ -43,6 +42,9 @@ final class UpstreamConnection: EventHandler {
         self.loop = loop
         self.poolKey = poolKey
         self.transport = transport
+        timer.setCallback { [unowned self] in
+            if let o = self.owner { o.connectionTimerFired() } else if self.pooled { self.onIdleEvent?() }
+        }
     }
 
     func handleEvent(_ events: UInt32) {

@@ -72,9 +72,7 @@ public final class Pipeline {
         while i < middlewares.count {
             if ctx.suspension != nil { ctx.suspension = nil }
             ctx.stage = i
-            // (`unowned(unsafe)`: the pipeline's array keeps every stage alive; no retain per call)
-            unowned(unsafe) let m = middlewares[i]
-            switch m.process(ctx) {
+            switch middlewares[i].process(ctx) {
             case .next:
                 i += 1
             case .respond(let r):

@@ -27,8 +27,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// `unowned(unsafe)`: a checked `unowned` costs an atomic retain/release on every use).
     unowned(unsafe) let sink: ResponseSink
     /// The sink's output buffer, fetched once (the sink keeps one for its life): reading it
-    /// through the protocol returns it retained, several times per response.
-    unowned(unsafe) let output: ByteBuffer
+    /// through the protocol returns it retained, several times per response. A strong `let`
+    /// (no cycle: a buffer refers to nothing): a `let` of `self` is used without a retain,
+    /// where an `unowned(unsafe)` one is retained at every use.
+    let output: ByteBuffer
     let starter: UpstreamAttemptStarter
     let breakers: CircuitBreakers?
     let metrics: RouterMetrics?

@@ -21,9 +21,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
 
     let fd: Int32
     let worker: Worker
-    /// The worker's loop, which outlives every connection on it: `unowned(unsafe)`, so reaching
-    /// it (timers, the cached clock) costs no retain.
-    unowned(unsafe) let loop: EventLoop
+    /// The worker's loop (it outlives every connection on it), held directly: a `let` of `self`
+    /// is used without a retain, where `worker.loop` loads and retains it.
+    let loop: EventLoop
     let peer: String
     let input = ByteBuffer(capacity: 4096)
     let output = ByteBuffer(capacity: 4096)

@@ -102,10 +102,21 @@ public final class JWTVerifier {
         return result
     }
 
-    /// Whether `a` and `b` are the same bytes; the contents are compared in constant time.
+    /// Whether `a` and `b` are the same bytes; the contents are compared in constant time (every
+    /// byte is read whatever differs, eight at a time: no early exit, no data-dependent branch).
     static func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: [UInt8]) -> Bool {
         guard a.count == b.count, a.count > 0 else { return false }
-        return b.withUnsafeBufferPointer { CRYPTO_memcmp(a.baseAddress, $0.baseAddress, a.count) == 0 }
+        return b.withUnsafeBytes { bb in
+            let aa = UnsafeRawBufferPointer(a)
+            var diff: UInt64 = 0
+            var i = 0
+            while i + 8 <= aa.count {
+                diff |= aa.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ bb.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            while i < aa.count { diff |= UInt64(aa[i] ^ bb[i]); i += 1 }
+            return diff == 0
+        }
     }
 
     private func remember(_ d: TokenDigest, _ id: VerifiedIdentity, now t: Int64) {

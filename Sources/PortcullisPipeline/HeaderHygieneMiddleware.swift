@@ -39,7 +39,8 @@ public final class HeaderHygieneMiddleware: Middleware {
             connectionListed += headers[i].value.lowercasedCommaList().map(Self.folded)
         }
         let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
-        var size = 96 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count     // (the three injected lines)
+        // The three injected lines, and room for the identity lines `TenantContextMiddleware` appends.
+        var size = 160 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count
         for i in headers.indices { size += headers[i].name.utf8.count + headers[i].value.utf8.count + 4 }
         var out: [UInt8] = []
         out.reserveCapacity(size)

@@ -29,10 +29,11 @@ public final class RequestContext {
     public var upstreamHeaderLines: [UInt8] = []
 
     public func appendUpstreamHeader(_ name: StaticString, _ value: String) {
+        // (`HeaderHygieneMiddleware` left room for the usual identity lines)
         upstreamHeaderLines.append(name)
-        upstreamHeaderLines.append(58); upstreamHeaderLines.append(32)
+        upstreamHeaderLines.append(": ")
         value.withUTF8Bytes { upstreamHeaderLines.append(contentsOf: $0) }
-        upstreamHeaderLines.append(13); upstreamHeaderLines.append(10)
+        upstreamHeaderLines.append("\r\n")
     }
 
     /// The upstream header lines as fields (tests, diagnostics).

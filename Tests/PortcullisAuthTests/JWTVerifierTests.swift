@@ -194,6 +194,21 @@ final class JWTVerifierTests: XCTestCase {
         expectFailure(v, Self.a1, .expired)
     }
 
+    /// The constant-time comparison sees a difference at every position, in the 8-byte words
+    /// and in the tail, and refuses different lengths.
+    func testSameBytesFindsEveryDifference() {
+        for n in 1...20 {
+            let a = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+            a.withUnsafeBufferPointer { XCTAssertTrue(JWTVerifier.sameBytes($0, a)) }
+            for i in 0..<n {
+                var b = a
+                b[i] ^= 0x01
+                a.withUnsafeBufferPointer { XCTAssertFalse(JWTVerifier.sameBytes($0, b), "n \(n), byte \(i)") }
+            }
+            a.withUnsafeBufferPointer { XCTAssertFalse(JWTVerifier.sameBytes($0, a + [0])) }
+        }
+    }
+
     func testCacheIsBounded() throws {
         var c = JWTConfiguration(); c.leeway = .seconds(0); c.tenantClaim = "tenant_id"; c.cacheSize = 8
         let key = Base64URL.decode(Self.a1Key)!

@@ -88,38 +88,36 @@ public final class RateLimitMiddleware: Middleware {
                streams: s + " max_concurrent_streams")
     }
     static let globalScopes = scopes("global")
-    /// The buckets of one scope under one set of rates (nil where the rates set no limit).
+    /// The buckets of one scope under one set of rates (nil where the rates set no limit),
+    /// keyed `<base>:rpm`, `<base>:tpm`, `<base>:tpd`.
     struct ScopeBuckets {
         let rpm, tpm, tpd: Bucket?
-        init(_ rates: LimitRates, keys: (rpm: String, tpm: String, tpd: String), scopes: Scopes) {
-            rpm = rates.requestsPerMinute.map { Bucket(key: keys.rpm, capacity: Int64($0), windowMillis: 60_000, kind: .requests, scope: scopes.rpm) }
-            tpm = rates.tokensPerMinute.map { Bucket(key: keys.tpm, capacity: Int64($0), windowMillis: 60_000, kind: .tokens, scope: scopes.tpm) }
-            tpd = rates.tokensPerDay.map { Bucket(key: keys.tpd, capacity: Int64($0), windowMillis: 86_400_000, kind: .tokens, scope: scopes.tpd) }
+        init(_ rates: LimitRates, base: String, scopes: Scopes) {
+            rpm = rates.requestsPerMinute.map { Bucket(key: base + ":rpm", capacity: Int64($0), windowMillis: 60_000, kind: .requests, scope: scopes.rpm) }
+            tpm = rates.tokensPerMinute.map { Bucket(key: base + ":tpm", capacity: Int64($0), windowMillis: 60_000, kind: .tokens, scope: scopes.tpm) }
+            tpd = rates.tokensPerDay.map { Bucket(key: base + ":tpd", capacity: Int64($0), windowMillis: 86_400_000, kind: .tokens, scope: scopes.tpd) }
         }
     }
-    /// Bucket keys of a tenant, and the buckets of it and of its users, built once per worker
+    /// A tenant's key base, and the buckets of it and of its users, built once per worker
     /// (bounded caches, see `RecentKeys`): a request only references them. Loop thread only,
     /// like the middleware.
     final class TenantKeys {
-        let base, rpm, tpm, tpd, streams: String
+        let base, streams: String
         /// The tenant's buckets under the tier its last request came with (a tenant's tokens
         /// normally all carry one tier; another tier rebuilds them).
         var tierBuckets: (tier: String, buckets: ScopeBuckets)?
         var users = RecentKeys<ScopeBuckets>(limit: RateLimitMiddleware.keyCacheLimit)
         init(_ base: String) {
-            self.base = base; rpm = base + ":rpm"; tpm = base + ":tpm"; tpd = base + ":tpd"; streams = base + ":streams"
+            self.base = base; streams = base + ":streams"
         }
         func user(_ u: String, rates: LimitRates) -> ScopeBuckets {
-            users.value(for: u) {
-                let b = base + ":u:" + u
-                return ScopeBuckets(rates, keys: (b + ":rpm", b + ":tpm", b + ":tpd"), scopes: RateLimitMiddleware.userScopes)
-            }
+            users.value(for: u) { ScopeBuckets(rates, base: base + ":u:" + u, scopes: RateLimitMiddleware.userScopes) }
         }
         /// `scopes`: the tier's scope names (nil: not a configured tier, no buckets).
         func tier(_ name: String, rates: LimitRates, scopes: () -> Scopes?) -> ScopeBuckets? {
             if let t = tierBuckets, t.tier == name { return t.buckets }
             guard let sc = scopes() else { return nil }
-            let b = ScopeBuckets(rates, keys: (rpm, tpm, tpd), scopes: sc)
+            let b = ScopeBuckets(rates, base: base, scopes: sc)
             tierBuckets = (name, b)
             return b
         }
@@ -128,10 +126,7 @@ public final class RateLimitMiddleware: Middleware {
     /// By verified tenant, and (no auth) by client address.
     var tenantKeys = RecentKeys<TenantKeys>(limit: RateLimitMiddleware.keyCacheLimit)
     var addressKeys = RecentKeys<TenantKeys>(limit: RateLimitMiddleware.keyCacheLimit)
-    lazy var globalBuckets: ScopeBuckets = {
-        let g = TenantKeys(prefix + ":{global}")
-        return ScopeBuckets(limits.global, keys: (g.rpm, g.tpm, g.tpd), scopes: Self.globalScopes)
-    }()
+    lazy var globalBuckets = ScopeBuckets(limits.global, base: prefix + ":{global}", scopes: Self.globalScopes)
 
     func keys(tenant: String?, address: String) -> TenantKeys {
         // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
@@ -385,9 +380,9 @@ public final class RateLimitMiddleware: Middleware {
             var w = UnsafeByteWriter(buf)
             forEachRateLimitField(p, statuses) { name, value in
                 w.put(name)
-                w.put(58); w.put(32)                    // ": "
+                w.put(": ")
                 Self.put(value, into: &w)
-                w.put(13); w.put(10)
+                w.put("\r\n")
             }
             n = w.count
         }

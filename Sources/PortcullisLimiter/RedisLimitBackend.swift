@@ -40,8 +40,7 @@ public final class RedisLimitBackend: LimitBackend {
         let back = leases.expire(now: .max)
         guard !back.isEmpty else { return }
         let tail = RedisLimitBackend.command(for: [Entry(mode: .settle, requests: back, done: nil)]).tail
-        let script = bucketScript
-        redis.command(tail.prefixed(by: script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source])) { _ in }
+        redis.command(bucketScript.call(tail)) { _ in }
     }
 
     /// Decisions and settlements waiting for the end of this loop iteration.
@@ -169,6 +168,11 @@ public final class RedisLimitBackend: LimitBackend {
         var sha: String?
         var loading = false
         init(_ source: String) { self.source = source }
+
+        /// The script called with `tail`: by its SHA-1 when loaded, else by its source.
+        func call(_ tail: RESPCommand) -> RESPCommand {
+            tail.prefixed(by: sha.map { ["EVALSHA", $0] } ?? ["EVAL", source])
+        }
     }
 
     /// Runs `script` with `tail` (numkeys, keys, arguments): `EVALSHA` once loaded, `EVAL`
@@ -181,8 +185,7 @@ public final class RedisLimitBackend: LimitBackend {
                 if case .reply(.string(let s)) = r { script.sha = s }
             }
         }
-        let command = tail.prefixed(by: script.sha.map { ["EVALSHA", $0] } ?? ["EVAL", script.source])
-        redis.command(command) { [weak self] r in
+        redis.command(script.call(tail)) { [weak self] r in
             if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self {
                 script.sha = nil                // Redis restarted or flushed its scripts: EVAL loads it again
                 return self.redis.command(tail.prefixed(by: ["EVAL", script.source]), completion: completion)

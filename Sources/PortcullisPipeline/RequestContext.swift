@@ -36,20 +36,6 @@ public final class RequestContext {
         upstreamHeaderLines.append("\r\n")
     }
 
-    /// The upstream header lines as fields (tests, diagnostics).
-    public var upstreamHeaders: [HTTPHeader] {
-        var out: [HTTPHeader] = []
-        var line = upstreamHeaderLines[...]
-        while let cr = line.firstIndex(of: 13) {
-            let text = line[line.startIndex..<cr]
-            if let colon = text.firstIndex(of: 58) {
-                out.append(HTTPHeader(name: String(decoding: text[..<colon], as: UTF8.self),
-                                      value: String(decoding: text[(colon + 2)...], as: UTF8.self)))
-            }
-            line = line[(cr + 2)...]
-        }
-        return out
-    }
     /// Verified identity (the auth issue fills these; nothing here trusts client headers).
     public var tenant: String?
     public var user: String?

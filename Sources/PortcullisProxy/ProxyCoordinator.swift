@@ -81,13 +81,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         attemptLog.removeAll(keepingCapacity: true); firstByteAt = 0
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
-        // Token counts for settlement, the log and metrics (in the last response's buffer).
-        var buffer: [UInt8] = []
-        if let old = tap, old.json.capacity <= UsageTap.reusedCapacity {
-            swap(&buffer, &old.json)
-            buffer.removeAll(keepingCapacity: true)        // (unique here: no copy)
-        }
-        tap = UsageTap(hide: ctx.hideStreamUsage, reusing: buffer)
+        tap = UsageTap(hide: ctx.hideStreamUsage, recycling: tap)   // token counts for settlement, the log and metrics
         let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {

@@ -45,14 +45,16 @@ final class UsageTap {
     static let countNames: JSONNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
     static let anthropicNames: JSONNames = ["input_tokens", "output_tokens"]
 
-    /// `reusing`: an empty buffer with capacity (the last response's): saves an allocation.
-    init(hide: Bool, reusing buffer: [UInt8] = []) {
-        precondition(buffer.isEmpty)
+    /// `recycling`: the connection's previous tap, whose capture buffer (when small) this one
+    /// takes over, emptied: saves an allocation per response. Big buffers are not kept.
+    init(hide: Bool, recycling old: UsageTap? = nil) {
         self.hide = hide
-        json = buffer
+        if let old, old.json.capacity <= UsageTap.reusedCapacity {
+            swap(&json, &old.json)
+            json.removeAll(keepingCapacity: true)          // (unique here: no copy)
+        }
     }
 
-    /// Small capture buffers are handed to the next response of the connection; big ones go.
     static let reusedCapacity = 4096
 
     /// `sse`: the response is an event stream.

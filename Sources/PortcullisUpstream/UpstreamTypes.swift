@@ -100,21 +100,17 @@ public enum UpstreamRequestHead {
             count = 0
             guard let dst = buf.baseAddress else { return }
             var at = 0
-            func put(_ s: String) {
-                s.withUTF8Bytes { src in
-                    if let b = src.baseAddress { UnsafeMutableRawPointer(dst + at).copyMemory(from: b, byteCount: src.count) }
-                    at += src.count
-                }
+            func put(_ src: UnsafeRawBufferPointer) {
+                if let b = src.baseAddress { UnsafeMutableRawPointer(dst + at).copyMemory(from: b, byteCount: src.count) }
+                at += src.count
             }
+            func put(_ s: String) { s.withUTF8Bytes { put($0) } }
             func put(_ s: StaticString) {
                 (dst + at).update(from: s.utf8Start, count: s.utf8CodeUnitCount)
                 at += s.utf8CodeUnitCount
             }
             put(method); put(" "); put(basePath); put(target); put(" HTTP/1.1\r\nhost: "); put(authority); put("\r\n")
-            headerLines.withUnsafeBytes { src in
-                if let b = src.baseAddress { UnsafeMutableRawPointer(dst + at).copyMemory(from: b, byteCount: src.count) }
-                at += src.count
-            }
+            headerLines.withUnsafeBytes { put($0) }
             if let h = extra { put(h.name); put(": "); put(h.value); put("\r\n") }
             if let h = extra2 { put(h.name); put(": "); put(h.value); put("\r\n") }
             if hasLength { put("content-length: "); put(lengthText); put("\r\n") }

@@ -189,3 +189,20 @@ final class OpenAIErrorShapeTests: XCTestCase {
         XCTAssertEqual(GatewayError.modelNotFound("m").code, "model_not_found")
     }
 }
+
+extension RequestContext {
+    /// The upstream header lines read back as fields.
+    var upstreamHeaders: [HTTPHeader] {
+        var out: [HTTPHeader] = []
+        var line = upstreamHeaderLines[...]
+        while let cr = line.firstIndex(of: 13) {
+            let text = line[line.startIndex..<cr]
+            if let colon = text.firstIndex(of: 58) {
+                out.append(HTTPHeader(name: String(decoding: text[..<colon], as: UTF8.self),
+                                      value: String(decoding: text[(colon + 2)...], as: UTF8.self)))
+            }
+            line = line[(cr + 2)...]
+        }
+        return out
+    }
+}

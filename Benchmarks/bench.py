@@ -41,6 +41,13 @@ def wait_port(port, timeout=10):
     raise RuntimeError(f"port {port} not open")
 
 
+def cpu_ticks():
+    """The machine's CPU ticks: (all, stolen by the hypervisor), from /proc/stat's `cpu` line."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), v[7]
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
@@ -448,18 +455,21 @@ litellm_settings: {{ telemetry: false }}
             wait_port(lit_port, timeout=120)
         time.sleep(0.3)
         ngx_worker = nginx_worker(ngx)
+        # Run order: the targets a ratio compares sit next to each other (this VM's noise comes
+        # and goes over seconds, so runs far apart in a round differ by more than the proxies do),
+        # and every other round runs the order backwards, so no target always comes first.
         targets = {"direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
-                   "nginx": (ngx_port, ngx_worker, None), "haproxy": (hap_port, hap.pid, None),
+                   "haproxy": (hap_port, hap.pid, None), "nginx": (ngx_port, ngx_worker, None),
                    "full": (full_port, gw_full.pid, hs_token),
-                   # Auth cost: the same request bytes (token included) with auth off, then on.
-                   "noauth_hs": (gw_port, gw.pid, hs_token), "jwt_hs256": (auth_port, gw_auth.pid, hs_token),
+                   # Limiter cost: JWT on in all three (against jwt_hs256, and nginx for the target).
+                   "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token),
+                   # Auth cost: the same request bytes (token included) with auth on, then off.
+                   "jwt_hs256": (auth_port, gw_auth.pid, hs_token), "noauth_hs": (gw_port, gw.pid, hs_token),
+                   "jwt_limit_memory": (lim_mem_port, gw_lim_mem.pid, hs_token),
+                   "jwt_limit_redis_nolease": (lim_nolease_port, gw_lim_nolease.pid, hs_token),
                    "noauth_rs": (gw_port, gw.pid, rs_token), "jwt_rs256": (auth_port, gw_auth.pid, rs_token),
                    # Alias rewrite cost: the same bytes to a plain route, then to an alias route.
-                   "plain_route": (gw_port, gw.pid, None), "alias_route": (alias_port, gw_alias.pid, None),
-                   # Limiter cost: JWT on in all three.
-                   "jwt_limit_memory": (lim_mem_port, gw_lim_mem.pid, hs_token),
-                   "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token),
-                   "jwt_limit_redis_nolease": (lim_nolease_port, gw_lim_nolease.pid, hs_token)}
+                   "plain_route": (gw_port, gw.pid, None), "alias_route": (alias_port, gw_alias.pid, None)}
         if lit_port:
             targets["litellm"] = (lit_port, lit.pid, litellm_key)
         if a.only:
@@ -474,19 +484,26 @@ litellm_settings: {{ telemetry: false }}
         # Commands sent to Redis per request, per Redis-backed target (counted around its runs).
         redis_sent = {k: [0, 0] for k in ("jwt_limit_redis", "jwt_limit_redis_nolease", "full")}
         rounds = {k: [] for k in targets}
+        stolen = []   # per run: the share of the machine's CPU the hypervisor took (a noise gauge)
         for r in range(a.rounds):
-            for name, (port, pid, tok) in targets.items():
+            order = list(targets.items())
+            for name, (port, pid, tok) in (order if r % 2 == 0 else reversed(order)):
                 cpu = tree_cpu_seconds if name == "litellm" else cpu_seconds
                 c0 = cpu(pid)
                 r0 = redis_calls() if name in redis_sent else 0
+                t0 = cpu_ticks()
                 res = wrk(port, a.seconds, a.conns, token=tok)
+                t1 = cpu_ticks()
+                stolen.append((t1[1] - t0[1]) / max(1, t1[0] - t0[0]))
+                if name == "litellm":
+                    time.sleep(2)    # its backlog of timed-out requests drains before the next run
                 res["cpu_us"] = (cpu(pid) - c0) / max(1, res["requests"]) * 1e6
                 rounds[name].append(res)
                 if name in redis_sent:
                     redis_sent[name][0] += redis_calls() - r0
                     redis_sent[name][1] += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
-                      f"cpu {res['cpu_us']:.1f} us/req  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
+                      f"cpu {res['cpu_us']:.1f} us/req  stolen {100 * stolen[-1]:.0f}%  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
         per_request = {k: (v[0] / v[1] if v[1] else 0.0) for k, v in redis_sent.items()}
         redis_per_request = per_request["jwt_limit_redis"]
         def pair(a_, b_, m):
@@ -595,6 +612,9 @@ litellm_settings: {{ telemetry: false }}
         f"Portcullis, nginx and the fake provider; wrk -t1 -c{a.conns}, {a.rounds} interleaved rounds of {a.seconds} s,",
         "small non-streaming chat completion (POST, 80-byte body, ~550-byte JSON answer). Medians over rounds;",
         "ratios are medians of per-round ratios. CPU is the server process's user+system time per request.",
+        "Compared targets run next to each other, every other round in reverse order. CPU stolen by the",
+        f"hypervisor during the runs (a gauge of this VM's noise): median {100 * statistics.median(stolen):.0f}%, "
+        f"max {100 * max(stolen):.0f}% of the machine.",
         "",
         "| target | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/req |",
         "|---|---|---|---|---|---|",

@@ -9,7 +9,7 @@ public struct AuthConfiguration: Sendable {
     public func isPublic(_ path: String) -> Bool {
         for p in publicPaths {
             if p.utf8.last == 42 /* * */ { if path.utf8.starts(with: p.utf8.dropLast()) { return true } }
-            else if path == p { return true }
+            else if path.sameUTF8(p) { return true }
         }
         return false
     }

@@ -178,8 +178,10 @@ public struct RouteTimeouts: Sendable, Equatable {
 public final class RouteConfiguration: Sendable {
     public enum MaxTokensPolicy: String, Sendable { case clamp, reject }
 
-    /// Exact path, or a prefix when it ends in `*` (`/v1/*`).
+    /// Exact path, or a prefix when it ends in `*` (`/v1/*`). Matched byte for byte.
     public let path: String
+    /// `path` without its `*` when it is a prefix.
+    let prefix: String?
     public let timeouts: RouteTimeouts
     /// Route-specific authentication replacing JWT for this route (webhooks).
     public let hmac: HMACAuthConfiguration?
@@ -212,14 +214,15 @@ public final class RouteConfiguration: Sendable {
          index: Int = 0) {
         self.index = index
         self.path = path; self.provider = provider; self.timeouts = timeouts; self.hmac = hmac
+        self.prefix = path.hasSuffix("*") ? String(path.dropLast()) : nil
         self.methods = methods; self.allowHeader = methods.joined(separator: ", ")
         self.alias = alias; self.tier = tier; self.passthroughModels = passthroughModels
         self.maxTokensPolicy = maxTokensPolicy; self.upstreamPath = upstreamPath
     }
 
     public func matches(_ requestPath: String) -> Bool {
-        if path.hasSuffix("*") { return requestPath.hasPrefix(path.dropLast()) }
-        return requestPath == path
+        if let p = prefix { return requestPath.hasUTF8Prefix(p) }
+        return requestPath.sameUTF8(path)
     }
 }
 

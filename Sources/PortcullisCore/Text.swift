@@ -42,6 +42,29 @@ extension String {
         var s = self
         return try s.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
     }
+
+    /// Whether `other` has the same UTF-8 bytes. Byte equality, no Unicode normalization (unlike
+    /// `==`): paths and methods are matched as bytes, as nginx does; and it costs a length
+    /// check and a `memcmp`, not the standard library's general comparison.
+    @inlinable
+    public func sameUTF8(_ other: String) -> Bool {
+        guard utf8.count == other.utf8.count else { return false }
+        return withUTF8Bytes { a in other.withUTF8Bytes { b in String.sameBytes(a, b, count: a.count) } }
+    }
+
+    /// Whether the string's UTF-8 bytes start with `prefix`'s (bytes, as `sameUTF8`).
+    @inlinable
+    public func hasUTF8Prefix(_ prefix: String) -> Bool {
+        guard utf8.count >= prefix.utf8.count else { return false }
+        return withUTF8Bytes { a in prefix.withUTF8Bytes { b in String.sameBytes(a, b, count: b.count) } }
+    }
+
+    @inlinable
+    static func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, count: Int) -> Bool {
+        guard count > 0 else { return true }
+        guard let pa = a.baseAddress, let pb = b.baseAddress else { return false }
+        return memcmp(pa, pb, count) == 0
+    }
 }
 
 extension Array where Element == UInt8 {

@@ -158,3 +158,10 @@ public enum HTTPStatus {
         }
     }
 }
+
+/// Method tests for the hot path: a first-byte test before the compare (an unequal `==` of two
+/// strings goes through the standard library's general comparison, ~100 instructions).
+public enum HTTPMethodName {
+    @inlinable public static func isHEAD(_ m: String) -> Bool { m.utf8.first == 0x48 && m == "HEAD" }
+    @inlinable public static func isGET(_ m: String) -> Bool { m.utf8.first == 0x47 && m == "GET" }
+}

@@ -64,7 +64,8 @@ public struct HTTPResponseParser: Sendable {
         for f in fields {
             switch f.known {
             case .contentLength:
-                guard let n = HeadLexer.contentLength(value(f)), contentLength == nil || contentLength == n else {
+                guard let n = DecimalDigits.value(raw[Int(f.valueStart)..<Int(f.valueEnd)], maxDigits: 15).map({ Int($0) }),
+                      contentLength == nil || contentLength == n else {
                     return .failure(.upstreamBadResponse("Invalid upstream Content-Length."))
                 }
                 contentLength = n
@@ -83,7 +84,7 @@ public struct HTTPResponseParser: Sendable {
             return .failure(.upstreamBadResponse("Upstream sent both Content-Length and Transfer-Encoding."))
         }
         var framing: BodyFraming
-        if method == "HEAD" || status < 200 || status == 204 || status == 304 {
+        if HTTPMethodName.isHEAD(method) || status < 200 || status == 204 || status == 304 {
             framing = .none
         } else if hasTE {
             framing = chunked ? .chunked : .untilClose

@@ -1,3 +1,4 @@
+import PortcullisCore
 import PortcullisHTTP
 
 /// Puts the request target in canonical form (`RequestTarget`) before anything reads it, so
@@ -27,13 +28,14 @@ public final class RouteMiddleware: Middleware {
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.path
-        if let list = ctx.configuration.modelListRoute, path == list.path, ctx.head.method == "GET" || ctx.head.method == "HEAD" {
+        if let list = ctx.configuration.modelListRoute, path.sameUTF8(list.path),
+           HTTPMethodName.isGET(ctx.head.method) || HTTPMethodName.isHEAD(ctx.head.method) {
             ctx.route = list   // answered by the alias router, after authentication (it needs the tier)
             return .next
         }
         for r in ctx.configuration.routes where r.matches(path) {
             let method = ctx.head.method
-            guard r.methods.contains(method), !Self.neverForwarded(method) else {
+            guard r.methods.contains(where: { $0.sameUTF8(method) }), !Self.neverForwarded(method) else {
                 return .respond(LocalResponse(.methodNotAllowed("Method \(String(method.prefix(32))) is not allowed on \(r.path).",
                                                                 allow: r.allowHeader)))
             }
@@ -45,6 +47,7 @@ public final class RouteMiddleware: Middleware {
     }
 
     @inline(__always) static func neverForwarded(_ m: String) -> Bool {
-        m == "TRACE" || m == "TRACK" || m == "CONNECT"
+        guard let f = m.utf8.first, f == UInt8(ascii: "T") || f == UInt8(ascii: "C") else { return false }
+        return m == "TRACE" || m == "TRACK" || m == "CONNECT"
     }
 }

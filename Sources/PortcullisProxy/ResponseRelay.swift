@@ -45,7 +45,7 @@ public struct ResponseRelay {
                 out.append(StatusLine.crlf)
             }
         }
-        if request.method == "HEAD" || h.status == 204 || h.status == 304 {
+        if HTTPMethodName.isHEAD(request.method) || h.status == 204 || h.status == 304 {
             noBody = true
             if case .length(let n) = h.framing { out.append(StatusLine.contentLength); out.appendDecimal(n); out.append(StatusLine.crlf) }
         } else {

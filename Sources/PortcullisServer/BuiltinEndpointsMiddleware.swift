@@ -20,8 +20,9 @@ final class BuiltinEndpointsMiddleware: Middleware {
 
     func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let path = ctx.path
-        guard path == "/healthz" || path == "/readyz" || path == "/metrics" else { return .next }
-        guard ctx.head.method == "GET" || ctx.head.method == "HEAD" else {
+        let n = path.utf8.count              // (most requests are for none of them: no string compares)
+        guard n == 7 || n == 8, path == "/healthz" || path == "/readyz" || path == "/metrics" else { return .next }
+        guard HTTPMethodName.isGET(ctx.head.method) || HTTPMethodName.isHEAD(ctx.head.method) else {
             return .respond(LocalResponse(.methodNotAllowed("Use GET for \(path).", allow: "GET, HEAD")))
         }
         if path == "/metrics" {

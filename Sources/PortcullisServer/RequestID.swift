@@ -29,10 +29,12 @@ final class RequestIDGenerator {
 
     func make() -> String {
         let a = next(), b = next()
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        @inline(__always) func hex(_ v: UInt64, _ i: Int) -> UInt8 {
+            let d = UInt8(truncatingIfNeeded: (v >> (60 - UInt64(i) * 4)) & 0xF)
+            return d < 10 ? 48 &+ d : 87 &+ d                   // 0-9, a-f
+        }
         return String(unsafeUninitializedCapacity: 32) { buf in
-            for i in 0..<16 { buf[i] = hex[Int((a >> (60 - UInt64(i) * 4)) & 0xF)] }
-            for i in 0..<16 { buf[16 + i] = hex[Int((b >> (60 - UInt64(i) * 4)) & 0xF)] }
+            for i in 0..<16 { buf[i] = hex(a, i); buf[16 + i] = hex(b, i) }
             return 32
         }
     }

@@ -89,13 +89,12 @@ public enum UpstreamRequestHead {
                                  headerLines: [UInt8], extra: HTTPHeader? = nil, extra2: HTTPHeader? = nil,
                                  bodyLength: Int) -> [UInt8] {
         let hasLength = bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH"
-        let lengthText = hasLength ? String(bodyLength) : ""
         var total = method.utf8.count + 1 + basePath.utf8.count + target.utf8.count + 17 + authority.utf8.count + 2 + 2
         total += headerLines.count
         if let h = extra { total += h.name.utf8.count + h.value.utf8.count + 4 }
         if let h = extra2 { total += h.name.utf8.count + h.value.utf8.count + 4 }
-        if hasLength { total += 16 + lengthText.utf8.count + 2 }
-        // One exact-size allocation, filled with memcpy.
+        if hasLength { total += 16 + 20 + 2 }
+        // One allocation (sized for the longest Content-Length), filled with memcpy.
         return [UInt8](unsafeUninitializedCapacity: total) { buf, count in
             count = 0
             guard let dst = buf.baseAddress else { return }
@@ -113,7 +112,13 @@ public enum UpstreamRequestHead {
             headerLines.withUnsafeBytes { put($0) }
             if let h = extra { put(h.name); put(": "); put(h.value); put("\r\n") }
             if let h = extra2 { put(h.name); put(": "); put(h.value); put("\r\n") }
-            if hasLength { put("content-length: "); put(lengthText); put("\r\n") }
+            if hasLength {
+                put("content-length: ")
+                var w = UnsafeByteWriter(UnsafeMutableBufferPointer(start: dst + at, count: 20))
+                w.putDecimal(Int64(bodyLength))
+                at += w.count
+                put("\r\n")
+            }
             put("\r\n")
             count = at
         }

@@ -62,6 +62,16 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertFalse(c.routes[0].matches("/v1/chat/completions/x"))
     }
 
+    func testRoutePathsMatchByteForByte() throws {
+        let c = try load("providers: { p: { base_url: 'http://h:1' } }\nroutes: [ { path: '/v1/*', provider: p }, { path: /caf\u{E9}, provider: p } ]\n")
+        XCTAssertTrue(c.routes[0].matches("/v1/"))
+        XCTAssertTrue(c.routes[0].matches("/v1/chat/completions"))
+        XCTAssertFalse(c.routes[0].matches("/v1"))
+        XCTAssertFalse(c.routes[0].matches("/v2/chat"))
+        XCTAssertTrue(c.routes[1].matches("/caf\u{E9}"))
+        XCTAssertFalse(c.routes[1].matches("/cafe\u{301}"))   // canonically equivalent, other bytes
+    }
+
     func testAutoWorkersAndDefaults() throws {
         let c = try load("server: { workers: auto }\nproviders: { p: { base_url: 'http://h:1/base/' } }\nroutes: [ { path: /x, provider: p } ]\n")
         XCTAssertGreaterThanOrEqual(c.server.workers, 1)

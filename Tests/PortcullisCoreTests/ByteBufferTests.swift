@@ -67,3 +67,29 @@ final class UTF8BytesTests: XCTestCase {
         }
     }
 }
+
+/// `String.sameUTF8` / `hasUTF8Prefix`: byte equality (no Unicode normalization), every kind of string.
+final class UTF8CompareTests: XCTestCase {
+    func testSameBytesOnly() {
+        let long = String(repeating: "/v1/chat/completions", count: 3)
+        let cases: [(String, String, Bool)] = [
+            ("", "", true), ("/v1/chat/completions", "/v1/chat/completions", true), (long, String(long), true),
+            ("/v1/chat/completions", "/v1/chat/completionz", false), ("/v1/models", "/v1/model", false),
+            ("", "/", false), ("POST", "PUT", false), ("GET", "GET", true),
+            ("/caf\u{E9}", "/cafe\u{301}", false),   // == says equal (canonically equivalent); the bytes differ
+        ]
+        for (a, b, same) in cases {
+            XCTAssertEqual(a.sameUTF8(b), same, "\(a) vs \(b)")
+            XCTAssertEqual(b.sameUTF8(a), same, "\(b) vs \(a)")
+        }
+    }
+
+    func testBytePrefix() {
+        XCTAssertTrue("/v1/chat/completions".hasUTF8Prefix("/v1/"))
+        XCTAssertTrue("/v1/".hasUTF8Prefix("/v1/"))
+        XCTAssertTrue("/v1".hasUTF8Prefix(""))
+        XCTAssertFalse("/v1".hasUTF8Prefix("/v1/"))
+        XCTAssertFalse("/v2/chat".hasUTF8Prefix("/v1/"))
+        XCTAssertFalse("/cafe\u{301}/x".hasUTF8Prefix("/caf\u{E9}"))
+    }
+}

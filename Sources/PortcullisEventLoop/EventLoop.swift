@@ -18,7 +18,7 @@ public final class EventLoop: @unchecked Sendable {
     private var handlers: [EventHandler?] = []
     private var generations: [UInt32] = []
     private var nextGeneration: UInt32 = 1
-    private var timers = TimerHeap()
+    @usableFromInline var timers = TimerHeap()
     private let pending = Mutex<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private var events: [epoll_event]
@@ -102,24 +102,26 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: timers
 
     /// Arms (or re-arms) `timer` to fire `after` ns from now.
+    @inlinable
     public func arm(_ timer: LoopTimer, after ns: UInt64) {
         arm(timer, at: now &+ ns)
     }
 
     /// Arms `timer` at an absolute monotonic deadline. O(1) when pushing it later.
+    @inlinable
     public func arm(_ timer: LoopTimer, at deadline: UInt64) {
         let d = max(deadline, 1)
-        timer.deadline = d
+        timer.wanted = d
         if timer.heapIndex < 0 || d < timer.heapKey { timers.insertOrUpdate(timer, key: d) }
     }
 
     /// Disarms `timer` in O(1); its heap entry is dropped lazily when it comes due.
-    public func cancel(_ timer: LoopTimer) { timer.deadline = 0 }
+    @inlinable public func cancel(_ timer: LoopTimer) { timer.wanted = 0 }
 
     /// Disarms `timer` and removes it from the heap now, so the loop holds no reference to it
     /// (call when the timer's owner goes away: a closed connection, a finished exchange).
     public func release(_ timer: LoopTimer) {
-        timer.deadline = 0
+        timer.wanted = 0
         timers.remove(timer)
     }
 
@@ -204,7 +206,7 @@ public final class EventLoop: @unchecked Sendable {
                 timers.insertOrUpdate(t, key: t.deadline)  // pushed back since it was queued
             } else {
                 timers.remove(t)
-                t.deadline = 0
+                t.wanted = 0
                 t.callback()
             }
         }

@@ -7,11 +7,14 @@
 /// Thread: only the owning loop's thread arms, cancels, releases or fires it.
 public final class LoopTimer {
     /// Absolute monotonic deadline the owner wants; 0 when disarmed.
-    public internal(set) var deadline: UInt64 = 0
+    public var deadline: UInt64 { wanted }
+    /// (`@usableFromInline`: arming and cancelling are inlined into their callers, whose
+    /// arguments then need no retain around a call.)
+    @usableFromInline var wanted: UInt64 = 0
     /// The key of this timer's heap entry (≤ `deadline` while armed).
-    var heapKey: UInt64 = 0
+    @usableFromInline var heapKey: UInt64 = 0
     /// Position in the loop's heap, -1 when not in it.
-    var heapIndex = -1
+    @usableFromInline var heapIndex = -1
     var callback: () -> Void
 
     public init(_ callback: @escaping () -> Void) { self.callback = callback }
@@ -23,14 +26,14 @@ public final class LoopTimer {
 }
 
 /// An indexed binary min-heap of timers by `heapKey`.
-struct TimerHeap {
+@usableFromInline struct TimerHeap {
     private(set) var items: [LoopTimer] = []
 
     var isEmpty: Bool { items.isEmpty }
     var first: LoopTimer? { items.first }
     var count: Int { items.count }
 
-    mutating func insertOrUpdate(_ t: LoopTimer, key: UInt64) {
+    @usableFromInline mutating func insertOrUpdate(_ t: LoopTimer, key: UInt64) {
         if t.heapIndex >= 0 {
             let old = t.heapKey
             t.heapKey = key

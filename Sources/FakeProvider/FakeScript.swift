@@ -57,7 +57,10 @@ struct FakeScript {
                 if kv.count == 2 { knobs.append(("x-fake-" + kv[0], String(kv[1]))) }
             }
         }
-        for h in head.headers where h.name.hasPrefix("x-fake-") { knobs.append((h.name, h.value)) }
+        for f in head.fields where f.known == .other {
+            let name = head.name(f)
+            if name.hasPrefix("x-fake-") { knobs.append((name, head.value(f))) }
+        }
         for (name, value) in knobs {
             let h = (name: name, value: value)
             let n = Int(h.value)

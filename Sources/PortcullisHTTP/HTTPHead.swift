@@ -21,98 +21,65 @@ public enum BodyFraming: Sendable, Equatable {
     case untilClose
 }
 
-/// A parsed request head. Immutable once parsed; a class so that passing it through the
-/// pipeline shares one reference instead of copying (and retaining) every field.
-public final class HTTPRequestHead: @unchecked Sendable {
-    public let method: String
-    /// The origin-form target (path and query); absolute-form is reduced to it.
-    public let target: String
-    /// `target` without the query string (computed once at parse time; routing reads it).
-    public let path: String
-    /// 0 for HTTP/1.0; 1 for HTTP/1.1 and any HTTP/1.x with x > 1 (served as 1.1).
-    public let minorVersion: Int
-    public let headers: [HTTPHeader]
-    public let framing: BodyFraming
-    public let keepAlive: Bool
-    public let expectContinue: Bool
-
-    public init(method: String, target: String, minorVersion: Int, headers: [HTTPHeader],
-                framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
-        self.method = method; self.target = target; self.minorVersion = minorVersion
-        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            self.path = String(target[..<q])
-        } else {
-            self.path = target
-        }
-        self.headers = headers; self.framing = framing; self.keepAlive = keepAlive
-        self.expectContinue = expectContinue
-    }
-
-    /// The parser's initialiser: `path` was cut from the bytes already.
-    init(method: String, target: String, path: String, minorVersion: Int, headers: [HTTPHeader],
-         framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
-        self.method = method; self.target = target; self.path = path; self.minorVersion = minorVersion
-        self.headers = headers; self.framing = framing; self.keepAlive = keepAlive
-        self.expectContinue = expectContinue
-    }
-
-    public func first(_ lowercasedName: String) -> String? {
-        for i in headers.indices where headers[i].name == lowercasedName { return headers[i].value }
-        return nil
-    }
-
-    /// (By index: a `for h in headers` loop copies each field, retaining both its strings.)
-    public func first(_ known: KnownHeader) -> String? {
-        for i in headers.indices where headers[i].known == known { return headers[i].value }
-        return nil
-    }
-
-    /// How many fields are `known` (hygiene and authentication checks for repeats).
-    public func count(_ known: KnownHeader) -> Int {
-        var n = 0
-        for i in headers.indices where headers[i].known == known { n += 1 }
-        return n
-    }
-}
-
-/// One header field of a response head, as offsets into `HTTPResponseHead.raw`.
+/// One header field, as offsets into its head's `raw` header lines.
 public struct HeaderField: Sendable, Equatable {
     public var nameStart: Int32, nameEnd: Int32, valueStart: Int32, valueEnd: Int32
     public var known: KnownHeader
 }
 
-/// A parsed response head (from an upstream). The header section is kept as raw bytes with field
-/// offsets, so forwarding a response head allocates no String per header.
-public struct HTTPResponseHead: Sendable, Equatable {
-    public var status: Int
-    public var reason: String
-    public var minorVersion: Int
-    /// The header lines (after the status line), bytes as received.
-    public var raw: [UInt8]
-    public var fields: [HeaderField]
-    public var framing: BodyFraming
-    public var keepAlive: Bool
+/// A head's header section as received: the header lines' bytes and each field's offsets into
+/// them. Heads keep this instead of a String per name and value; Strings are made on demand
+/// (`first`, `value`), and forwarding copies the bytes.
+public protocol RawHeaderBlock {
+    /// The header lines (after the start line, without the blank line), bytes as received.
+    var raw: [UInt8] { get }
+    var fields: [HeaderField] { get }
+}
 
+extension RawHeaderBlock {
+    /// The field's name, lowercased.
     public func name(_ f: HeaderField) -> String {
-        String(decoding: raw[Int(f.nameStart)..<Int(f.nameEnd)], as: UTF8.self).lowercased()
+        String(unsafeUninitializedCapacity: Int(f.nameEnd - f.nameStart)) { out in
+            for i in Int(f.nameStart)..<Int(f.nameEnd) { out[i - Int(f.nameStart)] = HeadLexer.lower(raw[i]) }
+            return Int(f.nameEnd - f.nameStart)
+        }
     }
 
     public func value(_ f: HeaderField) -> String {
-        String(decoding: raw[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self)
+        raw.withUnsafeBytes { HeadLexer.string($0, Int(f.valueStart), Int(f.valueEnd)) }
     }
 
+    /// (By index: a `for f in fields` loop over a protocol's array copies it.)
     public func first(_ known: KnownHeader) -> String? {
-        for f in fields where f.known == known { return value(f) }
+        let fs = fields
+        for i in fs.indices where fs[i].known == known { return value(fs[i]) }
         return nil
     }
 
+    /// The first field named `lowercasedName` (compared ignoring ASCII case, without a String per field).
     public func first(_ lowercasedName: String) -> String? {
-        for f in fields where name(f) == lowercasedName { return value(f) }
-        return nil
+        let fs = fields
+        return lowercasedName.withUTF8Bytes { want in
+            raw.withUnsafeBytes { b in
+                for i in fs.indices where Int(fs[i].nameEnd - fs[i].nameStart) == want.count {
+                    var same = true
+                    for j in 0..<want.count where HeadLexer.lower(b[Int(fs[i].nameStart) + j]) != want[j] { same = false; break }
+                    if same { return HeadLexer.string(b, Int(fs[i].valueStart), Int(fs[i].valueEnd)) }
+                }
+                return nil
+            }
+        }
     }
 
-    /// All fields as (lowercased name, value) Strings (tests, diagnostics).
-    public var headers: [HTTPHeader] { fields.map { HTTPHeader(name: name($0), value: value($0)) } }
+    /// How many fields are `known` (hygiene and authentication checks for repeats).
+    public func count(_ known: KnownHeader) -> Int {
+        var n = 0
+        for f in fields where f.known == known { n += 1 }
+        return n
+    }
+
+    /// All fields as (lowercased name, value) Strings (tests, diagnostics, rare paths).
+    public var headers: [HTTPHeader] { fields.map { HTTPHeader(name: name($0), value: value($0), known: $0.known) } }
 
     /// Whether the value of `f` starts with `lowercasePrefix`, ignoring ASCII case.
     public func valueHasPrefix(_ f: HeaderField, _ lowercasePrefix: StaticString) -> Bool {
@@ -122,6 +89,91 @@ public struct HTTPResponseHead: Sendable, Equatable {
         for i in 0..<n where HeadLexer.lower(raw[Int(f.valueStart) + i]) != p[i] { return false }
         return true
     }
+
+    /// Whether the name of `f` contains `byte` (`_` in a name a CGI-style backend would fold).
+    public func nameContains(_ f: HeaderField, _ byte: UInt8) -> Bool {
+        raw[Int(f.nameStart)..<Int(f.nameEnd)].contains(byte)
+    }
+
+    /// Appends `name: value\r\n` for `f`, the name lowercased, the value's bytes as received.
+    public func appendLine(_ f: HeaderField, to out: inout [UInt8]) {
+        let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
+        let start = out.count
+        raw.withUnsafeBytes { b in
+            if vs == ne + 2 && b[ne + 1] == HeadLexer.SP {
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[ns..<ve]))   // `name: value` as received: one copy
+            } else {
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
+                out.append(HeadLexer.COLON); out.append(HeadLexer.SP)
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[vs..<ve]))
+            }
+        }
+        out.append(HeadLexer.CR); out.append(HeadLexer.LF)
+        out.withUnsafeMutableBufferPointer { o in
+            for i in start..<(start + ne - ns) { o[i] = HeadLexer.lower(o[i]) }
+        }
+    }
+}
+
+/// A parsed request head. Immutable once parsed; a class so that passing it through the
+/// pipeline shares one reference instead of copying (and retaining) every field. The header
+/// section stays bytes (`RawHeaderBlock`): a request makes Strings only of the few fields the
+/// gateway reads.
+public final class HTTPRequestHead: RawHeaderBlock, @unchecked Sendable {
+    public let method: String
+    /// The origin-form target (path and query); absolute-form is reduced to it.
+    public let target: String
+    /// `target` without the query string (computed once at parse time; routing reads it).
+    public let path: String
+    /// 0 for HTTP/1.0; 1 for HTTP/1.1 and any HTTP/1.x with x > 1 (served as 1.1).
+    public let minorVersion: Int
+    public let raw: [UInt8]
+    public let fields: [HeaderField]
+    public let framing: BodyFraming
+    public let keepAlive: Bool
+    public let expectContinue: Bool
+
+    /// A head from Strings (tests, tools): the fields are written out as header lines.
+    public convenience init(method: String, target: String, minorVersion: Int, headers: [HTTPHeader],
+                            framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
+        var raw: [UInt8] = []
+        var fields: [HeaderField] = []
+        for h in headers {
+            let ns = raw.count
+            raw.append(contentsOf: h.name.utf8)
+            let ne = raw.count
+            raw.append(contentsOf: ": ".utf8)
+            let vs = raw.count
+            raw.append(contentsOf: h.value.utf8)
+            fields.append(HeaderField(nameStart: Int32(ns), nameEnd: Int32(ne), valueStart: Int32(vs), valueEnd: Int32(raw.count),
+                                      known: h.known))
+            raw.append(contentsOf: "\r\n".utf8)
+        }
+        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
+        self.init(method: method, target: target, path: path, minorVersion: minorVersion, raw: raw, fields: fields,
+                  framing: framing, keepAlive: keepAlive, expectContinue: expectContinue)
+    }
+
+    /// The parser's initialiser: `path` was cut from the bytes already.
+    init(method: String, target: String, path: String, minorVersion: Int, raw: [UInt8], fields: [HeaderField],
+         framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
+        self.method = method; self.target = target; self.path = path; self.minorVersion = minorVersion
+        self.raw = raw; self.fields = fields; self.framing = framing; self.keepAlive = keepAlive
+        self.expectContinue = expectContinue
+    }
+}
+
+/// A parsed response head (from an upstream). The header section is kept as raw bytes with field
+/// offsets, so forwarding a response head allocates no String per header.
+public struct HTTPResponseHead: RawHeaderBlock, Sendable, Equatable {
+    public var status: Int
+    public var reason: String
+    public var minorVersion: Int
+    /// The header lines (after the status line), bytes as received.
+    public var raw: [UInt8]
+    public var fields: [HeaderField]
+    public var framing: BodyFraming
+    public var keepAlive: Bool
 }
 
 public enum HTTPStatus {

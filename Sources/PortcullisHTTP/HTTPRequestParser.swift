@@ -33,7 +33,8 @@ public struct HeadScanState {
     /// No LF in `[lineStart, scanFrom)`.
     var scanFrom = 0
     var requestLine: (Int, Int, Int)? = nil
-    var headers: [HTTPHeader] = []
+    /// The header fields so far, as offsets from the first header line (`requestLine`'s end).
+    var fields: [HeaderField] = []
     /// Bytes looked at in total (tests check that it stays linear in the head's size).
     public internal(set) var bytesExamined = 0
     public init() {}
@@ -69,7 +70,7 @@ public struct HTTPRequestParser: Sendable {
             case .line(let s, let e, let next):
                 if e - s > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
                 st.requestLine = (s, e, next)
-                st.headers.reserveCapacity(12)
+                st.fields.reserveCapacity(12)
             }
         }
         guard let requestLine = st.requestLine else { return .incomplete }
@@ -83,13 +84,13 @@ public struct HTTPRequestParser: Sendable {
             case .line(let s, let e, let next):
                 if next > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
                 if s == e {
-                    return finish(b, requestLine: requestLine, headers: st.headers, consumed: next)
+                    return finish(b, requestLine: requestLine, fields: st.fields, headersEnd: s, consumed: next)
                 }
                 st.bytesExamined += e - s
-                switch HeadLexer.header(b, s, e) {
-                case .success(let h):
-                    st.headers.append(h)
-                    if st.headers.count > limits.maxHeaderCount { return .failure(.headersTooLarge) }
+                switch HeadLexer.field(b, s, e, base: requestLine.2) {
+                case .success(let f):
+                    st.fields.append(f)
+                    if st.fields.count > limits.maxHeaderCount { return .failure(.headersTooLarge) }
                 case .failure(let err):
                     return .failure(.badRequest("Malformed header: \(HeadLexer.describe(err.kind))."))
                 }
@@ -118,8 +119,8 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private func finish(_ b: UnsafeRawBufferPointer, requestLine: (Int, Int, Int),
-                        headers: [HTTPHeader], consumed: Int) -> HeadParseResult<HTTPRequestHead> {
-        let (s, e, _) = requestLine
+                        fields: [HeaderField], headersEnd: Int, consumed: Int) -> HeadParseResult<HTTPRequestHead> {
+        let (s, e, headersStart) = requestLine
         // method SP target SP version
         var i = s
         while i < e && HeadLexer.isTchar(b[i]) { i += 1 }
@@ -173,25 +174,27 @@ public struct HTTPRequestParser: Sendable {
         var transferEncoding: String? = nil
         var connectionClose = false, connectionKeepAlive = false
         var expectContinue = false
-        for h in headers {
-            switch h.known {
+        let hb = UnsafeRawBufferPointer(rebasing: b[headersStart..<headersEnd])
+        func value(_ f: HeaderField) -> String { HeadLexer.string(hb, Int(f.valueStart), Int(f.valueEnd)) }
+        for f in fields {
+            switch f.known {
             case .host:
                 hostCount += 1
             case .contentLength:
                 if contentLength != nil { return .failure(.badRequest("Duplicate Content-Length header.")) }
-                guard let n = HeadLexer.contentLength(h.value) else {
+                guard let n = DecimalDigits.value(hb[Int(f.valueStart)..<Int(f.valueEnd)], maxDigits: 15) else {
                     return .failure(.badRequest("Invalid Content-Length header."))
                 }
-                contentLength = n
+                contentLength = Int(n)
             case .transferEncoding:
-                transferEncoding = transferEncoding.map { $0 + "," + h.value } ?? h.value
+                transferEncoding = transferEncoding.map { $0 + "," + value(f) } ?? value(f)
             case .connection:
-                for t in h.value.lowercasedCommaList() {
+                for t in value(f).lowercasedCommaList() {
                     if t == "close" { connectionClose = true }
                     if t == "keep-alive" { connectionKeepAlive = true }
                 }
             case .expect:
-                if h.value.lowercased() == "100-continue" { expectContinue = true }
+                if value(f).lowercased() == "100-continue" { expectContinue = true }
                 else { return .failure(.expectationFailed("Unsupported expectation.")) }
             default:
                 break
@@ -219,7 +222,7 @@ public struct HTTPRequestParser: Sendable {
         }
         let keepAlive = minor == 1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
         return .complete(HTTPRequestHead(method: method, target: target, path: path, minorVersion: minor,
-                                         headers: headers, framing: framing, keepAlive: keepAlive,
+                                         raw: Array(hb), fields: fields, framing: framing, keepAlive: keepAlive,
                                          expectContinue: expectContinue && framing != .none),
                          consumed: consumed)
     }

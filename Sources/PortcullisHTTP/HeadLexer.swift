@@ -41,22 +41,7 @@ enum HeadLexer {
         String(decoding: UnsafeRawBufferPointer(rebasing: b[s..<e]), as: UTF8.self)
     }
 
-    static func lowercasedString(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
-        String(unsafeUninitializedCapacity: e - s) { out in
-            for i in s..<e { out[i - s] = lower(b[i]) }
-            return e - s
-        }
-    }
-
     enum HeaderError { case whitespaceBeforeColon, obsFold, badName, badValue, noColon }
-
-    /// Parses one header line `[s, e)` into a lowercased name and an OWS-trimmed value.
-    static func header(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Result<HTTPHeader, HeaderErrorBox> {
-        field(b, s, e, base: 0).map { f in
-            HTTPHeader(name: f.known.lowercasedName ?? lowercasedString(b, Int(f.nameStart), Int(f.nameEnd)),
-                       value: string(b, Int(f.valueStart), Int(f.valueEnd)), known: f.known)
-        }
-    }
 
     /// Validates one header line `[s, e)` (RFC 9112 §5: token name, colon with no whitespace
     /// before it, no obs-fold, no control characters in the value) and returns offsets relative
@@ -105,16 +90,5 @@ enum HeadLexer {
         case .badValue: "invalid character (NUL, CR, LF or control) in header value"
         case .noColon: "header line without a colon"
         }
-    }
-
-    /// Parses a Content-Length value: digits only, bounded.
-    static func contentLength(_ v: String) -> Int? {
-        guard !v.isEmpty, v.utf8.count <= 15 else { return nil }
-        var n = 0
-        for c in v.utf8 {
-            guard c >= 48 && c <= 57 else { return nil }
-            n = n * 10 + Int(c - 48)
-        }
-        return n
     }
 }

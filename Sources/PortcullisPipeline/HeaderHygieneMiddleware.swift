@@ -15,7 +15,8 @@ extension KnownHeader {
     }
 }
 
-/// Builds the upstream header set from the client's. Dropped:
+/// Builds the upstream header lines from the client's (a kept line is its bytes as received, the
+/// name lowercased, the value without surrounding whitespace). Dropped:
 /// - hop-by-hop headers, and every header the client's `Connection` names (any header but
 ///   `host`; names compared case-folded with `_` read as `-`);
 /// - gateway-owned headers (identity, forwarding, framing, credentials), including spellings a
@@ -33,38 +34,35 @@ public final class HeaderHygieneMiddleware: Middleware {
     }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
-        let headers = ctx.head.headers
+        let head = ctx.head
+        let fields = head.fields
         var connectionListed: [String] = []
-        for i in headers.indices where headers[i].known == .connection {
-            connectionListed += headers[i].value.lowercasedCommaList().map(Self.folded)
+        for i in fields.indices where fields[i].known == .connection {
+            connectionListed += head.value(fields[i]).lowercasedCommaList().map(Self.folded)
         }
         let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
-        // The three injected lines, and room for the identity lines `TenantContextMiddleware` appends.
-        var size = 160 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count
-        for i in headers.indices { size += headers[i].name.utf8.count + headers[i].value.utf8.count + 4 }
+        // The client's lines (each at most a byte longer than received, `name:v` becoming
+        // `name: v`), the three injected lines, and room for the identity lines
+        // `TenantContextMiddleware` appends.
         var out: [UInt8] = []
-        out.reserveCapacity(size)
-        func line(_ name: String, _ value: String) {
-            name.withUTF8Bytes { out.append(contentsOf: $0) }
-            out.append(58); out.append(32)
-            value.withUTF8Bytes { out.append(contentsOf: $0) }
-            out.append(13); out.append(10)
-        }
-        for i in headers.indices {
-            let known = headers[i].known
-            if known.isHopByHop || known.isGatewayOwned { continue }
-            let h = headers[i]
-            let hasUnderscore = h.known == .other && h.name.utf8.contains(95)
+        out.reserveCapacity(160 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count + head.raw.count + fields.count)
+        for i in fields.indices {
+            let f = fields[i]
+            if f.known.isHopByHop || f.known.isGatewayOwned { continue }
+            // Strings only for the rare name with an underscore, or a `Connection` list or
+            // signature header to check names against.
+            let hasUnderscore = f.known == .other && head.nameContains(f, 95)
             if hasUnderscore {
-                let k = KnownHeader.classifyFoldingUnderscores(h.name)
+                let k = KnownHeader.classifyFoldingUnderscores(head.name(f))
                 if k.isHopByHop || k.isGatewayOwned { continue }
             }
             if !connectionListed.isEmpty || signatureHeader != nil {
-                let f = hasUnderscore ? Self.folded(h.name) : h.name
-                if h.known != .host && connectionListed.contains(f) { continue }
-                if f == signatureHeader { continue }
+                let name = head.name(f)
+                let folded = hasUnderscore ? Self.folded(name) : name
+                if f.known != .host && connectionListed.contains(folded) { continue }
+                if folded == signatureHeader { continue }
             }
-            line(h.name, h.value)
+            head.appendLine(f, to: &out)
         }
         out.append("x-request-id: "); ctx.requestID.withUTF8Bytes { out.append(contentsOf: $0) }
         out.append("\r\nx-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { out.append(contentsOf: $0) }

@@ -101,6 +101,26 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(lines.components(separatedBy: "\r\n").count - 1, ctx.upstreamHeaders.count, "one CRLF per line")
     }
 
+    /// A kept line is the client's bytes: the name lowercased, `: ` after it, the value without
+    /// surrounding whitespace and byte for byte (obs-text included, not "repaired" as UTF-8).
+    func testKeptLinesAreTheClientsBytes() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
+                                                   file: "t.yaml")
+        let bytes = Array("POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Type: Application/JSON\r\nX-Tight:v\r\nX-Wide: \t spaced out \t\r\nX-Bin: a".utf8)
+            + [0xC3, 0x28, 0xFF] + Array("\r\nOpenAI-Organization: org-1\r\n\r\n".utf8)
+        guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { return XCTFail("parse") }
+        XCTAssertEqual(head.first("openai-organization"), "org-1")
+        XCTAssertEqual(head.first("OPENAI-organization".lowercased()), "org-1")
+        XCTAssertNil(head.first("openai-org"))
+        XCTAssertEqual(head.count(.contentType), 1)
+        let ctx = RequestContext(requestID: "rid", head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+        Pipeline([RouteMiddleware(), HeaderHygieneMiddleware()]).run(ctx) { _ in }
+        let expected = Array("content-type: Application/JSON\r\nx-tight: v\r\nx-wide: spaced out\r\nx-bin: a".utf8) + [0xC3, 0x28, 0xFF]
+            + Array("\r\nopenai-organization: org-1\r\n".utf8)
+        XCTAssertEqual(Array(ctx.upstreamHeaderLines.prefix(expected.count)), expected,
+                       String(decoding: ctx.upstreamHeaderLines, as: UTF8.self))
+    }
+
     func testUnknownRouteIs404() throws {
         let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /other, provider: p } ]\n", file: "t.yaml")
         let ctx = try context()

@@ -49,7 +49,15 @@ extension String {
     @inlinable
     public func sameUTF8(_ other: String) -> Bool {
         guard utf8.count == other.utf8.count else { return false }
-        return withUTF8Bytes { a in other.withUTF8Bytes { b in String.sameBytes(a, b, count: a.count) } }
+        // Native strings: one memcmp of their storage. Small (inline) ones have no storage to
+        // lend: their ≤ 15 bytes are compared as they are read.
+        let stored = utf8.withContiguousStorageIfAvailable { a in
+            other.utf8.withContiguousStorageIfAvailable { b in
+                String.sameBytes(UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b), count: a.count)
+            }
+        }
+        if let s = stored, let same = s { return same }
+        return utf8.elementsEqual(other.utf8)
     }
 
     /// Whether the string's UTF-8 bytes start with `prefix`'s (bytes, as `sameUTF8`).
@@ -64,6 +72,39 @@ extension String {
         guard count > 0 else { return true }
         guard let pa = a.baseAddress, let pb = b.baseAddress else { return false }
         return memcmp(pa, pb, count) == 0
+    }
+}
+
+/// A String compared and hashed by its UTF-8 bytes. `String`'s own `==` and hash treat
+/// canonically equivalent strings (`é` and `e` + U+0301) as one: identities (tenants, users)
+/// that are different bytes must stay different keys.
+public struct ByteKey: Hashable, Sendable {
+    public let string: String
+    public init(_ s: String) { string = s }
+    public static func == (a: ByteKey, b: ByteKey) -> Bool { a.string.sameUTF8(b.string) }
+    public func hash(into h: inout Hasher) { string.withUTF8Bytes { h.combine(bytes: $0) } }
+}
+
+extension String {
+    /// The string as one unambiguous component of a store key: bytes outside
+    /// `[A-Za-z0-9._@+-]` as `%XX` (so `:`, `{`, `}` and `%` in an identity cannot forge
+    /// another's key, and the result is ASCII: equal as a String exactly when equal as bytes).
+    /// The common identity is returned as it is.
+    public var keyEscaped: String {
+        func safe(_ c: UInt8) -> Bool {
+            switch c {
+            case 48...57, 65...90, 97...122, 46, 95, 64, 43, 45: true
+            default: false
+            }
+        }
+        if utf8.allSatisfy(safe) { return self }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count * 3)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for c in utf8 {
+            if safe(c) { out.append(c) } else { out.append(37); out.append(hex[Int(c >> 4)]); out.append(hex[Int(c & 15)]) }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

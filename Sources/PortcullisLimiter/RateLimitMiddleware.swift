@@ -111,7 +111,7 @@ public final class RateLimitMiddleware: Middleware {
             self.base = base; streams = base + ":streams"
         }
         func user(_ u: String, rates: LimitRates) -> ScopeBuckets {
-            users.value(for: u) { ScopeBuckets(rates, base: base + ":u:" + u, scopes: RateLimitMiddleware.userScopes) }
+            users.value(for: u) { ScopeBuckets(rates, base: base + ":u:" + u.keyEscaped, scopes: RateLimitMiddleware.userScopes) }
         }
         /// `scopes`: the tier's scope names (nil: not a configured tier, no buckets).
         func tier(_ name: String, rates: LimitRates, scopes: () -> Scopes?) -> ScopeBuckets? {
@@ -130,8 +130,10 @@ public final class RateLimitMiddleware: Middleware {
 
     func keys(tenant: String?, address: String) -> TenantKeys {
         // Hash-tagged per tenant ({…}) so a Redis Cluster keeps a tenant's buckets together.
-        if let t = tenant { return tenantKeys.value(for: t) { TenantKeys(prefix + ":{t:" + t + "}") } }
-        return addressKeys.value(for: address) { TenantKeys(prefix + ":{addr:" + address + "}") }
+        // Identities are escaped (`keyEscaped`): a tenant named `x}:u:y` cannot share the
+        // buckets of user `y}` of tenant `x`, and every key is ASCII.
+        if let t = tenant { return tenantKeys.value(for: t) { TenantKeys(prefix + ":{t:" + t.keyEscaped + "}") } }
+        return addressKeys.value(for: address) { TenantKeys(prefix + ":{addr:" + address.keyEscaped + "}") }
     }
 
     static let userScopes = scopes("user")
@@ -412,25 +414,27 @@ public final class RateLimitMiddleware: Middleware {
 
 /// A bounded cache of values derived from a string (bucket keys), with the last entry at hand:
 /// a run of one caller's requests costs one string comparison and no hashing. Cleared when it
-/// holds `limit` entries (the values are cheap to derive again). Loop thread only.
+/// holds `limit` entries (the values are cheap to derive again). Keys are compared as bytes
+/// (`ByteKey`): two identities that are canonically equivalent Strings but different bytes
+/// are two entries. Loop thread only.
 struct RecentKeys<Value> {
     struct Entry {
         let key: String
         let value: Value
     }
     let limit: Int
-    private var entries: [String: Value] = [:]
+    private var entries: [ByteKey: Value] = [:]
     private var last: Entry?
 
     init(limit: Int) { self.limit = limit }
 
     mutating func value(for key: String, derive: () -> Value) -> Value {
-        if let l = last, l.key == key { return l.value }
+        if let l = last, l.key.sameUTF8(key) { return l.value }
         let v: Value
-        if let known = entries[key] { v = known } else {
+        if let known = entries[ByteKey(key)] { v = known } else {
             if entries.count >= limit { entries.removeAll() }
             v = derive()
-            entries[key] = v
+            entries[ByteKey(key)] = v
         }
         last = Entry(key: key, value: v)
         return v

@@ -292,6 +292,31 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(try run("globex", tier: "pro", user: "u2"), 429, "global: 5 per minute (3 + 2 used)")
     }
 
+    /// Identities that differ only as bytes keep separate buckets: canonically equivalent
+    /// tenant names (`==` says equal), and a tenant whose name looks like another tenant's user key.
+    func testIdentitiesAreKeyedByTheirBytes() throws {
+        let c = try gateway("limits: { default_tier: free, per_user: { requests_per_minute: 1 }, tiers: { free: { requests_per_minute: 1 } } }\n")
+        let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
+        func run(_ t: String, user: String? = nil) throws -> Int {
+            switch m.process(try context(c, tenant: t, user: user)) {
+            case .next: return 200
+            case .respond(let r): return r.status
+            case .suspend: return -1
+            }
+        }
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        XCTAssertEqual(composed, decomposed, "Swift's == treats them as one string")
+        XCTAssertEqual(try run(composed), 200)
+        XCTAssertEqual(try run(decomposed), 200, "another tenant: its own bucket")
+        XCTAssertEqual(try run(composed), 429)
+        XCTAssertEqual(try run("x", user: "y}"), 200)
+        XCTAssertEqual(try run("x}:u:y"), 200, "a tenant name cannot forge another tenant's user key")
+        XCTAssertEqual("acme".keyEscaped, "acme")
+        XCTAssertEqual("org:1{x}%".keyEscaped, "org%3A1%7Bx%7D%25")
+        XCTAssertEqual(composed.keyEscaped, "caf%C3%A9")
+        XCTAssertEqual(decomposed.keyEscaped, "cafe%CC%81")
+    }
+
     func testDeniedAnswerAndAdmittedHeaders() throws {
         let c = try gateway("limits: { default_tier: free, tiers: { free: { requests_per_minute: 1, tokens_per_day: 1000, max_tokens_cap: 50 } } }\n")
         let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))

@@ -123,7 +123,13 @@ final class ProviderCounters {
 /// per-provider counters are found through the generation's tables (`ShardTables`), so
 /// recording hashes no strings except the tenant/model of token counts.
 final class MetricsShard: Sendable {
-    struct TokenKey: Hashable { let tenant: String; let model: String }
+    /// Compared and hashed by bytes (`ByteKey`'s reason): two tenants whose ids are canonically
+    /// equivalent Strings but different bytes are two series.
+    struct TokenKey: Hashable {
+        let tenant: String; let model: String
+        static func == (a: TokenKey, b: TokenKey) -> Bool { a.tenant.sameUTF8(b.tenant) && a.model.sameUTF8(b.model) }
+        func hash(into h: inout Hasher) { h.combine(ByteKey(tenant)); h.combine(ByteKey(model)) }
+    }
 
     struct State {
         var routes: [String: RouteCounters] = [:]
@@ -155,7 +161,7 @@ final class MetricsShard: Sendable {
         var accessLogDropped = 0
         /// Tenant → its label (itself, or "other" past `metrics.max_tenants`); a cache of the
         /// process-wide decision.
-        var tenantLabels: [String: String] = [:]
+        var tenantLabels: [ByteKey: String] = [:]
     }
 
     /// A generation's routes and providers resolved to this shard's counters (built when a
@@ -203,10 +209,10 @@ final class MetricsShard: Sendable {
             if hasTokens, let model = r.model {
                 var tenant = "-"
                 if tenantLabels, let id = r.tenant {
-                    if let l = s.tenantLabels[id] { tenant = l } else {
+                    if let l = s.tenantLabels[ByteKey(id)] { tenant = l } else {
                         tenant = labels.admit(id) ? id : "other"
                         if s.tenantLabels.count > 4 * labels.max + 1024 { s.tenantLabels.removeAll() }
-                        s.tenantLabels[id] = tenant
+                        s.tenantLabels[ByteKey(id)] = tenant
                     }
                 }
                 let k = TokenKey(tenant: tenant, model: model)
@@ -237,14 +243,14 @@ final class MetricsShard: Sendable {
 /// (the rest are `other`): a label, once given, stays for the life of the process.
 final class TenantLabels: Sendable {
     let max: Int
-    private let admitted = Mutex<Set<String>>([])
+    private let admitted = Mutex<Set<ByteKey>>([])
     init(max: Int) { self.max = max }
 
     func admit(_ tenant: String) -> Bool {
         admitted.withLock { set in
-            if set.contains(tenant) { return true }
+            if set.contains(ByteKey(tenant)) { return true }
             guard set.count < max else { return false }
-            set.insert(tenant)
+            set.insert(ByteKey(tenant))
             return true
         }
     }

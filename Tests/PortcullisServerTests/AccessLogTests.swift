@@ -55,4 +55,21 @@ final class AccessLogTests: XCTestCase {
         XCTAssertTrue(out.contains("x_bucket{le=\"2.5\"} 2\n"))
         XCTAssertTrue(out.contains("x_bucket{le=\"+Inf\"} 2\nx_sum 2.0005\nx_count 2\n"), out)
     }
+
+    /// Tenants whose ids are canonically equivalent Strings but different bytes are two tenants
+    /// in the metrics too: two labels, two token series.
+    func testTenantsAreToldApartByTheirBytes() {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        let labels = TenantLabels(max: 2)
+        XCTAssertTrue(labels.admit(composed))
+        XCTAssertTrue(labels.admit(decomposed), "its own label, not the other's")
+        XCTAssertFalse(labels.admit("third"), "max_tenants reached")
+        XCTAssertTrue(labels.admit(composed))
+        var tokens: [MetricsShard.TokenKey: Int] = [:]
+        tokens[.init(tenant: composed, model: "m"), default: 0] += 1
+        tokens[.init(tenant: decomposed, model: "m"), default: 0] += 1
+        tokens[.init(tenant: composed, model: "m"), default: 0] += 1
+        XCTAssertEqual(tokens.count, 2)
+        XCTAssertEqual(tokens[.init(tenant: composed, model: "m")], 2)
+    }
 }

@@ -215,8 +215,9 @@ final class MetricsShard: Sendable {
                         s.tenantLabels[ByteKey(id)] = tenant
                     }
                 }
-                let k = TokenKey(tenant: tenant, model: model)
-                if s.pendingKey != k { s.foldPendingTokens(); s.pendingKey = k }
+                if let k = s.pendingKey, k.tenant.sameUTF8(tenant), k.model.sameUTF8(model) {} else {
+                    s.foldPendingTokens(); s.pendingKey = TokenKey(tenant: tenant, model: model)
+                }
                 s.pendingPrompt += r.promptTokens ?? 0
                 s.pendingCompletion += r.completionTokens ?? 0
             }

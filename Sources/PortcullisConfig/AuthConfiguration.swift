@@ -4,14 +4,32 @@ import PortcullisCore
 public struct AuthConfiguration: Sendable {
     public var jwt: JWTConfiguration?
     /// Paths served without authentication (exact, or a prefix when ending in `*`).
-    public var publicPaths: [String] = ["/healthz", "/readyz", "/metrics"]
+    public var publicPaths: [String] = AuthConfiguration.defaultPublicPaths {
+        didSet { publicPatterns = publicPaths.map(PathPattern.init) }
+    }
+    private var publicPatterns = AuthConfiguration.defaultPublicPaths.map(PathPattern.init)
+    static let defaultPublicPaths = ["/healthz", "/readyz", "/metrics"]
 
     public func isPublic(_ path: String) -> Bool {
-        for p in publicPaths {
-            if p.utf8.last == 42 /* * */ { if path.utf8.starts(with: p.utf8.dropLast()) { return true } }
-            else if path.sameUTF8(p) { return true }
-        }
-        return false
+        publicPatterns.contains { $0.matches(path) }
+    }
+}
+
+/// A configured path: exact, or a prefix when it ends in `*` (`/v1/*`), matched byte for byte
+/// against the canonical request path (routes and public paths read it the same way).
+public struct PathPattern: Sendable {
+    public let text: String
+    /// `text` without its `*` when it is a prefix.
+    let prefix: String?
+
+    public init(_ text: String) {
+        self.text = text
+        prefix = text.utf8.last == UInt8(ascii: "*") ? String(text.dropLast()) : nil
+    }
+
+    public func matches(_ path: String) -> Bool {
+        if let p = prefix { return path.hasUTF8Prefix(p) }
+        return path.sameUTF8(text)
     }
 }
 

@@ -180,8 +180,7 @@ public final class RouteConfiguration: Sendable {
 
     /// Exact path, or a prefix when it ends in `*` (`/v1/*`). Matched byte for byte.
     public let path: String
-    /// `path` without its `*` when it is a prefix.
-    let prefix: String?
+    let pattern: PathPattern
     public let timeouts: RouteTimeouts
     /// Route-specific authentication replacing JWT for this route (webhooks).
     public let hmac: HMACAuthConfiguration?
@@ -214,16 +213,13 @@ public final class RouteConfiguration: Sendable {
          index: Int = 0) {
         self.index = index
         self.path = path; self.provider = provider; self.timeouts = timeouts; self.hmac = hmac
-        self.prefix = path.hasSuffix("*") ? String(path.dropLast()) : nil
+        self.pattern = PathPattern(path)
         self.methods = methods; self.allowHeader = methods.joined(separator: ", ")
         self.alias = alias; self.tier = tier; self.passthroughModels = passthroughModels
         self.maxTokensPolicy = maxTokensPolicy; self.upstreamPath = upstreamPath
     }
 
-    public func matches(_ requestPath: String) -> Bool {
-        if let p = prefix { return requestPath.hasUTF8Prefix(p) }
-        return requestPath.sameUTF8(path)
-    }
+    public func matches(_ requestPath: String) -> Bool { pattern.matches(requestPath) }
 }
 
 public struct LogConfiguration: Sendable {

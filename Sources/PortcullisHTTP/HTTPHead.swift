@@ -61,10 +61,9 @@ extension RawHeaderBlock {
         let fs = fields
         return lowercasedName.withUTF8Bytes { want in
             raw.withUnsafeBytes { b in
-                for i in fs.indices where Int(fs[i].nameEnd - fs[i].nameStart) == want.count {
-                    var same = true
-                    for j in 0..<want.count where HeadLexer.lower(b[Int(fs[i].nameStart) + j]) != want[j] { same = false; break }
-                    if same { return HeadLexer.string(b, Int(fs[i].valueStart), Int(fs[i].valueEnd)) }
+                for i in fs.indices where Int(fs[i].nameEnd - fs[i].nameStart) == want.count
+                    && HeadLexer.matchesLowercase(b, from: Int(fs[i].nameStart), want) {
+                    return HeadLexer.string(b, Int(fs[i].valueStart), Int(fs[i].valueEnd))
                 }
                 return nil
             }
@@ -85,9 +84,9 @@ extension RawHeaderBlock {
     public func valueHasPrefix(_ f: HeaderField, _ lowercasePrefix: StaticString) -> Bool {
         let n = lowercasePrefix.utf8CodeUnitCount
         guard Int(f.valueEnd - f.valueStart) >= n else { return false }
-        let p = lowercasePrefix.utf8Start
-        for i in 0..<n where HeadLexer.lower(raw[Int(f.valueStart) + i]) != p[i] { return false }
-        return true
+        return raw.withUnsafeBytes {
+            HeadLexer.matchesLowercase($0, from: Int(f.valueStart), UnsafeRawBufferPointer(start: lowercasePrefix.utf8Start, count: n))
+        }
     }
 
     /// Whether the name of `f` contains `byte` (`_` in a name a CGI-style backend would fold).
@@ -132,27 +131,6 @@ public final class HTTPRequestHead: RawHeaderBlock, @unchecked Sendable {
     public let framing: BodyFraming
     public let keepAlive: Bool
     public let expectContinue: Bool
-
-    /// A head from Strings (tests, tools): the fields are written out as header lines.
-    public convenience init(method: String, target: String, minorVersion: Int, headers: [HTTPHeader],
-                            framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
-        var raw: [UInt8] = []
-        var fields: [HeaderField] = []
-        for h in headers {
-            let ns = raw.count
-            raw.append(contentsOf: h.name.utf8)
-            let ne = raw.count
-            raw.append(contentsOf: ": ".utf8)
-            let vs = raw.count
-            raw.append(contentsOf: h.value.utf8)
-            fields.append(HeaderField(nameStart: Int32(ns), nameEnd: Int32(ne), valueStart: Int32(vs), valueEnd: Int32(raw.count),
-                                      known: h.known))
-            raw.append(contentsOf: "\r\n".utf8)
-        }
-        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
-        self.init(method: method, target: target, path: path, minorVersion: minorVersion, raw: raw, fields: fields,
-                  framing: framing, keepAlive: keepAlive, expectContinue: expectContinue)
-    }
 
     /// The parser's initialiser: `path` was cut from the bytes already.
     init(method: String, target: String, path: String, minorVersion: Int, raw: [UInt8], fields: [HeaderField],

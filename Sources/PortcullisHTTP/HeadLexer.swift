@@ -37,6 +37,18 @@ enum HeadLexer {
         (c >= 65 && c <= 90) ? c | 0x20 : c
     }
 
+    /// Whether the bytes of `b` from `start`, ASCII letters folded to lower case, begin with
+    /// `lowercase` (the caller checks that `b` holds that many).
+    @inline(__always) static func matchesLowercase(_ b: UnsafeRawBufferPointer, from start: Int,
+                                                   _ lowercase: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        while i < lowercase.count {
+            if lower(b[start + i]) != lowercase[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
     static func string(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: b[s..<e]), as: UTF8.self)
     }

@@ -61,15 +61,8 @@ public enum KnownHeader: UInt8, Sendable {
     /// Classifies a header name given as bytes, in any case. A switch on the length, then a
     /// case-folding compare against static strings: no tables, no hashing, no allocation.
     static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader {
-        @inline(__always) func eq(_ s: StaticString) -> Bool {
-            let q = s.utf8Start
-            var i = 0
-            while i < p.count {
-                let c = p[i]
-                if ((c >= 65 && c <= 90) ? c | 0x20 : c) != q[i] { return false }
-                i += 1
-            }
-            return true
+        @inline(__always) func eq(_ s: StaticString) -> Bool {    // (`s` is `p.count` bytes: the switch below)
+            HeadLexer.matchesLowercase(p, from: 0, UnsafeRawBufferPointer(start: s.utf8Start, count: p.count))
         }
         switch p.count {
         case 2: if eq("te") { return .te }

@@ -203,7 +203,10 @@ def test_check_reports_key_problems_with_location(tmp_path):
 
 
 def test_access_log_and_token_metrics_by_tenant_with_a_cap(start_gateway, tmp_path, keys):
-    gw = start_gateway(env={"TEST_JWT_SECRET": SECRET},
+    # One worker: the label goes to the first tenant *recorded*, and a request is recorded just
+    # after its last byte is written; with two workers the next request's worker could record
+    # first (seen once on a loaded CI machine).
+    gw = start_gateway(env={"TEST_JWT_SECRET": SECRET}, workers=1,
                        extra_yaml=auth_yaml(tmp_path) + "metrics: { max_tenants: 1 }\n")
     k = keys["hs1"]
     assert post(gw.port, CHAT + "?api-key=secret", chat_body(), bearer(k.token(tenant_id="acme", sub="u1"))).status == 200

@@ -77,6 +77,7 @@ let package = Package(
         .testTarget(name: "PortcullisServerTests", dependencies: ["PortcullisServer", "PortcullisJSON"]),
         .testTarget(name: "PortcullisJSONTests", dependencies: ["PortcullisJSON", "PortcullisTestSupport"]),
         .testTarget(name: "PortcullisAuthTests", dependencies: ["PortcullisAuth", "PortcullisJSON", "PortcullisConfig", "PortcullisCore", "COpenSSL",
+                                                             "PortcullisPipeline", "PortcullisHTTP",
                                                              "PortcullisTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

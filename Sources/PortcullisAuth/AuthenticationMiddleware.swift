@@ -20,19 +20,30 @@ public final class AuthenticationMiddleware: Middleware {
         if let hmac = ctx.route?.hmac { return checkHMAC(hmac, ctx) }
         guard let auth, let verifier else { return .next }          // authentication not configured
         if auth.isPublic(ctx.path) { return .next }
-        if ctx.head.count(.authorization) > 1 { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
-        var authorization = ctx.head.first(.authorization)
+        // The token's bytes stay in the request head: a token seen before is recognised
+        // without a String made for it.
+        let fs = ctx.head.fields
+        var token: Range<Int>?
+        var authorizations = 0
+        for i in fs.indices where fs[i].known == .authorization {
+            authorizations += 1
+            token = ctx.head.raw.withUnsafeBytes { Self.bearerToken($0, fs[i]) }
+        }
+        if authorizations > 1 { return .respond(LocalResponse(.badRequest("More than one Authorization header."))) }
         // Anthropic's SDKs send the caller's credential as `x-api-key` (older releases) on their
         // own API: there the JWT may come that way too (it is never forwarded either way).
-        if authorization == nil && ctx.callsAnthropicAPI {
-            let keys = ctx.head.headers.filter { $0.known == .xApiKey }
-            if keys.count > 1 { return .respond(LocalResponse(.badRequest("More than one x-api-key header."))) }
-            if let k = keys.first { authorization = "Bearer " + k.value }
+        if authorizations == 0 && ctx.callsAnthropicAPI {
+            var keys = 0
+            for i in fs.indices where fs[i].known == .xApiKey {
+                keys += 1
+                if fs[i].valueEnd > fs[i].valueStart { token = Int(fs[i].valueStart)..<Int(fs[i].valueEnd) }
+            }
+            if keys > 1 { return .respond(LocalResponse(.badRequest("More than one x-api-key header."))) }
         }
-        guard let value = authorization, let token = Self.bearerToken(value) else {
+        guard let range = token else {
             return .respond(LocalResponse(.unauthorized("Missing bearer token: send Authorization: Bearer <JWT>.")))
         }
-        switch verifier.verify(token) {
+        switch ctx.head.raw.withUnsafeBytes({ verifier.verify(bytes: UnsafeRawBufferPointer(rebasing: $0[range])) }) {
         case .failure(let e):
             return .respond(LocalResponse(.invalidToken(e.message)))
         case .success(let id):
@@ -47,18 +58,19 @@ public final class AuthenticationMiddleware: Middleware {
         }
     }
 
-    /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive), else nil.
-    static func bearerToken(_ value: String) -> Substring? {
-        let u = value.utf8
-        guard u.count > 7 else { return nil }
-        var i = u.startIndex
+    /// Where the token is in an `Authorization: Bearer <token>` field's value (scheme
+    /// case-insensitive, spaces after it skipped), as offsets into the head's bytes `raw`; nil
+    /// when the value is not a non-empty bearer credential.
+    static func bearerToken(_ raw: UnsafeRawBufferPointer, _ f: HeaderField) -> Range<Int>? {
+        var i = Int(f.valueStart)
+        let end = Int(f.valueEnd)
+        guard end - i > 7 else { return nil }
         for c in "bearer ".utf8 {
-            if u[i] | 0x20 != c && !(c == 32 && u[i] == 32) { return nil }
-            i = u.index(after: i)
+            if raw[i] | 0x20 != c && !(c == 32 && raw[i] == 32) { return nil }
+            i += 1
         }
-        while i < u.endIndex && u[i] == 32 { i = u.index(after: i) }
-        guard i < u.endIndex else { return nil }
-        return value[i...]
+        while i < end && raw[i] == 32 { i += 1 }
+        return i < end ? i..<end : nil
     }
 
     private func checkHMAC(_ cfg: HMACAuthConfiguration, _ ctx: RequestContext) -> MiddlewareDecision {
@@ -137,9 +149,16 @@ enum IdentityValue {
 /// Injects the verified identity upstream as `x-tenant-id`, `x-user-id`, `x-tenant-tier`
 /// (`HeaderHygieneMiddleware` already removed every client-sent copy, in any case and count).
 /// With authentication configured, a request without a verified tenant never goes upstream.
+///
+/// The lines are rendered once per identity run: the last identity's rendering is kept and
+/// shared (the context only holds a reference) while the next request's identity has the same
+/// bytes, as a keep-alive connection's or an SDK session's requests do. One instance per
+/// worker; loop thread only.
 public final class TenantContextMiddleware: Middleware {
     public let name = "tenant-context"
     let required: Bool
+    /// The last identity rendered, and its lines.
+    private var last: (tenant: String, user: String?, tier: String?, lines: [UInt8])?
 
     public init(required: Bool) { self.required = required }
 
@@ -147,10 +166,37 @@ public final class TenantContextMiddleware: Middleware {
         guard let tenant = ctx.tenant else {
             return required ? .respond(LocalResponse(.forbidden("No verified tenant: no tenant, no query."))) : .next
         }
-        // (identity values are checked header-safe: `IdentityValue`)
-        ctx.appendUpstreamHeader("x-tenant-id", tenant)
-        if let u = ctx.user { ctx.appendUpstreamHeader("x-user-id", u) }
-        if let t = ctx.tier { ctx.appendUpstreamHeader("x-tenant-tier", t) }
+        if let l = last, l.tenant.sameUTF8(tenant), Self.same(l.user, ctx.user), Self.same(l.tier, ctx.tier) {
+            ctx.upstreamIdentityLines = l.lines
+            return .next
+        }
+        let lines = Self.lines(tenant: tenant, user: ctx.user, tier: ctx.tier)
+        last = (tenant, ctx.user, ctx.tier, lines)
+        ctx.upstreamIdentityLines = lines
         return .next
+    }
+
+    static func same(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case (let x?, let y?): x.sameUTF8(y)
+        default: false
+        }
+    }
+
+    /// The identity's header lines. Identity values are checked header-safe (`IdentityValue`:
+    /// visible ASCII) before they reach the context.
+    static func lines(tenant: String, user: String?, tier: String?) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(48 + tenant.utf8.count + (user?.utf8.count ?? 0) + (tier?.utf8.count ?? 0))
+        func line(_ name: StaticString, _ value: String) {
+            out.append(name); out.append(": ")
+            value.withUTF8Bytes { out.append(contentsOf: $0) }
+            out.append("\r\n")
+        }
+        line("x-tenant-id", tenant)
+        if let u = user { line("x-user-id", u) }
+        if let t = tier { line("x-tenant-tier", t) }
+        return out
     }
 }

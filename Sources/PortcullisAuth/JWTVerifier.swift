@@ -52,8 +52,14 @@ public final class JWTVerifier {
     var generation: Int
     let now: () -> Int64
     private var cache: [TokenDigest: VerifiedIdentity] = [:]
-    /// The last token that verified (or hit the cache), and what it said.
-    private var last: (token: [UInt8], identity: VerifiedIdentity)?
+    /// The last token that verified (or hit the cache), and what it said (one object: the
+    /// fast path copies one reference).
+    private final class LastToken {
+        let token: [UInt8]
+        let identity: VerifiedIdentity
+        init(_ token: [UInt8], _ identity: VerifiedIdentity) { self.token = token; self.identity = identity }
+    }
+    private var last: LastToken?
     private let digester = SHA256Digester()
     public static let maxTokenBytes = 8192
 
@@ -70,44 +76,49 @@ public final class JWTVerifier {
 
     public func verify(_ token: String) -> Result<VerifiedIdentity, JWTError> { verify(token[...]) }
 
-    /// Verifies `token`. Identity values in the result are already checked to be header-safe
-    /// (1–256 visible ASCII characters); a tenant that is not is returned as nil (→ 403).
     public func verify(_ token: Substring) -> Result<VerifiedIdentity, JWTError> {
+        var token = token
+        return token.withUTF8 { verify(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Verifies the token whose bytes are `token` (as received: the request head's bytes, no
+    /// String made for a token seen before). Identity values in the result are already checked
+    /// to be header-safe (1–256 visible ASCII characters); a tenant that is not is returned as
+    /// nil (→ 403).
+    public func verify(bytes token: UnsafeRawBufferPointer) -> Result<VerifiedIdentity, JWTError> {
         if let (k, g) = ring.snapshot(after: generation) {  // keys rotated: forget what they verified
             keys = k; generation = g; cache.removeAll(); last = nil
         }
-        guard token.utf8.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
+        guard token.count <= JWTVerifier.maxTokenBytes else { return .failure(.malformed("token too long")) }
         let t = now()
         let leeway = Int64(config.leeway.nanoseconds / 1_000_000_000)
-        var token = token
-        if let l = last, token.withUTF8({ Self.sameBytes($0, l.token) }) {
+        if let l = last, Self.sameBytes(token, l.token) {
             if t <= l.identity.expiresAt + leeway { return .success(l.identity) }
             last = nil                                  // expired: the cache entry goes below
         }
-        let digest = token.withUTF8 { digester.digest(UnsafeRawBufferPointer($0)) }
+        let digest = digester.digest(token)
         if config.cacheSize > 0, let hit = cache[digest] {
             if t <= hit.expiresAt + leeway {
-                last = (Array(token.utf8), hit)
+                last = LastToken(Array(token), hit)
                 return .success(hit)
             }
             cache.removeValue(forKey: digest)
             return .failure(.expired)
         }
-        let bytes = Array(token.utf8)
+        let bytes = Array(token)
         let result = verifyUncached(bytes, now: t)
         if case .success(let id) = result, config.cacheSize > 0 {
             remember(digest, id, now: t)
-            last = (bytes, id)
+            last = LastToken(bytes, id)
         }
         return result
     }
 
     /// Whether `a` and `b` are the same bytes; the contents are compared in constant time (every
     /// byte is read whatever differs, eight at a time: no early exit, no data-dependent branch).
-    static func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: [UInt8]) -> Bool {
-        guard a.count == b.count, a.count > 0 else { return false }
+    static func sameBytes(_ aa: UnsafeRawBufferPointer, _ b: [UInt8]) -> Bool {
+        guard aa.count == b.count, aa.count > 0 else { return false }
         return b.withUnsafeBytes { bb in
-            let aa = UnsafeRawBufferPointer(a)
             var diff: UInt64 = 0
             var i = 0
             while i + 8 <= aa.count {

@@ -11,7 +11,9 @@ public struct AuthConfiguration: Sendable {
     static let defaultPublicPaths = ["/healthz", "/readyz", "/metrics"]
 
     public func isPublic(_ path: String) -> Bool {
-        publicPatterns.contains { $0.matches(path) }
+        let ps = publicPatterns
+        for i in ps.indices where ps[i].matches(path) { return true }
+        return false
     }
 }
 

@@ -57,7 +57,8 @@ extension String {
             }
         }
         if let s = stored, let same = s { return same }
-        return utf8.elementsEqual(other.utf8)
+        // Small strings: copied to the stack by `withUTF8Bytes` (no allocation), then compared.
+        return withUTF8Bytes { a in other.withUTF8Bytes { b in String.sameBytes(a, b, count: a.count) } }
     }
 
     /// Whether the string's UTF-8 bytes start with `prefix`'s (bytes, as `sameUTF8`).
@@ -161,16 +162,51 @@ public struct UnsafeByteWriter {
         count += n
     }
 
+    public mutating func put(_ bytes: [UInt8]) {
+        precondition(capacity - count >= bytes.count, "UnsafeByteWriter overflow")
+        bytes.withUnsafeBufferPointer { b in
+            if let p = b.baseAddress { (base + count).update(from: p, count: b.count) }
+        }
+        count += bytes.count
+    }
+
     /// `n` in ASCII decimal (a leading `-` when negative).
     public mutating func putDecimal(_ n: Int64) {
         if n < 0 { put(45) }
-        var v = n.magnitude, digits = 1
-        while v >= 10 { v /= 10; digits += 1 }
+        let v = n.magnitude
+        let digits = DecimalDigits.count(v)
         precondition(capacity - count >= digits, "UnsafeByteWriter overflow")
-        v = n.magnitude
-        var i = count + digits
-        repeat { i -= 1; base[i] = UInt8(truncatingIfNeeded: 48 &+ v % 10); v /= 10 } while v > 0
+        DecimalDigits.write(v, endingAt: base + count + digits)
         count += digits
+    }
+}
+
+extension DecimalDigits {
+    /// How many decimal digits `v` has (1 for 0): comparisons, no division.
+    static func count(_ v: UInt64) -> Int {
+        var digits = 1, bound: UInt64 = 10
+        while digits < 20 && v >= bound { digits += 1; bound &*= 10 }
+        return digits
+    }
+
+    /// Writes the decimal digits of `v` to the bytes just before `end`, two digits per
+    /// division by 100 (the digit count was found by comparisons: one pass, no scratch).
+    static func write(_ v: UInt64, endingAt end: UnsafeMutablePointer<UInt8>) {
+        var v = v, p = end
+        while v >= 100 {
+            let r = UInt8(truncatingIfNeeded: v % 100)
+            v /= 100
+            p -= 2
+            p[0] = 48 &+ r / 10; p[1] = 48 &+ r % 10
+        }
+        if v >= 10 {
+            let r = UInt8(truncatingIfNeeded: v)
+            p -= 2
+            p[0] = 48 &+ r / 10; p[1] = 48 &+ r % 10
+        } else {
+            p -= 1
+            p[0] = 48 &+ UInt8(truncatingIfNeeded: v)
+        }
     }
 }
 

@@ -46,7 +46,7 @@ public struct JSONReader {
     /// What `topLevelMembers` found: fixed-size storage (this runs per request; an array here
     /// costs an allocation and a runtime metadata lookup).
     public struct TopLevelScan {
-        var b0 = -1, e0 = -1, b1 = -1, e1 = -1, b2 = -1, e2 = -1, b3 = -1, e3 = -1
+        var b0 = -1, e0 = -1, b1 = -1, e1 = -1, b2 = -1, e2 = -1, b3 = -1, e3 = -1, b4 = -1, e4 = -1, b5 = -1, e5 = -1
         let count: Int
         /// Just after the opening `{`: where a member can be inserted.
         public var afterBrace = 0
@@ -57,12 +57,15 @@ public struct JSONReader {
 
         /// The value range of the `i`th asked-for name, nil when absent.
         public func member(_ i: Int) -> Range<Int>? {
-            let (b, e) = switch i { case 0: (b0, e0); case 1: (b1, e1); case 2: (b2, e2); default: (b3, e3) }
+            let (b, e) = switch i { case 0: (b0, e0); case 1: (b1, e1); case 2: (b2, e2); case 3: (b3, e3); case 4: (b4, e4); default: (b5, e5) }
             return b < 0 ? nil : b..<e
         }
 
         mutating func set(_ i: Int, _ b: Int, _ e: Int) {
-            switch i { case 0: (b0, e0) = (b, e); case 1: (b1, e1) = (b, e); case 2: (b2, e2) = (b, e); default: (b3, e3) = (b, e) }
+            switch i {
+            case 0: (b0, e0) = (b, e); case 1: (b1, e1) = (b, e); case 2: (b2, e2) = (b, e)
+            case 3: (b3, e3) = (b, e); case 4: (b4, e4) = (b, e); default: (b5, e5) = (b, e)
+            }
         }
 
         /// Every asked-for name's value range (tests, diagnostics).
@@ -70,12 +73,12 @@ public struct JSONReader {
     }
 
     /// One validating pass over a top-level object (strict RFC 8259 throughout): the value range
-    /// of each of `names` (at most 4), where a member can be inserted, and whether the object is
+    /// of each of `names` (at most 6), where a member can be inserted, and whether the object is
     /// empty. A name the gateway reads may occur once (in any spelling: escapes are decoded);
     /// other duplicate names, like everything nested, are the provider's to judge. Allocates
     /// nothing unless a top-level name contains an escape.
     public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
-        precondition(names.count <= 4, "topLevelMembers reads at most 4 names")
+        precondition(names.count <= JSONNames.maxCount, "topLevelMembers reads at most 6 names")
         var found = TopLevelScan(count: names.count)
         var r = JSONReader(bytes)
         r.skipWhitespace()
@@ -134,8 +137,8 @@ public struct JSONReader {
         // The ranges found live in a small stack buffer (begin, end per name; -1: absent) and
         // the state in plain Ints: the loop then keeps them in registers or one stack slot
         // instead of copying a result struct's fields around on every structural byte.
-        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 8) { ranges -> TopLevelScan? in
-            for k in 0..<8 { ranges[k] = -1 }
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * JSONNames.maxCount) { ranges -> TopLevelScan? in
+            for k in 0..<(2 * JSONNames.maxCount) { ranges[k] = -1 }
             let bytes = base.assumingMemoryBound(to: UInt8.self)
             let n = b.count
             var remaining = names.count
@@ -529,7 +532,7 @@ public struct JSONReader {
     }
 }
 
-/// Up to four member names a stage reads, prepared once (a `static let`) as bytes, so a scan
+/// Up to six member names a stage reads, prepared once (a `static let`) as bytes, so a scan
 /// compares raw name bytes with one length test and one `memcmp`, never a `String`.
 /// `@unchecked Sendable`: the byte table is written once in `init` and only read after; it is
 /// never freed (the names live in `static let`s for the life of the process).
@@ -537,22 +540,23 @@ public struct JSONNames: @unchecked Sendable, ExpressibleByArrayLiteral {
     public let strings: [String]
     /// Name `k` at `table + k * 32`; lengths in `lengths` (no array to retain in the scan loop).
     let table: UnsafeMutablePointer<UInt8>
-    let lengths: (Int, Int, Int, Int)
+    let lengths: (Int, Int, Int, Int, Int, Int)
     public let count: Int
+    public static let maxCount = 6
 
     public init(_ names: [String]) {
-        precondition(names.count <= 4, "a top-level scan reads at most 4 names")
+        precondition(names.count <= JSONNames.maxCount, "a top-level scan reads at most 6 names")
         precondition(names.allSatisfy { $0.utf8.count <= 32 }, "a scanned member name is at most 32 bytes")
         strings = names
         count = names.count
-        table = .allocate(capacity: 4 * 32)
-        table.initialize(repeating: 0, count: 4 * 32)
-        var l = [0, 0, 0, 0]
+        table = .allocate(capacity: JSONNames.maxCount * 32)
+        table.initialize(repeating: 0, count: JSONNames.maxCount * 32)
+        var l = [Int](repeating: -1, count: JSONNames.maxCount)
         for (k, n) in names.enumerated() {
             for (i, c) in n.utf8.enumerated() { table[k * 32 + i] = c }
             l[k] = n.utf8.count
         }
-        lengths = (names.count > 0 ? l[0] : -1, names.count > 1 ? l[1] : -1, names.count > 2 ? l[2] : -1, names.count > 3 ? l[3] : -1)
+        lengths = (l[0], l[1], l[2], l[3], l[4], l[5])
     }
 
     public init(arrayLiteral names: String...) { self.init(names) }
@@ -564,6 +568,8 @@ public struct JSONNames: @unchecked Sendable, ExpressibleByArrayLiteral {
         if lengths.1 == n && memcmp(p, table + 32, n) == 0 { return 1 }
         if lengths.2 == n && memcmp(p, table + 64, n) == 0 { return 2 }
         if lengths.3 == n && memcmp(p, table + 96, n) == 0 { return 3 }
+        if lengths.4 == n && memcmp(p, table + 128, n) == 0 { return 4 }
+        if lengths.5 == n && memcmp(p, table + 160, n) == 0 { return 5 }
         return nil
     }
 }

@@ -227,7 +227,7 @@ public final class RateLimitMiddleware: Middleware {
         let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
         if let t = tier, let b = tenant.tier(t.name, rates: t.rates, scopes: { tierScopes[t.name] }) { add(b, reportable: true) }
         if let u = ctx.user, !limits.perUser.isEmpty { add(tenant.user(u, rates: limits.perUser), reportable: false) }
-        if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx.body) {
+        if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,
                                  member: ctx.requestID + "-" + Self.instance, scope: tierScopes[t.name]?.streams ?? "tenant")
@@ -235,17 +235,13 @@ public final class RateLimitMiddleware: Middleware {
         return p
     }
 
-    static let scannedNames: JSONNames = ["max_tokens", "max_completion_tokens", "stream", "stream_options"]
-
     /// Distinguishes this process's slot leases from other instances' (same request ids).
     static let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
 
     /// Whether the body asks for a stream (`"stream": true` at the top level).
-    static func isStream(_ body: [UInt8]) -> Bool {
-        guard let r = body.withUnsafeBytes({ b -> Range<Int>? in (try? JSONReader.topLevelMember("stream", in: b)) ?? nil }) else {
-            return false
-        }
-        return body[r].elementsEqual("true".utf8)
+    static func isStream(_ ctx: RequestContext) -> Bool {
+        guard let s = try? ctx.bodyMembers(), let r = s.member(RequestContext.BodyMember.stream) else { return false }
+        return ctx.body[r].elementsEqual("true".utf8)
     }
 
     /// Prompt bytes / 4, and the completion the request may ask for (its `max_tokens` or
@@ -258,12 +254,10 @@ public final class RateLimitMiddleware: Middleware {
         let body = ctx.body
         var completion: Int64 = Int64(cap ?? 0)
         let prompt = Int64((body.count + 3) / 4)
-        guard let s = body.withUnsafeBytes({ b in try? JSONReader.memberScan(Self.scannedNames, in: b) }) else {
-            return (prompt, completion)
-        }
+        guard let s = try? ctx.bodyMembers() else { return (prompt, completion) }
         var edits = JSONMemberEdits(original: body, objectHasMembers: !s.isEmpty)
         var edited = false
-        for i in 0..<2 {
+        for i in RequestContext.BodyMember.maxTokens...RequestContext.BodyMember.maxCompletionTokens {
             guard let r = s.member(i) else { continue }
             guard let n = DecimalDigits.value(body[r], maxDigits: 12) else { continue }
             if let c = cap, n > Int64(c) {
@@ -273,7 +267,7 @@ public final class RateLimitMiddleware: Middleware {
             }
             completion = cap.map { min(n, Int64($0)) } ?? n
         }
-        if wantUsage, let r = s.member(2), body[r].elementsEqual("true".utf8), requestUsageChunk(body, scan: s, into: &edits) {
+        if wantUsage, let r = s.member(RequestContext.BodyMember.stream), body[r].elementsEqual("true".utf8), requestUsageChunk(body, scan: s, into: &edits) {
             edited = true
             ctx.hideStreamUsage = true
         }
@@ -284,7 +278,7 @@ public final class RateLimitMiddleware: Middleware {
     /// Adds the edit that makes a streaming request ask for the usage chunk
     /// (`stream_options.include_usage: true`); false when it already does or cannot be edited.
     func requestUsageChunk(_ body: [UInt8], scan s: JSONReader.TopLevelScan, into edits: inout JSONMemberEdits) -> Bool {
-        guard let r = s.member(3) else {
+        guard let r = s.member(RequestContext.BodyMember.streamOptions) else {
             edits.insert("stream_options", at: s.afterBrace, value: Array("{\"include_usage\":true}".utf8))
             return true
         }
@@ -333,26 +327,29 @@ public final class RateLimitMiddleware: Middleware {
         }
     }
 
-    /// A field's value: a count, or a time until reset in OpenAI's format (`20ms`, `6m0s`).
-    enum FieldValue { case count(Int64), reset(Int64) }
+    /// A field's value: a bucket's capacity (its digits are written once), a count, or a time
+    /// until reset in OpenAI's format (`20ms`, `6m0s`).
+    enum FieldValue { case capacity(Bucket), count(Int64), reset(Int64) }
 
     /// The `x-ratelimit-*` fields OpenAI sends, for the request and token buckets the client is
     /// told about (the one list both the 429 headers and the admitted response's lines come from).
+    /// Each name comes with its `: ` (the lines write it in one copy).
     func forEachRateLimitField(_ p: Plan, _ statuses: [BucketStatus], _ emit: (StaticString, FieldValue) -> Void) {
         if let i = p.requestsBucket {
-            emit("x-ratelimit-limit-requests", .count(p.requests[i].capacity))
-            emit("x-ratelimit-remaining-requests", .count(statuses[i].remaining))
-            emit("x-ratelimit-reset-requests", .reset(statuses[i].resetMillis))
+            emit("x-ratelimit-limit-requests: ", .capacity(p.requests[i].bucket))
+            emit("x-ratelimit-remaining-requests: ", .count(statuses[i].remaining))
+            emit("x-ratelimit-reset-requests: ", .reset(statuses[i].resetMillis))
         }
         if let i = p.tokensBucket {
-            emit("x-ratelimit-limit-tokens", .count(p.requests[i].capacity))
-            emit("x-ratelimit-remaining-tokens", .count(statuses[i].remaining))
-            emit("x-ratelimit-reset-tokens", .reset(statuses[i].resetMillis))
+            emit("x-ratelimit-limit-tokens: ", .capacity(p.requests[i].bucket))
+            emit("x-ratelimit-remaining-tokens: ", .count(statuses[i].remaining))
+            emit("x-ratelimit-reset-tokens: ", .reset(statuses[i].resetMillis))
         }
     }
 
     static func put(_ v: FieldValue, into w: inout UnsafeByteWriter) {
         switch v {
+        case .capacity(let b): w.put(b.capacityDigits)
         case .count(let n): w.putDecimal(n)
         case .reset(let ms): putDuration(ms, into: &w)
         }
@@ -369,7 +366,7 @@ public final class RateLimitMiddleware: Middleware {
                 Self.put(value, into: &w)
                 n = w.count
             }
-            out.append((name.description, String(decoding: bytes, as: UTF8.self)))
+            out.append((String(name.description.dropLast(2)), String(decoding: bytes, as: UTF8.self)))
         }
         return out
     }
@@ -382,9 +379,8 @@ public final class RateLimitMiddleware: Middleware {
             var w = UnsafeByteWriter(buf)
             forEachRateLimitField(p, statuses) { name, value in
                 w.put(name)
-                w.put(": ")
                 Self.put(value, into: &w)
-                w.put("\r\n")
+                w.put(13); w.put(10)
             }
             n = w.count
         }

@@ -10,9 +10,15 @@ public final class Bucket: Sendable, Equatable {
     public let kind: Kind
     /// For answers and logs: "tenant requests_per_minute", "global tokens_per_day", …
     public let scope: String
+    /// `capacity` in ASCII decimal, written once (every admitted response's
+    /// `x-ratelimit-limit-*` copies it).
+    let capacityDigits: [UInt8]
 
     public init(key: String, capacity: Int64, windowMillis: Int64, kind: Kind, scope: String) {
         self.key = key; self.capacity = capacity; self.windowMillis = windowMillis; self.kind = kind; self.scope = scope
+        var digits: [UInt8] = []
+        digits.appendDecimal(capacity)
+        capacityDigits = digits
     }
 
     public static func == (a: Bucket, b: Bucket) -> Bool {

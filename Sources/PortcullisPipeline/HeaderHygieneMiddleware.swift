@@ -42,10 +42,9 @@ public final class HeaderHygieneMiddleware: Middleware {
         }
         let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
         // The client's lines (each at most a byte longer than received, `name:v` becoming
-        // `name: v`), the three injected lines, and room for the identity lines
-        // `TenantContextMiddleware` appends.
+        // `name: v`) and the three injected lines (61 bytes besides their values).
         var out: [UInt8] = []
-        out.reserveCapacity(160 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count + head.raw.count + fields.count)
+        out.reserveCapacity(64 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count + head.raw.count + fields.count)
         for i in fields.indices {
             let f = fields[i]
             if f.known.isHopByHop || f.known.isGatewayOwned { continue }

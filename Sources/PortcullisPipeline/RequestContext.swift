@@ -10,7 +10,8 @@ public final class RequestContext {
     public let requestID: String
     public var head: HTTPRequestHead
     /// The whole request body (bounded by `server.max_body_bytes`); kept for replay on failover.
-    public var body: [UInt8]
+    /// Any change to it forgets `bodyMembers`' scan.
+    public var body: [UInt8] { didSet { scannedMembers = nil; scanFailure = nil } }
     public let clientAddress: String
     public let startNanos: UInt64
     public let configuration: GatewayConfiguration
@@ -23,17 +24,45 @@ public final class RequestContext {
     public var route: RouteConfiguration?
     public var provider: ProviderConfiguration?
     /// Header lines to send upstream (`name: value\r\n`…; besides Host/Content-Length, which
-    /// the upstream client adds), written once as bytes: the request head copies them as they
-    /// are. Built by `HeaderHygieneMiddleware`; later middlewares append with
-    /// `appendUpstreamHeader` (values they checked: no CR, LF or NUL).
+    /// the upstream client adds), written once as bytes by `HeaderHygieneMiddleware`: the
+    /// request head copies them as they are.
     public var upstreamHeaderLines: [UInt8] = []
 
-    public func appendUpstreamHeader(_ name: StaticString, _ value: String) {
-        // (`HeaderHygieneMiddleware` left room for the usual identity lines)
-        upstreamHeaderLines.append(name)
-        upstreamHeaderLines.append(": ")
-        value.withUTF8Bytes { upstreamHeaderLines.append(contentsOf: $0) }
-        upstreamHeaderLines.append("\r\n")
+    /// The verified identity's upstream lines (`x-tenant-id: …\r\n`…), sent after
+    /// `upstreamHeaderLines`. Set by `TenantContextMiddleware` only; a block of its own so a
+    /// caller's run of requests can share one rendering (it is never edited in place).
+    public var upstreamIdentityLines: [UInt8] = []
+
+    /// The top-level members of an OpenAI request body that stages read, in this order (see
+    /// `BodyMember`): the limiter (token estimate, usage chunk) and the alias router (model,
+    /// token caps) share one scan of the body.
+    public static let bodyNames: JSONNames = ["model", "max_tokens", "max_completion_tokens", "stream", "stream_options"]
+    /// Indices into `bodyMembers()`' scan (inlinable: constants where they are used).
+    public enum BodyMember {
+        @inlinable public static var model: Int { 0 }
+        @inlinable public static var maxTokens: Int { 1 }
+        @inlinable public static var maxCompletionTokens: Int { 2 }
+        @inlinable public static var stream: Int { 3 }
+        @inlinable public static var streamOptions: Int { 4 }
+    }
+    /// `bodyMembers()`' answer for the current body: nil (not scanned yet), or the scan, or why
+    /// it failed.
+    private var scannedMembers: JSONReader.TopLevelScan?
+    private var scanFailure: JSONReader.Failure?
+
+    /// `bodyNames` in the current body (`JSONReader.memberScan`: the fast guarded scan, else the
+    /// strict reader's verdict), scanned at most once per version of the body.
+    public func bodyMembers() throws(JSONReader.Failure) -> JSONReader.TopLevelScan {
+        if let s = scannedMembers { return s }
+        if let f = scanFailure { throw f }
+        let names = Self.bodyNames
+        let scanned = body.withUnsafeBytes { b -> Result<JSONReader.TopLevelScan, JSONReader.Failure> in
+            do throws(JSONReader.Failure) { return .success(try JSONReader.memberScan(names, in: b)) } catch { return .failure(error) }
+        }
+        switch scanned {
+        case .success(let s): scannedMembers = s; return s
+        case .failure(let f): scanFailure = f; throw f
+        }
     }
 
     /// Verified identity (the auth issue fills these; nothing here trusts client headers).

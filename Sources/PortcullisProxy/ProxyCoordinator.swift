@@ -172,7 +172,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         transform = req.transform
         let headBytes = UpstreamRequestHead.serialize(
             method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
-            authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines, extra: req.credential, extra2: req.extra,
+            authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
+            identityLines: ctx.upstreamIdentityLines, extra: req.credential, extra2: req.extra,
             bodyLength: req.body.count)
         attemptSerial += 1
         let serial = attemptSerial

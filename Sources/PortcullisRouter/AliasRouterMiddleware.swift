@@ -38,20 +38,12 @@ public final class AliasRouterMiddleware: Middleware {
 
     enum Refusal: Error { case passthrough, refused(GatewayError) }
 
-    /// The top-level members the router reads (built once).
-    static let memberNames: JSONNames = ["model", "max_tokens", "max_completion_tokens"]
-
     /// Takes the configuration (a class), not its `models` struct: a struct argument would be
     /// copied out of it, a retain and a release for each of its collections, per request.
     func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ configuration: GatewayConfiguration) -> Result<RoutePlan, Refusal> {
-        let names = Self.memberNames
-        let scanned = ctx.body.withUnsafeBytes { b -> Result<JSONReader.TopLevelScan, JSONReader.Failure> in
-            do throws(JSONReader.Failure) { return .success(try JSONReader.memberScan(names, in: b)) } catch { return .failure(error) }
-        }
+        // (the limiter may have scanned this body already: one scan per version of the body)
         let scan: JSONReader.TopLevelScan
-        switch scanned {
-        case .success(let s): scan = s
-        case .failure(let error):
+        do { scan = try ctx.bodyMembers() } catch {
             if route.passthroughModels { return .failure(.passthrough) }
             return .failure(.refused(.badRequest("The request body is not a valid JSON object: \(error.description).")))
         }
@@ -59,7 +51,7 @@ public final class AliasRouterMiddleware: Middleware {
         if let a = route.alias {
             alias = a
         } else {
-            guard let r = scan.member(0) else {
+            guard let r = scan.member(RequestContext.BodyMember.model) else {
                 if route.passthroughModels { return .failure(.passthrough) }
                 return .failure(.refused(.badRequest("The request body has no \"model\".")))
             }
@@ -84,18 +76,18 @@ public final class AliasRouterMiddleware: Middleware {
         }
 
         var edits = JSONMemberEdits(original: ctx.body, objectHasMembers: !scan.isEmpty)
-        if let r = scan.member(0) { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
+        if let r = scan.member(RequestContext.BodyMember.model) { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
         if !configuration.models.tiers.isEmpty, let cap = configuration.models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
             var present = false
-            for i in 1...2 {
+            for i in RequestContext.BodyMember.maxTokens...RequestContext.BodyMember.maxCompletionTokens {
                 guard let r = scan.member(i) else { continue }
                 present = true
                 guard let n = DecimalDigits.value(ctx.body[r], maxDigits: 12) else {
-                    return .failure(.refused(.badRequest("\"\(names.strings[i])\" must be a non-negative integer.")))
+                    return .failure(.refused(.badRequest("\"\(RequestContext.bodyNames.strings[i])\" must be a non-negative integer.")))
                 }
                 if n > cap {
                     if route.maxTokensPolicy == .reject {
-                        return .failure(.refused(.badRequest("\"\(names.strings[i])\" is \(n); your tier allows at most \(cap).")))
+                        return .failure(.refused(.badRequest("\"\(RequestContext.bodyNames.strings[i])\" is \(n); your tier allows at most \(cap).")))
                     }
                     edits.replace(r, with: Array(String(cap).utf8))
                 }

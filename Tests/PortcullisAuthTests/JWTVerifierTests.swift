@@ -199,13 +199,13 @@ final class JWTVerifierTests: XCTestCase {
     func testSameBytesFindsEveryDifference() {
         for n in 1...20 {
             let a = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
-            a.withUnsafeBufferPointer { XCTAssertTrue(JWTVerifier.sameBytes($0, a)) }
+            a.withUnsafeBytes { XCTAssertTrue(JWTVerifier.sameBytes($0, a)) }
             for i in 0..<n {
                 var b = a
                 b[i] ^= 0x01
-                a.withUnsafeBufferPointer { XCTAssertFalse(JWTVerifier.sameBytes($0, b), "n \(n), byte \(i)") }
+                a.withUnsafeBytes { XCTAssertFalse(JWTVerifier.sameBytes($0, b), "n \(n), byte \(i)") }
             }
-            a.withUnsafeBufferPointer { XCTAssertFalse(JWTVerifier.sameBytes($0, a + [0])) }
+            a.withUnsafeBytes { XCTAssertFalse(JWTVerifier.sameBytes($0, a + [0])) }
         }
     }
 

@@ -237,8 +237,12 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(RateLimitMiddleware.duration(Int64.max), "2562047788015h12m56s")
     }
 
+    /// Every width (each power of ten and the number below it), both signs, the extremes.
     func testByteWriterDecimals() {
-        for n: Int64 in [0, 7, 10, 99, 100, 12345, -1, -10, Int64.max, Int64.min] {
+        var samples: [Int64] = [0, 7, 10, 99, 100, 12345, -1, -10, Int64.max, Int64.min, Int64.max - 1, Int64.min + 1]
+        var p: Int64 = 1
+        for _ in 1...18 { p *= 10; samples += [p - 1, p, p + 1, -p, -(p - 1), p / 2 + 7] }
+        for n in samples {
             let bytes = [UInt8](unsafeUninitializedCapacity: 24) { buf, count in
                 var w = UnsafeByteWriter(buf)
                 w.put("n=")

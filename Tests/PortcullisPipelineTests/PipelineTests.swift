@@ -121,6 +121,29 @@ final class PipelineTests: XCTestCase {
                        String(decoding: ctx.upstreamHeaderLines, as: UTF8.self))
     }
 
+    /// The limiter and the router share one scan of the body's members; any change to the body
+    /// (a clamp, an added `stream_options`) makes the next reader scan the new bytes.
+    func testBodyMembersAreRescannedAfterAnEdit() throws {
+        let ctx = try context()
+        ctx.body = Array(#"{"model":"a","max_tokens":5,"stream":true}"#.utf8)
+        let first = try ctx.bodyMembers()
+        XCTAssertEqual(first.member(RequestContext.BodyMember.model).map { String(decoding: ctx.body[$0], as: UTF8.self) }, "\"a\"")
+        XCTAssertEqual(first.member(RequestContext.BodyMember.stream).map { String(decoding: ctx.body[$0], as: UTF8.self) }, "true")
+        XCTAssertNil(first.member(RequestContext.BodyMember.streamOptions))
+        ctx.body = Array(#"{"stream_options":{"include_usage":true},"model":"bb","max_tokens":7}"#.utf8)
+        let second = try ctx.bodyMembers()
+        XCTAssertEqual(second.member(RequestContext.BodyMember.model).map { String(decoding: ctx.body[$0], as: UTF8.self) }, "\"bb\"")
+        XCTAssertEqual(second.member(RequestContext.BodyMember.maxTokens).map { String(decoding: ctx.body[$0], as: UTF8.self) }, "7")
+        XCTAssertNil(second.member(RequestContext.BodyMember.stream))
+        XCTAssertNotNil(second.member(RequestContext.BodyMember.streamOptions))
+        ctx.body = Array("{\"model\":".utf8)
+        XCTAssertThrowsError(try ctx.bodyMembers())
+        XCTAssertThrowsError(try ctx.bodyMembers(), "the failure is remembered too")
+        ctx.body[0] = UInt8(ascii: " ")
+        ctx.body = Array(#"{"model":"c"}"#.utf8)
+        XCTAssertNotNil(try ctx.bodyMembers().member(RequestContext.BodyMember.model))
+    }
+
     func testUnknownRouteIs404() throws {
         let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /other, provider: p } ]\n", file: "t.yaml")
         let ctx = try context()

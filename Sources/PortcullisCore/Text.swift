@@ -48,6 +48,10 @@ extension String {
     /// check and a `memcmp`, not the standard library's general comparison.
     @inlinable
     public func sameUTF8(_ other: String) -> Bool {
+        // The same representation (one storage object, or the same small string: a small
+        // string's two words are its bytes, count and flags) is the same bytes: no copy, no
+        // memcmp. The usual case where a request meets its cached key.
+        if unsafeBitCast(self, to: (UInt64, UInt64).self) == unsafeBitCast(other, to: (UInt64, UInt64).self) { return true }
         guard utf8.count == other.utf8.count else { return false }
         // Native strings: one memcmp of their storage. Small (inline) ones have no storage to
         // lend: their ≤ 15 bytes are compared as they are read.

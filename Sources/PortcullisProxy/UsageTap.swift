@@ -130,9 +130,14 @@ final class UsageTap {
         }
     }
 
-    struct Counts { var total, prompt, completion, input, output: Int64? }
+    struct Counts: Equatable { var total, prompt, completion, input, output: Int64? }
 
     static func fields(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Counts {
+        leadingCounts(b, objectAt: at) ?? scannedCounts(b, objectAt: at)
+    }
+
+    /// The counts of the usage object at `at`, found by a lenient scan (any member order).
+    static func scannedCounts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Counts {
         let sub = UnsafeRawBufferPointer(rebasing: b[at...])
         // The object ends before the end of `b`: a lenient scan stops at its closing brace.
         // OpenAI writes the three counts first: the scan stops once it has them.
@@ -142,6 +147,65 @@ final class UsageTap {
         if let p = prompt, let c = completion { return Counts(total: p + c, prompt: p, completion: c) }
         guard let a = JSONReader.lenientTopLevelMembers(anthropicNames, in: sub, untilFound: true) else { return Counts() }
         return Counts(input: integer(sub, a.member(0)), output: integer(sub, a.member(1)))
+    }
+
+    /// The counts of a usage object whose members are integers up to the counts wanted (OpenAI
+    /// writes `prompt_tokens`, `completion_tokens`, `total_tokens` first; Anthropic's objects
+    /// are usually integers only), read member by member without a general scan. Nil — the
+    /// caller scans — at anything else: a nested or string value before the counts, an escape
+    /// in a name, a repeated count, a number that is not a plain integer.
+    static func leadingCounts(_ b: UnsafeRawBufferPointer, objectAt at: Int) -> Counts? {
+        let n = b.count
+        guard at < n, b[at] == UInt8(ascii: "{"), let base = b.baseAddress else { return nil }
+        var i = at + 1
+        var total, prompt, completion, input, output: Int64?
+        var first = true
+        @inline(__always) func skipSpace() {
+            while i < n && (b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09) { i += 1 }
+        }
+        @inline(__always) func named(_ k: Range<Int>, _ name: StaticString) -> Bool {
+            k.count == name.utf8CodeUnitCount && memcmp(base + k.lowerBound, name.utf8Start, k.count) == 0
+        }
+        func result() -> Counts {
+            if let t = total { return Counts(total: t, prompt: prompt, completion: completion) }
+            if let p = prompt, let c = completion { return Counts(total: p + c, prompt: p, completion: c) }
+            return Counts(input: input, output: output)
+        }
+        while true {
+            skipSpace()
+            if first && i < n && b[i] == UInt8(ascii: "}") { return result() }          // {}
+            first = false
+            guard i < n, b[i] == 0x22 else { return nil }
+            let keyStart = i + 1
+            i = keyStart
+            while i < n && b[i] != 0x22 && b[i] != 0x5C { i += 1 }
+            guard i < n, b[i] == 0x22 else { return nil }
+            let key = keyStart..<i
+            i += 1
+            skipSpace()
+            guard i < n, b[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            skipSpace()
+            let digitsStart = i
+            var v: Int64 = 0
+            while i < n && b[i] >= 0x30 && b[i] <= 0x39 && i - digitsStart < 15 { v = v * 10 + Int64(b[i] - 0x30); i += 1 }
+            guard i > digitsStart, i < n, b[i] != UInt8(ascii: "."), b[i] | 0x20 != UInt8(ascii: "e"),
+                  !(b[i] >= 0x30 && b[i] <= 0x39) else { return nil }
+            func set(_ slot: inout Int64?) -> Bool { if slot != nil { return false }; slot = v; return true }
+            var ok = true
+            if named(key, "prompt_tokens") { ok = set(&prompt) }
+            else if named(key, "completion_tokens") { ok = set(&completion) }
+            else if named(key, "total_tokens") { ok = set(&total) }
+            else if named(key, "input_tokens") { ok = set(&input) }
+            else if named(key, "output_tokens") { ok = set(&output) }
+            guard ok else { return nil }
+            if total != nil && prompt != nil && completion != nil { return result() }
+            skipSpace()
+            guard i < n else { return nil }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "}") { return result() }
+            return nil
+        }
     }
 
     /// A non-negative integer of at most 15 digits at `range`.

@@ -162,6 +162,9 @@ final class MetricsShard: Sendable {
         /// Tenant → its label (itself, or "other" past `metrics.max_tenants`); a cache of the
         /// process-wide decision.
         var tenantLabels: [ByteKey: String] = [:]
+        /// The last tenant looked up and its label (a tenant's label never changes: a run of one
+        /// tenant's requests skips the hashing).
+        var lastTenantLabel: (id: String, label: String)?
     }
 
     /// A generation's routes and providers resolved to this shard's counters (built when a
@@ -209,10 +212,13 @@ final class MetricsShard: Sendable {
             if hasTokens, let model = r.model {
                 var tenant = "-"
                 if tenantLabels, let id = r.tenant {
-                    if let l = s.tenantLabels[ByteKey(id)] { tenant = l } else {
-                        tenant = labels.admit(id) ? id : "other"
-                        if s.tenantLabels.count > 4 * labels.max + 1024 { s.tenantLabels.removeAll() }
-                        s.tenantLabels[ByteKey(id)] = tenant
+                    if let last = s.lastTenantLabel, last.id.sameUTF8(id) { tenant = last.label } else {
+                        if let l = s.tenantLabels[ByteKey(id)] { tenant = l } else {
+                            tenant = labels.admit(id) ? id : "other"
+                            if s.tenantLabels.count > 4 * labels.max + 1024 { s.tenantLabels.removeAll() }
+                            s.tenantLabels[ByteKey(id)] = tenant
+                        }
+                        s.lastTenantLabel = (id, tenant)
                     }
                 }
                 if let k = s.pendingKey, k.tenant.sameUTF8(tenant), k.model.sameUTF8(model) {} else {

@@ -84,6 +84,21 @@ final class UTF8CompareTests: XCTestCase {
         }
     }
 
+    /// The same object, the same small string, separate storages with equal bytes, and one
+    /// string compared with itself: all equal; one byte apart in each form: not.
+    func testSameRepresentationAndSeparateStorages() {
+        let long = String(repeating: "tenant-", count: 5)
+        let separate = String(decoding: Array(long.utf8), as: UTF8.self)
+        let alias = long
+        XCTAssertTrue(long.sameUTF8(alias))
+        XCTAssertTrue(long.sameUTF8(separate))
+        XCTAssertTrue("acme".sameUTF8(String(decoding: Array("acme".utf8), as: UTF8.self)))
+        XCTAssertFalse("acme".sameUTF8("acmf"))
+        XCTAssertFalse(long.sameUTF8(String(long.dropLast()) + "x"))
+        XCTAssertFalse("caf\u{E9}".sameUTF8("cafe\u{301}"))
+        XCTAssertFalse("".sameUTF8("a"))
+    }
+
     func testBytePrefix() {
         XCTAssertTrue("/v1/chat/completions".hasUTF8Prefix("/v1/"))
         XCTAssertTrue("/v1/".hasUTF8Prefix("/v1/"))

@@ -1,0 +1,54 @@
+import XCTest
+@testable import PortcullisProxy
+
+/// Usage counts: the member-by-member reader of a usage object's leading integers gives what
+/// the general scan gives, and steps aside (nil) whenever it cannot be sure.
+final class UsageTapTests: XCTestCase {
+    func counts(_ json: String, leading: Bool) -> UsageTap.Counts? {
+        let bytes = Array(json.utf8)
+        return bytes.withUnsafeBytes { b in
+            leading ? UsageTap.leadingCounts(b, objectAt: 0) : UsageTap.scannedCounts(b, objectAt: 0)
+        }
+    }
+
+    func testLeadingCountsAgreeWithTheScan() throws {
+        let read = [
+            // OpenAI (the counts first, then nested details), and with the total last
+            #"{"prompt_tokens":16,"completion_tokens":5,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0}}"#,
+            #"{ "prompt_tokens" : 16 ,"completion_tokens": 5 , "total_tokens":21 } "#,
+            #"{"prompt_tokens":16,"completion_tokens":5}"#,
+            #"{"total_tokens":7}"#,
+            #"{"completion_tokens":5,"prompt_tokens":16,"total_tokens":99}"#,
+            // Anthropic
+            #"{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":6}"#,
+            #"{"output_tokens":6}"#,
+            "{}", "{ }",
+            #"{"prompt_tokens":123456789012345,"completion_tokens":1,"total_tokens":2}"#,
+        ]
+        for json in read {
+            let fast = counts(json, leading: true)
+            XCTAssertNotNil(fast, json)
+            XCTAssertEqual(fast, counts(json, leading: false), json)
+        }
+    }
+
+    func testLeadingCountsStepAsideWhenUnsure() {
+        let unsure = [
+            #"{"prompt_tokens_details":{"cached_tokens":0},"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#,
+            #"{"service_tier":"standard","input_tokens":1,"output_tokens":2}"#,
+            #"{"prompt_tokens":1.5,"completion_tokens":2,"total_tokens":3}"#,
+            #"{"prompt_tokens":1e3,"completion_tokens":2,"total_tokens":3}"#,
+            #"{"prompt_tokens":-1,"completion_tokens":2,"total_tokens":3}"#,
+            #"{"prompt_tokens":1234567890123456,"completion_tokens":2,"total_tokens":3}"#,
+            #"{"prompt_tokens":1,"prompt_tokens":2,"total_tokens":3}"#,
+            #"{"prompt\u005ftokens":1,"completion_tokens":2,"total_tokens":3}"#,
+            #"{"prompt_tokens":1,"completion_tokens":2"#,
+            #"{"prompt_tokens":1 "completion_tokens":2}"#,
+            #"["prompt_tokens"]"#,
+        ]
+        for json in unsure { XCTAssertNil(counts(json, leading: true), json) }
+        // (and the caller's answer is then the scan's)
+        let b = Array(unsure[0].utf8)
+        XCTAssertEqual(b.withUnsafeBytes { UsageTap.fields($0, objectAt: 0) }, UsageTap.Counts(total: 3, prompt: 1, completion: 2))
+    }
+}

@@ -34,8 +34,9 @@ public final class MemoryLimitBackend: LimitBackend {
 /// What a request holds once admitted: its token reservation, settled against the usage the
 /// provider reported (or an estimate of what was streamed; usage above the estimate is charged
 /// too), and its concurrency slot, released. Settled once, by whichever path ends the
-/// request first (response end, failure, client gone, a later stage refusing it).
-final class LimitReservation: UsageSettlement {
+/// request first (response end, failure, client gone, a later stage refusing it). It also
+/// writes the admitted response's `x-ratelimit-*` lines, straight into its head.
+final class LimitReservation: UsageSettlement, ResponseHeaderSource {
     let backend: LimitBackend
     /// The token buckets, `cost` = the estimate reserved at admission.
     let buckets: [BucketRequest]
@@ -43,11 +44,16 @@ final class LimitReservation: UsageSettlement {
     let promptEstimate: Int64
     var slot: SlotRequest?
     var settled = false
+    let report: RateLimitReport
 
-    init(backend: LimitBackend, buckets: [BucketRequest], estimate: Int64, promptEstimate: Int64, slot: SlotRequest?) {
+    init(backend: LimitBackend, buckets: [BucketRequest], estimate: Int64, promptEstimate: Int64, slot: SlotRequest?,
+         report: RateLimitReport) {
         self.backend = backend; self.buckets = buckets; self.estimate = estimate; self.promptEstimate = promptEstimate
-        self.slot = slot
+        self.slot = slot; self.report = report
     }
+
+    var maxLineBytes: Int { RateLimitReport.linesCapacity }
+    func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int { report.writeLines(to: out) }
 
     func settle(usage: Int64?, streamedEvents: Int, responded: Bool) {
         guard !settled else { return }
@@ -89,8 +95,9 @@ public final class RateLimitMiddleware: Middleware {
     }
     static let globalScopes = scopes("global")
     /// The buckets of one scope under one set of rates (nil where the rates set no limit),
-    /// keyed `<base>:rpm`, `<base>:tpm`, `<base>:tpd`.
-    struct ScopeBuckets {
+    /// keyed `<base>:rpm`, `<base>:tpm`, `<base>:tpd`. Immutable; a class, so the caches hand out
+    /// one reference.
+    final class ScopeBuckets {
         let rpm, tpm, tpd: Bucket?
         init(_ rates: LimitRates, base: String, scopes: Scopes) {
             rpm = rates.requestsPerMinute.map { Bucket(key: base + ":rpm", capacity: Int64($0), windowMillis: 60_000, kind: .requests, scope: scopes.rpm) }
@@ -193,6 +200,10 @@ public final class RateLimitMiddleware: Middleware {
         var estimate: Int64 = 0
         var prompt: Int64 = 0
         var slot: SlotRequest?
+
+        func report(_ statuses: [BucketStatus]) -> RateLimitReport {
+            RateLimitReport(requests: requests, requestsBucket: requestsBucket, tokensBucket: tokensBucket, statuses: statuses)
+        }
     }
 
     /// The buckets of one request, in a fixed order (global, tenant, user).
@@ -302,13 +313,13 @@ public final class RateLimitMiddleware: Middleware {
     func decide(_ result: AdmissionResult, _ p: Plan, _ ctx: RequestContext) -> MiddlewareDecision {
         switch result {
         case .admitted(let statuses):
-            if ctx.responseHeaderLines.isEmpty { ctx.responseHeaderLines = headerLines(p, statuses) }
-            else { ctx.responseHeaderLines += headerLines(p, statuses) }
+            // One object per admitted request: its settlement, and its x-ratelimit lines (written
+            // into the response head when there is one: no bytes of their own before).
             let tokenBuckets = p.requests.filter { $0.kind == .tokens }
-            if !tokenBuckets.isEmpty || p.slot != nil {
-                ctx.settlement = LimitReservation(backend: backend, buckets: tokenBuckets, estimate: p.estimate,
-                                                  promptEstimate: p.prompt, slot: p.slot)
-            }
+            let r = LimitReservation(backend: backend, buckets: tokenBuckets, estimate: p.estimate, promptEstimate: p.prompt,
+                                     slot: p.slot, report: p.report(statuses))
+            ctx.responseHeaderSource = r
+            if !tokenBuckets.isEmpty || p.slot != nil { ctx.settlement = r }
             return .next
         case .denied(let i, let wait, let statuses):
             let r = p.requests[i]
@@ -318,93 +329,13 @@ public final class RateLimitMiddleware: Middleware {
                 ? "This request needs about \(r.cost) tokens, more than the \(r.scope) limit of \(r.capacity) allows."
                 : "Rate limit reached for \(r.scope): limit \(r.capacity) \(what). Retry after \(seconds)s."
             var resp = LocalResponse(.tooManyRequests(message, retryAfterSeconds: seconds))
-            for (n, v) in headers(p, statuses) { resp.headers.append((n, v)) }
+            for (n, v) in p.report(statuses).headers() { resp.headers.append((n, v)) }
             ctx.limitOutcome = "rate_limited:" + String(r.scope.map { $0 == " " ? "_" : $0 })
             health?.countLimited(scope: r.scope, kind: r.kind.rawValue)
             return .respond(resp)
         case .unavailable(let why):
             return .respond(LocalResponse(.overloaded("Rate limits cannot be checked now (\(why)); try again shortly.")))
         }
-    }
-
-    /// A field's value: a bucket's capacity (its digits are written once), a count, or a time
-    /// until reset in OpenAI's format (`20ms`, `6m0s`).
-    enum FieldValue { case capacity(Bucket), count(Int64), reset(Int64) }
-
-    /// The `x-ratelimit-*` fields OpenAI sends, for the request and token buckets the client is
-    /// told about (the one list both the 429 headers and the admitted response's lines come from).
-    /// Each name comes with its `: ` (the lines write it in one copy).
-    func forEachRateLimitField(_ p: Plan, _ statuses: [BucketStatus], _ emit: (StaticString, FieldValue) -> Void) {
-        if let i = p.requestsBucket {
-            emit("x-ratelimit-limit-requests: ", .capacity(p.requests[i].bucket))
-            emit("x-ratelimit-remaining-requests: ", .count(statuses[i].remaining))
-            emit("x-ratelimit-reset-requests: ", .reset(statuses[i].resetMillis))
-        }
-        if let i = p.tokensBucket {
-            emit("x-ratelimit-limit-tokens: ", .capacity(p.requests[i].bucket))
-            emit("x-ratelimit-remaining-tokens: ", .count(statuses[i].remaining))
-            emit("x-ratelimit-reset-tokens: ", .reset(statuses[i].resetMillis))
-        }
-    }
-
-    static func put(_ v: FieldValue, into w: inout UnsafeByteWriter) {
-        switch v {
-        case .capacity(let b): w.put(b.capacityDigits)
-        case .count(let n): w.putDecimal(n)
-        case .reset(let ms): putDuration(ms, into: &w)
-        }
-    }
-
-    /// Room for any field's value: a 20-digit count, or the longest duration (`2562047788015h…`).
-    static let valueCapacity = 40
-
-    func headers(_ p: Plan, _ statuses: [BucketStatus]) -> [(String, String)] {
-        var out: [(String, String)] = []
-        forEachRateLimitField(p, statuses) { name, value in
-            let bytes = [UInt8](unsafeUninitializedCapacity: Self.valueCapacity) { buf, n in
-                var w = UnsafeByteWriter(buf)
-                Self.put(value, into: &w)
-                n = w.count
-            }
-            out.append((String(name.description.dropLast(2)), String(decoding: bytes, as: UTF8.self)))
-        }
-        return out
-    }
-
-    /// The same fields as response-head lines (every admitted response carries them), written
-    /// as bytes into one allocation: no `String` per value. Six fields of at most 30 + 4 bytes
-    /// plus a value fit `linesCapacity`.
-    func headerLines(_ p: Plan, _ statuses: [BucketStatus]) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: Self.linesCapacity) { buf, n in
-            var w = UnsafeByteWriter(buf)
-            forEachRateLimitField(p, statuses) { name, value in
-                w.put(name)
-                Self.put(value, into: &w)
-                w.put(13); w.put(10)
-            }
-            n = w.count
-        }
-    }
-
-    static let linesCapacity = 6 * (34 + valueCapacity)
-
-    /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.
-    static func duration(_ ms: Int64) -> String {
-        let bytes = [UInt8](unsafeUninitializedCapacity: valueCapacity) { buf, n in
-            var w = UnsafeByteWriter(buf)
-            putDuration(ms, into: &w)
-            n = w.count
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    static func putDuration(_ ms: Int64, into w: inout UnsafeByteWriter) {
-        if ms < 1000 { w.putDecimal(ms); w.put("ms"); return }
-        let total = ms / 1000 + (ms % 1000 == 0 ? 0 : 1)                           // (no overflow at Int64.max)
-        let h = total / 3600, m = (total % 3600) / 60, s = total % 60
-        if h > 0 { w.putDecimal(h); w.put(104) }                                    // h
-        if h > 0 || m > 0 { w.putDecimal(m); w.put(109) }                           // m
-        w.putDecimal(s); w.put(115)                                                  // s
     }
 }
 

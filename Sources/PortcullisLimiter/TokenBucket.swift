@@ -92,11 +92,19 @@ public enum TokenBucketMath {
 
 /// A concurrency slot (`max_concurrent_streams`): a lease on one of `max` places, held by
 /// `member` until released or until `leaseMillis` pass (so a crashed instance cannot hold a
-/// place for ever).
-public struct SlotRequest: Sendable, Equatable {
+/// place for ever). Immutable; a class so a plan that carries one (or none) copies a reference.
+public final class SlotRequest: Sendable, Equatable {
     public let key: String
     public let max: Int
     public let leaseMillis: Int64
     public let member: String
     public let scope: String
+
+    public init(key: String, max: Int, leaseMillis: Int64, member: String, scope: String) {
+        self.key = key; self.max = max; self.leaseMillis = leaseMillis; self.member = member; self.scope = scope
+    }
+
+    public static func == (a: SlotRequest, b: SlotRequest) -> Bool {
+        a === b || (a.key == b.key && a.max == b.max && a.leaseMillis == b.leaseMillis && a.member == b.member && a.scope == b.scope)
+    }
 }

@@ -72,9 +72,21 @@ public final class RequestContext {
     /// Set by the alias router on alias routes: the targets to try, in order, and the body to
     /// send each. Nil on plain routes (one attempt to `provider` with `body` as received).
     public var plan: RoutePlan?
-    /// Extra response header lines (`name: value\r\n`…) for the client: the limiter's
-    /// `x-ratelimit-*`. Added to proxied responses.
+    /// Extra response header lines (`name: value\r\n`…) for the client (the limiter's
+    /// `x-portcullis-max-tokens-clamped`). Added to proxied responses.
     public var responseHeaderLines: [UInt8] = []
+    /// Lines rendered straight into the response head when it is written (the limiter's
+    /// `x-ratelimit-*`), after `responseHeaderLines`.
+    public var responseHeaderSource: ResponseHeaderSource?
+
+    /// `responseHeaderLines` and the source's lines, as bytes (tests, diagnostics).
+    public var renderedResponseHeaderLines: [UInt8] {
+        var out = responseHeaderLines
+        if let s = responseHeaderSource {
+            out += [UInt8](unsafeUninitializedCapacity: s.maxLineBytes) { buf, n in n = s.writeLines(to: UnsafeMutableRawBufferPointer(buf)) }
+        }
+        return out
+    }
     /// Set when the limiter refused the request: `rate_limited:<scope>` (the access log's outcome).
     public var limitOutcome: String?
     /// Set by the limiter when token limits apply: told the real usage when the response ends.
@@ -164,6 +176,16 @@ public final class RoutePlan {
     public func body(for target: ModelTarget) -> [UInt8] {
         body.render(slot: target.quotedModel)   // validated at load: no quote, backslash or control
     }
+}
+
+/// Response header lines a stage renders only when the response head is written, into the
+/// head's own buffer (no bytes of their own before that). Loop thread.
+public protocol ResponseHeaderSource: AnyObject {
+    /// The most bytes `writeLines` writes.
+    var maxLineBytes: Int { get }
+    /// Writes the lines (`name: value\r\n`…) at the start of `to`, which holds at least
+    /// `maxLineBytes`; returns how many bytes it wrote.
+    func writeLines(to: UnsafeMutableRawBufferPointer) -> Int
 }
 
 /// Settles a request's reserved token estimate against what it really used, when the response

@@ -219,7 +219,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         guard let ctx = context else { return }
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
-        relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines, into: output)
+        relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines,
+                   source: ctx.responseHeaderSource, into: output)
         tap?.begin(sse: relay.isSSE)
         firstByteAt = now()
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides

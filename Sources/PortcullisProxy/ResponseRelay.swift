@@ -23,7 +23,8 @@ public struct ResponseRelay {
 
     /// Queues the response head. `identity` lines (already formatted `name: value\r\n`) are
     /// added after the provider's fields.
-    mutating func head(_ h: HTTPResponseHead, request: RequestFacts, identity: [UInt8], extra: [UInt8], into out: ByteBuffer) {
+    mutating func head(_ h: HTTPResponseHead, request: RequestFacts, identity: [UInt8], extra: [UInt8],
+                       source: ResponseHeaderSource? = nil, into out: ByteBuffer) {
         status = h.status
         headSent = true
         keepAlive = request.keepAlive
@@ -61,6 +62,10 @@ public struct ResponseRelay {
         if isSSE { out.append(StatusLine.sseHeaders) }
         out.append(identity)
         if !extra.isEmpty { out.append(extra) }
+        if let src = source {
+            out.reserve(src.maxLineBytes)
+            out.commitWrite(src.writeLines(to: UnsafeMutableRawBufferPointer(start: out.writePointer, count: out.writableBytes)))
+        }
         out.append(StatusLine.requestID); out.append(request.requestID); out.append(StatusLine.crlf)
         if !keepAlive { out.append(StatusLine.connectionClose) }
         out.append(StatusLine.crlf)

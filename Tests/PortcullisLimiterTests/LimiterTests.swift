@@ -227,14 +227,14 @@ final class LimiterTests: XCTestCase {
     }
 
     func testResetFormat() {
-        XCTAssertEqual(RateLimitMiddleware.duration(20), "20ms")
-        XCTAssertEqual(RateLimitMiddleware.duration(1000), "1s")
-        XCTAssertEqual(RateLimitMiddleware.duration(360_000), "6m0s")
-        XCTAssertEqual(RateLimitMiddleware.duration(3_723_000), "1h2m3s")
-        XCTAssertEqual(RateLimitMiddleware.duration(0), "0ms")
-        XCTAssertEqual(RateLimitMiddleware.duration(1001), "2s")
-        XCTAssertEqual(RateLimitMiddleware.duration(-5), "-5ms")
-        XCTAssertEqual(RateLimitMiddleware.duration(Int64.max), "2562047788015h12m56s")
+        XCTAssertEqual(RateLimitReport.duration(20), "20ms")
+        XCTAssertEqual(RateLimitReport.duration(1000), "1s")
+        XCTAssertEqual(RateLimitReport.duration(360_000), "6m0s")
+        XCTAssertEqual(RateLimitReport.duration(3_723_000), "1h2m3s")
+        XCTAssertEqual(RateLimitReport.duration(0), "0ms")
+        XCTAssertEqual(RateLimitReport.duration(1001), "2s")
+        XCTAssertEqual(RateLimitReport.duration(-5), "-5ms")
+        XCTAssertEqual(RateLimitReport.duration(Int64.max), "2562047788015h12m56s")
     }
 
     /// Every width (each power of ten and the number below it), both signs, the extremes.
@@ -326,7 +326,7 @@ final class LimiterTests: XCTestCase {
         let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
         let ok = try context(c, tenant: "acme")
         guard case .next = m.process(ok) else { return XCTFail() }
-        let lines = String(decoding: ok.responseHeaderLines, as: UTF8.self)
+        let lines = String(decoding: ok.renderedResponseHeaderLines, as: UTF8.self)
         XCTAssertTrue(lines.contains("x-ratelimit-limit-requests: 1\r\nx-ratelimit-remaining-requests: 0\r\n"), lines)
         // Estimate: 32-byte body / 4 + max_tokens 100 clamped to the cap 50 = 58.
         XCTAssertTrue(lines.contains("x-ratelimit-limit-tokens: 1000\r\nx-ratelimit-remaining-tokens: 942\r\n"), lines)
@@ -382,6 +382,6 @@ final class LimiterTests: XCTestCase {
         }
         let clamped = try context(c, tenant: "t", body: "{\"max_tokens\":500}")
         _ = m.process(clamped)
-        XCTAssertTrue(String(decoding: clamped.responseHeaderLines, as: UTF8.self).contains("x-portcullis-max-tokens-clamped: 64\r\n"))
+        XCTAssertTrue(String(decoding: clamped.renderedResponseHeaderLines, as: UTF8.self).contains("x-portcullis-max-tokens-clamped: 64\r\n"))
     }
 }

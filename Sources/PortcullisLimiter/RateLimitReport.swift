@@ -1,0 +1,89 @@
+import PortcullisCore
+
+/// What an answer tells the client about its limits: OpenAI's `x-ratelimit-*` fields for the
+/// request and token buckets reported (the tier's when it has them, else the first of each
+/// kind), from the statuses a decision returned. The one list both the 429's headers and an
+/// admitted response's lines come from. A value; no `String` per value on the admitted path.
+struct RateLimitReport {
+    let requests: [BucketRequest]
+    /// Indices (into `requests` and `statuses`) of the buckets reported as `-requests` and `-tokens`.
+    let requestsBucket: Int?
+    let tokensBucket: Int?
+    let statuses: [BucketStatus]
+
+    /// A field's value: a bucket's capacity (its digits are written once), a count, or a time
+    /// until reset in OpenAI's format (`20ms`, `6m0s`).
+    enum FieldValue { case capacity(Bucket), count(Int64), reset(Int64) }
+
+    /// Each field in order; each name comes with its `: ` (the lines write it in one copy).
+    func forEachField(_ emit: (StaticString, FieldValue) -> Void) {
+        if let i = requestsBucket {
+            emit("x-ratelimit-limit-requests: ", .capacity(requests[i].bucket))
+            emit("x-ratelimit-remaining-requests: ", .count(statuses[i].remaining))
+            emit("x-ratelimit-reset-requests: ", .reset(statuses[i].resetMillis))
+        }
+        if let i = tokensBucket {
+            emit("x-ratelimit-limit-tokens: ", .capacity(requests[i].bucket))
+            emit("x-ratelimit-remaining-tokens: ", .count(statuses[i].remaining))
+            emit("x-ratelimit-reset-tokens: ", .reset(statuses[i].resetMillis))
+        }
+    }
+
+    static func put(_ v: FieldValue, into w: inout UnsafeByteWriter) {
+        switch v {
+        case .capacity(let b): w.put(b.capacityDigits)
+        case .count(let n): w.putDecimal(n)
+        case .reset(let ms): putDuration(ms, into: &w)
+        }
+    }
+
+    /// Room for any field's value: a 20-digit count, or the longest duration (`2562047788015h…`).
+    static let valueCapacity = 40
+    /// Room for all six lines: a name of at most 32 bytes with its `: `, a value, CRLF.
+    static let linesCapacity = 6 * (34 + valueCapacity + 2)
+
+    /// The fields as (name, value) pairs: the 429's headers.
+    func headers() -> [(String, String)] {
+        var out: [(String, String)] = []
+        forEachField { name, value in
+            let bytes = [UInt8](unsafeUninitializedCapacity: Self.valueCapacity) { buf, n in
+                var w = UnsafeByteWriter(buf)
+                Self.put(value, into: &w)
+                n = w.count
+            }
+            out.append((String(name.description.dropLast(2)), String(decoding: bytes, as: UTF8.self)))
+        }
+        return out
+    }
+
+    /// The fields as response-head lines, written at the start of `out` (at least
+    /// `linesCapacity` bytes); returns the count.
+    func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int {
+        var w = UnsafeByteWriter(out.bindMemory(to: UInt8.self))
+        forEachField { name, value in
+            w.put(name)
+            Self.put(value, into: &w)
+            w.put(13); w.put(10)
+        }
+        return w.count
+    }
+
+    /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.
+    static func duration(_ ms: Int64) -> String {
+        let bytes = [UInt8](unsafeUninitializedCapacity: valueCapacity) { buf, n in
+            var w = UnsafeByteWriter(buf)
+            putDuration(ms, into: &w)
+            n = w.count
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func putDuration(_ ms: Int64, into w: inout UnsafeByteWriter) {
+        if ms < 1000 { w.putDecimal(ms); w.put("ms"); return }
+        let total = ms / 1000 + (ms % 1000 == 0 ? 0 : 1)                           // (no overflow at Int64.max)
+        let h = total / 3600, m = (total % 3600) / 60, s = total % 60
+        if h > 0 { w.putDecimal(h); w.put(104) }                                    // h
+        if h > 0 || m > 0 { w.putDecimal(m); w.put(109) }                           // m
+        w.putDecimal(s); w.put(115)                                                  // s
+    }
+}

@@ -143,6 +143,10 @@ public final class ProviderConfiguration: Sendable {
     public let ordinal: Int
     /// `x-portcullis-provider: <name>\r\n`, prebuilt for responses of plain routes.
     public let responseHeaderLine: [UInt8]
+    /// The key as its kind's request header line, written once (`authorization: Bearer <key>`
+    /// for OpenAI-compatible APIs, `x-api-key: <key>` for Anthropic's); empty without a key.
+    /// Never logged.
+    public let credentialLine: [UInt8]
 
     init(name: String, kind: ProviderKind, baseURL: UpstreamURL, apiKeyEnv: String? = nil, apiKey: String? = nil,
          caFile: String? = nil, maxIdleConnections: Int = 64, idleConnectionTimeout: Duration64 = .seconds(60),
@@ -155,6 +159,11 @@ public final class ProviderConfiguration: Sendable {
         self.endpoint = UpstreamEndpoint(tls: baseURL.tls, host: baseURL.host, port: baseURL.port, caFile: baseURL.tls ? caFile : nil)
         self.poolSlot = endpoint.slot
         self.responseHeaderLine = Array("x-portcullis-provider: \(name)\r\n".utf8)
+        switch (kind, apiKey) {
+        case (_, nil): credentialLine = []
+        case (.openai, let key?): credentialLine = Array("authorization: Bearer \(key)\r\n".utf8)
+        case (.anthropic, let key?): credentialLine = Array("x-api-key: \(key)\r\n".utf8)
+        }
     }
 }
 

@@ -47,9 +47,15 @@ public final class ByteBuffer {
         UnsafeRawBufferPointer(start: base + readIndex, count: writeIndex - readIndex)
     }
 
-    /// Makes room for at least `n` more bytes at the write end, compacting first.
+    /// Makes room for at least `n` more bytes at the write end, compacting first. (The check is
+    /// inlined into every append; the work is not.)
+    @inline(__always)
     public func reserve(_ n: Int) {
-        if writableBytes >= n { return }
+        if capacity - writeIndex < n { grow(n) }
+    }
+
+    @inline(never)
+    func grow(_ n: Int) {
         compact()
         if writableBytes >= n { return }
         var newCap = max(capacity * 2, initialCapacity)

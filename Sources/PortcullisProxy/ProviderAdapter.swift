@@ -18,10 +18,11 @@ protocol ProviderAdapter {
 /// One attempt's request, as the adapter built it.
 struct AdaptedRequest {
     var path: String
-    /// The provider credential (`authorization` or `x-api-key`).
-    var credential: HTTPHeader?
-    /// Another header the kind needs (`anthropic-version`).
-    var extra: HTTPHeader?
+    /// The provider credential's line (`authorization` or `x-api-key`; empty: none), the
+    /// provider's own prebuilt bytes.
+    var credential: [UInt8]
+    /// Another header line the kind needs (`anthropic-version`), or empty.
+    var extra: [UInt8]
     var body: [UInt8]
     /// Translates the answer back to OpenAI's format (nil: forwarded as it comes).
     var transform: AnthropicResponseTransform?
@@ -48,15 +49,12 @@ enum ProviderAdapters {
 }
 
 extension ProviderConfiguration {
-    /// The provider's key as the header `name` (value `prefix` + key): nil when the provider needs
-    /// none; refused when `api_key_env` names an unset variable. (`api_key_file` is read at
-    /// load time: a missing file is a config error, so its key is always there.)
-    func credential(_ name: String, prefix: String = "") -> Result<HTTPHeader?, AdapterRefusal> {
-        guard let key = apiKey else {
-            if let envName = apiKeyEnv { return .failure(.missingCredential(env: envName)) }
-            return .success(nil)
-        }
-        return .success(HTTPHeader(name: name, value: prefix + key))
+    /// The provider's key as its header line (`credentialLine`, built at load; empty when the
+    /// provider needs none); refused when `api_key_env` names an unset variable. (`api_key_file`
+    /// is read at load time: a missing file is a config error, so its key is always there.)
+    func credential() -> Result<[UInt8], AdapterRefusal> {
+        if apiKey == nil, let envName = apiKeyEnv { return .failure(.missingCredential(env: envName)) }
+        return .success(credentialLine)
     }
 }
 
@@ -65,8 +63,8 @@ extension ProviderConfiguration {
 struct OpenAIAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
                  target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
-        p.credential("authorization", prefix: "Bearer ").map {
-            AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: nil, body: body, transform: nil)
+        p.credential().map {
+            AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: [], body: body, transform: nil)
         }
     }
 }
@@ -77,20 +75,20 @@ struct OpenAIAdapter: ProviderAdapter {
 struct AnthropicAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
                  target t: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
-        let credential: HTTPHeader?
-        switch p.credential("x-api-key") {
+        let credential: [UInt8]
+        switch p.credential() {
         case .success(let c): credential = c
         case .failure(let refusal): return .failure(refusal)
         }
         if ctx.callsAnthropicAPI {
-            let version = ctx.head.first("anthropic-version") == nil ? AnthropicResponseTransform.version : nil
+            let version = ctx.head.first("anthropic-version") == nil ? AnthropicResponseTransform.versionLine : []
             return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
                                            body: body, transform: nil))
         }
         switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
         case .success(let tr):
             return .success(AdaptedRequest(path: AnthropicResponseTransform.path, credential: credential,
-                                           extra: AnthropicResponseTransform.version, body: tr.body,
+                                           extra: AnthropicResponseTransform.versionLine, body: tr.body,
                                            transform: AnthropicResponseTransform(includeUsage: tr.includeUsage)))
         case .failure(let e):
             return .failure(.untranslatable(e.message))
@@ -100,7 +98,7 @@ struct AnthropicAdapter: ProviderAdapter {
 
 /// The per-attempt state of translating an Anthropic answer back to OpenAI's format.
 final class AnthropicResponseTransform {
-    static let version = HTTPHeader(name: "anthropic-version", value: "2023-06-01")
+    static let versionLine = Array("anthropic-version: 2023-06-01\r\n".utf8)
     static let path = "/v1/messages"
 
     var translator: AnthropicStreamTranslator

@@ -53,7 +53,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// The target and provider of the current (or last) attempt.
     public private(set) var target: ModelTarget?
     public private(set) var provider: ProviderConfiguration?
-    var held: (head: HTTPResponseHead, body: [UInt8])?
+    var held: KeptResponse?
     var holding = false
     var lastFailure: GatewayError?
     var paused = false
@@ -63,7 +63,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// The current attempt's response translation (non-OpenAI providers), and a whole JSON
     /// answer being collected for it.
     var transform: AnthropicResponseTransform?
-    var whole: (head: HTTPResponseHead, body: [UInt8])?
+    var whole: KeptResponse?
     static let maxWholeBody = 8 << 20
     /// For the access log: "ok", "upstream_<label>", "stream_error_<label>", …
     public private(set) var outcome = "ok"
@@ -173,7 +173,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         let headBytes = UpstreamRequestHead.serialize(
             method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
             authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
-            identityLines: ctx.upstreamIdentityLines, extra: req.credential, extra2: req.extra,
+            identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
             bodyLength: req.body.count)
         attemptSerial += 1
         let serial = attemptSerial
@@ -271,7 +271,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         }
         if retryable && mayTryAnother() {
             holding = true
-            held = (h, [])
+            held = KeptResponse(h)
             return
         }
         holding = false
@@ -279,7 +279,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         if let t = target, !retryable { metrics?.success(t.index) }
         if let tr = transform {
             if h.status == 200 && h.isEventStream { tr.streaming = true }
-            else { whole = (h, []); return }    // JSON answers and errors: translated whole (1xx never arrive)
+            else { whole = KeptResponse(h); return }    // JSON answers and errors: translated whole (1xx never arrive)
         }
         forwardHead(h)
         _ = sink.outputAppended()
@@ -287,12 +287,11 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     public func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard !finished else { return true }
-        if var w = whole {
+        if let w = whole {
             guard w.body.count + bytes.count <= Self.maxWholeBody else {
                 return upstreamTranslationFailed("The provider's answer is too large to translate.")
             }
-            w.body.append(contentsOf: bytes)
-            whole = w
+            w.body.append(contentsOf: bytes)        // (in place: the kept body is not copied per read)
             return true
         }
         if let tr = transform, tr.streaming {
@@ -300,10 +299,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             tr.feed(bytes) { out in out.withUnsafeBytes { if !forwardBody($0) { keepReading = false } } }
             return keepReading
         }
-        if holding, var h = held {
+        if holding, let h = held {
             if h.body.count + bytes.count <= Self.maxHeldBody {
                 h.body.append(contentsOf: bytes)
-                held = h
                 return true
             }
             // Too large to hold: forward it after all (no retry of this one).
@@ -415,4 +413,12 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         guard let v = h.first("retry-after"), let s = DecimalDigits.value(v.utf8, maxDigits: 9) else { return nil }
         return UInt64(s) * 1_000_000_000
     }
+}
+
+/// A provider response kept back instead of forwarded: an error held while another candidate
+/// may answer, or a whole answer collected for translation. Its body grows in place.
+final class KeptResponse {
+    let head: HTTPResponseHead
+    var body: [UInt8] = []
+    init(_ head: HTTPResponseHead) { self.head = head }
 }

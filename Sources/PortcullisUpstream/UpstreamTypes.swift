@@ -82,17 +82,16 @@ public protocol UpstreamResponseDelegate: AnyObject {
 }
 
 /// Serializes the head of an upstream request: origin-form target under the provider's base
-/// path, Host, the given header lines and identity lines (`name: value\r\n`…, copied as they
-/// are), the extras and Content-Length (the body is always sent whole).
+/// path, Host, the given header lines, identity lines, provider lines (its credential) and extra
+/// lines (`name: value\r\n`…, each block copied as it is) and Content-Length (the body is always
+/// sent whole).
 public enum UpstreamRequestHead {
     public static func serialize(method: String, basePath: String, target: String, authority: String,
-                                 headerLines: [UInt8], identityLines: [UInt8] = [], extra: HTTPHeader? = nil, extra2: HTTPHeader? = nil,
-                                 bodyLength: Int) -> [UInt8] {
+                                 headerLines: [UInt8], identityLines: [UInt8] = [], providerLines: [UInt8] = [],
+                                 extraLines: [UInt8] = [], bodyLength: Int) -> [UInt8] {
         let hasLength = bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH"
         var total = method.utf8.count + 1 + basePath.utf8.count + target.utf8.count + 17 + authority.utf8.count + 2 + 2
-        total += headerLines.count + identityLines.count
-        if let h = extra { total += h.name.utf8.count + h.value.utf8.count + 4 }
-        if let h = extra2 { total += h.name.utf8.count + h.value.utf8.count + 4 }
+        total += headerLines.count + identityLines.count + providerLines.count + extraLines.count
         if hasLength { total += 16 + 20 + 2 }
         // One allocation (sized for the longest Content-Length), filled with memcpy.
         return [UInt8](unsafeUninitializedCapacity: total) { buf, count in
@@ -111,8 +110,8 @@ public enum UpstreamRequestHead {
             put(method); put(" "); put(basePath); put(target); put(" HTTP/1.1\r\nhost: "); put(authority); put("\r\n")
             headerLines.withUnsafeBytes { put($0) }
             if !identityLines.isEmpty { identityLines.withUnsafeBytes { put($0) } }
-            if let h = extra { put(h.name); put(": "); put(h.value); put("\r\n") }
-            if let h = extra2 { put(h.name); put(": "); put(h.value); put("\r\n") }
+            if !providerLines.isEmpty { providerLines.withUnsafeBytes { put($0) } }
+            if !extraLines.isEmpty { extraLines.withUnsafeBytes { put($0) } }
             if hasLength {
                 put("content-length: ")
                 var w = UnsafeByteWriter(UnsafeMutableBufferPointer(start: dst + at, count: 20))

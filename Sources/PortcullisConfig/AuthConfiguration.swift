@@ -5,16 +5,12 @@ public struct AuthConfiguration: Sendable {
     public var jwt: JWTConfiguration?
     /// Paths served without authentication (exact, or a prefix when ending in `*`).
     public var publicPaths: [String] = AuthConfiguration.defaultPublicPaths {
-        didSet { publicPatterns = publicPaths.map(PathPattern.init) }
+        didSet { publicPatterns = PathPatterns(publicPaths) }
     }
-    private var publicPatterns = AuthConfiguration.defaultPublicPaths.map(PathPattern.init)
+    private var publicPatterns = PathPatterns(AuthConfiguration.defaultPublicPaths)
     static let defaultPublicPaths = ["/healthz", "/readyz", "/metrics"]
 
-    public func isPublic(_ path: String) -> Bool {
-        let ps = publicPatterns
-        for i in ps.indices where ps[i].matches(path) { return true }
-        return false
-    }
+    public func isPublic(_ path: String) -> Bool { publicPatterns.matches(path) }
 }
 
 /// A configured path: exact, or a prefix when it ends in `*` (`/v1/*`), matched byte for byte
@@ -23,15 +19,37 @@ public struct PathPattern: Sendable {
     public let text: String
     /// `text` without its `*` when it is a prefix.
     let prefix: String?
+    /// The bytes a match needs: exactly these many (exact), or at least (prefix).
+    let byteCount: Int
 
     public init(_ text: String) {
         self.text = text
         prefix = text.utf8.last == UInt8(ascii: "*") ? String(text.dropLast()) : nil
+        byteCount = prefix?.utf8.count ?? text.utf8.count
     }
 
     public func matches(_ path: String) -> Bool {
         if let p = prefix { return path.hasUTF8Prefix(p) }
         return path.sameUTF8(text)
+    }
+}
+
+/// A set of path patterns (public paths), checked by length before any byte is compared: a
+/// request path usually fails on its length alone. Immutable; a class (configuration copies
+/// share it).
+public final class PathPatterns: Sendable {
+    let patterns: [PathPattern]
+    public init(_ texts: [String]) { patterns = texts.map(PathPattern.init) }
+
+    public func matches(_ path: String) -> Bool {
+        let n = path.utf8.count
+        return patterns.withUnsafeBufferPointer { ps in
+            for i in ps.indices {
+                let fits = ps[i].prefix == nil ? n == ps[i].byteCount : n >= ps[i].byteCount
+                if fits && ps[i].matches(path) { return true }
+            }
+            return false
+        }
     }
 }
 

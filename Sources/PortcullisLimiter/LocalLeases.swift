@@ -20,23 +20,29 @@ import PortcullisCore
 ///
 /// Owned by one `RedisLimitBackend`; loop thread only.
 struct LocalLeases {
-    struct Lease {
+    /// One bucket's lease. A class: the last request's leases are kept at hand and debited in
+    /// place (no dictionary access, no copy) while they stay in `byKey`.
+    final class Lease {
         var tokens: Int64
         var remaining: Int64
         var grantedAt: UInt64
         /// The bucket it was granted from (its key, capacity and window).
         let bucket: BucketRequest
+        init(tokens: Int64, remaining: Int64, grantedAt: UInt64, bucket: BucketRequest) {
+            self.tokens = tokens; self.remaining = remaining; self.grantedAt = grantedAt; self.bucket = bucket
+        }
     }
     private(set) var byKey: [String: Lease] = [:]
     /// Tokens asked for in lease entries whose reply has not come back, by key.
     private(set) var asked: [String: Int64] = [:]
     let divisor: Int64
     let holdNanos: UInt64
-    /// The last request's buckets and where their leases are: a run of one caller's requests (the
-    /// same `Bucket` objects, from the middleware's cache) is served without hashing. Valid while
-    /// `structure` (bumped whenever a lease is added or removed, which moves indices) is unchanged.
+    /// The last request's buckets and their leases: a run of one caller's requests (the same
+    /// `Bucket` objects, from the middleware's cache) is served without hashing. Valid while
+    /// `structure` (bumped whenever a lease is added or removed) is unchanged: a removed lease
+    /// is never debited.
     private var lastBuckets: [Bucket] = []
-    private var lastIndices: [Dictionary<String, Lease>.Index] = []
+    private var lastLeases: [Lease] = []
     private var lastStructure = -1
     private var structure = 0
 
@@ -74,25 +80,25 @@ struct LocalLeases {
     /// decides, nothing is taken here).
     mutating func take(_ requests: [BucketRequest]) -> AdmissionResult? {
         guard !byKey.isEmpty, !requests.isEmpty else { return nil }
-        if !(lastStructure == structure && lastBuckets.count == requests.count
-             && zip(lastBuckets, requests).allSatisfy({ $0 === $1.bucket })) {
-            var at: [Dictionary<String, Lease>.Index] = []
-            at.reserveCapacity(requests.count)
+        if !(lastStructure == structure && sameBuckets(requests)) {
+            var found: [Lease] = []
+            found.reserveCapacity(requests.count)
             for r in requests {
-                guard let x = byKey.index(forKey: r.key) else { return nil }
-                at.append(x)
+                guard let l = byKey[r.key] else { return nil }
+                found.append(l)
             }
-            lastBuckets = requests.map(\.bucket); lastIndices = at; lastStructure = structure
+            lastBuckets = requests.map(\.bucket); lastLeases = found; lastStructure = structure
         }
-        for (i, r) in requests.enumerated() where byKey.values[lastIndices[i]].tokens < r.cost { return nil }
+        let leases = lastLeases
+        for i in requests.indices where leases[i].tokens < requests[i].cost { return nil }
         var statuses: [BucketStatus] = []
         statuses.reserveCapacity(requests.count)
-        for (i, r) in requests.enumerated() {
-            let x = lastIndices[i]
-            byKey.values[x].tokens -= r.cost
-            byKey.values[x].remaining -= r.cost
-            let l = byKey.values[x]
-            statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.bucket.capacity, windowMillis: l.bucket.windowMillis))
+        for i in requests.indices {
+            let l = leases[i], cost = requests[i].cost
+            l.tokens -= cost
+            l.remaining -= cost
+            statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.bucket.capacity,
+                                                   windowMillis: l.bucket.windowMillis))
         }
         return .admitted(statuses)
     }
@@ -102,31 +108,40 @@ struct LocalLeases {
     mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
         guard !byKey.isEmpty, !buckets.isEmpty else { return false }
         for b in buckets {
-            guard let x = index(of: b), byKey.values[x].tokens >= delta else { return false }
+            guard let l = lease(of: b), l.tokens >= delta else { return false }
         }
         for b in buckets {
-            guard let x = index(of: b) else { continue }
-            byKey.values[x].tokens -= delta
-            byKey.values[x].remaining -= delta
+            guard let l = lease(of: b) else { continue }
+            l.tokens -= delta
+            l.remaining -= delta
         }
         return true
     }
 
-    /// Where `b`'s lease is: from the last request's cached indices when `b` is one of its
-    /// buckets (a settlement's buckets usually are), else by hashing its key.
-    private func index(of b: BucketRequest) -> Dictionary<String, Lease>.Index? {
-        if lastStructure == structure, let i = lastBuckets.firstIndex(where: { $0 === b.bucket }) { return lastIndices[i] }
-        return byKey.index(forKey: b.key)
+    /// Whether `requests` are the last request's buckets, in order (the same objects).
+    private func sameBuckets(_ requests: [BucketRequest]) -> Bool {
+        guard lastBuckets.count == requests.count else { return false }
+        for i in requests.indices where lastBuckets[i] !== requests[i].bucket { return false }
+        return true
+    }
+
+    /// `b`'s lease: from the last request's when `b` is one of its buckets (a settlement's
+    /// buckets usually are), else by hashing its key.
+    private func lease(of b: BucketRequest) -> Lease? {
+        if lastStructure == structure {
+            for i in lastBuckets.indices where lastBuckets[i] === b.bucket { return lastLeases[i] }
+        }
+        return byKey[b.key]
     }
 
     /// Adds what Redis granted for bucket `r` (`redisLevel`: its level in Redis after the grant).
     mutating func add(_ r: BucketRequest, granted: Int64, redisLevel: Double, now: UInt64) {
         guard granted > 0 else { return }
         let level = Int64(max(0, redisLevel).rounded(.down))
-        if let x = byKey.index(forKey: r.key) {
-            byKey.values[x].tokens += granted
-            byKey.values[x].remaining = level + byKey.values[x].tokens
-            byKey.values[x].grantedAt = now
+        if let l = byKey[r.key] {
+            l.tokens += granted
+            l.remaining = level + l.tokens
+            l.grantedAt = now
         } else {
             byKey[r.key] = Lease(tokens: granted, remaining: level + granted, grantedAt: now, bucket: r)
             structure += 1

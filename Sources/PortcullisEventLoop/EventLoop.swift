@@ -34,6 +34,9 @@ public final class EventLoop: @unchecked Sendable {
     /// Deferred work run at the end of the current iteration (on this thread).
     private var deferred: [() -> Void] = []
     private var deferredTasks: [DeferredTask] = []
+    /// The batches `runDeferred` is running (spares swapped with the queues).
+    private var runningTasks: [DeferredTask] = []
+    private var runningWork: [() -> Void] = []
 
     public init(index: Int = 0) throws {
         self.index = index
@@ -218,14 +221,16 @@ public final class EventLoop: @unchecked Sendable {
     private func runDeferred() {
         while !deferredTasks.isEmpty || !deferred.isEmpty {
             while !deferredTasks.isEmpty {
-                let tasks = deferredTasks
-                deferredTasks.removeAll(keepingCapacity: true)
-                for t in tasks { t.runDeferredTask() }
+                // The queue and a spare trade places (tasks may queue more while these run): both
+                // keep their capacity, and neither is copied, so no iteration allocates.
+                swap(&deferredTasks, &runningTasks)
+                for i in runningTasks.indices { runningTasks[i].runDeferredTask() }
+                runningTasks.removeAll(keepingCapacity: true)
             }
             while !deferred.isEmpty {
-                let work = deferred
-                deferred.removeAll(keepingCapacity: true)
-                for w in work { w() }
+                swap(&deferred, &runningWork)
+                for i in runningWork.indices { runningWork[i]() }
+                runningWork.removeAll(keepingCapacity: true)
             }
         }
     }

@@ -88,7 +88,40 @@ public final class RateLimitMiddleware: Middleware {
     /// Scope names per tier, built once (answers, logs and metrics use them; requests only
     /// reference them).
     struct Scopes { let rpm, tpm, tpd, streams: String }
-    let tierScopes: [String: Scopes]
+
+    /// A configured tier as the limiter applies it, built once: its name, rates, scope names,
+    /// and whether its requests need a token estimate (any token limit on the way) or a body
+    /// edit (a `max_tokens` cap).
+    final class TierLimits {
+        let name: String
+        let rates: LimitRates
+        let scopes: Scopes
+        let needsTokens: Bool
+        init(name: String, rates: LimitRates, limits: LimitsConfiguration) {
+            self.name = name; self.rates = rates
+            scopes = RateLimitMiddleware.scopes("tenant (\(name) tier)")
+            needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
+                || rates.tokensPerMinute != nil || rates.tokensPerDay != nil
+                || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
+        }
+    }
+    let tiers: [String: TierLimits]
+    /// The default tier's (for tokens without a tier claim, or with an unknown one).
+    let defaultTier: TierLimits?
+    /// Without a tier: whether requests need a token estimate (global or per-user token limits).
+    let needsTokensWithoutTier: Bool
+    /// The tier of the last request that named one (a run of one caller's requests skips the
+    /// hashing). Loop thread only, like the middleware.
+    var lastTier: TierLimits?
+
+    /// `limits.rates(forTier:)`'s answer, as the tier's prebuilt limits.
+    func tierLimits(_ tier: String?) -> TierLimits? {
+        guard let t = tier else { return defaultTier }
+        if let l = lastTier, l.name.sameUTF8(t) { return l }
+        guard let l = tiers[t] else { return defaultTier }
+        lastTier = l
+        return l
+    }
     static func scopes(_ s: String) -> Scopes {
         Scopes(rpm: s + " requests_per_minute", tpm: s + " tokens_per_minute", tpd: s + " tokens_per_day",
                streams: s + " max_concurrent_streams")
@@ -112,7 +145,7 @@ public final class RateLimitMiddleware: Middleware {
         let base, streams: String
         /// The tenant's buckets under the tier its last request came with (a tenant's tokens
         /// normally all carry one tier; another tier rebuilds them).
-        var tierBuckets: (tier: String, buckets: ScopeBuckets)?
+        var tierBuckets: (tier: TierLimits, buckets: ScopeBuckets)?
         var users = RecentKeys<ScopeBuckets>(limit: RateLimitMiddleware.keyCacheLimit)
         init(_ base: String) {
             self.base = base; streams = base + ":streams"
@@ -120,12 +153,10 @@ public final class RateLimitMiddleware: Middleware {
         func user(_ u: String, rates: LimitRates) -> ScopeBuckets {
             users.value(for: u) { ScopeBuckets(rates, base: base + ":u:" + u.keyEscaped, scopes: RateLimitMiddleware.userScopes) }
         }
-        /// `scopes`: the tier's scope names (nil: not a configured tier, no buckets).
-        func tier(_ name: String, rates: LimitRates, scopes: () -> Scopes?) -> ScopeBuckets? {
-            if let t = tierBuckets, t.tier == name { return t.buckets }
-            guard let sc = scopes() else { return nil }
-            let b = ScopeBuckets(rates, base: base, scopes: sc)
-            tierBuckets = (name, b)
+        func tier(_ t: TierLimits) -> ScopeBuckets {
+            if let c = tierBuckets, c.tier === t { return c.buckets }
+            let b = ScopeBuckets(t.rates, base: base, scopes: t.scopes)
+            tierBuckets = (t, b)
             return b
         }
     }
@@ -147,9 +178,12 @@ public final class RateLimitMiddleware: Middleware {
 
     public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis", health: LimiterHealth? = nil) {
         self.limits = limits; self.backend = backend; self.prefix = keyPrefix; self.health = health
-        var ts: [String: Scopes] = [:]
-        for name in limits.tiers.keys { ts[name] = Self.scopes("tenant (\(name) tier)") }
-        self.tierScopes = ts
+        var ts: [String: TierLimits] = [:]
+        for (name, rates) in limits.tiers { ts[name] = TierLimits(name: name, rates: rates, limits: limits) }
+        tiers = ts
+        defaultTier = limits.defaultTier.flatMap { ts[$0] }
+        needsTokensWithoutTier = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
+            || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
     }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
@@ -209,10 +243,8 @@ public final class RateLimitMiddleware: Middleware {
     /// The buckets of one request, in a fixed order (global, tenant, user).
     func buckets(_ ctx: RequestContext) -> Plan {
         var p = Plan()
-        let tier = limits.rates(forTier: ctx.tier)
-        let needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
-            || tier?.rates.tokensPerMinute != nil || tier?.rates.tokensPerDay != nil
-            || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
+        let tier = tierLimits(ctx.tier)
+        let needsTokens = tier?.needsTokens ?? needsTokensWithoutTier
         if needsTokens || tier?.rates.maxTokensCap != nil {
             let (prompt, completion) = prepareBody(ctx, cap: tier?.rates.maxTokensCap, wantUsage: needsTokens)
             p.prompt = prompt
@@ -236,12 +268,12 @@ public final class RateLimitMiddleware: Middleware {
         }
         if !limits.global.isEmpty { add(globalBuckets, reportable: false) }
         let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
-        if let t = tier, let b = tenant.tier(t.name, rates: t.rates, scopes: { tierScopes[t.name] }) { add(b, reportable: true) }
+        if let t = tier { add(tenant.tier(t), reportable: true) }
         if let u = ctx.user, !limits.perUser.isEmpty { add(tenant.user(u, rates: limits.perUser), reportable: false) }
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,
-                                 member: ctx.requestID + "-" + Self.instance, scope: tierScopes[t.name]?.streams ?? "tenant")
+                                 member: ctx.requestID + "-" + Self.instance, scope: t.scopes.streams)
         }
         return p
     }

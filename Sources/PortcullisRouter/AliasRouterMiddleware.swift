@@ -15,10 +15,34 @@ import Glibc
 /// The body is read once (strict JSON) and kept as edits: `model` becomes a slot filled per
 /// attempt, `max_tokens` is clamped to the tier's cap; every other byte goes as sent.
 /// Also answers `GET /v1/models` with the aliases the caller's tier may use.
-/// One instance per worker; no per-request state of its own.
+/// One instance per worker; no per-request state of its own (a one-entry lookup cache).
 public final class AliasRouterMiddleware: Middleware {
     public let name = "alias-router"
     public init() {}
+
+    /// An alias's tier list for a caller's tier, and whether that tier may use the alias.
+    final class TierChoice {
+        let alias: ModelAlias
+        let tier: String?
+        let chosenTier: String
+        let targets: [ModelTarget]
+        let permitted: Bool
+        init(alias: ModelAlias, tier: String?, chosenTier: String, targets: [ModelTarget], permitted: Bool) {
+            self.alias = alias; self.tier = tier; self.chosenTier = chosenTier; self.targets = targets; self.permitted = permitted
+        }
+    }
+    /// The last request's choice: a run of one caller's requests (same alias, same tier bytes)
+    /// skips the lookups. The instance belongs to one worker's generation, whose configuration
+    /// the choice came from; loop thread only.
+    private var lastChoice: TierChoice?
+
+    static func same(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case (let x?, let y?): x.sameUTF8(y)
+        default: false
+        }
+    }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         guard let route = ctx.route else { return .next }
@@ -71,13 +95,23 @@ public final class AliasRouterMiddleware: Middleware {
         if let required = route.tier, ctx.tier != required {
             return .failure(.refused(.forbidden("This route serves the '\(required)' tier only.")))
         }
-        guard let chosen = alias.targets(forTier: ctx.tier), configuration.models.permits(tier: ctx.tier, chosenTier: chosen.tier, alias: alias) else {
+        let chosen: TierChoice
+        if let c = lastChoice, c.alias === alias, Self.same(c.tier, ctx.tier) {
+            chosen = c
+        } else if let list = alias.targets(forTier: ctx.tier) {
+            chosen = TierChoice(alias: alias, tier: ctx.tier, chosenTier: list.tier, targets: list.targets,
+                                permitted: configuration.models.permits(tier: ctx.tier, chosenTier: list.tier, alias: alias))
+            lastChoice = chosen
+        } else {
+            return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
+        }
+        guard chosen.permitted else {
             return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
         }
 
         var edits = JSONMemberEdits(original: ctx.body, objectHasMembers: !scan.isEmpty)
         if let r = scan.member(RequestContext.BodyMember.model) { edits.replace(r, with: nil) } else { edits.insert("model", at: scan.afterBrace, value: nil) }
-        if !configuration.models.tiers.isEmpty, let cap = configuration.models.tiers[ctx.tier ?? chosen.tier]?.maxTokensCap {
+        if !configuration.models.tiers.isEmpty, let cap = configuration.models.tiers[ctx.tier ?? chosen.chosenTier]?.maxTokensCap {
             var present = false
             for i in RequestContext.BodyMember.maxTokens...RequestContext.BodyMember.maxCompletionTokens {
                 guard let r = scan.member(i) else { continue }
@@ -109,7 +143,7 @@ public final class AliasRouterMiddleware: Middleware {
             }
         }
         for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
-        return .success(RoutePlan(alias: alias.name, tier: chosen.tier, candidates: candidates, retryOn: alias.retryOn,
+        return .success(RoutePlan(alias: alias.name, tier: chosen.chosenTier, candidates: candidates, retryOn: alias.retryOn,
                                   maxAttempts: alias.maxAttempts, body: edits))
     }
 

@@ -65,9 +65,16 @@ public final class Pipeline {
     @discardableResult
     public func run(_ ctx: RequestContext, from start: Int = 0,
                     completion: @escaping (Outcome) -> Void) -> PipelineResumer? {
+        run(ctx, from: start, handler: ClosureCompletion(completion))
+    }
+
+    /// `run` answering a long-lived handler (a connection answers all its requests): no closure
+    /// is allocated per request. `handler` is told, with the context, exactly once.
+    @discardableResult
+    public func run(_ ctx: RequestContext, from start: Int = 0, handler: PipelineCompletion) -> PipelineResumer? {
         var i = start
         ctx.running = self
-        ctx.completion = completion
+        ctx.completion = handler
         defer { ctx.running = nil; ctx.completion = nil }
         while i < middlewares.count {
             if ctx.suspension != nil { ctx.suspension = nil }
@@ -76,7 +83,7 @@ public final class Pipeline {
             case .next:
                 i += 1
             case .respond(let r):
-                completion(.respond(r))
+                handler.pipelineFinished(ctx, .respond(r))
                 return nil
             case .suspend:
                 guard let r = ctx.suspension else {
@@ -89,14 +96,26 @@ public final class Pipeline {
                 case .next?:
                     i += 1                         // resumed synchronously: carry on here
                 case .respond(let resp)?:
-                    completion(.respond(resp))
+                    handler.pipelineFinished(ctx, .respond(resp))
                     return nil
                 case .suspend?:
                     preconditionFailure("unreachable")
                 }
             }
         }
-        completion(.proceed)
+        handler.pipelineFinished(ctx, .proceed)
         return nil
     }
+}
+
+/// Who is told how a pipeline run ended, with the request it ran for.
+public protocol PipelineCompletion: AnyObject {
+    func pipelineFinished(_ ctx: RequestContext, _ outcome: Pipeline.Outcome)
+}
+
+/// A closure as a `PipelineCompletion` (tests, one-off runs).
+final class ClosureCompletion: PipelineCompletion {
+    let body: (Pipeline.Outcome) -> Void
+    init(_ body: @escaping (Pipeline.Outcome) -> Void) { self.body = body }
+    func pipelineFinished(_ ctx: RequestContext, _ outcome: Pipeline.Outcome) { body(outcome) }
 }

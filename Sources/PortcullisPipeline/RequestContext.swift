@@ -97,7 +97,7 @@ public final class RequestContext {
     /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`.
     var stage = 0
     var running: Pipeline?
-    var completion: ((Pipeline.Outcome) -> Void)?
+    var completion: PipelineCompletion?
     var suspension: PipelineResumer?
 
     /// For a middleware about to return `.suspend`: the handle that continues the pipeline.
@@ -108,8 +108,8 @@ public final class RequestContext {
         let stage = self.stage
         let r = PipelineResumer { [unowned self] decision in
             switch decision {
-            case .next: pipeline.run(self, from: stage + 1, completion: completion)
-            case .respond(let resp): completion(.respond(resp))
+            case .next: pipeline.run(self, from: stage + 1, handler: completion)
+            case .respond(let resp): completion.pipelineFinished(self, .respond(resp))
             case .suspend: preconditionFailure("resume(.suspend) is meaningless")
             }
         }

@@ -16,7 +16,7 @@ import Glibc
 /// Ownership: the connection owns its fd (closes it in `close()`), its input and output
 /// buffers, its timer and the in-flight `UpstreamExchange` (cancelled on close). The `Worker`
 /// holds it in its connection table until `close()`. Every method runs on the worker's loop thread.
-final class HTTPServerConnection: EventHandler, DeferredTask {
+final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion {
     enum Phase { case readingHead, readingBody, processing, proxying, closed }
 
     let fd: Int32
@@ -245,17 +245,20 @@ final class HTTPServerConnection: EventHandler, DeferredTask {
                                  startNanos: requestStart, configuration: generation.configuration)
         body = []
         context = ctx
-        // `self` is captured strongly on purpose: a `weak` capture gives the connection a side
-        // table, which makes every retain and release of it take the slow path for the rest of
-        // its life. The cycle (self → suspended → this closure) ends when the pipeline completes,
-        // or when `close()` cancels the resumer.
-        suspended = generation.pipeline.run(ctx) { outcome in
-            guard self.phase == .processing, self.context === ctx else { return }
-            self.suspended = nil
-            switch outcome {
-            case .respond(let r): self.respondLocal(r, method: h.method, target: h.target, forceClose: false)
-            case .proceed: self.startProxy(ctx)
-            }
+        // The connection answers for itself (`PipelineCompletion`): no closure per request. It
+        // is held strongly while the run lasts, on purpose: a `weak` reference gives the
+        // connection a side table, which makes every retain and release of it take the slow
+        // path for the rest of its life. The cycle (self → suspended → resumer → self) ends when
+        // the pipeline completes, or when `close()` cancels the resumer.
+        suspended = generation.pipeline.run(ctx, handler: self)
+    }
+
+    func pipelineFinished(_ ctx: RequestContext, _ outcome: Pipeline.Outcome) {
+        guard phase == .processing, context === ctx else { return }   // a late answer for an old request
+        suspended = nil
+        switch outcome {
+        case .respond(let r): respondLocal(r, method: ctx.head.method, target: ctx.head.target, forceClose: false)
+        case .proceed: startProxy(ctx)
         }
     }
 

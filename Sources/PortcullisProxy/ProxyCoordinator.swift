@@ -81,7 +81,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         attemptLog.removeAll(keepingCapacity: true); firstByteAt = 0
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
-        tap = UsageTap(hide: ctx.hideStreamUsage, recycling: tap)   // token counts for settlement, the log and metrics
+        // Token counts for settlement, the log and metrics: the connection's tap, reset.
+        if let t = tap { t.reset(hide: ctx.hideStreamUsage) } else { tap = UsageTap(hide: ctx.hideStreamUsage) }
         let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {

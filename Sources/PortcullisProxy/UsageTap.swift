@@ -16,59 +16,75 @@ import CLinux
 ///   the bytes pass through untouched and events are only observed.
 /// Owned by the `ProxyCoordinator` for one response; loop thread only.
 final class UsageTap {
-    let hide: Bool
-    var sse = false
+    /// What the reading of one response found. Replaced whole by `reset`: nothing of a previous
+    /// response survives into the next one's reading. (Every per-response field lives here,
+    /// except the event decoder and the capture buffer, which `reset` replaces and empties.)
+    struct Reading {
+        var hide: Bool
+        var sse = false
+        var jsonTooLarge = false
+        var usage: Int64?
+        var promptTokens: Int64?
+        var completionTokens: Int64?
+        var streamModel: String?
+        var anthropicInput: Int64?
+        var anthropicOutput: Int64?
+        var contentEvents = 0
+        init(hide: Bool) { self.hide = hide }
+    }
+    private var r: Reading
     var decoder = SSEDecoder(maxEventBytes: 1 << 20)
     var json: [UInt8] = []
-    var jsonTooLarge = false
-    private(set) var usage: Int64?
+
+    var hide: Bool { r.hide }
+    var sse: Bool { r.sse }
+    var usage: Int64? { r.usage }
     /// The provider's prompt / completion counts (OpenAI's `prompt_tokens` / `completion_tokens`,
     /// Anthropic's `input_tokens` / `output_tokens`), for the access log and metrics.
-    private(set) var promptTokens: Int64?
-    private(set) var completionTokens: Int64?
+    var promptTokens: Int64? { r.promptTokens }
+    var completionTokens: Int64? { r.completionTokens }
     /// The `model` the provider says it served (its response's top-level member; the first
     /// event's in a stream), when it is a plain string: labels token metrics of plain routes.
     /// Read from a JSON body only when asked (the body stays captured until the next request).
     var model: String? {
-        if let m = streamModel { return m }
-        guard !sse, !jsonTooLarge, !json.isEmpty else { return nil }
+        if let m = r.streamModel { return m }
+        guard !r.sse, !r.jsonTooLarge, !json.isEmpty else { return nil }
         return json.withUnsafeBytes { UsageTap.modelName(in: $0) }
     }
-    private var streamModel: String?
     /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
     /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
-    var anthropicInput: Int64?
-    var anthropicOutput: Int64?
+    var anthropicInput: Int64? { r.anthropicInput }
+    var anthropicOutput: Int64? { r.anthropicOutput }
     /// Data events carrying choices (≈ one token each in OpenAI streams).
-    private(set) var contentEvents = 0
+    var contentEvents: Int { r.contentEvents }
     static let maxJSONCapture = 262_144
     static let countNames: JSONNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
     static let anthropicNames: JSONNames = ["input_tokens", "output_tokens"]
 
-    /// `recycling`: the connection's previous tap, whose capture buffer (when small) this one
-    /// takes over, emptied: saves an allocation per response. Big buffers are not kept.
-    init(hide: Bool, recycling old: UsageTap? = nil) {
-        self.hide = hide
-        if let old, old.json.capacity <= UsageTap.reusedCapacity {
-            swap(&json, &old.json)
-            json.removeAll(keepingCapacity: true)          // (unique here: no copy)
-        }
+    init(hide: Bool) { r = Reading(hide: hide) }
+
+    /// Ready for the connection's next response (one tap per connection, not per response: no
+    /// allocation per request). The capture buffer is kept, emptied, when small; big ones go.
+    func reset(hide: Bool) {
+        r = Reading(hide: hide)
+        decoder = SSEDecoder(maxEventBytes: 1 << 20)
+        if json.capacity <= UsageTap.reusedCapacity { json.removeAll(keepingCapacity: true) } else { json = [] }
     }
 
     static let reusedCapacity = 4096
 
     /// `sse`: the response is an event stream.
-    func begin(sse: Bool) { self.sse = sse }
+    func begin(sse: Bool) { r.sse = sse }
 
     /// Whether body bytes must go through `filter` (whole events) instead of straight through.
-    var filters: Bool { sse && hide }
+    var filters: Bool { r.sse && r.hide }
 
     /// Observes bytes that pass through unchanged.
     func observe(_ bytes: UnsafeRawBufferPointer) {
-        if sse {
+        if r.sse {
             _ = decoder.feed(bytes) { event in _ = inspect(event) }
-        } else if !jsonTooLarge {
-            if json.count + bytes.count > UsageTap.maxJSONCapture { jsonTooLarge = true; json = [] } else { json.append(contentsOf: bytes) }
+        } else if !r.jsonTooLarge {
+            if json.count + bytes.count > UsageTap.maxJSONCapture { r.jsonTooLarge = true; json = [] } else { json.append(contentsOf: bytes) }
         }
     }
 
@@ -86,20 +102,20 @@ final class UsageTap {
 
     /// At the end of the body: what is left of a filtered stream goes out as it is.
     func finish(forward: (UnsafeRawBufferPointer) -> Void) {
-        if sse {
+        if r.sse {
             let filtering = filters
             decoder.finish { event in
                 let keep = inspect(event)
                 if filtering && keep { forward(event) }
             }
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
-        } else if !jsonTooLarge, !json.isEmpty {
+        } else if !r.jsonTooLarge, !json.isEmpty {
             json.withUnsafeBytes { b in
                 guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
                 let f = UsageTap.fields(b, objectAt: u)
-                usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
-                promptTokens = f.prompt ?? f.input
-                completionTokens = f.completion ?? f.output
+                r.usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
+                r.promptTokens = f.prompt ?? f.input
+                r.completionTokens = f.completion ?? f.output
             }
         }
     }
@@ -110,21 +126,21 @@ final class UsageTap {
     private func inspect(_ event: UnsafeRawBufferPointer) -> Bool {
         guard let data = SSEDecoder.data(of: event), data.first == UInt8(ascii: "{") else { return true }
         return data.withUnsafeBytes { b -> Bool in
-            if streamModel == nil { streamModel = UsageTap.modelName(in: b) }
+            if r.streamModel == nil { r.streamModel = UsageTap.modelName(in: b) }
             let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
-            if !emptyChoices { contentEvents += 1 }
+            if !emptyChoices { r.contentEvents += 1 }
             guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return true }
             let f = UsageTap.fields(b, objectAt: u)
             if let total = f.total {
-                usage = total
-                promptTokens = f.prompt; completionTokens = f.completion
-                return !(hide && emptyChoices)
+                r.usage = total
+                r.promptTokens = f.prompt; r.completionTokens = f.completion
+                return !(r.hide && emptyChoices)
             }
-            if let i = f.input { anthropicInput = i }
-            if let o = f.output { anthropicOutput = o }
-            if anthropicInput != nil || anthropicOutput != nil {
-                usage = (anthropicInput ?? 0) + (anthropicOutput ?? 0)
-                promptTokens = anthropicInput; completionTokens = anthropicOutput
+            if let i = f.input { r.anthropicInput = i }
+            if let o = f.output { r.anthropicOutput = o }
+            if r.anthropicInput != nil || r.anthropicOutput != nil {
+                r.usage = (r.anthropicInput ?? 0) + (r.anthropicOutput ?? 0)
+                r.promptTokens = r.anthropicInput; r.completionTokens = r.anthropicOutput
             }
             return true
         }

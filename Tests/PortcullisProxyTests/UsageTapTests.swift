@@ -51,4 +51,37 @@ final class UsageTapTests: XCTestCase {
         let b = Array(unsure[0].utf8)
         XCTAssertEqual(b.withUnsafeBytes { UsageTap.fields($0, objectAt: 0) }, UsageTap.Counts(total: 3, prompt: 1, completion: 2))
     }
+
+    /// One tap serves a connection's responses in turn: after `reset`, nothing of the previous
+    /// response is left (its usage would otherwise settle, or label, the next request).
+    func testResetForgetsThePreviousResponse() {
+        let tap = UsageTap(hide: true)
+        tap.begin(sse: true)
+        let stream = "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+            + "data: {\"model\":\"m1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\n"
+        var forwarded = 0
+        Array(stream.utf8).withUnsafeBytes { b in tap.filter(b) { _ in forwarded += 1 } }
+        tap.finish { _ in forwarded += 1 }
+        XCTAssertEqual(tap.usage, 7)
+        XCTAssertEqual(tap.contentEvents, 1)
+        XCTAssertEqual(tap.model, "m1")
+        XCTAssertEqual(forwarded, 1, "the usage-only chunk is hidden")
+
+        tap.reset(hide: false)
+        XCTAssertNil(tap.usage); XCTAssertNil(tap.promptTokens); XCTAssertNil(tap.completionTokens)
+        XCTAssertNil(tap.model); XCTAssertEqual(tap.contentEvents, 0); XCTAssertFalse(tap.hide); XCTAssertFalse(tap.sse)
+        tap.begin(sse: false)
+        let json = #"{"model":"m2","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#
+        Array(json.utf8).withUnsafeBytes { tap.observe($0) }
+        tap.finish { _ in }
+        XCTAssertEqual(tap.usage, 3)
+        XCTAssertEqual(tap.model, "m2")
+
+        tap.reset(hide: false)
+        tap.begin(sse: false)
+        Array(#"{"model":"m3","choices":[]}"#.utf8).withUnsafeBytes { tap.observe($0) }
+        tap.finish { _ in }
+        XCTAssertNil(tap.usage, "no usage in this answer: none from the one before")
+        XCTAssertEqual(tap.model, "m3")
+    }
 }

@@ -166,7 +166,7 @@ public final class TenantContextMiddleware: Middleware {
         guard let tenant = ctx.tenant else {
             return required ? .respond(LocalResponse(.forbidden("No verified tenant: no tenant, no query."))) : .next
         }
-        if let l = last, l.tenant.sameUTF8(tenant), Self.same(l.user, ctx.user), Self.same(l.tier, ctx.tier) {
+        if let l = last, l.tenant.sameUTF8(tenant), l.user.sameUTF8(ctx.user), l.tier.sameUTF8(ctx.tier) {
             ctx.upstreamIdentityLines = l.lines
             return .next
         }
@@ -174,14 +174,6 @@ public final class TenantContextMiddleware: Middleware {
         last = (tenant, ctx.user, ctx.tier, lines)
         ctx.upstreamIdentityLines = lines
         return .next
-    }
-
-    static func same(_ a: String?, _ b: String?) -> Bool {
-        switch (a, b) {
-        case (nil, nil): true
-        case (let x?, let y?): x.sameUTF8(y)
-        default: false
-        }
     }
 
     /// The identity's header lines. Identity values are checked header-safe (`IdentityValue`:

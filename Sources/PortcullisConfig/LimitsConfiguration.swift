@@ -25,13 +25,6 @@ public struct LimitsConfiguration: Sendable {
     public var perUser = LimitRates()
     public var tiers: [String: LimitRates] = [:]
     public init() {}
-
-    /// The tier limits for a caller with `tier` (its own, else the default tier's).
-    public func rates(forTier tier: String?) -> (name: String, rates: LimitRates)? {
-        if let t = tier, let r = tiers[t] { return (t, r) }
-        if let d = defaultTier, let r = tiers[d] { return (d, r) }
-        return nil
-    }
 }
 
 /// `redis:` — the shared store of every instance's limits. Absent: this instance's memory.

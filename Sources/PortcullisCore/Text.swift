@@ -80,6 +80,17 @@ extension String {
     }
 }
 
+extension Optional where Wrapped == String {
+    /// `String.sameUTF8` for optional strings: both absent, or both present with the same bytes.
+    public func sameUTF8(_ other: String?) -> Bool {
+        switch (self, other) {
+        case (nil, nil): true
+        case (let a?, let b?): a.sameUTF8(b)
+        default: false
+        }
+    }
+}
+
 /// A String compared and hashed by its UTF-8 bytes. `String`'s own `==` and hash treat
 /// canonically equivalent strings (`é` and `e` + U+0301) as one: identities (tenants, users)
 /// that are different bytes must stay different keys.

@@ -97,12 +97,11 @@ public final class RateLimitMiddleware: Middleware {
         let rates: LimitRates
         let scopes: Scopes
         let needsTokens: Bool
-        init(name: String, rates: LimitRates, limits: LimitsConfiguration) {
+        /// `needsTokensWithoutTier`: whether the global or per-user limits count tokens.
+        init(name: String, rates: LimitRates, needsTokensWithoutTier: Bool) {
             self.name = name; self.rates = rates
             scopes = RateLimitMiddleware.scopes("tenant (\(name) tier)")
-            needsTokens = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
-                || rates.tokensPerMinute != nil || rates.tokensPerDay != nil
-                || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
+            needsTokens = needsTokensWithoutTier || rates.tokensPerMinute != nil || rates.tokensPerDay != nil
         }
     }
     let tiers: [String: TierLimits]
@@ -114,7 +113,8 @@ public final class RateLimitMiddleware: Middleware {
     /// hashing). Loop thread only, like the middleware.
     var lastTier: TierLimits?
 
-    /// `limits.rates(forTier:)`'s answer, as the tier's prebuilt limits.
+    /// The limits for a caller with `tier`: its own tier's, else the default tier's (also for an
+    /// unknown tier).
     func tierLimits(_ tier: String?) -> TierLimits? {
         guard let t = tier else { return defaultTier }
         if let l = lastTier, l.name.sameUTF8(t) { return l }
@@ -178,12 +178,13 @@ public final class RateLimitMiddleware: Middleware {
 
     public init(limits: LimitsConfiguration, backend: LimitBackend, keyPrefix: String = "portcullis", health: LimiterHealth? = nil) {
         self.limits = limits; self.backend = backend; self.prefix = keyPrefix; self.health = health
+        let withoutTier = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
+            || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
         var ts: [String: TierLimits] = [:]
-        for (name, rates) in limits.tiers { ts[name] = TierLimits(name: name, rates: rates, limits: limits) }
+        for (name, rates) in limits.tiers { ts[name] = TierLimits(name: name, rates: rates, needsTokensWithoutTier: withoutTier) }
         tiers = ts
         defaultTier = limits.defaultTier.flatMap { ts[$0] }
-        needsTokensWithoutTier = limits.global.tokensPerMinute != nil || limits.global.tokensPerDay != nil
-            || limits.perUser.tokensPerMinute != nil || limits.perUser.tokensPerDay != nil
+        needsTokensWithoutTier = withoutTier
     }
 
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {

@@ -14,7 +14,7 @@ import CLinux
 ///   added `stream_options.include_usage` itself (`hide`), the usage-only chunk is dropped and
 ///   events are forwarded whole (an event leaves as soon as its blank line arrives); otherwise
 ///   the bytes pass through untouched and events are only observed.
-/// Owned by the `ProxyCoordinator` for one response; loop thread only.
+/// Owned by a connection's `ProxyCoordinator`, `reset` for each response; loop thread only.
 final class UsageTap {
     /// What the reading of one response found. Replaced whole by `reset`: nothing of a previous
     /// response survives into the next one's reading. (Every per-response field lives here,
@@ -27,6 +27,8 @@ final class UsageTap {
         var promptTokens: Int64?
         var completionTokens: Int64?
         var streamModel: String?
+        /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
+        /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
         var anthropicInput: Int64?
         var anthropicOutput: Int64?
         var contentEvents = 0
@@ -51,10 +53,6 @@ final class UsageTap {
         guard !r.sse, !r.jsonTooLarge, !json.isEmpty else { return nil }
         return json.withUnsafeBytes { UsageTap.modelName(in: $0) }
     }
-    /// Anthropic's own format (native `/v1/messages` clients): input tokens come with
-    /// `message_start`, output tokens with `message_delta`; merged, not last-wins.
-    var anthropicInput: Int64? { r.anthropicInput }
-    var anthropicOutput: Int64? { r.anthropicOutput }
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     var contentEvents: Int { r.contentEvents }
     static let maxJSONCapture = 262_144

@@ -36,14 +36,6 @@ public final class AliasRouterMiddleware: Middleware {
     /// the choice came from; loop thread only.
     private var lastChoice: TierChoice?
 
-    static func same(_ a: String?, _ b: String?) -> Bool {
-        switch (a, b) {
-        case (nil, nil): true
-        case (let x?, let y?): x.sameUTF8(y)
-        default: false
-        }
-    }
-
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         guard let route = ctx.route else { return .next }
         let configuration = ctx.configuration
@@ -95,17 +87,7 @@ public final class AliasRouterMiddleware: Middleware {
         if let required = route.tier, ctx.tier != required {
             return .failure(.refused(.forbidden("This route serves the '\(required)' tier only.")))
         }
-        let chosen: TierChoice
-        if let c = lastChoice, c.alias === alias, Self.same(c.tier, ctx.tier) {
-            chosen = c
-        } else if let list = alias.targets(forTier: ctx.tier) {
-            chosen = TierChoice(alias: alias, tier: ctx.tier, chosenTier: list.tier, targets: list.targets,
-                                permitted: configuration.models.permits(tier: ctx.tier, chosenTier: list.tier, alias: alias))
-            lastChoice = chosen
-        } else {
-            return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
-        }
-        guard chosen.permitted else {
+        guard let chosen = choice(alias, tier: ctx.tier, configuration), chosen.permitted else {
             return .failure(.refused(.forbidden("Your tier ('\(ctx.tier ?? "none")') has no access to the model '\(alias.name)'.")))
         }
 
@@ -156,6 +138,17 @@ public final class AliasRouterMiddleware: Middleware {
             if inner.count > 0, memchr(base + range.lowerBound + 1, 0x5C, inner.count) != nil { return nil }
             return configuration.models.alias(utf8: inner)
         }
+    }
+
+    /// The alias's tier list for `tier` and whether `tier` may use the alias (nil: the alias has
+    /// no list for it): the last request's choice when alias and tier bytes are the same.
+    func choice(_ alias: ModelAlias, tier: String?, _ configuration: GatewayConfiguration) -> TierChoice? {
+        if let c = lastChoice, c.alias === alias, c.tier.sameUTF8(tier) { return c }
+        guard let list = alias.targets(forTier: tier) else { return nil }
+        let c = TierChoice(alias: alias, tier: tier, chosenTier: list.tier, targets: list.targets,
+                           permitted: configuration.models.permits(tier: tier, chosenTier: list.tier, alias: alias))
+        lastChoice = c
+        return c
     }
 
     /// `GET /v1/models` in OpenAI's list format: the aliases this caller's tier may use.

@@ -103,15 +103,13 @@ public enum UpstreamRequestHead {
                 at += src.count
             }
             func put(_ s: String) { s.withUTF8Bytes { put($0) } }
+            func put(_ lines: [UInt8]) { if !lines.isEmpty { lines.withUnsafeBytes { put($0) } } }
             func put(_ s: StaticString) {
                 (dst + at).update(from: s.utf8Start, count: s.utf8CodeUnitCount)
                 at += s.utf8CodeUnitCount
             }
             put(method); put(" "); put(basePath); put(target); put(" HTTP/1.1\r\nhost: "); put(authority); put("\r\n")
-            headerLines.withUnsafeBytes { put($0) }
-            if !identityLines.isEmpty { identityLines.withUnsafeBytes { put($0) } }
-            if !providerLines.isEmpty { providerLines.withUnsafeBytes { put($0) } }
-            if !extraLines.isEmpty { extraLines.withUnsafeBytes { put($0) } }
+            put(headerLines); put(identityLines); put(providerLines); put(extraLines)
             if hasLength {
                 put("content-length: ")
                 var w = UnsafeByteWriter(UnsafeMutableBufferPointer(start: dst + at, count: 20))

@@ -60,15 +60,33 @@ def start_portcullis(bin_dir, cfg, env=None, stderr=subprocess.DEVNULL):
                             stdout=subprocess.DEVNULL, stderr=stderr, env=env)
 
 
-def start_nginx(tmp, port, fake_port, nofile=65536):
+# The header work Portcullis's plain path does on every request, for peers asked to do the same:
+# a request id generated, sent upstream and returned; X-Forwarded-For and -Proto set upstream.
+NGINX_SAME_HEADERS = """
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      add_header X-Request-ID $request_id always;"""
+HAPROXY_SAME_HEADERS = """
+  unique-id-format %[uuid]
+  unique-id-header X-Request-ID
+  http-request set-header X-Forwarded-For %[src]
+  http-request set-header X-Forwarded-Proto http
+  http-after-response set-header X-Request-ID %[unique-id]"""
+
+
+def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False):
     """nginx as a plain reverse proxy in front of the fake: one worker, upstream keep-alive,
-    responses unbuffered (`proxy_buffering off`)."""
-    conf = os.path.join(tmp, "nginx.conf")
+    responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
+    Portcullis does (`NGINX_SAME_HEADERS`)."""
+    name = "nginx-same-headers" if same_headers else "nginx"
+    conf = os.path.join(tmp, name + ".conf")
+    extra = NGINX_SAME_HEADERS if same_headers else ""
     with open(conf, "w") as f:
         f.write(f"""worker_processes 1;
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 worker_rlimit_nofile {nofile};
 events {{ worker_connections 20000; }}
 http {{
@@ -82,7 +100,7 @@ http {{
     location / {{
       proxy_pass http://fake;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection "";{extra}
       proxy_buffering off;
       proxy_request_buffering on;
     }}
@@ -404,11 +422,14 @@ log: {{ level: warn, access: false }}
     gw_lim_nolease = gateway(cfg_nolease, env=env_jwt)
     ngx = start_nginx(tmp, ngx_port, fake_port)
     procs.append(ngx)
+    ngx_same_port = free_port()
+    ngx_same = start_nginx(tmp, ngx_same_port, fake_port, same_headers=True)
+    procs.append(ngx_same)
     # HAProxy 2.6 as the fastest plain proxy here: one thread, connection reuse to the backend.
-    hap_port = free_port()
-    hap_conf = os.path.join(tmp, "haproxy.cfg")
-    with open(hap_conf, "w") as f:
-        f.write(f"""global
+    def start_haproxy(port, same_headers=False):
+        conf = os.path.join(tmp, "haproxy-same-headers.cfg" if same_headers else "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write(f"""global
   nbthread 1
   maxconn 9000
 defaults
@@ -418,13 +439,18 @@ defaults
   timeout server 60s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{hap_port}
+  bind 127.0.0.1:{port}{HAPROXY_SAME_HEADERS if same_headers else ""}
   default_backend be
 backend be
   server fake 127.0.0.1:{fake_port} maxconn 1000
 """)
-    hap = subprocess.Popen(["haproxy", "-db", "-f", hap_conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hap_port = free_port()
+    hap = start_haproxy(hap_port)
     procs.append(hap)
+    hap_same_port = free_port()
+    hap_same = start_haproxy(hap_same_port, same_headers=True)
+    procs.append(hap_same)
     # LiteLLM's proxy (installed by run.sh into .build-bench/litellm), pointed at the same fake.
     litellm_bin = os.path.join(os.path.dirname(HERE), ".build-bench", "litellm", "bin", "litellm")
     litellm_key = "sk-bench-master-key-0123456789abcdef"
@@ -449,7 +475,7 @@ litellm_settings: {{ telemetry: false }}
     gw_full = gateway(cfg_full, env=env_jwt)
     try:
         for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
-                  hap_port, full_port, lim_nolease_port):
+                  hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port):
             wait_port(p)
         if lit_port:
             wait_port(lit_port, timeout=120)
@@ -458,7 +484,9 @@ litellm_settings: {{ telemetry: false }}
         # Run order: the targets a ratio compares sit next to each other (this VM's noise comes
         # and goes over seconds, so runs far apart in a round differ by more than the proxies do),
         # and every other round runs the order backwards, so no target always comes first.
-        targets = {"direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
+        targets = {# Context, not targets: the peers doing Portcullis's header work too.
+                   "nginx_same": (ngx_same_port, nginx_worker(ngx_same), None), "haproxy_same": (hap_same_port, hap_same.pid, None),
+                   "direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
                    "haproxy": (hap_port, hap.pid, None), "nginx": (ngx_port, ngx_worker, None),
                    "full": (full_port, gw_full.pid, hs_token),
                    # Limiter cost: JWT on in all three (against jwt_hs256, and nginx for the target).
@@ -561,6 +589,11 @@ litellm_settings: {{ telemetry: false }}
         gw_vs_hap = pair("gateway", "haproxy", "rps")
         full_vs_ngx = pair("full", "nginx", "rps")
         full_vs_plain = pair("full", "gateway", "rps")
+        same = None
+        if "nginx_same" in rounds and "haproxy_same" in rounds:
+            same = {"gw_hap": pair("gateway", "haproxy_same", "rps"), "gw_ngx": pair("gateway", "nginx_same", "rps"),
+                    "full_ngx": pair("full", "nginx_same", "rps"), "redis_ngx": pair("jwt_limit_redis", "nginx_same", "rps"),
+                    "ngx_cost": pair("nginx_same", "nginx", "rps"), "hap_cost": pair("haproxy_same", "haproxy", "rps")}
 
         # Half load: each wrk connection waits 2 ms between requests; enough connections for
         # about half of Portcullis's measured maximum. Added latency vs direct at the same load.
@@ -621,6 +654,8 @@ litellm_settings: {{ telemetry: false }}
     ]
     for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
                      ("haproxy", "HAProxy 2.6 → fake"),
+                     ("nginx_same", "nginx, doing Portcullis's header work too → fake"),
+                     ("haproxy_same", "HAProxy, doing Portcullis's header work too → fake"),
                      ("full", "Portcullis, full pipeline (JWT + Redis limiter + alias + usage settlement) → fake"),
                      ("noauth_hs", "Portcullis, auth off, HS256 token sent → fake"),
                      ("jwt_hs256", "Portcullis + JWT HS256 → fake"),
@@ -675,6 +710,17 @@ litellm_settings: {{ telemetry: false }}
         f"{lim_half['jwt_limit_memory']['p50']:+.2f} ms, p99 {lim_half['jwt_limit_memory']['p99']:+.2f} ms",
         f"- **JWT + Redis limiter / nginx plain proxy req/s: {redis_vs_nginx:.2f}×** (target ≥ 0.9×); with leases off "
         f"{nolease_vs_nginx:.2f}×",
+    ]
+    if same:
+        lines += [
+            f"- Context, not a target: the peers doing the header work Portcullis's plain path does (a request id generated, "
+            f"sent upstream and returned; X-Forwarded-For and -Proto set) cost nginx {100 * (1 - same['ngx_cost']):.0f}% "
+            f"and HAProxy {100 * (1 - same['hap_cost']):.0f}% of their req/s. Against them: Portcullis plain path / HAProxy "
+            f"{same['gw_hap']:.2f}×, / nginx {same['gw_ngx']:.2f}×; full pipeline / nginx {same['full_ngx']:.2f}×; "
+            f"JWT + Redis limiter / nginx {same['redis_ngx']:.2f}×. The targets above are judged against the plain "
+            "configurations, as the issue measured them.",
+        ]
+    lines += [
         "",
         "## SSE: per-event delay and time to first event",
         "",

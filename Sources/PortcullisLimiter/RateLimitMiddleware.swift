@@ -311,7 +311,7 @@ public final class RateLimitMiddleware: Middleware {
             }
             completion = cap.map { min(n, Int64($0)) } ?? n
         }
-        if wantUsage, let r = s.member(RequestContext.BodyMember.stream), body[r].elementsEqual("true".utf8), requestUsageChunk(body, scan: s, into: &edits) {
+        if wantUsage, Self.isStream(ctx), requestUsageChunk(body, scan: s, into: &edits) {
             edited = true
             ctx.hideStreamUsage = true
         }

@@ -45,15 +45,18 @@ struct RateLimitReport {
     /// The fields as (name, value) pairs: the 429's headers.
     func headers() -> [(String, String)] {
         var out: [(String, String)] = []
-        forEachField { name, value in
-            let bytes = [UInt8](unsafeUninitializedCapacity: Self.valueCapacity) { buf, n in
-                var w = UnsafeByteWriter(buf)
-                Self.put(value, into: &w)
-                n = w.count
-            }
-            out.append((String(name.description.dropLast(2)), String(decoding: bytes, as: UTF8.self)))
-        }
+        forEachField { name, value in out.append((String(name.description.dropLast(2)), Self.text(value))) }
         return out
+    }
+
+    /// A field's value as a String (the 429's headers, tests).
+    static func text(_ v: FieldValue) -> String {
+        let bytes = [UInt8](unsafeUninitializedCapacity: valueCapacity) { buf, n in
+            var w = UnsafeByteWriter(buf)
+            put(v, into: &w)
+            n = w.count
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The fields as response-head lines, written at the start of `out` (at least
@@ -69,14 +72,7 @@ struct RateLimitReport {
     }
 
     /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.
-    static func duration(_ ms: Int64) -> String {
-        let bytes = [UInt8](unsafeUninitializedCapacity: valueCapacity) { buf, n in
-            var w = UnsafeByteWriter(buf)
-            putDuration(ms, into: &w)
-            n = w.count
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    static func duration(_ ms: Int64) -> String { text(.reset(ms)) }
 
     static func putDuration(_ ms: Int64, into w: inout UnsafeByteWriter) {
         if ms < 1000 { w.putDecimal(ms); w.put("ms"); return }

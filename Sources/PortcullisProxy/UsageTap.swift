@@ -201,9 +201,10 @@ final class UsageTap {
             i += 1
             skipSpace()
             let digitsStart = i
-            while i < n && b[i] >= 0x30 && b[i] <= 0x39 { i += 1 }
-            guard let v = DecimalDigits.value(b[digitsStart..<i], maxDigits: 15),
-                  i < n, b[i] != UInt8(ascii: "."), b[i] | 0x20 != UInt8(ascii: "e") else { return nil }
+            var v: Int64 = 0
+            while i < n && b[i] >= 0x30 && b[i] <= 0x39 && i - digitsStart < 15 { v = v * 10 + Int64(b[i] - 0x30); i += 1 }
+            guard i > digitsStart, i < n, b[i] != UInt8(ascii: "."), b[i] | 0x20 != UInt8(ascii: "e"),
+                  !(b[i] >= 0x30 && b[i] <= 0x39) else { return nil }
             func set(_ slot: inout Int64?) -> Bool { if slot != nil { return false }; slot = v; return true }
             var ok = true
             if named(key, "prompt_tokens") { ok = set(&prompt) }

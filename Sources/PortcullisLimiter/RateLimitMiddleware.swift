@@ -284,8 +284,14 @@ public final class RateLimitMiddleware: Middleware {
 
     /// Whether the body asks for a stream (`"stream": true` at the top level).
     static func isStream(_ ctx: RequestContext) -> Bool {
-        guard let s = try? ctx.bodyMembers(), let r = s.member(RequestContext.BodyMember.stream) else { return false }
-        return ctx.body[r].elementsEqual("true".utf8)
+        guard let s = try? ctx.bodyMembers() else { return false }
+        return isStream(ctx.body, scan: s)
+    }
+
+    /// `isStream` for a body whose scan the caller holds.
+    static func isStream(_ body: [UInt8], scan s: JSONReader.TopLevelScan) -> Bool {
+        guard let r = s.member(RequestContext.BodyMember.stream) else { return false }
+        return body[r].elementsEqual("true".utf8)
     }
 
     /// Prompt bytes / 4, and the completion the request may ask for (its `max_tokens` or
@@ -311,7 +317,7 @@ public final class RateLimitMiddleware: Middleware {
             }
             completion = cap.map { min(n, Int64($0)) } ?? n
         }
-        if wantUsage, Self.isStream(ctx), requestUsageChunk(body, scan: s, into: &edits) {
+        if wantUsage, Self.isStream(body, scan: s), requestUsageChunk(body, scan: s, into: &edits) {
             edited = true
             ctx.hideStreamUsage = true
         }

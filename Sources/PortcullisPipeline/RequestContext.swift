@@ -94,10 +94,12 @@ public final class RequestContext {
     /// The limiter asked the provider for a usage chunk the client did not ask for: hide it.
     public var hideStreamUsage = false
 
-    /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`.
+    /// Pipeline bookkeeping for `suspend()`; set and cleared by `Pipeline.run`, and read only
+    /// while that run is on the stack (its caller holds the pipeline and the handler), so they
+    /// are not retained here; `suspend()` takes strong references for its continuation.
     var stage = 0
-    var running: Pipeline?
-    var completion: PipelineCompletion?
+    unowned(unsafe) var running: Pipeline?
+    unowned(unsafe) var completion: PipelineCompletion?
     var suspension: PipelineResumer?
 
     /// For a middleware about to return `.suspend`: the handle that continues the pipeline.

@@ -35,7 +35,7 @@ final class UsageTap {
         init(hide: Bool) { self.hide = hide }
     }
     private var r: Reading
-    var decoder = SSEDecoder(maxEventBytes: 1 << 20)
+    var decoder = SSEDecoder(maxEventBytes: UsageTap.maxEventBytes)
     var json: [UInt8] = []
 
     var hide: Bool { r.hide }
@@ -56,6 +56,8 @@ final class UsageTap {
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     var contentEvents: Int { r.contentEvents }
     static let maxJSONCapture = 262_144
+    /// The largest event the decoder holds whole (`filter` says what happens past it).
+    static let maxEventBytes = 1 << 20
     static let countNames: JSONNames = ["total_tokens", "prompt_tokens", "completion_tokens"]
     static let anthropicNames: JSONNames = ["input_tokens", "output_tokens"]
 
@@ -65,7 +67,7 @@ final class UsageTap {
     /// allocation per request). The capture buffer is kept, emptied, when small; big ones go.
     func reset(hide: Bool) {
         r = Reading(hide: hide)
-        decoder = SSEDecoder(maxEventBytes: 1 << 20)
+        decoder = SSEDecoder(maxEventBytes: UsageTap.maxEventBytes)
         if json.capacity <= UsageTap.reusedCapacity { json.removeAll(keepingCapacity: true) } else { json = [] }
     }
 

@@ -9,9 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/bootstrap.sh valgrind python3 redis-server >/dev/null
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-swift build -c release --product portcullis >/dev/null
-swift build -c release --product FakeProvider >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+mkdir -p .build
+BIN=$(Scripts/build-release.sh portcullis FakeProvider 2>.build/build-release.log) || { cat .build/build-release.log >&2; exit 1; }
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

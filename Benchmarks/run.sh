@@ -13,9 +13,8 @@ if [ ! -x .build-bench/litellm/bin/litellm ]; then
         || echo "run.sh: could not install LiteLLM; benchmarking without it" >&2
 fi
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-swift build -c release --product portcullis >/dev/null
-swift build -c release --product FakeProvider >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+mkdir -p .build
+BIN=$(Scripts/build-release.sh portcullis FakeProvider 2>.build/build-release.log) || { cat .build/build-release.log >&2; exit 1; }
 python3 Benchmarks/bench.py --bin "$BIN" "$@"
 if [ "${1:-}" = --quick ]; then
     python3 Benchmarks/streams.py --bin "$BIN" --streams 1000 --events 10

@@ -5,9 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/bootstrap.sh
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-swift build -c release --product portcullis
-swift build -c release --product FakeProvider
-BIN=$(swift build -c release --show-bin-path)
+BIN=$(Scripts/build-release.sh portcullis FakeProvider)
 "$BIN/FakeProvider" --listen 127.0.0.1:9000 --inter-event-delay-ms 150 &
 FAKE=$!
 trap 'kill $FAKE 2>/dev/null || true' EXIT INT TERM

@@ -8,8 +8,7 @@ PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
 Scripts/bootstrap.sh >/dev/null
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-swift build -c release --product portcullis
-BIN=$(swift build -c release --show-bin-path)
+BIN=$(Scripts/build-release.sh portcullis)
 install -D -m 0755 "$BIN/portcullis" "$DESTDIR$PREFIX/bin/portcullis"
 sed "s|/usr/local/bin/portcullis|$PREFIX/bin/portcullis|g" Config/portcullis.service > /tmp/portcullis.service.$$
 install -D -m 0644 /tmp/portcullis.service.$$ "$DESTDIR/etc/systemd/system/portcullis.service"

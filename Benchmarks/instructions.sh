@@ -3,11 +3,13 @@
 # does), for one gateway configuration: `plain` (a provider route), `alias` (an alias route, model
 # rewritten), `limit` (the in-memory limiter with requests and tokens per minute) or `full` (JWT
 # HS256, the Redis limiter with token settlement, an alias route: the whole mission path).
-# Usage: Benchmarks/instructions.sh [plain|alias|limit|full]... (default: all four)
+# `nginx` is the reference: nginx as the plain proxy of RESULTS.md (one process, upstream
+# keepalive), the same client and requests, counted the same way.
+# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx]... (default: all five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-Scripts/bootstrap.sh valgrind python3 redis-server >/dev/null
+Scripts/bootstrap.sh valgrind python3 redis-server nginx-light >/dev/null
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 mkdir -p .build
 BIN=$(Scripts/build-release.sh portcullis FakeProvider 2>.build/build-release.log) || { cat .build/build-release.log >&2; exit 1; }
@@ -40,6 +42,24 @@ print(si + "." + b64(hmac.new(b"benchmark-secret-0123456789abcdef0123456789", si
 PY
 ) ;;
     esac
+    rm -f "$TMP"/out.*
+    if [ "$kind" = nginx ]; then
+        mkdir -p "$TMP/ngx"
+        cat > "$TMP/ngx.conf" <<NGX
+worker_processes 1; master_process off; daemon off; pid $TMP/ngx/nginx.pid; error_log $TMP/ngx/error.log warn;
+events { worker_connections 1000; }
+http { access_log off; client_body_temp_path $TMP/ngx; proxy_temp_path $TMP/ngx;
+  upstream fake { server 127.0.0.1:$fp; keepalive 256; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:$gp; keepalive_requests 1000000;
+    location / { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
+NGX
+        valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$TMP/ngx.conf" -p "$TMP/ngx" >/dev/null 2>&1 & local gpid=$!
+        for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done
+        python3 Benchmarks/instr_client.py "$gp" "$n"
+        kill -QUIT "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
+        grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'
+        return
+    fi
     printf 'server: { listen: ["127.0.0.1:%s"], workers: 1 }\nproviders: { fake: { base_url: "http://127.0.0.1:%s" } }\n%s\n%s\nlog: { level: warn, access: false }\n' \
         "$gp" "$fp" "$extra" "$routes" > "$TMP/c.yaml"
     rm -f "$TMP"/out.*
@@ -52,7 +72,7 @@ PY
     grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'
 }
 
-for kind in "${@:-plain alias limit full}"; do
+for kind in "${@:-plain alias limit full nginx}"; do
     for k in $kind; do
         a=$(run "$k" 200); b=$(run "$k" 1200)
         echo "$k: $(( (b - a) / 1000 )) instructions per request"

@@ -75,15 +75,17 @@ HAPROXY_SAME_HEADERS = """
   http-after-response set-header X-Request-ID %[unique-id]"""
 
 
-def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False):
+def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True):
     """nginx as a plain reverse proxy in front of the fake: one worker, upstream keep-alive,
     responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
-    Portcullis does (`NGINX_SAME_HEADERS`)."""
+    Portcullis does (`NGINX_SAME_HEADERS`). `master=False`: one process doing the work, for
+    `instructions.sh` (callgrind follows one process). Returns the config's path."""
     name = "nginx-same-headers" if same_headers else "nginx"
     conf = os.path.join(tmp, name + ".conf")
     extra = NGINX_SAME_HEADERS if same_headers else ""
     with open(conf, "w") as f:
         f.write(f"""worker_processes 1;
+{"" if master else "master_process off;"}
 daemon off;
 pid {tmp}/{name}.pid;
 error_log {tmp}/{name}-error.log warn;
@@ -107,6 +109,12 @@ http {{
   }}
 }}
 """)
+    return conf
+
+
+def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False):
+    """nginx as `nginx_conf` describes it, with its master process."""
+    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers)
     return subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
 
 
@@ -520,8 +528,8 @@ litellm_settings: {{ telemetry: false }}
         # busy host slows every target of that spell unevenly, and a per-round ratio then
         # measures the host. Discarded rounds are counted in RESULTS.md.
         discarded = []   # the worst steal of each discarded round
-        while len(rounds[next(iter(targets))]) < a.rounds:
-            r = len(rounds[next(iter(targets))])
+        first = next(iter(targets))
+        while (r := len(rounds[first])) < a.rounds:   # r: rounds kept so far
             order = list(targets.items())
             this_round, this_stolen = {}, []
             for name, (port, pid, tok) in (order if r % 2 == 0 else reversed(order)):
@@ -541,9 +549,10 @@ litellm_settings: {{ telemetry: false }}
                     redis_sent[name][1] += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
                       f"cpu {res['cpu_us']:.1f} us/req  stolen {100 * this_stolen[-1]:.0f}%  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
-            if max(this_stolen) > a.max_steal and len(discarded) < a.rounds:
-                discarded.append(max(this_stolen))
-                print(f"round {r + 1} discarded: the hypervisor took {100 * max(this_stolen):.0f}% of the machine "
+            worst = max(this_stolen)
+            if worst > a.max_steal and len(discarded) < a.rounds:
+                discarded.append(worst)
+                print(f"round {r + 1} discarded: the hypervisor took {100 * worst:.0f}% of the machine "
                       f"during one of its runs (limit {100 * a.max_steal:.0f}%); running it again", file=sys.stderr)
                 continue
             for name, res in this_round.items():

@@ -11,8 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/bootstrap.sh valgrind python3 redis-server nginx-light >/dev/null
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-mkdir -p .build
-BIN=$(Scripts/build-release.sh portcullis FakeProvider 2>.build/build-release.log) || { cat .build/build-release.log >&2; exit 1; }
+BIN=$(Scripts/build-release.sh -q portcullis FakeProvider)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -43,17 +42,10 @@ PY
 ) ;;
     esac
     rm -f "$TMP"/out.*
-    if [ "$kind" = nginx ]; then
-        mkdir -p "$TMP/ngx"
-        cat > "$TMP/ngx.conf" <<NGX
-worker_processes 1; master_process off; daemon off; pid $TMP/ngx/nginx.pid; error_log $TMP/ngx/error.log warn;
-events { worker_connections 1000; }
-http { access_log off; client_body_temp_path $TMP/ngx; proxy_temp_path $TMP/ngx;
-  upstream fake { server 127.0.0.1:$fp; keepalive 256; keepalive_requests 1000000; }
-  server { listen 127.0.0.1:$gp; keepalive_requests 1000000;
-    location / { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }
-NGX
-        valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$TMP/ngx.conf" -p "$TMP/ngx" >/dev/null 2>&1 & local gpid=$!
+    if [ "$kind" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
+        conf=$(python3 -c 'import sys; sys.path.insert(0, "Benchmarks"); from bench import nginx_conf
+print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False))' "$TMP" "$gp" "$fp")
+        valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$conf" -p "$TMP" >/dev/null 2>&1 & local gpid=$!
         for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done
         python3 Benchmarks/instr_client.py "$gp" "$n"
         kill -QUIT "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
@@ -62,7 +54,6 @@ NGX
     fi
     printf 'server: { listen: ["127.0.0.1:%s"], workers: 1 }\nproviders: { fake: { base_url: "http://127.0.0.1:%s" } }\n%s\n%s\nlog: { level: warn, access: false }\n' \
         "$gp" "$fp" "$extra" "$routes" > "$TMP/c.yaml"
-    rm -f "$TMP"/out.*
     BENCH_JWT_SECRET=benchmark-secret-0123456789abcdef0123456789 \
         valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" "$BIN/portcullis" --config "$TMP/c.yaml" >/dev/null 2>&1 & local gpid=$!
     for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done

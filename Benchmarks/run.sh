@@ -13,8 +13,7 @@ if [ ! -x .build-bench/litellm/bin/litellm ]; then
         || echo "run.sh: could not install LiteLLM; benchmarking without it" >&2
 fi
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-mkdir -p .build
-BIN=$(Scripts/build-release.sh portcullis FakeProvider 2>.build/build-release.log) || { cat .build/build-release.log >&2; exit 1; }
+BIN=$(Scripts/build-release.sh -q portcullis FakeProvider)
 python3 Benchmarks/bench.py --bin "$BIN" "$@"
 if [ "${1:-}" = --quick ]; then
     python3 Benchmarks/streams.py --bin "$BIN" --streams 1000 --events 10

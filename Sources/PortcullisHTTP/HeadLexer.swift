@@ -5,15 +5,41 @@ import PortcullisCore
 enum HeadLexer {
     static let CR: UInt8 = 13, LF: UInt8 = 10, SP: UInt8 = 32, HT: UInt8 = 9, COLON: UInt8 = 58
 
-    /// RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~". A bit test, no table to load.
+    /// RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~". One load from a 128-byte literal
+    /// ("1" marks a tchar): a `StaticString` is a pointer into the binary, no lazy global to
+    /// check and nothing to retain.
     @inline(__always) static func isTchar(_ c: UInt8) -> Bool {
-        // Bits for 0x20...0x7F: 0x21 ! 0x23-0x27 #$%&' 0x2A * 0x2B + 0x2D - 0x2E . 0x30-0x39
-        // 0x41-0x5A 0x5E ^ 0x5F _ 0x60 ` 0x61-0x7A 0x7C | 0x7E ~
-        let lo: UInt64 = 0x03FF_6CFA_0000_0000   // 0x00-0x3F
-        let hi: UInt64 = 0x57FF_FFFF_C7FF_FFFE   // 0x40-0x7F
-        if c < 64 { return (lo >> UInt64(c)) & 1 == 1 }
-        if c < 128 { return (hi >> UInt64(c - 64)) & 1 == 1 }
-        return false
+        c < 128 && tcharTable.utf8Start[Int(c)] == 0x31
+    }
+    @inline(__always) static var tcharTable: StaticString {
+        "00000000000000000000000000000000010111110011011011111111110000000111111111111111111111111110001111111111111111111111111111101010"
+    }
+
+    /// Whether the `n` bytes at `p` (a header name: tchars only), each with bit 0x20 set, equal
+    /// the `n` bytes of `lowercase` (n ≥ 2), a word at a time. Exact for a lowercase literal of
+    /// letters and `-`: setting 0x20 folds `A`–`Z` onto `a`–`z` and leaves `-`, digits and
+    /// letters as they are; the only other byte it folds onto one of those is CR (onto `-`),
+    /// which is not a tchar.
+    @inline(__always) static func tokenEqualsLowercase(_ p: UnsafeRawPointer, _ lowercase: UnsafeRawPointer, _ n: Int) -> Bool {
+        if n >= 8 {
+            var i = 0
+            while i + 8 < n {
+                if (p + i).loadUnaligned(as: UInt64.self) | 0x2020_2020_2020_2020 != (lowercase + i).loadUnaligned(as: UInt64.self) {
+                    return false
+                }
+                i += 8
+            }
+            let t = n - 8    // the last word, overlapping the one before when n is not a multiple of 8
+            return (p + t).loadUnaligned(as: UInt64.self) | 0x2020_2020_2020_2020 == (lowercase + t).loadUnaligned(as: UInt64.self)
+        }
+        if n >= 4 {
+            let t = n - 4
+            return p.loadUnaligned(as: UInt32.self) | 0x2020_2020 == lowercase.loadUnaligned(as: UInt32.self)
+                && (p + t).loadUnaligned(as: UInt32.self) | 0x2020_2020 == (lowercase + t).loadUnaligned(as: UInt32.self)
+        }
+        let t = n - 2
+        return p.loadUnaligned(as: UInt16.self) | 0x2020 == lowercase.loadUnaligned(as: UInt16.self)
+            && (p + t).loadUnaligned(as: UInt16.self) | 0x2020 == (lowercase + t).loadUnaligned(as: UInt16.self)
     }
 
     enum LineResult { case line(start: Int, end: Int, next: Int), incomplete, bareLF }
@@ -35,6 +61,10 @@ enum HeadLexer {
 
     @inline(__always) static func lower(_ c: UInt8) -> UInt8 {
         (c >= 65 && c <= 90) ? c | 0x20 : c
+    }
+
+    @inline(__always) static func upper(_ c: UInt8) -> UInt8 {
+        (c >= 97 && c <= 122) ? c & ~0x20 : c
     }
 
     /// Whether the bytes of `b` from `start`, ASCII letters folded to lower case, begin with
@@ -65,7 +95,7 @@ enum HeadLexer {
         if i == e { return .failure(.init(.noColon)) }
         if b[i] != COLON { return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName)) }
         if i == s { return .failure(.init(.badName)) }
-        let known = KnownHeader.classifyIgnoringCase(UnsafeRawBufferPointer(rebasing: b[s..<i]))
+        let known = KnownHeader.classifyToken(UnsafeRawBufferPointer(rebasing: b[s..<i]))
         var vs = i + 1
         var ve = e
         while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }

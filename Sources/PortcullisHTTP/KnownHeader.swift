@@ -60,9 +60,17 @@ public enum KnownHeader: UInt8, Sendable {
 
     /// Classifies a header name given as bytes, in any case. A switch on the length, then a
     /// case-folding compare against static strings: no tables, no hashing, no allocation.
-    static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader {
+    static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader { classify(p, token: false) }
+
+    /// `classifyIgnoringCase` for a name already checked to be a token (the head parsers'):
+    /// compared a word at a time (`HeadLexer.tokenEqualsLowercase`), not byte by byte.
+    static func classifyToken(_ p: UnsafeRawBufferPointer) -> KnownHeader { classify(p, token: true) }
+
+    @inline(__always) private static func classify(_ p: UnsafeRawBufferPointer, token: Bool) -> KnownHeader {
+        guard let base = p.baseAddress else { return .other }
         @inline(__always) func eq(_ s: StaticString) -> Bool {    // (`s` is `p.count` bytes: the switch below)
-            HeadLexer.matchesLowercase(p, from: 0, UnsafeRawBufferPointer(start: s.utf8Start, count: p.count))
+            token ? HeadLexer.tokenEqualsLowercase(base, s.utf8Start, p.count)
+                  : HeadLexer.matchesLowercase(p, from: 0, UnsafeRawBufferPointer(start: s.utf8Start, count: p.count))
         }
         switch p.count {
         case 2: if eq("te") { return .te }

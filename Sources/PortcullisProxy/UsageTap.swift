@@ -230,21 +230,28 @@ final class UsageTap {
     }
 
     /// The index of the first byte of the value of the first member named `quotedName`
-    /// (`"usage"`), found by a byte search; nil when absent.
+    /// (`"usage"`), found by a byte search; nil when absent. The search runs `memchr` for the
+    /// name's first letter (vector-wide in glibc) and compares the whole name where a quote
+    /// precedes it: fewer instructions than `memmem`'s on an OpenAI answer, whose `usage` sits
+    /// near the end.
     static func valueStart(of quotedName: StaticString, in b: UnsafeRawBufferPointer) -> Int? {
         let n = quotedName.utf8CodeUnitCount
-        guard let base = b.baseAddress else { return nil }
-        var i = 0
-        while i + n <= b.count {
-            guard let hit = memmem(base + i, b.count - i, quotedName.utf8Start, n) else { return nil }
-            var j = UnsafeRawPointer(hit) - base + n
+        guard n >= 2, let base = b.baseAddress else { return nil }
+        let name = quotedName.utf8Start
+        let letter = Int32(name[1])
+        var i = 1                                   // where the name's letter can first be
+        while i + n - 1 <= b.count {
+            guard let hit = memchr(base + i, letter, b.count - i - (n - 2)) else { return nil }
+            let start = UnsafeRawPointer(hit) - base - 1
+            i = start + 2
+            guard b[start] == name[0], memcmp(base + start, name, n) == 0 else { continue }
+            var j = start + n
             while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
             if j < b.count && b[j] == UInt8(ascii: ":") {
                 j += 1
                 while j < b.count && (b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0A || b[j] == 0x0D) { j += 1 }
                 return j < b.count ? j : nil
             }
-            i = UnsafeRawPointer(hit) - base + 1
         }
         return nil
     }

@@ -75,6 +75,34 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertEqual(h.headers.map(\.name), ["host", "content-type", "x-other"])
     }
 
+    /// The parsers classify names a word at a time (`classifyToken`); it must agree with the
+    /// byte-by-byte `classifyIgnoringCase` on every token: each known name in mixed case, each
+    /// with one byte changed to every other tchar, and the tchar table against RFC 9110's list.
+    func testTokenClassificationAgreesWithTheByteCompare() {
+        let tchars = Array("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        for c in 0...UInt8.max { XCTAssertEqual(HeadLexer.isTchar(c), tchars.contains(c), "byte \(c)") }
+        func agree(_ name: [UInt8]) {
+            name.withUnsafeBytes { XCTAssertEqual(KnownHeader.classifyToken($0), KnownHeader.classifyIgnoringCase($0), String(decoding: name, as: UTF8.self)) }
+        }
+        var checked = 0
+        for raw in 0...UInt8.max {
+            guard let name = KnownHeader(rawValue: raw)?.lowercasedName else { continue }
+            let lower = Array(name.utf8)
+            let mixed = lower.enumerated().map { $0.offset % 2 == 0 ? HeadLexer.upper($0.element) : $0.element }
+            for n in [lower, mixed, lower.map(HeadLexer.upper)] {
+                agree(n)
+                XCTAssertEqual(n.withUnsafeBytes { KnownHeader.classifyToken($0) }, KnownHeader(rawValue: raw))
+                for i in n.indices {
+                    for c in tchars where c != n[i] {
+                        var m = n; m[i] = c; agree(m); checked += 1
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 10_000)
+        agree(Array("proxy-x".utf8)); agree(Array("PROXY-Foo".utf8)); agree(Array("x".utf8))
+    }
+
     func testSimpleGet() throws {
         let (h, consumed) = try XCTUnwrap(head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"))
         XCTAssertEqual(h.method, "GET")

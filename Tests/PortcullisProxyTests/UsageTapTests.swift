@@ -52,6 +52,39 @@ final class UsageTapTests: XCTestCase {
         XCTAssertEqual(b.withUnsafeBytes { UsageTap.fields($0, objectAt: 0) }, UsageTap.Counts(total: 3, prompt: 1, completion: 2))
     }
 
+    /// The member search finds the first `"name":` the way `memmem` did, at any position: the
+    /// name at the very start or end of the bytes, after near misses (`"u`, `"usag`, the name
+    /// without a colon, an escaped quote before it), and nothing in a truncated name.
+    func testValueStartFindsTheFirstMemberNamedSo() {
+        func reference(_ s: String) -> Int? {   // the search as it was: every occurrence, left to right
+            let b = Array(s.utf8), name = Array(#""usage""#.utf8)
+            var i = 0
+            while i + name.count <= b.count {
+                if Array(b[i..<(i + name.count)]) == name {
+                    var j = i + name.count
+                    while j < b.count && [0x20, 0x09, 0x0A, 0x0D].contains(b[j]) { j += 1 }
+                    if j < b.count && b[j] == 0x3A {
+                        j += 1
+                        while j < b.count && [0x20, 0x09, 0x0A, 0x0D].contains(b[j]) { j += 1 }
+                        return j < b.count ? j : nil
+                    }
+                }
+                i += 1
+            }
+            return nil
+        }
+        let cases = [
+            #""usage":{}"#, #"{"usage":1}"#, #"{"u":1,"usag":2,"usage" :3}"#, #"{"usage" "x","usage": 4}"#,
+            #"{"a":""usage"","usage":5}"#, #"{"uuusage":1,"usage":{"x":1}}"#, #"{"x":"usage","usage":"#,
+            #"{"usage":"#, #"{"usag"#, #""usage""#, #"usage"#, "", "u", #""u"#, #"{"usageX":1,"Usage":2}"#,
+            String(repeating: #"{"uu":"u"u","#, count: 50) + #""usage":{"total_tokens":3}}"#,
+        ]
+        for c in cases {
+            let got = Array(c.utf8).withUnsafeBytes { UsageTap.valueStart(of: #""usage""#, in: $0) }
+            XCTAssertEqual(got, reference(c), c)
+        }
+    }
+
     /// One tap serves a connection's responses in turn: after `reset`, nothing of the previous
     /// response is left (its usage would otherwise settle, or label, the next request).
     func testResetForgetsThePreviousResponse() {

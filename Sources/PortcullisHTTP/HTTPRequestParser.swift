@@ -37,7 +37,31 @@ public struct HeadScanState {
     var fields: [HeaderField] = []
     /// Bytes looked at in total (tests check that it stays linear in the head's size).
     public internal(set) var bytesExamined = 0
+    /// The previous head's target on this connection. A client asking for the same target
+    /// again (the usual keep-alive client) gets the same String back: no allocation, no UTF-8
+    /// validation, and later stages' byte compares against it are identity checks. Kept by
+    /// `nextHead()`.
+    var recentTarget: String?
     public init() {}
+
+    /// Ready for the connection's next head: everything reset but `recentTarget`.
+    public mutating func nextHead() {
+        let t = recentTarget
+        self = HeadScanState()
+        recentTarget = t
+    }
+
+    /// The target at `[s, e)`: `recentTarget` when the bytes are the same, else a new String
+    /// (which becomes `recentTarget`).
+    mutating func target(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
+        if let r = recentTarget, r.utf8.count == e - s, let p = b.baseAddress,
+           r.withUTF8Bytes({ $0.baseAddress.map { memcmp($0, p + s, e - s) == 0 } ?? false }) {
+            return r
+        }
+        let t = HeadLexer.string(b, s, e)
+        recentTarget = t
+        return t
+    }
 }
 
 /// A strict RFC 9112 request-head parser. It never owns a socket (Envoy codec shape): give it
@@ -84,7 +108,7 @@ public struct HTTPRequestParser: Sendable {
             case .line(let s, let e, let next):
                 if next > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
                 if s == e {
-                    return finish(b, requestLine: requestLine, fields: st.fields, headersEnd: s, consumed: next)
+                    return finish(b, requestLine: requestLine, state: &st, headersEnd: s, consumed: next)
                 }
                 st.bytesExamined += e - s
                 switch HeadLexer.field(b, s, e, base: requestLine.2) {
@@ -119,7 +143,8 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private func finish(_ b: UnsafeRawBufferPointer, requestLine: (Int, Int, Int),
-                        fields: [HeaderField], headersEnd: Int, consumed: Int) -> HeadParseResult<HTTPRequestHead> {
+                        state st: inout HeadScanState, headersEnd: Int, consumed: Int) -> HeadParseResult<HTTPRequestHead> {
+        let fields = st.fields
         let (s, e, headersStart) = requestLine
         // method SP target SP version
         var i = s
@@ -127,7 +152,7 @@ public struct HTTPRequestParser: Sendable {
         guard i > s, i < e, b[i] == HeadLexer.SP else {
             return .failure(.badRequest("Malformed request line."))
         }
-        let method = HeadLexer.string(b, s, i)
+        let method = HeadLexer.method(b, s, i)
         let ts = i + 1
         var te = ts
         while te < e && b[te] != HeadLexer.SP {
@@ -153,7 +178,7 @@ public struct HTTPRequestParser: Sendable {
         var target: String
         var path: String
         if b[ts] == 47 /* / */ {
-            target = HeadLexer.string(b, ts, te)
+            target = st.target(b, ts, te)
             var q = ts
             while q < te && b[q] != 63 /* ? */ { q += 1 }
             path = q == te ? target : HeadLexer.string(b, ts, q)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PortcullisCore
 
 /// Byte-level helpers shared by the request and response head parsers. Pure functions over
@@ -81,6 +84,24 @@ enum HeadLexer {
 
     static func string(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: b[s..<e]), as: UTF8.self)
+    }
+
+    /// The method token at `[s, e)`: a literal for the common methods (no String to build or
+    /// validate), else a new String. Methods are case-sensitive (RFC 9110 §9.1).
+    static func method(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
+        let n = e - s
+        guard let p = b.baseAddress else { return "" }
+        @inline(__always) func isLiteral(_ m: StaticString) -> Bool {
+            n == m.utf8CodeUnitCount && memcmp(p + s, m.utf8Start, n) == 0
+        }
+        if isLiteral("POST") { return "POST" }
+        if isLiteral("GET") { return "GET" }
+        if isLiteral("HEAD") { return "HEAD" }
+        if isLiteral("OPTIONS") { return "OPTIONS" }
+        if isLiteral("PUT") { return "PUT" }
+        if isLiteral("DELETE") { return "DELETE" }
+        if isLiteral("PATCH") { return "PATCH" }
+        return string(b, s, e)
     }
 
     enum HeaderError { case whitespaceBeforeColon, obsFold, badName, badValue, noColon }

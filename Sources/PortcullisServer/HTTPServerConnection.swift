@@ -142,10 +142,10 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
                     if readClosed { return close() }
                     return
                 case .failure(let e):
-                    headScan = HeadScanState()
+                    headScan.nextHead()
                     return respondLocal(LocalResponse(e), method: "-", target: "-", forceClose: true)
                 case .complete(let h, let consumed):
-                    headScan = HeadScanState()
+                    headScan.nextHead()
                     input.consume(consumed)
                     head = h
                     if !beginBody(h) { return }

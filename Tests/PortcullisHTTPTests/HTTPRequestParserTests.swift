@@ -75,6 +75,26 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertEqual(h.headers.map(\.name), ["host", "content-type", "x-other"])
     }
 
+    /// A connection's repeated target comes back as the same String (no new one built); any
+    /// other target, of any length, is its own; common methods are literals, others as sent.
+    func testRepeatedTargetsAndCommonMethods() {
+        var st = HeadScanState()
+        func next(_ line: String) -> HTTPRequestHead? {
+            defer { st.nextHead() }
+            guard case .complete(let h, _) = Array("\(line) HTTP/1.1\r\nHost: a\r\n\r\n".utf8).withUnsafeBytes({ parser.parse($0, resuming: &st) })
+            else { return nil }
+            return h
+        }
+        let bits = { (s: String) in unsafeBitCast(s, to: (UInt64, UInt64).self) }
+        guard let a = next("POST /v1/chat/completions"), let b = next("POST /v1/chat/completions"),
+              let c = next("POST /v1/chat/completionz"), let d = next("PATCH /v1/chat/completions?x=1"),
+              let e = next("QUERY /v1/chat/completions?x=1"), let f = next("get /x") else { return XCTFail() }
+        XCTAssertTrue(bits(a.target) == bits(b.target))
+        XCTAssertEqual([a.target, c.target, d.target, d.path, e.target], ["/v1/chat/completions", "/v1/chat/completionz",
+                        "/v1/chat/completions?x=1", "/v1/chat/completions", "/v1/chat/completions?x=1"])
+        XCTAssertEqual([a.method, d.method, e.method, f.method], ["POST", "PATCH", "QUERY", "get"])
+    }
+
     /// The parsers classify names a word at a time (`classifyToken`); it must agree with the
     /// byte-by-byte `classifyIgnoringCase` on every token: each known name in mixed case, each
     /// with one byte changed to every other tchar, and the tchar table against RFC 9110's list.

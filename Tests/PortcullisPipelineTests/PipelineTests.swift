@@ -152,6 +152,46 @@ final class PipelineTests: XCTestCase {
         Pipeline([RouteMiddleware()]).run(c2) { o in if case .respond(let r) = o { status = r.status } }
         XCTAssertEqual(status, 404)
     }
+
+    /// The target and route stages keep their last answer for repeats (one pipeline serves a
+    /// worker's requests in turn): a repeat gets the same answer, and anything that differs —
+    /// the target, the method, the configuration — is decided afresh, on one parser state as a
+    /// keep-alive connection uses it.
+    func testKeptAnswersOnlyServeExactRepeats() throws {
+        let yaml = """
+            providers: { p: { base_url: 'http://127.0.0.1:1' }, q: { base_url: 'http://127.0.0.1:2' } }
+            routes: [ { path: /v1/a, provider: p, methods: [POST] }, { path: /v1/*, provider: q } ]
+            """
+        let config = try ConfigurationLoader.parse(yaml, file: "t.yaml")
+        let other = try ConfigurationLoader.parse(yaml.replacingOccurrences(of: "/v1/a,", with: "/v1/z,"), file: "t.yaml")
+        let pipeline = Pipeline([RequestTargetMiddleware(), RouteMiddleware()])
+        var scan = HeadScanState()
+        func run(_ line: String, _ conf: GatewayConfiguration? = nil) -> (status: Int, provider: String?, path: String) {
+            let bytes = Array("\(line) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0, resuming: &scan) }) else {
+                XCTFail(line); return (0, nil, "")
+            }
+            scan.nextHead()
+            let ctx = RequestContext(requestID: "r", head: head, body: [], clientAddress: "x", startNanos: 0, configuration: conf ?? config)
+            var status = 0
+            pipeline.run(ctx) { o in
+                switch o { case .respond(let r): status = r.status; case .proceed: status = 200 }
+            }
+            return (status, ctx.provider?.name, ctx.path)
+        }
+        for _ in 0..<2 {
+            XCTAssertEqual(run("POST /v1/a").provider, "p")
+            XCTAssertEqual(run("POST /v1/a").provider, "p")
+            XCTAssertEqual(run("GET /v1/a").status, 405)
+            XCTAssertEqual(run("POST /v1/./b//c").path, "/v1/b/c")
+            XCTAssertEqual(run("POST /v1/./b//c").provider, "q")
+            XCTAssertEqual(run("POST /v1/a/../a").provider, "p")
+            XCTAssertEqual(run("POST /v1/a", other).provider, "q")
+            XCTAssertEqual(run("POST /v2/a").status, 404)
+            XCTAssertEqual(run("POST /v1/%2e%2e/x").status, 400)
+            XCTAssertEqual(run("POST /v1/a").provider, "p")
+        }
+    }
 }
 
 /// A middleware whose asynchronous work finishes at once (a cached reply) resumes from inside

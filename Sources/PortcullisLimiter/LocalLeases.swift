@@ -103,14 +103,15 @@ struct LocalLeases {
         return .admitted(statuses)
     }
 
-    /// A settlement (`delta` added to each bucket; negative gives back) applied to leases when
-    /// every bucket has one and, for a charge, enough tokens; false: Redis must take it.
+    /// A settlement (`delta` added to each token bucket; negative gives back; request buckets
+    /// are passed over) applied to leases when every token bucket has one and, for a charge,
+    /// enough tokens; false: Redis must take it.
     mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
         guard !byKey.isEmpty, !buckets.isEmpty else { return false }
-        for b in buckets {
+        for b in buckets where b.kind == .tokens {
             guard let l = lease(of: b), l.tokens >= delta else { return false }
         }
-        for b in buckets {
+        for b in buckets where b.kind == .tokens {
             guard let l = lease(of: b) else { continue }
             l.tokens -= delta
             l.remaining -= delta

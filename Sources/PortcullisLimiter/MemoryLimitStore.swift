@@ -81,14 +81,14 @@ public final class MemoryLimitStore: Sendable {
         return result
     }
 
-    /// Adds `delta` (negative: gives back) to token buckets without a check: settlement of an
-    /// estimate against real usage. A bucket may go below zero (usage above the estimate is
+    /// Adds `delta` (negative: gives back) to each bucket of `requests` (with `tokensOnly`, to
+    /// its token buckets only) without a check: settlement of an estimate against real usage. A bucket may go below zero (usage above the estimate is
     /// still charged: later requests wait for it).
-    public func adjust(_ requests: [BucketRequest], by delta: Int64) {
+    public func adjust(_ requests: [BucketRequest], by delta: Int64, tokensOnly: Bool = false) {
         guard delta != 0 else { return }
         let now = clock()
         buckets.withLock { map in
-            for r in requests {
+            for r in requests where !tokensOnly || r.kind == .tokens {
                 let full = Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
                 map[r.key, default: full].settle(delta, now: now, capacity: r.capacity)   // one hash per key
             }

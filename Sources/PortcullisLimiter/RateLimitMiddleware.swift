@@ -12,8 +12,9 @@ public protocol LimitBackend: AnyObject {
     /// with `acquire`.
     func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult?
     func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void)
-    /// Adds `delta` to each bucket without a check (negative gives back; the buckets' own
-    /// `cost` is ignored): settlement.
+    /// Adds `delta` to each *token* bucket of `buckets` without a check (negative gives back;
+    /// the buckets' own `cost` is ignored; request buckets are passed over): settlement. (A
+    /// request's whole bucket list is passed, so settling needs no array of its own.)
     func adjust(_ buckets: [BucketRequest], by delta: Int64)
     /// Takes a concurrency slot; `done(true)` when one was free (`nil`: the store could not answer).
     func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void)
@@ -26,7 +27,7 @@ public final class MemoryLimitBackend: LimitBackend {
     public init(_ store: MemoryLimitStore) { self.store = store }
     public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { store.acquire(requests) }
     public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
-    public func adjust(_ buckets: [BucketRequest], by delta: Int64) { store.adjust(buckets, by: delta) }
+    public func adjust(_ buckets: [BucketRequest], by delta: Int64) { store.adjust(buckets, by: delta, tokensOnly: true) }
     public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) { done(store.acquireSlot(slot)) }
     public func releaseSlot(_ slot: SlotRequest) { store.releaseSlot(slot) }
 }
@@ -38,7 +39,8 @@ public final class MemoryLimitBackend: LimitBackend {
 /// writes the admitted response's `x-ratelimit-*` lines, straight into its head.
 final class LimitReservation: UsageSettlement, ResponseHeaderSource {
     let backend: LimitBackend
-    /// The token buckets, `cost` = the estimate reserved at admission.
+    /// The request's buckets (`adjust` settles the token ones), `cost` = what was reserved at
+    /// admission; empty when none counts tokens.
     let buckets: [BucketRequest]
     let estimate: Int64
     let promptEstimate: Int64
@@ -354,11 +356,11 @@ public final class RateLimitMiddleware: Middleware {
         case .admitted(let statuses):
             // One object per admitted request: its settlement, and its x-ratelimit lines (written
             // into the response head when there is one: no bytes of their own before).
-            let tokenBuckets = p.requests.filter { $0.kind == .tokens }
-            let r = LimitReservation(backend: backend, buckets: tokenBuckets, estimate: p.estimate, promptEstimate: p.prompt,
-                                     slot: p.slot, report: p.report(statuses))
+            let countsTokens = p.tokensBucket != nil     // (set when any token bucket was added)
+            let r = LimitReservation(backend: backend, buckets: countsTokens ? p.requests : [], estimate: p.estimate,
+                                     promptEstimate: p.prompt, slot: p.slot, report: p.report(statuses))
             ctx.responseHeaderSource = r
-            if !tokenBuckets.isEmpty || p.slot != nil { ctx.settlement = r }
+            if countsTokens || p.slot != nil { ctx.settlement = r }
             return .next
         case .denied(let i, let wait, let statuses):
             let r = p.requests[i]

@@ -88,7 +88,7 @@ public final class RedisLimitBackend: LimitBackend {
     public func adjust(_ buckets: [BucketRequest], by delta: Int64) {
         guard delta != 0, !buckets.isEmpty else { return }
         if leases.adjust(buckets, by: delta) { return }       // leased buckets settle locally
-        enqueue(Entry(mode: .settle, requests: buckets.map { $0.withCost(delta) }, done: nil))
+        enqueue(Entry(mode: .settle, requests: buckets.compactMap { $0.kind == .tokens ? $0.withCost(delta) : nil }, done: nil))
     }
 
     private func enqueue(_ e: Entry) {

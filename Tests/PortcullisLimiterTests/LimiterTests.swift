@@ -296,6 +296,48 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(try run("globex", tier: "pro", user: "u2"), 429, "global: 5 per minute (3 + 2 used)")
     }
 
+    /// Settlement moves token buckets only: a request's whole bucket list goes to `adjust`, and
+    /// its requests-per-minute buckets (tenant and user) keep the one request they were charged,
+    /// for a refund (usage below the estimate) and for a charge (above it), on both backends'
+    /// paths (the memory store, and Redis's local leases).
+    func testSettlementMovesTokenBucketsOnly() throws {
+        let c = try gateway("""
+        limits:
+          default_tier: t
+          per_user: { requests_per_minute: 50 }
+          tiers:
+            t: { requests_per_minute: 10, tokens_per_minute: 10000 }
+        """)
+        let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
+        func admit() throws -> (RequestContext, String) {
+            let ctx = try context(c, tenant: "acme", user: "u")
+            guard case .next = m.process(ctx) else { XCTFail(); return (ctx, "") }
+            return (ctx, String(decoding: ctx.renderedResponseHeaderLines, as: UTF8.self))
+        }
+        let (first, _) = try admit()                          // estimate: ~100 tokens (max_tokens) + the prompt
+        first.settlement?.settle(usage: 1, streamedEvents: 0, responded: true)
+        let (second, lines) = try admit()
+        XCTAssertTrue(lines.contains("x-ratelimit-remaining-requests: 8\r\n"), lines)
+        XCTAssertTrue(lines.contains("x-ratelimit-remaining-tokens: 98"), lines)   // 10000 - 1 - this estimate
+        second.settlement?.settle(usage: 5000, streamedEvents: 0, responded: true)
+        let (_, after) = try admit()
+        XCTAssertTrue(after.contains("x-ratelimit-remaining-requests: 7\r\n"), after)
+        XCTAssertTrue(after.contains("x-ratelimit-remaining-tokens: 48"), after)  // 10000 - 1 - 5000 - this estimate
+
+        var leases = LocalLeases(divisor: 64, holdNanos: 1_000)
+        let rpm = BucketRequest(key: "r", capacity: 6400, windowMillis: 60_000, cost: 1, kind: .requests, scope: "r")
+        let tpm = BucketRequest(key: "t", capacity: 64_000, windowMillis: 60_000, cost: 300, kind: .tokens, scope: "t")
+        XCTAssertFalse(leases.adjust([rpm, tpm], by: -50), "no leases: Redis settles")
+        leases.add(tpm, granted: 1000, redisLevel: 50_000, now: 0)
+        XCTAssertTrue(leases.adjust([rpm, tpm], by: -200), "the token bucket's lease settles; the unleased rpm bucket is not asked")
+        leases.add(rpm, granted: 100, redisLevel: 6000, now: 0)
+        guard case .admitted(let s)? = leases.take([rpm, tpm]) else { return XCTFail() }
+        XCTAssertEqual(s.map(\.remaining), [6099, 50_900])
+        XCTAssertTrue(leases.adjust([rpm, tpm], by: 100))
+        guard case .admitted(let s2)? = leases.take([rpm, tpm]) else { return XCTFail() }
+        XCTAssertEqual(s2.map(\.remaining), [6098, 50_500], "rpm: one request each; tokens: 300 + 100 + 300")
+    }
+
     /// Identities that differ only as bytes keep separate buckets: canonically equivalent
     /// tenant names (`==` says equal), and a tenant whose name looks like another tenant's user key.
     func testIdentitiesAreKeyedByTheirBytes() throws {

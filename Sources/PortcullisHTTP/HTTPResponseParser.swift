@@ -9,6 +9,16 @@ public struct HTTPResponseParser: Sendable {
 
     /// `requestMethod` decides whether a body follows (HEAD never has one).
     public func parse(_ b: UnsafeRawBufferPointer, requestMethod: String) -> HeadParseResult<HTTPResponseHead> {
+        var storage = ResponseHeadStorage()
+        return parse(b, requestMethod: requestMethod, storage: &storage)
+    }
+
+    /// `parse`, building the head's header bytes and fields in `storage`'s arrays: an upstream
+    /// connection keeps one, and once the previous response's head has been let go its arrays
+    /// are refilled in place (no allocation per response). A head still held elsewhere keeps
+    /// its bytes: the arrays are then copied on write, as any Swift array is.
+    public func parse(_ b: UnsafeRawBufferPointer, requestMethod: String,
+                      storage: inout ResponseHeadStorage) -> HeadParseResult<HTTPResponseHead> {
         let statusLine: (Int, Int, Int)
         switch HeadLexer.nextLine(b, from: 0) {
         case .incomplete:
@@ -17,8 +27,10 @@ public struct HTTPResponseParser: Sendable {
             return .failure(.upstreamBadResponse("Malformed upstream status line."))
         case .line(let s, let e, let n): statusLine = (s, e, n)
         }
-        var fields: [HeaderField] = []
-        fields.reserveCapacity(16)
+        // (A head far above the usual size does not keep its room for the connection's life.)
+        if storage.raw.capacity > ResponseHeadStorage.keptBytes { storage = ResponseHeadStorage() }
+        storage.fields.removeAll(keepingCapacity: storage.fields.capacity <= 64)
+        if storage.fields.capacity < 16 { storage.fields.reserveCapacity(16) }
         let base = statusLine.2
         var pos = statusLine.2
         while true {
@@ -28,18 +40,19 @@ public struct HTTPResponseParser: Sendable {
             case .bareLF:
                 return .failure(.upstreamBadResponse("Malformed upstream header section."))
             case .line(let s, let e, let next):
-                if s == e { return finish(b, statusLine, fields, base: base, end: s, next, requestMethod) }
+                if s == e { return finish(b, statusLine, &storage, base: base, end: s, next, requestMethod) }
                 guard case .success(let f) = HeadLexer.field(b, s, e, base: base) else {
                     return .failure(.upstreamBadResponse("Malformed upstream header."))
                 }
-                fields.append(f)
+                storage.fields.append(f)
                 pos = next
             }
         }
     }
 
-    private func finish(_ b: UnsafeRawBufferPointer, _ line: (Int, Int, Int), _ fields: [HeaderField],
+    private func finish(_ b: UnsafeRawBufferPointer, _ line: (Int, Int, Int), _ storage: inout ResponseHeadStorage,
                         base: Int, end: Int, _ consumed: Int, _ method: String) -> HeadParseResult<HTTPResponseHead> {
+        let fields = storage.fields
         let (s, e, _) = line
         // RFC 9112 §4: "HTTP/1.x" SP 3DIGIT SP reason, the status 100–599 and the reason made of
         // visible characters, spaces and tabs (it may be empty, the SP before it may not be).
@@ -59,7 +72,9 @@ public struct HTTPResponseParser: Sendable {
         var contentLength: Int? = nil
         var chunked = false, hasTE = false
         var close = false, keepAliveToken = false
-        let raw = Array(UnsafeRawBufferPointer(rebasing: b[base..<end]))
+        storage.raw.removeAll(keepingCapacity: true)
+        storage.raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[base..<end]))
+        let raw = storage.raw
         func value(_ f: HeaderField) -> String { String(decoding: raw[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self) }
         for f in fields {
             switch f.known {
@@ -99,4 +114,15 @@ public struct HTTPResponseParser: Sendable {
                                           fields: fields, framing: framing, keepAlive: keepAlive),
                          consumed: consumed)
     }
+}
+
+/// The arrays a response head is built in (`HTTPResponseParser.parse(_:requestMethod:storage:)`),
+/// kept by an upstream connection from one response to the next. Loop thread only, like the
+/// connection.
+public struct ResponseHeadStorage {
+    var raw: [UInt8] = []
+    var fields: [HeaderField] = []
+    /// Header bytes kept for the next response at most (beyond: a fresh array next time).
+    static let keptBytes = 8192
+    public init() {}
 }

@@ -1,6 +1,7 @@
 import CLinux
 import PortcullisCore
 import PortcullisEventLoop
+import PortcullisHTTP
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,6 +25,8 @@ final class UpstreamConnection: EventHandler {
     /// Response bytes read but not yet consumed; empty whenever the connection is idle. Owned by
     /// the connection so a reused connection costs no new buffer.
     let readBuffer = ByteBuffer(capacity: 8192)
+    /// The arrays response heads on this connection are parsed into (reused once a head is let go).
+    var headStorage = ResponseHeadStorage()
     var fd: Int32 { transport.fd }
     /// The exchange this connection serves. Strong on purpose (a weak reference would cost a
     /// side-table allocation per exchange): every exchange end clears it — `finish` via the pool's

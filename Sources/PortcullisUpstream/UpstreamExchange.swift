@@ -219,7 +219,9 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     private func processBuffered(_ buffer: ByteBuffer) {
         if state == .awaitingHead {
             while true {
-                switch parser.parse(buffer.readable, requestMethod: method) {
+                let parsed = if let c = conn { parser.parse(buffer.readable, requestMethod: method, storage: &c.headStorage) }
+                             else { parser.parse(buffer.readable, requestMethod: method) }
+                switch parsed {
                 case .incomplete:
                     return
                 case .failure(let e):

@@ -47,19 +47,16 @@ enum HeadLexer {
 
     enum LineResult { case line(start: Int, end: Int, next: Int), incomplete, bareLF }
 
-    /// Finds the next CRLF-terminated line starting at `from`. A LF without CR is an error.
+    /// Finds the next CRLF-terminated line starting at `from` (the LF found by `memchr`). A LF
+    /// without CR is an error.
     @inline(__always)
     static func nextLine(_ b: UnsafeRawBufferPointer, from: Int) -> LineResult {
-        var i = from
-        let n = b.count
-        while i < n {
-            if b[i] == LF {
-                if i == from || b[i - 1] != CR { return .bareLF }
-                return .line(start: from, end: i - 1, next: i + 1)
-            }
-            i += 1
+        guard from < b.count, let base = b.baseAddress, let hit = memchr(base + from, Int32(LF), b.count - from) else {
+            return .incomplete
         }
-        return .incomplete
+        let i = UnsafeRawPointer(hit) - base
+        if i == from || b[i - 1] != CR { return .bareLF }
+        return .line(start: from, end: i - 1, next: i + 1)
     }
 
     @inline(__always) static func lower(_ c: UInt8) -> UInt8 {

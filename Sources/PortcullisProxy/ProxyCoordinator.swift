@@ -256,6 +256,12 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     // MARK: UpstreamResponseDelegate
 
+    /// A provider read was relayed: its bytes leave now (an SSE event does not wait for the
+    /// other streams' reads of this loop iteration).
+    public func upstreamReadEnded() {
+        if !finished && !paused && relay.headSent { sink.flushQueued() }
+    }
+
     public func upstreamDidReceiveHead(_ h: HTTPResponseHead) {
         guard !finished else { return }
         // Anthropic's 529 (overloaded) is its 503.

@@ -12,6 +12,10 @@ public protocol ResponseSink: AnyObject {
     /// when the client is slower than the provider (the coordinator then pauses the upstream
     /// until `ProxyCoordinator.clientDrained()`).
     func outputAppended() -> Bool
+    /// Writes what `outputAppended()` queued now instead of at the end of the iteration (a
+    /// response in progress, after each provider read). Never called while the coordinator is
+    /// paused (the client's slowness has its own path).
+    func flushQueued()
     /// Every byte of the response is queued; `keepAlive: false` closes after writing it.
     func responseQueued(keepAlive: Bool)
     /// Answer with a gateway-made response (only while nothing of a response was queued).

@@ -87,6 +87,11 @@ extension HTTPServerConnection: ResponseSink {
         return true
     }
 
+    func flushQueued() {
+        guard phase == .proxying, flushScheduled, !response.upstreamPaused else { return }
+        flush()
+    }
+
     func responseQueued(keepAlive: Bool) {
         guard phase == .proxying else { return }
         response.complete = true

@@ -196,6 +196,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
                 received += n
                 if state == .streamingBody { setPhase(.idle, timeouts.idle) }
                 processBuffered(buffer)
+                if state == .streamingBody && !paused { delegate?.upstreamReadEnded() }
                 // Plain TCP: a short read drained the socket (edge-triggered: the next arrival
                 // is reported). TLS may hold decrypted bytes, so it reads on to EAGAIN.
                 if n < want, case .plain = c.transport, !peerHalfClosed {

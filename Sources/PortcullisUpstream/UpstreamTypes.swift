@@ -79,6 +79,15 @@ public protocol UpstreamResponseDelegate: AnyObject {
     func upstreamDidFinish()
     /// `phase` tells how far the exchange got (`.afterHead`: `upstreamDidReceiveHead` was called).
     func upstreamDidFail(_ failure: UpstreamFailure, phase: UpstreamFailurePhase)
+    /// Everything one read from the provider brought has been delivered and the response goes
+    /// on: what the delegate queued for the client can leave now (one write per provider read,
+    /// as nginx's unbuffered proxying does), not at the end of the loop iteration, after every
+    /// other connection's reads of that iteration.
+    func upstreamReadEnded()
+}
+
+extension UpstreamResponseDelegate {
+    public func upstreamReadEnded() {}
 }
 
 /// Serializes the head of an upstream request: origin-form target under the provider's base

@@ -11,6 +11,8 @@ import PortcullisUpstream
 /// in for the upstream client and the test plays the provider's side through the delegate.
 final class ProxyCoordinatorTests: XCTestCase {
     final class Sink: ResponseSink {
+        var flushes = 0
+        func flushQueued() { flushes += 1 }
         let output = ByteBuffer(capacity: 1024)
         var local: [LocalResponse] = []
         var queued: Bool?
@@ -236,5 +238,27 @@ final class ProxyCoordinatorTests: XCTestCase {
         XCTAssertFalse(body("x"), "the upstream must pause while the client is slow")
         coordinator.clientDrained()
         XCTAssertTrue(starter.started[0].attempt.resumed)
+    }
+
+    /// After each provider read of a response in progress, what was queued leaves at once (not
+    /// at the end of the loop iteration): not before the head went out, not while the client
+    /// holds the upstream paused, not once the response is finished.
+    func testEachProviderReadIsWrittenAtOnce() throws {
+        coordinator.start(try context(path: "/plain"))
+        coordinator.upstreamReadEnded()
+        XCTAssertEqual(sink.flushes, 0, "nothing relayed yet")
+        coordinator.upstreamDidReceiveHead(head("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"))
+        XCTAssertTrue(body("data: {}\n\n"))
+        coordinator.upstreamReadEnded()
+        XCTAssertEqual(sink.flushes, 1)
+        sink.slow = true
+        XCTAssertFalse(body("data: {}\n\n"))
+        coordinator.upstreamReadEnded()
+        XCTAssertEqual(sink.flushes, 1, "paused: the slow-client path writes")
+        sink.slow = false
+        coordinator.clientDrained()
+        coordinator.upstreamDidFinish()
+        coordinator.upstreamReadEnded()
+        XCTAssertEqual(sink.flushes, 1, "finished: the response's end wrote it")
     }
 }

@@ -65,6 +65,13 @@ extension String {
         return withUTF8Bytes { a in other.withUTF8Bytes { b in String.sameBytes(a, b, count: a.count) } }
     }
 
+    /// Whether the string's UTF-8 bytes are exactly `bytes` (a length check and a `memcmp`).
+    @inlinable
+    public func sameUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard utf8.count == bytes.count else { return false }
+        return withUTF8Bytes { String.sameBytes($0, bytes, count: bytes.count) }
+    }
+
     /// Whether the string's UTF-8 bytes start with `prefix`'s (bytes, as `sameUTF8`).
     @inlinable
     public func hasUTF8Prefix(_ prefix: String) -> Bool {

@@ -54,10 +54,7 @@ public struct HeadScanState {
     /// The target at `[s, e)`: `recentTarget` when the bytes are the same, else a new String
     /// (which becomes `recentTarget`).
     mutating func target(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
-        if let r = recentTarget, r.utf8.count == e - s, let p = b.baseAddress,
-           r.withUTF8Bytes({ $0.baseAddress.map { memcmp($0, p + s, e - s) == 0 } ?? false }) {
-            return r
-        }
+        if let r = recentTarget, r.sameUTF8(UnsafeRawBufferPointer(rebasing: b[s..<e])) { return r }
         let t = HeadLexer.string(b, s, e)
         recentTarget = t
         return t

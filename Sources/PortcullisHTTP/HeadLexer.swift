@@ -63,10 +63,6 @@ enum HeadLexer {
         (c >= 65 && c <= 90) ? c | 0x20 : c
     }
 
-    @inline(__always) static func upper(_ c: UInt8) -> UInt8 {
-        (c >= 97 && c <= 122) ? c & ~0x20 : c
-    }
-
     /// Whether the bytes of `b` from `start`, ASCII letters folded to lower case, begin with
     /// `lowercase` (the caller checks that `b` holds that many).
     @inline(__always) static func matchesLowercase(_ b: UnsafeRawBufferPointer, from start: Int,

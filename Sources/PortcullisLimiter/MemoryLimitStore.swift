@@ -81,9 +81,11 @@ public final class MemoryLimitStore: Sendable {
         return result
     }
 
-    /// Adds `delta` (negative: gives back) to each bucket of `requests` (with `tokensOnly`, to
-    /// its token buckets only) without a check: settlement of an estimate against real usage. A bucket may go below zero (usage above the estimate is
-    /// still charged: later requests wait for it).
+    /// Adds `delta` (negative: gives back) to each bucket of `requests` without a check. With
+    /// `tokensOnly` (a request's settlement: usage against its estimate) request buckets are
+    /// passed over; without it (the Redis backend's fallback replaying settle entries, which may
+    /// give back an expired lease of either kind) every bucket moves. A bucket may go below zero
+    /// (usage above the estimate is still charged: later requests wait for it).
     public func adjust(_ requests: [BucketRequest], by delta: Int64, tokensOnly: Bool = false) {
         guard delta != 0 else { return }
         let now = clock()

@@ -195,7 +195,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
                 buffer.commitWrite(n)
                 received += n
                 if state == .streamingBody { setPhase(.idle, timeouts.idle) }
-                processBuffered(buffer)
+                processBuffered(c)
                 if state == .streamingBody && !paused { delegate?.upstreamReadEnded() }
                 // Plain TCP: a short read drained the socket (edge-triggered: the next arrival
                 // is reported). TLS may hold decrypted bytes, so it reads on to EAGAIN.
@@ -217,12 +217,12 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         }
     }
 
-    private func processBuffered(_ buffer: ByteBuffer) {
+    /// Parses and delivers what `c`'s read buffer holds (its head into `c`'s head storage).
+    private func processBuffered(_ c: UpstreamConnection) {
+        let buffer = c.readBuffer
         if state == .awaitingHead {
             while true {
-                let parsed = if let c = conn { parser.parse(buffer.readable, requestMethod: method, storage: &c.headStorage) }
-                             else { parser.parse(buffer.readable, requestMethod: method) }
-                switch parsed {
+                switch parser.parse(buffer.readable, requestMethod: method, storage: &c.headStorage) {
                 case .incomplete:
                     return
                 case .failure(let e):

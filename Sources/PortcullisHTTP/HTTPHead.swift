@@ -114,29 +114,45 @@ extension RawHeaderBlock {
     }
 }
 
-/// A parsed request head. Immutable once parsed; a class so that passing it through the
+/// A parsed request head. Read-only outside this module; a class so that passing it through the
 /// pipeline shares one reference instead of copying (and retaining) every field. The header
 /// section stays bytes (`RawHeaderBlock`): a request makes Strings only of the few fields the
 /// gateway reads.
+///
+/// Reuse: a connection's parser keeps its last head (`HeadScanState.spare`) and refills that
+/// object for the next request only when nothing else holds it (`isKnownUniquelyReferenced`),
+/// so a head somebody still reads — a context kept by a late timer, a test — never changes
+/// under them; they keep theirs and the parser makes a new one. Loop thread of its connection only.
 public final class HTTPRequestHead: RawHeaderBlock, @unchecked Sendable {
-    public let method: String
+    public internal(set) var method: String
     /// The origin-form target (path and query); absolute-form is reduced to it.
-    public let target: String
+    public internal(set) var target: String
     /// `target` without the query string (computed once at parse time; routing reads it).
-    public let path: String
+    public internal(set) var path: String
     /// 0 for HTTP/1.0; 1 for HTTP/1.1 and any HTTP/1.x with x > 1 (served as 1.1).
-    public let minorVersion: Int
-    public let raw: [UInt8]
-    public let fields: [HeaderField]
-    public let framing: BodyFraming
-    public let keepAlive: Bool
-    public let expectContinue: Bool
+    public internal(set) var minorVersion: Int
+    public internal(set) var raw: [UInt8]
+    public internal(set) var fields: [HeaderField]
+    public internal(set) var framing: BodyFraming
+    public internal(set) var keepAlive: Bool
+    public internal(set) var expectContinue: Bool
 
     /// The parser's initialiser: `path` was cut from the bytes already.
     init(method: String, target: String, path: String, minorVersion: Int, raw: [UInt8], fields: [HeaderField],
          framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
         self.method = method; self.target = target; self.path = path; self.minorVersion = minorVersion
         self.raw = raw; self.fields = fields; self.framing = framing; self.keepAlive = keepAlive
+        self.expectContinue = expectContinue
+    }
+
+    /// The parser's refill of a head nobody else holds: `raw` keeps its storage (a copy into
+    /// it, no allocation), `fields` takes the parser's array.
+    func refill(method: String, target: String, path: String, minorVersion: Int, raw bytes: UnsafeRawBufferPointer,
+                fields: [HeaderField], framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
+        self.method = method; self.target = target; self.path = path; self.minorVersion = minorVersion
+        raw.removeAll(keepingCapacity: true)
+        raw.append(contentsOf: bytes)
+        self.fields = fields; self.framing = framing; self.keepAlive = keepAlive
         self.expectContinue = expectContinue
     }
 }

@@ -42,13 +42,35 @@ public struct HeadScanState {
     /// validation, and later stages' byte compares against it are identity checks. Kept by
     /// `nextHead()`.
     var recentTarget: String?
+    /// The previous head made on this connection, refilled for the next one when nothing else
+    /// holds it (see `HTTPRequestHead`): no object, field array or raw-bytes allocation for a
+    /// keep-alive client's request. Kept by `nextHead()`.
+    var spare: HTTPRequestHead?
     public init() {}
 
-    /// Ready for the connection's next head: everything reset but `recentTarget`.
+    /// Ready for the connection's next head: everything reset but `recentTarget` and `spare`.
     public mutating func nextHead() {
-        let t = recentTarget
+        let t = recentTarget, h = spare
         self = HeadScanState()
-        recentTarget = t
+        recentTarget = t; spare = h
+    }
+
+    /// `spare` when this state holds the only reference to it, else nil.
+    mutating func reusableHead() -> HTTPRequestHead? {
+        guard var h = spare.take() else { return nil }
+        let unique = isKnownUniquelyReferenced(&h)
+        spare = h
+        return unique ? h : nil
+    }
+
+    /// Storage for this head's fields: the reusable head's array (emptied, capacity kept),
+    /// which that head gets back at `finish`.
+    mutating func prepareFields() {
+        if let h = reusableHead() {
+            swap(&fields, &h.fields)
+            fields.removeAll(keepingCapacity: true)
+        }
+        fields.reserveCapacity(12)
     }
 
     /// The target at `[s, e)`: `recentTarget` when the bytes are the same, else a new String
@@ -91,7 +113,7 @@ public struct HTTPRequestParser: Sendable {
             case .line(let s, let e, let next):
                 if e - s > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
                 st.requestLine = (s, e, next)
-                st.fields.reserveCapacity(12)
+                st.prepareFields()
             }
         }
         guard let requestLine = st.requestLine else { return .incomplete }
@@ -243,9 +265,15 @@ public struct HTTPRequestParser: Sendable {
             framing = .length(n)
         }
         let keepAlive = minor == 1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
-        return .complete(HTTPRequestHead(method: method, target: target, path: path, minorVersion: minor,
-                                         raw: Array(hb), fields: fields, framing: framing, keepAlive: keepAlive,
-                                         expectContinue: expectContinue && framing != .none),
-                         consumed: consumed)
+        let expects = expectContinue && framing != .none
+        if let h = st.reusableHead() {
+            h.refill(method: method, target: target, path: path, minorVersion: minor, raw: hb, fields: fields,
+                     framing: framing, keepAlive: keepAlive, expectContinue: expects)
+            return .complete(h, consumed: consumed)
+        }
+        let h = HTTPRequestHead(method: method, target: target, path: path, minorVersion: minor, raw: Array(hb),
+                                fields: fields, framing: framing, keepAlive: keepAlive, expectContinue: expects)
+        st.spare = h
+        return .complete(h, consumed: consumed)
     }
 }

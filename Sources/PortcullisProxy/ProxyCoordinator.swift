@@ -115,6 +115,15 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         finished = true
     }
 
+    /// The connection is done with the request (logged and reset): drop what it held — its
+    /// context (head, body, plan, reservation) and any kept response — so an idle keep-alive
+    /// connection holds none of it and the parser can refill the request head in place.
+    /// The provider, target and counts of the last attempt stay until the next `start`.
+    public func requestEnded() {
+        guard finished else { return }
+        context = nil; held = nil; whole = nil; transform = nil
+    }
+
     /// The client's buffer drained after `outputAppended()` returned false.
     public func clientDrained() {
         guard paused else { return }

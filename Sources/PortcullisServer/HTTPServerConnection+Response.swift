@@ -177,6 +177,7 @@ extension HTTPServerConnection: ResponseSink {
         releaseReservation()
         uncountStream()
         head = nil
+        coordinator?.requestEnded()
         body = []
         bodyRemaining = 0
         requestStart = 0

@@ -95,6 +95,42 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertEqual([a.method, d.method, e.method, f.method], ["POST", "PATCH", "QUERY", "get"])
     }
 
+    /// A connection's previous head is refilled for its next request only when nothing else
+    /// holds it: a head somebody keeps never changes under them.
+    func testAHeadIsReusedOnlyWhenNobodyHoldsIt() {
+        var st = HeadScanState()
+        func next(_ text: String) -> HTTPRequestHead? {
+            defer { st.nextHead() }
+            guard case .complete(let h, _) = Array(text.utf8).withUnsafeBytes({ parser.parse($0, resuming: &st) }) else { return nil }
+            return h
+        }
+        guard let kept = next("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nX-One: 1\r\n\r\n") else { return XCTFail() }
+        let keptID = ObjectIdentifier(kept)
+        guard let second = next("GET /b?q HTTP/1.0\r\nX-Two: 2\r\n\r\n") else { return XCTFail() }
+        XCTAssertNotEqual(ObjectIdentifier(second), keptID)            // `kept` is still held
+        XCTAssertEqual([kept.method, kept.target, kept.path], ["POST", "/a", "/a"])
+        XCTAssertEqual(kept.headers.map(\.name), ["host", "content-length", "x-one"])
+        XCTAssertEqual(kept.framing, .length(3))
+        XCTAssertEqual(kept.first(.contentLength), "3")
+        var heads: [ObjectIdentifier] = []
+        for (i, text) in ["PUT /c HTTP/1.1\r\nHost: c\r\nTransfer-Encoding: chunked\r\n\r\n",
+                          "GET / HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n"].enumerated() {
+            guard let h = next(text) else { return XCTFail() }
+            heads.append(ObjectIdentifier(h))
+            if i == 0 {
+                XCTAssertEqual([h.method, h.target, h.path], ["PUT", "/c", "/c"])
+                XCTAssertEqual(h.headers.map(\.name), ["host", "transfer-encoding"])
+                XCTAssertEqual(h.framing, .chunked); XCTAssertTrue(h.keepAlive); XCTAssertEqual(h.minorVersion, 1)
+            } else {
+                XCTAssertEqual(h.headers.map(\.value), ["d", "close"])
+                XCTAssertEqual(h.framing, .none); XCTAssertFalse(h.keepAlive)
+                XCTAssertEqual(String(decoding: h.raw, as: UTF8.self), "Host: d\r\nConnection: close\r\n")
+            }
+        }
+        XCTAssertNotEqual(heads[0], ObjectIdentifier(second))          // `second` is still held too
+        XCTAssertEqual(heads[0], heads[1])                             // refilled: nobody held it
+    }
+
     /// The parsers classify names a word at a time (`classifyToken`); it must agree with the
     /// byte-by-byte `classifyIgnoringCase` on every token: each known name in mixed case, each
     /// with one byte changed to every other tchar, and the tchar table against RFC 9110's list.

@@ -231,6 +231,26 @@ final class ProxyCoordinatorTests: XCTestCase {
         XCTAssertEqual(sink.local.map(\.status), [502])
     }
 
+    /// Once the connection is done with a request, the coordinator lets go of its context (so
+    /// an idle connection holds no body, and the parser may refill the head); not before the
+    /// response is finished. The last attempt's provider stays for the log.
+    func testRequestEndedDropsTheContextOnlyWhenFinished() throws {
+        weak var weakContext: RequestContext?
+        do {
+            let ctx = try context(path: "/plain")
+            weakContext = ctx
+            coordinator.start(ctx)
+        }
+        coordinator.upstreamDidReceiveHead(head("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"))
+        coordinator.requestEnded()
+        XCTAssertNotNil(weakContext, "the response is still being relayed")
+        XCTAssertTrue(body("ok"))
+        coordinator.upstreamDidFinish()
+        coordinator.requestEnded()
+        XCTAssertNil(weakContext)
+        XCTAssertEqual(coordinator.provider?.name, "b")
+    }
+
     func testSlowClientPausesAndResumesTheUpstream() throws {
         coordinator.start(try context(path: "/plain"))
         coordinator.upstreamDidReceiveHead(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"))

@@ -8,7 +8,7 @@ import PortcullisJSON
 /// thread. Middlewares read it and fill in their part (route, tenant, upstream headers).
 public final class RequestContext {
     public let requestID: String
-    public var head: HTTPRequestHead
+    public let head: HTTPRequestHead
     /// The whole request body (bounded by `server.max_body_bytes`); kept for replay on failover.
     /// Any change to it forgets `bodyMembers`' scan.
     public var body: [UInt8] { didSet { scannedMembers = nil; scanFailure = nil } }

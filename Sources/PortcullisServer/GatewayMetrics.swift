@@ -164,7 +164,8 @@ final class MetricsShard: Sendable {
         var tenantLabels: [ByteKey: String] = [:]
         /// The last tenant looked up and its label (a tenant's label never changes: a run of one
         /// tenant's requests skips the hashing).
-        var lastTenantLabel: (id: String, label: String)?
+        var lastTenantID: String?
+        var lastTenantLabel = "-"
     }
 
     /// A generation's routes and providers resolved to this shard's counters (built when a
@@ -202,32 +203,43 @@ final class MetricsShard: Sendable {
     }
 
     func record(_ r: RequestSummary, tables t: ShardTables, tenantLabels: Bool) {
-        let outcome = RequestOutcome.index(r.outcome)
-        let hasTokens = r.model != nil && (r.promptTokens != nil || r.completionTokens != nil)
+        record(route: r.route, status: r.status, outcome: r.outcome, durationNanos: r.durationNanos, ttfbNanos: r.ttfbNanos,
+               tenant: r.tenant, model: r.model, promptTokens: r.promptTokens, completionTokens: r.completionTokens,
+               attempts: r.attempts, tables: t, tenantLabels: tenantLabels)
+    }
+
+    /// One finished request's counts. Takes the values themselves, not a `RequestSummary`: with
+    /// the access log off, a request's metrics copy (and retain) none of its strings.
+    func record(route: RouteConfiguration?, status: Int, outcome: RequestOutcome, durationNanos: UInt64, ttfbNanos: UInt64?,
+                tenant id: String?, model: String?, promptTokens: Int64?, completionTokens: Int64?,
+                attempts: [(provider: ProviderConfiguration, failure: RouterMetrics.FailureKind?)],
+                tables t: ShardTables, tenantLabels: Bool) {
+        let outcome = RequestOutcome.index(outcome)
+        let hasTokens = model != nil && (promptTokens != nil || completionTokens != nil)
         state.withLock { s in
-            let rc = r.route.map { $0.index < t.routes.count ? t.routes[$0.index] : t.noRoute } ?? t.noRoute
-            rc.counts[min(5, max(0, r.status / 100)) * RequestOutcome.allCases.count + outcome] += 1
-            s.duration.observe(nanos: r.durationNanos)
-            if let ttfb = r.ttfbNanos { s.ttfb.observe(nanos: ttfb) }
-            if hasTokens, let model = r.model {
+            let rc = route.map { $0.index < t.routes.count ? t.routes[$0.index] : t.noRoute } ?? t.noRoute
+            rc.counts[min(5, max(0, status / 100)) * RequestOutcome.allCases.count + outcome] += 1
+            s.duration.observe(nanos: durationNanos)
+            if let ttfb = ttfbNanos { s.ttfb.observe(nanos: ttfb) }
+            if hasTokens, let model {
                 var tenant = "-"
-                if tenantLabels, let id = r.tenant {
-                    if let last = s.lastTenantLabel, last.id.sameUTF8(id) { tenant = last.label } else {
+                if tenantLabels, let id {
+                    if s.lastTenantID?.sameUTF8(id) == true { tenant = s.lastTenantLabel } else {
                         if let l = s.tenantLabels[ByteKey(id)] { tenant = l } else {
                             tenant = labels.admit(id) ? id : "other"
                             if s.tenantLabels.count > 4 * labels.max + 1024 { s.tenantLabels.removeAll() }
                             s.tenantLabels[ByteKey(id)] = tenant
                         }
-                        s.lastTenantLabel = (id, tenant)
+                        s.lastTenantID = id; s.lastTenantLabel = tenant
                     }
                 }
-                if let k = s.pendingKey, k.tenant.sameUTF8(tenant), k.model.sameUTF8(model) {} else {
+                if s.pendingKey?.tenant.sameUTF8(tenant) == true && s.pendingKey?.model.sameUTF8(model) == true {} else {
                     s.foldPendingTokens(); s.pendingKey = TokenKey(tenant: tenant, model: model)
                 }
-                s.pendingPrompt += r.promptTokens ?? 0
-                s.pendingCompletion += r.completionTokens ?? 0
+                s.pendingPrompt += promptTokens ?? 0
+                s.pendingCompletion += completionTokens ?? 0
             }
-            for a in r.attempts where a.provider.ordinal < t.providers.count {
+            for a in attempts where a.provider.ordinal < t.providers.count {
                 let pc = t.providers[a.provider.ordinal]
                 pc.attempts += 1
                 if let f = a.failure { pc.failures[f.rawValue] += 1 }

@@ -189,37 +189,48 @@ extension HTTPServerConnection: ResponseSink {
     /// Reports the finished request to the worker (metrics; the access log when it is on).
     func logAccess(status: Int, outcome: String) {
         // Metrics need the route, tenant, status, outcome, timings, model, token counts and
-        // attempts; the rest is filled only for an access log line.
-        let line = generation.configuration.log.access
+        // attempts; the rest is gathered only for an access log line. Without one, the values
+        // go to the metrics as they are: no summary, no string copied.
+        let g = generation
+        let duration = requestStart == 0 ? 0 : loop.now &- requestStart   // (the loop's clock, as nginx's $request_time)
+        let (kind, detail) = RequestOutcome.classify(outcome, status: status)
+        let c = response.proxied ? coordinator : nil
+        var model = c?.target?.model
+        let (prompt, completion) = c?.tokenCounts ?? (nil, nil)
+        if model == nil, prompt != nil || completion != nil { model = c?.servedModel }
+        var ttfb: UInt64?
+        if let c, c.firstByteAt != 0 && requestStart != 0 { ttfb = c.firstByteAt &- requestStart }
+        guard g.configuration.log.access else {
+            worker.metrics.record(route: context?.route, status: status, outcome: kind, durationNanos: duration, ttfbNanos: ttfb,
+                                  tenant: context?.tenant, model: model, promptTokens: prompt, completionTokens: completion,
+                                  attempts: c?.attemptLog ?? [], tables: g.metricsTables,
+                                  tenantLabels: g.configuration.metrics.tenantLabels)
+            return
+        }
         var r = RequestSummary()
-        r.durationNanos = requestStart == 0 ? 0 : loop.now &- requestStart     // (the loop's clock, as nginx's $request_time)
+        r.durationNanos = duration
         r.route = context?.route
         r.tenant = context?.tenant
         r.status = status
-        (r.outcome, r.detail) = RequestOutcome.classify(outcome, status: status)
-        if line {
-            r.requestID = context?.requestID ?? "-"
-            r.client = peer
-            r.method = head?.method ?? "-"
-            if let p = context?.path ?? head?.path {                  // (neither has the query)
-                r.path = p.utf8.count <= 256 ? p : String(decoding: p.utf8.prefix(256), as: UTF8.self)
-            }
-            r.user = context?.user
-            r.bytes = response.localBytes
+        (r.outcome, r.detail) = (kind, detail)
+        r.requestID = context?.requestID ?? "-"
+        r.client = peer
+        r.method = head?.method ?? "-"
+        if let p = context?.path ?? head?.path {                  // (neither has the query)
+            r.path = p.utf8.count <= 256 ? p : String(decoding: p.utf8.prefix(256), as: UTF8.self)
         }
-        if response.proxied, let c = coordinator {
-            if line {
-                if c.relay.headSent { r.bytes = c.relay.bodyBytes }
-                r.provider = c.provider?.name
-                r.alias = context?.plan?.alias
-            }
-            r.model = c.target?.model
-            (r.promptTokens, r.completionTokens) = c.tokenCounts
-            if c.firstByteAt != 0 && requestStart != 0 { r.ttfbNanos = c.firstByteAt &- requestStart }
+        r.user = context?.user
+        r.bytes = response.localBytes
+        if let c {
+            if c.relay.headSent { r.bytes = c.relay.bodyBytes }
+            r.provider = c.provider?.name
+            r.alias = context?.plan?.alias
             r.attempts = c.attemptLog
-            if r.model == nil, r.promptTokens != nil || r.completionTokens != nil { r.model = c.servedModel }
         }
-        worker.finished(r, generation: generation)
+        r.model = model
+        (r.promptTokens, r.completionTokens) = (prompt, completion)
+        r.ttfbNanos = ttfb
+        worker.finished(r, generation: g)
     }
 
 }

@@ -172,12 +172,12 @@ def start_gateway(fake, tmp_path):
     """Factory: start_gateway(providers=..., routes=..., env=...) → Gateway (killed at teardown)."""
     procs = []
 
-    def start(providers=None, routes=None, server_extra="", env=None, workers=None, extra_yaml=""):
+    def start(providers=None, routes=None, server_extra="", env=None, workers=None, extra_yaml="", log_access="true"):
         port = free_port()
         providers = providers or {"local": {"base_url": f"http://127.0.0.1:{fake.port}", "kind": "openai"}}
         routes = routes or [{"path": "/v1/chat/completions", "provider": "local",
                              "timeouts": {"connect": "2s", "first_byte": "5s", "idle": "5s", "total": "30s"}}]
-        cfg = render_config(port, providers, routes, server_extra) + extra_yaml
+        cfg = render_config(port, providers, routes, server_extra, log_access=log_access) + extra_yaml
         if workers:
             cfg = cfg.replace("  workers: 2", f"  workers: {workers}")
         path = tmp_path / f"gateway-{port}.yaml"

@@ -105,11 +105,24 @@ enum HeadLexer {
     static func field(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int, base: Int) -> Result<HeaderField, HeaderErrorBox> {
         if b[s] == SP || b[s] == HT { return .failure(.init(.obsFold)) }
         var i = s
-        while i < e && isTchar(b[i]) { i += 1 }
-        if i == e { return .failure(.init(.noColon)) }
-        if b[i] != COLON { return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName)) }
-        if i == s { return .failure(.init(.badName)) }
-        let known = KnownHeader.classifyToken(UnsafeRawBufferPointer(rebasing: b[s..<i]))
+        var known = KnownHeader.other
+        // A known name (most lines) is recognised up to the first colon without a byte-by-byte
+        // tchar check: its letters and `-` compare a word at a time with 0x20 set, which folds no
+        // other byte onto a letter, and onto `-` only CR (looked for). Any other name has every
+        // byte checked, as RFC 9110's token grammar says.
+        if let base = b.baseAddress, let colon = memchr(base + s, Int32(COLON), e - s) {
+            let c = UnsafeRawPointer(colon) - base
+            if c > s {
+                known = KnownHeader.classifyToken(UnsafeRawBufferPointer(rebasing: b[s..<c]))
+                if known != .other && known != .proxyOther && memchr(base + s, Int32(CR), c - s) == nil { i = c }
+            }
+        }
+        if i == s {
+            while i < e && isTchar(b[i]) { i += 1 }
+            if i == e { return .failure(.init(.noColon)) }
+            if b[i] != COLON { return .failure(.init(b[i] == SP || b[i] == HT ? .whitespaceBeforeColon : .badName)) }
+            if i == s { return .failure(.init(.badName)) }
+        }
         var vs = i + 1
         var ve = e
         while vs < ve && (b[vs] == SP || b[vs] == HT) { vs += 1 }

@@ -160,6 +160,46 @@ final class HTTPRequestParserTests: XCTestCase {
         agree(Array("proxy-x".utf8)); agree(Array("PROXY-Foo".utf8)); agree(Array("x".utf8))
     }
 
+    /// `HeadLexer.field` recognises a known name up to the colon without checking each byte is a
+    /// tchar; it must answer exactly as a byte-by-byte check would: every known name, in mixed
+    /// case, with each byte replaced by each of the 256 values (CR, controls, `:`, space, bytes
+    /// ≥ 0x80 included), accepted with the same classification or refused with the same error.
+    func testKnownNamesAreRecognisedOnlyWhenEveryByteIsATchar() {
+        func oracle(_ line: [UInt8]) -> String {
+            var i = 0
+            if line[0] == HeadLexer.SP || line[0] == HeadLexer.HT { return "fail obsFold" }
+            while i < line.count && HeadLexer.isTchar(line[i]) { i += 1 }
+            if i == line.count { return "fail noColon" }
+            if line[i] != HeadLexer.COLON { return line[i] == HeadLexer.SP || line[i] == HeadLexer.HT ? "fail whitespaceBeforeColon" : "fail badName" }
+            if i == 0 { return "fail badName" }
+            let k = Array(line[0..<i]).withUnsafeBytes { KnownHeader.classifyIgnoringCase($0) }
+            return "ok \(k.rawValue) \(i)"
+        }
+        func lexed(_ line: [UInt8]) -> String {
+            line.withUnsafeBytes { b in
+                switch HeadLexer.field(b, 0, b.count, base: 0) {
+                case .success(let f): return "ok \(f.known.rawValue) \(f.nameEnd)"
+                case .failure(let e): return "fail \(e.kind)"
+                }
+            }
+        }
+        var checked = 0
+        for raw in 0...UInt8.max {
+            guard let name = KnownHeader(rawValue: raw)?.lowercasedName else { continue }
+            let mixed = Array(name.utf8).enumerated().map { $0.offset % 2 == 0 && $0.element >= 97 ? $0.element - 32 : $0.element }
+            for at in mixed.indices {
+                for c in 0...UInt8.max where c != HeadLexer.LF {
+                    var line = mixed
+                    line[at] = c
+                    line += Array(": v".utf8)
+                    XCTAssertEqual(lexed(line), oracle(line), "\(name) with byte \(c) at \(at)")
+                    checked += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(checked, 80_000)
+    }
+
     func testSimpleGet() throws {
         let (h, consumed) = try XCTUnwrap(head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"))
         XCTAssertEqual(h.method, "GET")

@@ -193,10 +193,29 @@ final class UsageTap {
             first = false
             guard i < n, b[i] == 0x22 else { return nil }
             let keyStart = i + 1
-            i = keyStart
-            while i < n && b[i] != 0x22 && b[i] != 0x5C { i += 1 }
-            guard i < n, b[i] == 0x22 else { return nil }
-            let key = keyStart..<i
+            // The usual keys are recognised in place (name and closing quote, one compare);
+            // any other is scanned to its quote.
+            @inline(__always) func keyIs(_ quoted: StaticString) -> Bool {
+                let m = quoted.utf8CodeUnitCount
+                return n - keyStart >= m && memcmp(base + keyStart, quoted.utf8Start, m) == 0
+            }
+            var known: StaticString?
+            switch keyStart < n ? b[keyStart] : 0 {
+            case UInt8(ascii: "p"): if keyIs("prompt_tokens\"") { known = "prompt_tokens\"" }
+            case UInt8(ascii: "c"): if keyIs("completion_tokens\"") { known = "completion_tokens\"" }
+            case UInt8(ascii: "t"): if keyIs("total_tokens\"") { known = "total_tokens\"" }
+            default: break
+            }
+            let key: Range<Int>
+            if let k = known {
+                key = keyStart..<(keyStart + k.utf8CodeUnitCount - 1)
+                i = key.upperBound
+            } else {
+                i = keyStart
+                while i < n && b[i] != 0x22 && b[i] != 0x5C { i += 1 }
+                guard i < n, b[i] == 0x22 else { return nil }
+                key = keyStart..<i
+            }
             i += 1
             skipSpace()
             guard i < n, b[i] == UInt8(ascii: ":") else { return nil }

@@ -24,6 +24,7 @@ final class UsageTapTests: XCTestCase {
             #"{"output_tokens":6}"#,
             "{}", "{ }",
             #"{"prompt_tokens":123456789012345,"completion_tokens":1,"total_tokens":2}"#,
+            #"{"prompt_tokens_x":1,"prompt_tokens":16,"completion_tokensx":2,"completion_tokens":5,"total_tokens":21}"#,
         ]
         for json in read {
             let fast = counts(json, leading: true)
@@ -45,6 +46,8 @@ final class UsageTapTests: XCTestCase {
             #"{"prompt_tokens":1,"completion_tokens":2"#,
             #"{"prompt_tokens":1 "completion_tokens":2}"#,
             #"["prompt_tokens"]"#,
+            // cut inside or right after a usual key (recognised in place, not scanned)
+            #"{"prompt_tokens"#, #"{"prompt_tokens""#, #"{"total_tokens":"#, #"{"c"#, #"{"completion_tokens" "#,
         ]
         for json in unsure { XCTAssertNil(counts(json, leading: true), json) }
         // (and the caller's answer is then the scan's)

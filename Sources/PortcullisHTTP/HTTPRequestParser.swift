@@ -173,12 +173,24 @@ public struct HTTPRequestParser: Sendable {
         }
         let method = HeadLexer.method(b, s, i)
         let ts = i + 1
-        var te = ts
-        while te < e && b[te] != HeadLexer.SP {
-            let c = b[te]
-            // RFC 9112 §3.2: the target is ASCII; controls, spaces and bytes ≥ 0x7F are refused.
+        guard let base = b.baseAddress, ts < e else { return .failure(.badRequest("Malformed request line.")) }
+        let te = memchr(base + ts, Int32(HeadLexer.SP), e - ts).map { UnsafeRawPointer($0) - base } ?? e
+        // RFC 9112 §3.2: the target is ASCII; controls, spaces and bytes ≥ 0x7F are refused.
+        // Eight bytes at a time while none is ≤ 0x20 or ≥ 0x7F; a word with one goes to the byte loop.
+        var j = ts
+        while j + 8 <= te {
+            let w = (base + j).loadUnaligned(as: UInt64.self)
+            let high = w & 0x8080_8080_8080_8080
+            let low = (w &- 0x2121_2121_2121_2121) & ~w & 0x8080_8080_8080_8080
+            let d = w ^ 0x7F7F_7F7F_7F7F_7F7F
+            let del = (d &- 0x0101_0101_0101_0101) & ~d & 0x8080_8080_8080_8080
+            if high | low | del != 0 { break }
+            j += 8
+        }
+        while j < te {
+            let c = b[j]
             if c <= 0x20 || c >= 0x7F { return .failure(.badRequest("Invalid character in request target.")) }
-            te += 1
+            j += 1
         }
         guard te > ts else { return .failure(.badRequest("Malformed request line.")) }
         guard te < e else {
@@ -198,8 +210,7 @@ public struct HTTPRequestParser: Sendable {
         var path: String
         if b[ts] == 47 /* / */ {
             target = st.target(b, ts, te)
-            var q = ts
-            while q < te && b[q] != 63 /* ? */ { q += 1 }
+            let q = memchr(base + ts, 63 /* ? */, te - ts).map { UnsafeRawPointer($0) - base } ?? te
             path = q == te ? target : HeadLexer.string(b, ts, q)
         } else {
             target = HeadLexer.string(b, ts, te)

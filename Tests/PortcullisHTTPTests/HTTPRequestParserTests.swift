@@ -200,6 +200,33 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertGreaterThan(checked, 80_000)
     }
 
+    /// The request target is checked eight bytes at a time: every byte value at every position
+    /// of targets of 1–17 bytes (both sides of word boundaries) is refused, ends the target, or
+    /// is kept, exactly as RFC 9112 §3.2 and the byte-by-byte check say.
+    func testEveryTargetByteIsCheckedAtEveryPosition() {
+        for len in 1...17 {
+            for pos in 0..<len {
+                for c in 0...UInt8.max where c != HeadLexer.LF {
+                    var target = Array(repeating: UInt8(ascii: "x"), count: len)
+                    target[pos] = c
+                    let line = Array("GET /".utf8) + target + Array(" HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+                    let r = line.withUnsafeBytes { parser.parse($0) }
+                    switch r {
+                    case .complete(let h, _):
+                        XCTAssertTrue(c > 0x20 && c < 0x7F, "byte \(c) at \(pos) of \(len) accepted")
+                        XCTAssertEqual(h.target, "/" + String(decoding: target, as: UTF8.self))
+                    case .failure(let e):
+                        let want = c == 0x20 ? "Malformed HTTP version." : "Invalid character in request target."
+                        XCTAssertEqual(e, .badRequest(want), "byte \(c) at \(pos) of \(len)")
+                        XCTAssertTrue(c <= 0x20 || c >= 0x7F)
+                    case .incomplete:
+                        XCTFail("byte \(c) at \(pos) of \(len): incomplete")
+                    }
+                }
+            }
+        }
+    }
+
     func testSimpleGet() throws {
         let (h, consumed) = try XCTUnwrap(head("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"))
         XCTAssertEqual(h.method, "GET")

@@ -276,7 +276,7 @@ public final class RateLimitMiddleware: Middleware {
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,
-                                 member: ctx.requestID + "-" + Self.instance, scope: t.scopes.streams)
+                                 member: ctx.requestID.description + "-" + Self.instance, scope: t.scopes.streams)
         }
         return p
     }

@@ -44,7 +44,7 @@ public final class HeaderHygieneMiddleware: Middleware {
         // The client's lines (each at most a byte longer than received, `name:v` becoming
         // `name: v`) and the three injected lines (61 bytes besides their values).
         var out: [UInt8] = []
-        out.reserveCapacity(64 + ctx.requestID.utf8.count + ctx.clientAddress.utf8.count + head.raw.count + fields.count)
+        out.reserveCapacity(64 + ctx.requestID.utf8Count + ctx.clientAddress.utf8.count + head.raw.count + fields.count)
         for i in fields.indices {
             let f = fields[i]
             if f.known.isHopByHop || f.known.isGatewayOwned { continue }
@@ -63,7 +63,7 @@ public final class HeaderHygieneMiddleware: Middleware {
             }
             head.appendLine(f, to: &out)
         }
-        out.append("x-request-id: "); ctx.requestID.withUTF8Bytes { out.append(contentsOf: $0) }
+        out.append("x-request-id: "); out.append(ctx.requestID)
         out.append("\r\nx-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { out.append(contentsOf: $0) }
         out.append("\r\nx-forwarded-proto: http\r\n")
         ctx.upstreamHeaderLines = out   // the provider key is added per attempt (failover may change provider)

@@ -7,7 +7,7 @@ import PortcullisJSON
 /// request's head and body are complete; owned by that connection; touched only on its loop's
 /// thread. Middlewares read it and fill in their part (route, tenant, upstream headers).
 public final class RequestContext {
-    public let requestID: String
+    public let requestID: RequestID
     public let head: HTTPRequestHead
     /// The whole request body (bounded by `server.max_body_bytes`); kept for replay on failover.
     /// Any change to it forgets `bodyMembers`' scan.
@@ -124,7 +124,7 @@ public final class RequestContext {
     /// errors are written in Anthropic's shape.
     public var callsAnthropicAPI: Bool { path.hasSuffix("/v1/messages") }
 
-    public init(requestID: String, head: HTTPRequestHead, body: [UInt8], clientAddress: String,
+    public init(requestID: RequestID, head: HTTPRequestHead, body: [UInt8], clientAddress: String,
                 startNanos: UInt64, configuration: GatewayConfiguration) {
         self.requestID = requestID; self.head = head; self.body = body
         self.clientAddress = clientAddress; self.startNanos = startNanos

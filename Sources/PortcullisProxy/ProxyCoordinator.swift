@@ -377,7 +377,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             metrics?.failure(t.index, Self.kind(failure))
             breakers?.recordFailure(t.index, now: now())
         }
-        Log.debug("request \(context?.requestID ?? "-"): upstream \(provider?.name ?? "-") failed \(phase.rawValue): \(failure.label)")
+        Log.debug("request \(context?.requestID.description ?? "-"): upstream \(provider?.name ?? "-") failed \(phase.rawValue): \(failure.label)")
         if holding {
             // The held error response broke off: it is not forwarded; try on.
             holding = false

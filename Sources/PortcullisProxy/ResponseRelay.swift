@@ -116,5 +116,5 @@ struct RequestFacts {
     let method: String
     let minorVersion: Int
     let keepAlive: Bool
-    let requestID: String
+    let requestID: RequestID
 }

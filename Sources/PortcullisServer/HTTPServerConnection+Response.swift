@@ -213,7 +213,7 @@ extension HTTPServerConnection: ResponseSink {
         r.tenant = context?.tenant
         r.status = status
         (r.outcome, r.detail) = (kind, detail)
-        r.requestID = context?.requestID ?? "-"
+        r.requestID = context?.requestID.description ?? "-"
         r.client = peer
         r.method = head?.method ?? "-"
         if let p = context?.path ?? head?.path {                  // (neither has the query)

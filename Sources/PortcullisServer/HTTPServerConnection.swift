@@ -239,8 +239,8 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
         guard let h = head else { return }
         phase = .processing
         loop.cancel(timer)
-        var id = h.first(.xRequestId) ?? ""
-        if !RequestIDGenerator.isValid(id) { id = worker.requestIDs.make() }
+        let given = h.first(.xRequestId) ?? ""
+        let id = RequestIDGenerator.isValid(given) ? RequestID(given) : worker.requestIDs.make()
         let ctx = RequestContext(requestID: id, head: h, body: body, clientAddress: peer,
                                  startNanos: requestStart, configuration: generation.configuration)
         body = []

@@ -1,5 +1,6 @@
 """The proxy path end to end: real gateway binary, real fake provider, real sockets."""
 import json
+import re
 import socket
 import time
 import http.client
@@ -10,14 +11,19 @@ from httpio import post, read_response, sse_data
 CHAT = "/v1/chat/completions"
 
 
-def test_non_streaming_completion(gateway):
+def test_non_streaming_completion(gateway, fake):
     r = post(gateway.port, CHAT, chat_body())
     assert r.status == 200
     doc = json.loads(r.body)
     assert doc["object"] == "chat.completion"
     assert doc["usage"]["completion_tokens"] == 5
     assert r.headers["content-type"] == "application/json"
-    assert len(r.headers["x-request-id"]) == 32
+    # A minted id: 32 lowercase hex digits, the same to the provider, the client and the log.
+    rid = r.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", rid), rid
+    assert dict((k, v) for k, v in fake.last_request()["headers"])["x-request-id"] == rid
+    assert gateway.wait_access(lambda rec: rec["request_id"] == rid)
+    assert post(gateway.port, CHAT, chat_body()).headers["x-request-id"] != rid
 
 
 def test_client_request_id_is_kept_and_forwarded(gateway, fake):

@@ -35,7 +35,7 @@ final class IdentityMiddlewareTests: XCTestCase {
     func context(tenant: String?, user: String?, tier: String?) throws -> RequestContext {
         let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
                                                    file: "t.yaml")
-        let ctx = RequestContext(requestID: "r", head: try head(""), body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+        let ctx = RequestContext(requestID: RequestID("r"), head: try head(""), body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
         ctx.tenant = tenant; ctx.user = user; ctx.tier = tier
         return ctx
     }

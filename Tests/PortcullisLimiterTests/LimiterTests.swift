@@ -263,7 +263,7 @@ final class LimiterTests: XCTestCase {
                  body: String = "{\"max_tokens\":100,\"messages\":[]}") throws -> RequestContext {
         let raw = Array("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: \(body.utf8.count)\r\n\r\n".utf8)
         guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip() }
-        let ctx = RequestContext(requestID: "r", head: head, body: Array(body.utf8), clientAddress: "10.0.0.1", startNanos: 0, configuration: c)
+        let ctx = RequestContext(requestID: RequestID("r"), head: head, body: Array(body.utf8), clientAddress: "10.0.0.1", startNanos: 0, configuration: c)
         ctx.tenant = tenant; ctx.tier = tier; ctx.user = user
         _ = RouteMiddleware().process(ctx)
         return ctx

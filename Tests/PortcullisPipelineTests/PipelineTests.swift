@@ -1,4 +1,5 @@
 import XCTest
+import PortcullisCore
 import PortcullisConfig
 import PortcullisHTTP
 @testable import PortcullisPipeline
@@ -25,7 +26,7 @@ final class PipelineTests: XCTestCase {
         guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else {
             throw XCTSkip("parse failed")
         }
-        return RequestContext(requestID: "rid", head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+        return RequestContext(requestID: RequestID("rid"), head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
     }
 
     func testRunsInOrderAndProceeds() throws {
@@ -113,7 +114,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(head.first("OPENAI-organization".lowercased()), "org-1")
         XCTAssertNil(head.first("openai-org"))
         XCTAssertEqual(head.count(.contentType), 1)
-        let ctx = RequestContext(requestID: "rid", head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+        let ctx = RequestContext(requestID: RequestID("rid"), head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
         Pipeline([RouteMiddleware(), HeaderHygieneMiddleware()]).run(ctx) { _ in }
         let expected = Array("content-type: Application/JSON\r\nx-tight: v\r\nx-wide: spaced out\r\nx-bin: a".utf8) + [0xC3, 0x28, 0xFF]
             + Array("\r\nopenai-organization: org-1\r\n".utf8)
@@ -147,7 +148,7 @@ final class PipelineTests: XCTestCase {
     func testUnknownRouteIs404() throws {
         let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /other, provider: p } ]\n", file: "t.yaml")
         let ctx = try context()
-        let c2 = RequestContext(requestID: "r", head: ctx.head, body: [], clientAddress: "x", startNanos: 0, configuration: config)
+        let c2 = RequestContext(requestID: RequestID("r"), head: ctx.head, body: [], clientAddress: "x", startNanos: 0, configuration: config)
         var status = 0
         Pipeline([RouteMiddleware()]).run(c2) { o in if case .respond(let r) = o { status = r.status } }
         XCTAssertEqual(status, 404)
@@ -172,7 +173,7 @@ final class PipelineTests: XCTestCase {
                 XCTFail(line); return (0, nil, "")
             }
             scan.nextHead()
-            let ctx = RequestContext(requestID: "r", head: head, body: [], clientAddress: "x", startNanos: 0, configuration: conf ?? config)
+            let ctx = RequestContext(requestID: RequestID("r"), head: head, body: [], clientAddress: "x", startNanos: 0, configuration: conf ?? config)
             var status = 0
             pipeline.run(ctx) { o in
                 switch o { case .respond(let r): status = r.status; case .proceed: status = 200 }
@@ -209,7 +210,7 @@ final class SynchronousResumeTests: XCTestCase {
         let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /x, provider: p } ]\n", file: "t")
         let raw = Array("GET /x HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
         guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip() }
-        return RequestContext(requestID: "r", head: head, body: [], clientAddress: "127.0.0.1", startNanos: 0, configuration: config)
+        return RequestContext(requestID: RequestID("r"), head: head, body: [], clientAddress: "127.0.0.1", startNanos: 0, configuration: config)
     }
 
     func testResumeNextInsideProcessContinues() throws {
@@ -248,7 +249,7 @@ final class CancelledResumeTests: XCTestCase {
         let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /x, provider: p } ]\n", file: "t")
         let raw = Array("GET /x HTTP/1.1\r\nHost: h\r\n\r\n".utf8)
         guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip() }
-        let ctx = RequestContext(requestID: "r", head: head, body: [], clientAddress: "a", startNanos: 0, configuration: config)
+        let ctx = RequestContext(requestID: RequestID("r"), head: head, body: [], clientAddress: "a", startNanos: 0, configuration: config)
         final class Park: Middleware {
             let name = "park"
             var parked: PipelineResumer?

@@ -82,7 +82,7 @@ final class ProxyCoordinatorTests: XCTestCase {
     func context(path: String = "/v1/chat/completions", body: String = "{\"model\":\"alias\",\"stream\":true}") throws -> RequestContext {
         let raw = Array("POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\n\r\n".utf8)
         guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip("parse") }
-        let ctx = RequestContext(requestID: "req-1", head: head, body: Array(body.utf8), clientAddress: "127.0.0.1",
+        let ctx = RequestContext(requestID: RequestID("req-1"), head: head, body: Array(body.utf8), clientAddress: "127.0.0.1",
                                  startNanos: 0, configuration: config)
         ctx.tier = "t"
         for m: Middleware in [RequestTargetMiddleware(), RouteMiddleware(), HeaderHygieneMiddleware(), AliasRouterMiddleware()] {
@@ -212,7 +212,7 @@ final class ProxyCoordinatorTests: XCTestCase {
         XCTAssertEqual(plain.plan?.alias, "alias")
         XCTAssertEqual(escaped.plan?.alias, "alias")
         XCTAssertNil(config.models.alias(utf8: UnsafeRawBufferPointer(start: nil, count: 0)), "an empty name is no alias")
-        let unknown = RequestContext(requestID: "r", head: plain.head, body: Array("{\"model\":\"aliasx\"}".utf8),
+        let unknown = RequestContext(requestID: RequestID("r"), head: plain.head, body: Array("{\"model\":\"aliasx\"}".utf8),
                                      clientAddress: "127.0.0.1", startNanos: 0, configuration: config)
         unknown.tier = "t"
         var refused: LocalResponse?

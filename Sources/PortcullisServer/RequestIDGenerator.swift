@@ -1,10 +1,12 @@
 import CLinux
+import PortcullisCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Request ids: keep a client's `X-Request-Id` when it is sane, else mint 32 hex digits from a
-/// per-worker xoshiro256** generator seeded from the kernel (no syscall per request).
+/// Request ids: keep a client's `X-Request-Id` when it is sane, else mint 128 bits (shown as 32
+/// hex digits) from a per-worker xoshiro256** generator seeded from the kernel (no syscall per
+/// request).
 /// One instance per worker; loop thread only.
 final class RequestIDGenerator {
     private var s: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
@@ -27,16 +29,9 @@ final class RequestIDGenerator {
 
     private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
-    func make() -> String {
+    func make() -> RequestID {
         let a = next(), b = next()
-        @inline(__always) func hex(_ v: UInt64, _ i: Int) -> UInt8 {
-            let d = UInt8(truncatingIfNeeded: (v >> (60 - UInt64(i) * 4)) & 0xF)
-            return d < 10 ? 48 &+ d : 87 &+ d                   // 0-9, a-f
-        }
-        return String(unsafeUninitializedCapacity: 32) { buf in
-            for i in 0..<16 { buf[i] = hex(a, i); buf[16 + i] = hex(b, i) }
-            return 32
-        }
+        return RequestID(high: a, low: b)
     }
 
     /// A client-supplied id is kept only if it is 1–128 chars of [A-Za-z0-9._:-].

@@ -1,0 +1,41 @@
+import XCTest
+@testable import PortcullisCore
+
+/// A minted request id is its two integers as 32 lowercase hex digits, the same whichever way it
+/// is written out (a String, a byte buffer, an array); a given one is its bytes as sent.
+final class RequestIDTests: XCTestCase {
+    func hex(_ v: UInt64) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+
+    func testMintedIDsAreThirtyTwoHexDigitsEverywhere() {
+        let samples: [(UInt64, UInt64)] = [(0, 0), (1, 0xF), (.max, .max), (0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210),
+                                           (0xA000_0000_0000_000A, 0x9)]
+        for (a, b) in samples {
+            let id = RequestID(high: a, low: b)
+            let want = hex(a) + hex(b)
+            XCTAssertEqual(id.description, want)
+            XCTAssertEqual(id.utf8Count, 32)
+            let buffer = ByteBuffer(capacity: 8)
+            buffer.append("x: ")
+            buffer.append(id)
+            XCTAssertEqual(String(decoding: buffer.readable, as: UTF8.self), "x: " + want)
+            var bytes: [UInt8] = []
+            bytes.append(id)
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), want)
+            XCTAssertEqual(id.withUTF8Bytes { String(decoding: $0, as: UTF8.self) }, want)
+        }
+    }
+
+    func testGivenIDsAreKeptAsSent() {
+        for s in ["client-id-123", "a", String(repeating: "z", count: 128)] {
+            let id = RequestID(s)
+            XCTAssertEqual(id.description, s)
+            XCTAssertEqual(id.utf8Count, s.utf8.count)
+            let buffer = ByteBuffer(capacity: 4)
+            buffer.append(id)
+            XCTAssertEqual(String(decoding: buffer.readable, as: UTF8.self), s)
+        }
+    }
+}

@@ -108,6 +108,16 @@ struct LocalLeases {
     /// enough tokens; false: Redis must take it.
     mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
         guard !byKey.isEmpty, !buckets.isEmpty else { return false }
+        if lastStructure == structure && sameBuckets(buckets) {
+            // The last admission's buckets (a caller's run of requests): their leases at hand,
+            // read and debited in place.
+            for i in buckets.indices where buckets[i].bucket.kind == .tokens && lastLeases[i].tokens < delta { return false }
+            for i in buckets.indices where buckets[i].bucket.kind == .tokens {
+                lastLeases[i].tokens -= delta
+                lastLeases[i].remaining -= delta
+            }
+            return true
+        }
         for b in buckets where b.kind == .tokens {
             guard let l = lease(of: b), l.tokens >= delta else { return false }
         }

@@ -169,6 +169,30 @@ final class LimiterTests: XCTestCase {
         XCTAssertTrue(leases.isEmpty)
     }
 
+    /// A settlement of the last admission's buckets (the usual case: a caller's run of
+    /// requests) uses the leases at hand; it must do what the lookup by key does: refuse a
+    /// charge above a lease, move token buckets only, and stop using them once leases change.
+    func testSettlingTheLastAdmissionsBucketsUsesTheLeasesAtHand() {
+        var leases = LocalLeases(divisor: 64, holdNanos: 1_000)
+        let rpm = BucketRequest(key: "r", capacity: 6400, windowMillis: 60_000, cost: 1, kind: .requests, scope: "r")
+        let tpm = BucketRequest(key: "t", capacity: 64_000, windowMillis: 60_000, cost: 300, kind: .tokens, scope: "t")
+        leases.add(rpm, granted: 100, redisLevel: 6000, now: 0)
+        leases.add(tpm, granted: 1000, redisLevel: 50_000, now: 0)
+        guard case .admitted? = leases.take([rpm, tpm]) else { return XCTFail() }      // tpm lease: 700 left
+        XCTAssertFalse(leases.adjust([rpm, tpm], by: 701), "above the lease: Redis settles")
+        XCTAssertTrue(leases.adjust([rpm, tpm], by: 700))
+        XCTAssertTrue(leases.adjust([rpm, tpm], by: -50))
+        XCTAssertEqual(leases.tokens(of: "t"), 50)
+        XCTAssertEqual(leases.tokens(of: "r"), 99, "the request bucket is not settled")
+        leases.add(BucketRequest(key: "x", capacity: 6400, windowMillis: 60_000, cost: 1, kind: .tokens, scope: "x"),
+                   granted: 10, redisLevel: 100, now: 0)                              // leases changed
+        XCTAssertTrue(leases.adjust([rpm, tpm], by: 50))
+        XCTAssertEqual(leases.tokens(of: "t"), 0)
+        XCTAssertFalse(leases.adjust([rpm, tpm], by: 1))
+        guard case .admitted(let s)? = leases.take([rpm]) else { return XCTFail() }
+        XCTAssertEqual(s.map(\.remaining), [6098])
+    }
+
     /// A burst of admissions before the first grant comes back asks for one lease in all, not
     /// one per request (which moved a whole bucket into one worker's leases: 64 connections ×
     /// 1/64 of the bucket, every other instance refused until they expired).

@@ -89,16 +89,15 @@ struct LocalLeases {
             }
             lastBuckets = requests.map(\.bucket); lastLeases = found; lastStructure = structure
         }
-        let leases = lastLeases
-        for i in requests.indices where leases[i].tokens < requests[i].cost { return nil }
+        for i in requests.indices where lastLeases[i].tokens < requests[i].cost { return nil }
         var statuses: [BucketStatus] = []
         statuses.reserveCapacity(requests.count)
         for i in requests.indices {
-            let l = leases[i], cost = requests[i].cost
-            l.tokens -= cost
-            l.remaining -= cost
-            statuses.append(TokenBucketMath.status(level: Double(l.remaining), capacity: l.bucket.capacity,
-                                                   windowMillis: l.bucket.windowMillis))
+            let cost = requests[i].cost
+            lastLeases[i].tokens -= cost
+            lastLeases[i].remaining -= cost
+            statuses.append(TokenBucketMath.status(level: Double(lastLeases[i].remaining), capacity: requests[i].bucket.capacity,
+                                                   windowMillis: requests[i].bucket.windowMillis))
         }
         return .admitted(statuses)
     }

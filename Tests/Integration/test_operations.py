@@ -130,11 +130,15 @@ class NotifySocket:
         self.messages = []
 
     def drain(self):
-        while True:
+        # Bounded: with the watchdog pinging about as often as the receive timeout, an
+        # unbounded loop could keep receiving and never return.
+        deadline = time.time() + 0.2
+        while time.time() < deadline:
             try:
                 self.messages.append(self.sock.recv(4096).decode())
             except (socket.timeout, BlockingIOError):
-                return self.messages
+                break
+        return self.messages
 
     def wait(self, needle, timeout=5.0):
         deadline = time.time() + timeout

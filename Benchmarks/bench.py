@@ -24,6 +24,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLK = os.sysconf("SC_CLK_TCK")
 
 
+
+def machine_line():
+    """The host and what ran on it: CPU model, kernel, the peers' and the toolchain's versions, the commit."""
+    def out(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+            return (r.stdout + r.stderr).strip()
+        except Exception:
+            return ""
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+    ngx = out(["nginx", "-v"]).replace("nginx version: ", "") or "nginx ?"
+    hv = re.search(r"version (\S+)", out(["haproxy", "-v"]))
+    hap = f"HAProxy {hv.group(1)}" if hv else "HAProxy ?"
+    sv = re.search(r"Swift version (\S+)", out(["swift", "--version"]))
+    swift = f"Swift {sv.group(1)}" if sv else "Swift ?"
+    commit = out(["git", "rev-parse", "--short", "HEAD"]) or "?"
+    return f"Machine: {cpu}, Linux {os.uname().release}; {ngx}, {hap}, wrk; {swift}; Portcullis at {commit}."
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -681,6 +699,7 @@ litellm_settings: {{ telemetry: false }}
         f"Portcullis, nginx and the fake provider; wrk -t1 -c{a.conns}, {a.rounds} interleaved rounds of {a.seconds} s,",
         "small non-streaming chat completion (POST, 80-byte body, ~550-byte JSON answer). Medians over rounds;",
         "ratios are medians of per-round ratios. CPU is the server process's user+system time per request.",
+        machine_line(),
         "Compared targets run next to each other, every other round in reverse order. CPU stolen by the",
         f"hypervisor during the runs (a gauge of this VM's noise): median {100 * statistics.median(stolen):.0f}%, "
         f"max {100 * max(stolen):.0f}% of the machine. Rounds in which it took more than {100 * a.max_steal:.0f}% during any run "

@@ -44,8 +44,10 @@ public struct HeadScanState {
     var recentTarget: String?
     /// The previous head made on this connection, refilled for the next one when nothing else
     /// holds it (see `HTTPRequestHead`): no object, field array or raw-bytes allocation for a
-    /// keep-alive client's request. Kept by `nextHead()`.
+    /// keep-alive client's request. Kept by `nextHead()`; not kept when its header bytes need
+    /// more than `maxSpareBytes` (an idle connection then holds no large head).
     var spare: HTTPRequestHead?
+    static let maxSpareBytes = 4096
     public init() {}
 
     /// Ready for the connection's next head: everything reset but `recentTarget` and `spare`.
@@ -277,14 +279,16 @@ public struct HTTPRequestParser: Sendable {
         }
         let keepAlive = minor == 1 ? !connectionClose : (connectionKeepAlive && !connectionClose)
         let expects = expectContinue && framing != .none
-        if let h = st.reusableHead() {
-            h.refill(method: method, target: target, path: path, minorVersion: minor, raw: hb, fields: fields,
-                     framing: framing, keepAlive: keepAlive, expectContinue: expects)
-            return .complete(h, consumed: consumed)
-        }
-        let h = HTTPRequestHead(method: method, target: target, path: path, minorVersion: minor, raw: Array(hb),
+        let h: HTTPRequestHead
+        if let reused = st.reusableHead() {
+            reused.refill(method: method, target: target, path: path, minorVersion: minor, raw: hb, fields: fields,
+                          framing: framing, keepAlive: keepAlive, expectContinue: expects)
+            h = reused
+        } else {
+            h = HTTPRequestHead(method: method, target: target, path: path, minorVersion: minor, raw: Array(hb),
                                 fields: fields, framing: framing, keepAlive: keepAlive, expectContinue: expects)
-        st.spare = h
+        }
+        st.spare = h.raw.capacity <= HeadScanState.maxSpareBytes ? h : nil
         return .complete(h, consumed: consumed)
     }
 }

@@ -129,6 +129,16 @@ final class HTTPRequestParserTests: XCTestCase {
         }
         XCTAssertNotEqual(heads[0], ObjectIdentifier(second))          // `second` is still held too
         XCTAssertEqual(heads[0], heads[1])                             // refilled: nobody held it
+        // A head of more than 4 KiB of header bytes is not kept for the next request (an idle
+        // connection holds no large head); the one after it is kept again.
+        let big = "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + String(repeating: "b", count: 5000) + "\r\n\r\n"
+        XCTAssertNotNil(next(big))
+        XCTAssertNil(st.spare)
+        XCTAssertNotNil(next("GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+        let keptSpare = st.spare.map(ObjectIdentifier.init)
+        XCTAssertNotNil(keptSpare)
+        XCTAssertEqual(next("GET /z HTTP/1.1\r\nHost: b\r\n\r\n")?.target, "/z")
+        XCTAssertEqual(st.spare.map(ObjectIdentifier.init), keptSpare)
     }
 
     /// The parsers classify names a word at a time (`classifyToken`); it must agree with the

@@ -90,21 +90,31 @@ enum AccessLogFormat {
 /// does the blocking `write(2)`s. When stdout stalls (a full pipe, a stuck journald) and the
 /// buffer holds `capacity` bytes, further lines are dropped and counted
 /// (`portcullis_access_log_dropped_total`) until it drains.
+///
+/// The writer sleeps in a blocking read of an eventfd while there is nothing to write (an idle
+/// process wakes for nothing); a worker that appends to an empty buffer signals it, one
+/// non-blocking `write(2)` to the eventfd (a counter: a signal sent before the writer blocks
+/// is not lost).
 final class AccessLogWriter: Sendable {
     private let pending = Mutex<[UInt8]>([])
     private let writing = Atomic<Bool>(false)
     let capacity = Atomic<Int>(1 << 20)
     private let fd: Int32
+    /// Work is queued (-1: none could be made; the writer then polls).
+    private let wake: Int32
 
     init(fd: Int32 = 1, capacity: Int) {
         self.fd = fd
         self.capacity.store(capacity, ordering: .relaxed)
+        wake = eventfd(0, Int32(EFD_CLOEXEC))
         spawnThread(name: "portcullis-log") { [self] in
-            var idle: UInt32 = 1000
             while true {
-                if writeOnce() { idle = 1000 } else {
-                    usleep(idle)
-                    idle = min(idle * 2, 20_000)          // at most 20 ms from a worker to stdout
+                if writeOnce() { continue }
+                if wake >= 0 {
+                    var n: UInt64 = 0
+                    _ = read(wake, &n, 8)                   // until a worker queues something
+                } else {
+                    usleep(20_000)
                 }
             }
         }
@@ -113,11 +123,17 @@ final class AccessLogWriter: Sendable {
     /// Queues `bytes` (whole lines); false when they do not fit (dropped).
     func enqueue(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let cap = capacity.load(ordering: .relaxed)
-        return pending.withLock { p in
-            guard p.count + bytes.count <= cap else { return false }
+        let (fits, wasEmpty) = pending.withLock { p -> (Bool, Bool) in
+            guard p.count + bytes.count <= cap else { return (false, false) }
+            let empty = p.isEmpty
             p.append(contentsOf: bytes)
-            return true
+            return (true, empty)
         }
+        if wasEmpty && wake >= 0 {
+            var one: UInt64 = 1
+            _ = write(wake, &one, 8)
+        }
+        return fits
     }
 
     /// Writes what is queued; false when there was nothing. (The writer thread, and the main

@@ -1,5 +1,9 @@
 import XCTest
 import PortcullisJSON
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import PortcullisServer
 
 /// The access log's two formats and the outcome enum, without sockets.
@@ -71,5 +75,38 @@ final class AccessLogTests: XCTestCase {
         tokens[.init(tenant: composed, model: "m"), default: 0] += 1
         XCTAssertEqual(tokens.count, 2)
         XCTAssertEqual(tokens[.init(tenant: composed, model: "m")], 2)
+    }
+}
+
+/// The access-log writer sleeps until a worker queues something, and what is queued reaches the
+/// output: after an idle spell, and when lines are queued while it is writing or going to sleep.
+final class AccessLogWriterTests: XCTestCase {
+    func testQueuedLinesArriveAfterIdleSpellsAndRaces() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]) }
+        let writer = AccessLogWriter(fd: fds[1], capacity: 1 << 20)
+        var received: [UInt8] = []
+        func readUntil(_ count: Int) -> Bool {
+            let deadline = Date().addingTimeInterval(5)
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while received.count < count && Date() < deadline {
+                var p = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 100) > 0 else { continue }
+                let n = read(fds[0], &buf, buf.count)
+                if n > 0 { received += buf[0..<n] }
+            }
+            return received.count >= count
+        }
+        var expected = 0
+        for i in 0..<200 {
+            let line = Array("line \(i)\n".utf8)
+            XCTAssertTrue(line.withUnsafeBytes { writer.enqueue($0) })
+            expected += line.count
+            if i % 50 == 0 { usleep(30_000) }                  // the writer has gone to sleep
+            else if i % 7 == 0 { XCTAssertTrue(readUntil(expected), "line \(i) never arrived") }
+        }
+        XCTAssertTrue(readUntil(expected))
+        XCTAssertEqual(String(decoding: received, as: UTF8.self), (0..<200).map { "line \($0)\n" }.joined())
     }
 }

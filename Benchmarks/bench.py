@@ -587,6 +587,13 @@ litellm_settings: {{ telemetry: false }}
             reader can tell a miss from the noise."""
             xs = sorted(x["rps"] / y["rps"] for x, y in zip(rounds[a_], rounds[b_]))
             return f"rounds' middle half {xs[len(xs) // 4]:.2f}–{xs[(3 * len(xs)) // 4]:.2f}×" if xs else "no rounds"
+        def cpu_pair(a_, b_):
+            """Median and middle half of the per-round ratios of server CPU per request (lower is
+            cheaper): steadier than req/s where wrk, the proxy and the provider share the cores."""
+            xs = sorted(x["cpu_us"] / y["cpu_us"] for x, y in zip(rounds[a_], rounds[b_]) if y["cpu_us"] > 0)
+            if not xs:
+                return "no rounds"
+            return f"{statistics.median(xs):.2f}× (rounds' middle half {xs[len(xs) // 4]:.2f}–{xs[(3 * len(xs)) // 4]:.2f}×)"
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us")} for k, v in rounds.items()}
         def limiter_at_half_load():
             """The limiter's added latency at a fixed, partial load: the same paced connections
@@ -734,6 +741,8 @@ litellm_settings: {{ telemetry: false }}
         f"- **Portcullis / nginx req/s: {ratio_ngx:.2f}×** (target ≥ 0.8×, goal ≥ 1.0×)",
         f"- **Portcullis plain path / HAProxy req/s: {gw_vs_hap:.2f}×** (target ≥ 1.0×; {spread('gateway', 'haproxy')})",
         f"- **Full pipeline / nginx plain proxy req/s: {full_vs_ngx:.2f}×** (target ≥ 1.0×; {spread('full', 'nginx')}); full / Portcullis plain path: {full_vs_plain:.2f}×",
+        f"- Full pipeline / nginx plain proxy, server CPU per request: {cpu_pair('full', 'nginx')} (lower is cheaper; "
+        f"Portcullis plain path / HAProxy {cpu_pair('gateway', 'haproxy')})",
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
         f"- Added latency vs direct at full load: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms",
         f"- **Added latency vs direct at half load** ({half_rps:.0f} req/s = {half_rps / med['gateway']['rps']:.2f}× Portcullis's maximum; "

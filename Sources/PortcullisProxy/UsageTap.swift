@@ -176,6 +176,7 @@ final class UsageTap {
         var i = at + 1
         var total, prompt, completion, input, output: Int64?
         var first = true
+        enum Count { case prompt, completion, total, input, output, other }
         @inline(__always) func skipSpace() {
             while i < n && (b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09) { i += 1 }
         }
@@ -193,28 +194,31 @@ final class UsageTap {
             first = false
             guard i < n, b[i] == 0x22 else { return nil }
             let keyStart = i + 1
-            // The usual keys are recognised in place (name and closing quote, one compare);
-            // any other is scanned to its quote.
-            @inline(__always) func keyIs(_ quoted: StaticString) -> Bool {
+            // Which count the member is, found once: the usual keys in place (name and closing
+            // quote, one compare), any other scanned to its quote and then named.
+            var which = Count.other
+            @inline(__always) func recognise(_ quoted: StaticString, _ c: Count) {
                 let m = quoted.utf8CodeUnitCount
-                return n - keyStart >= m && memcmp(base + keyStart, quoted.utf8Start, m) == 0
+                guard n - keyStart >= m, memcmp(base + keyStart, quoted.utf8Start, m) == 0 else { return }
+                which = c
+                i = keyStart + m - 1                                    // at the closing quote
             }
-            var known: StaticString?
             switch keyStart < n ? b[keyStart] : 0 {
-            case UInt8(ascii: "p"): if keyIs("prompt_tokens\"") { known = "prompt_tokens\"" }
-            case UInt8(ascii: "c"): if keyIs("completion_tokens\"") { known = "completion_tokens\"" }
-            case UInt8(ascii: "t"): if keyIs("total_tokens\"") { known = "total_tokens\"" }
+            case UInt8(ascii: "p"): recognise("prompt_tokens\"", .prompt)
+            case UInt8(ascii: "c"): recognise("completion_tokens\"", .completion)
+            case UInt8(ascii: "t"): recognise("total_tokens\"", .total)
             default: break
             }
-            let key: Range<Int>
-            if let k = known {
-                key = keyStart..<(keyStart + k.utf8CodeUnitCount - 1)
-                i = key.upperBound
-            } else {
+            if which == .other {
                 i = keyStart
                 while i < n && b[i] != 0x22 && b[i] != 0x5C { i += 1 }
                 guard i < n, b[i] == 0x22 else { return nil }
-                key = keyStart..<i
+                let key = keyStart..<i
+                if named(key, "prompt_tokens") { which = .prompt }
+                else if named(key, "completion_tokens") { which = .completion }
+                else if named(key, "total_tokens") { which = .total }
+                else if named(key, "input_tokens") { which = .input }
+                else if named(key, "output_tokens") { which = .output }
             }
             i += 1
             skipSpace()
@@ -227,12 +231,15 @@ final class UsageTap {
             guard i > digitsStart, i < n, b[i] != UInt8(ascii: "."), b[i] | 0x20 != UInt8(ascii: "e"),
                   !(b[i] >= 0x30 && b[i] <= 0x39) else { return nil }
             func set(_ slot: inout Int64?) -> Bool { if slot != nil { return false }; slot = v; return true }
-            var ok = true
-            if named(key, "prompt_tokens") { ok = set(&prompt) }
-            else if named(key, "completion_tokens") { ok = set(&completion) }
-            else if named(key, "total_tokens") { ok = set(&total) }
-            else if named(key, "input_tokens") { ok = set(&input) }
-            else if named(key, "output_tokens") { ok = set(&output) }
+            let ok: Bool
+            switch which {
+            case .prompt: ok = set(&prompt)
+            case .completion: ok = set(&completion)
+            case .total: ok = set(&total)
+            case .input: ok = set(&input)
+            case .output: ok = set(&output)
+            case .other: ok = true
+            }
             guard ok else { return nil }
             if total != nil && prompt != nil && completion != nil { return result() }
             skipSpace()

@@ -49,7 +49,8 @@ enum RequestOutcome: String, CaseIterable, Sendable {
     }
 }
 
-/// Everything one finished request contributes to the access log and the metrics.
+/// Everything one finished request contributes to its access-log line (built only when the log
+/// is on; the metrics take the values directly).
 struct RequestSummary {
     var requestID = "-"
     var client = ""
@@ -202,14 +203,8 @@ final class MetricsShard: Sendable {
         }
     }
 
-    func record(_ r: RequestSummary, tables t: ShardTables, tenantLabels: Bool) {
-        record(route: r.route, status: r.status, outcome: r.outcome, durationNanos: r.durationNanos, ttfbNanos: r.ttfbNanos,
-               tenant: r.tenant, model: r.model, promptTokens: r.promptTokens, completionTokens: r.completionTokens,
-               attempts: r.attempts, tables: t, tenantLabels: tenantLabels)
-    }
-
-    /// One finished request's counts. Takes the values themselves, not a `RequestSummary`: with
-    /// the access log off, a request's metrics copy (and retain) none of its strings.
+    /// One finished request's counts. Takes the values themselves, not a `RequestSummary`: a
+    /// request's metrics copy (and retain) none of its strings.
     func record(route: RouteConfiguration?, status: Int, outcome: RequestOutcome, durationNanos: UInt64, ttfbNanos: UInt64?,
                 tenant id: String?, model: String?, promptTokens: Int64?, completionTokens: Int64?,
                 attempts: [(provider: ProviderConfiguration, failure: RouterMetrics.FailureKind?)],

@@ -186,7 +186,7 @@ extension HTTPServerConnection: ResponseSink {
         response = ResponseState()
     }
 
-    /// Reports the finished request to the worker (metrics; the access log when it is on).
+    /// Reports the finished request: its metrics, and its access line when the log is on.
     func logAccess(status: Int, outcome: String) {
         // Metrics need the route, tenant, status, outcome, timings, model, token counts and
         // attempts; the rest is gathered only for an access log line. Without one, the values
@@ -200,13 +200,11 @@ extension HTTPServerConnection: ResponseSink {
         if model == nil, prompt != nil || completion != nil { model = c?.servedModel }
         var ttfb: UInt64?
         if let c, c.firstByteAt != 0 && requestStart != 0 { ttfb = c.firstByteAt &- requestStart }
-        guard g.configuration.log.access else {
-            worker.metrics.record(route: context?.route, status: status, outcome: kind, durationNanos: duration, ttfbNanos: ttfb,
-                                  tenant: context?.tenant, model: model, promptTokens: prompt, completionTokens: completion,
-                                  attempts: c?.attemptLog ?? [], tables: g.metricsTables,
-                                  tenantLabels: g.configuration.metrics.tenantLabels)
-            return
-        }
+        worker.metrics.record(route: context?.route, status: status, outcome: kind, durationNanos: duration, ttfbNanos: ttfb,
+                              tenant: context?.tenant, model: model, promptTokens: prompt, completionTokens: completion,
+                              attempts: c?.attemptLog ?? [], tables: g.metricsTables,
+                              tenantLabels: g.configuration.metrics.tenantLabels)
+        guard g.configuration.log.access else { return }
         var r = RequestSummary()
         r.durationNanos = duration
         r.route = context?.route
@@ -230,7 +228,7 @@ extension HTTPServerConnection: ResponseSink {
         r.model = model
         (r.promptTokens, r.completionTokens) = (prompt, completion)
         r.ttfbNanos = ttfb
-        worker.finished(r, generation: g)
+        worker.queueAccessLine(r, format: g.configuration.log.format)
     }
 
 }

@@ -153,12 +153,10 @@ final class Worker: DeferredTask {
         listeners.removeAll()
     }
 
-    /// One finished request: counted in this worker's shard, and logged when `log.access` is on.
-    func finished(_ r: RequestSummary, generation g: WorkerGeneration) {
-        let c = g.configuration
-        metrics.record(r, tables: g.metricsTables, tenantLabels: c.metrics.tenantLabels)
-        guard c.log.access else { return }
-        accessBuffer.append(AccessLogFormat.line(r, format: c.log.format, nowMillis: WallClock.nowMillis()))
+    /// One finished request's access line (the caller checked that `log.access` is on), queued
+    /// for the log writer at the end of the loop iteration.
+    func queueAccessLine(_ r: RequestSummary, format: LogConfiguration.Format) {
+        accessBuffer.append(AccessLogFormat.line(r, format: format, nowMillis: WallClock.nowMillis()))
         accessLines += 1
         if !accessFlushQueued {
             accessFlushQueued = true

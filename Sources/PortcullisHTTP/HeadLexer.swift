@@ -18,11 +18,11 @@ enum HeadLexer {
         "00000000000000000000000000000000010111110011011011111111110000000111111111111111111111111110001111111111111111111111111111101010"
     }
 
-    /// Whether the `n` bytes at `p` (a header name: tchars only), each with bit 0x20 set, equal
-    /// the `n` bytes of `lowercase` (n ≥ 2), a word at a time. Exact for a lowercase literal of
-    /// letters and `-`: setting 0x20 folds `A`–`Z` onto `a`–`z` and leaves `-`, digits and
-    /// letters as they are; the only other byte it folds onto one of those is CR (onto `-`),
-    /// which is not a tchar.
+    /// Whether the `n` bytes at `p` (a header name), each with bit 0x20 set, equal the `n` bytes
+    /// of `lowercase` (n ≥ 2), a word at a time. For a lowercase literal of letters and `-`:
+    /// setting 0x20 folds `A`–`Z` onto `a`–`z` and leaves `-`, digits and letters as they are;
+    /// the only other byte it folds onto one of those is CR (onto `-`), which is not a tchar —
+    /// exact for tokens, and callers with unchecked bytes look for CR.
     @inline(__always) static func tokenEqualsLowercase(_ p: UnsafeRawPointer, _ lowercase: UnsafeRawPointer, _ n: Int) -> Bool {
         if n >= 8 {
             var i = 0

@@ -62,8 +62,9 @@ public enum KnownHeader: UInt8, Sendable {
     /// case-folding compare against static strings: no tables, no hashing, no allocation.
     static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader { classify(p, token: false) }
 
-    /// `classifyIgnoringCase` for a name already checked to be a token (the head parsers'):
-    /// compared a word at a time (`HeadLexer.tokenEqualsLowercase`), not byte by byte.
+    /// `classifyIgnoringCase` compared a word at a time (`HeadLexer.tokenEqualsLowercase`), not
+    /// byte by byte. Exact for a token; on other bytes it can also answer a known name for one
+    /// with CR where the name has `-`, which `HeadLexer.field` looks for before trusting it.
     static func classifyToken(_ p: UnsafeRawBufferPointer) -> KnownHeader { classify(p, token: true) }
 
     @inline(__always) private static func classify(_ p: UnsafeRawBufferPointer, token: Bool) -> KnownHeader {

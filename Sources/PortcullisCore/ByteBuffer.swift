@@ -147,15 +147,7 @@ public final class ByteBuffer {
     }
 
     public func appendDecimal(_ n: Int) {
-        if n < 0 { append(byte: 45); appendDecimal(-n); return }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var v = n, count = 0
-        withUnsafeMutableBytes(of: &digits) { d in
-            repeat { d[19 - count] = UInt8(48 + v % 10); v /= 10; count += 1 } while v > 0
-            append(UnsafeRawBufferPointer(rebasing: d[(20 - count)...]))
-        }
+        DecimalDigits.withDigits(Int64(n)) { append(UnsafeRawBufferPointer($0)) }
     }
 
     /// A copy of the readable bytes (tests, small bodies).

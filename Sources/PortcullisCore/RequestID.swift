@@ -54,14 +54,23 @@ public struct RequestID: Sendable, CustomStringConvertible {
 
     /// `v` as 16 hex digits, most significant first.
     @inline(__always) static func writeHex(_ v: UInt64, to p: UnsafeMutablePointer<UInt8>) {
-        var v = v
-        var i = 15
-        while i >= 0 {
-            let d = UInt8(truncatingIfNeeded: v & 0xF)
-            p[i] = d < 10 ? 48 &+ d : 87 &+ d                      // 0-9, a-f
-            v >>= 4
-            i -= 1
-        }
+        let raw = UnsafeMutableRawPointer(p)
+        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: v >> 32)), as: UInt64.self)
+        (raw + 8).storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: v)), as: UInt64.self)
+    }
+
+    /// `v`'s 8 hex digits as a word whose bytes, stored little-endian, read most significant
+    /// digit first: each nibble spread into a byte of its own, the order reversed, and `0`…`9`
+    /// or `a`…`f` added to all eight bytes at once (a byte of 10 or more gets bit 4 from
+    /// `+ 6`, which selects the letters' extra 39).
+    @inline(__always) static func hexDigits(_ v: UInt32) -> UInt64 {
+        var x = UInt64(v)
+        x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF
+        x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF
+        x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F          // byte k: nibble k (least significant first)
+        x = x.byteSwapped                                   // byte 0: the most significant nibble
+        let letters = ((x &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+        return (x &+ 0x3030_3030_3030_3030 &+ letters &* 39).littleEndian
     }
 }
 

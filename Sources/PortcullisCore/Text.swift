@@ -140,15 +140,7 @@ extension Array where Element == UInt8 {
         if n >= 10 && n < 100 {
             append(UInt8(truncatingIfNeeded: 48 &+ n / 10)); append(UInt8(truncatingIfNeeded: 48 &+ n % 10)); return
         }
-        if n < 0 { append(45) }
-        var v = n.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)      // 24 bytes: room for 20 digits
-        Swift.withUnsafeMutableBytes(of: &digits) { raw in
-            let d = raw.bindMemory(to: UInt8.self)
-            var i = 24
-            repeat { i -= 1; d[i] = UInt8(truncatingIfNeeded: 48 &+ v % 10); v /= 10 } while v > 0
-            append(contentsOf: UnsafeBufferPointer(rebasing: d[i...]))
-        }
+        DecimalDigits.withDigits(n) { append(contentsOf: $0) }
     }
 
     /// Appends the bytes of a static string (header names, literals).
@@ -204,27 +196,66 @@ public struct UnsafeByteWriter {
 }
 
 extension DecimalDigits {
-    /// How many decimal digits `v` has (1 for 0): comparisons, no division.
-    static func count(_ v: UInt64) -> Int {
-        var digits = 1, bound: UInt64 = 10
-        while digits < 20 && v >= bound { digits += 1; bound &*= 10 }
-        return digits
+    /// 10^k for k in 0...19 (a switch the compiler makes a table).
+    @inline(__always) static func power(_ k: Int) -> UInt64 {
+        switch k {
+        case 0: 1; case 1: 10; case 2: 100; case 3: 1_000; case 4: 10_000; case 5: 100_000
+        case 6: 1_000_000; case 7: 10_000_000; case 8: 100_000_000; case 9: 1_000_000_000
+        case 10: 10_000_000_000; case 11: 100_000_000_000; case 12: 1_000_000_000_000
+        case 13: 10_000_000_000_000; case 14: 100_000_000_000_000; case 15: 1_000_000_000_000_000
+        case 16: 10_000_000_000_000_000; case 17: 100_000_000_000_000_000
+        case 18: 1_000_000_000_000_000_000; default: 10_000_000_000_000_000_000
+        }
     }
 
+    /// How many decimal digits `v` has (1 for 0), without a loop: from the bit length `b`,
+    /// `t = b × 1233 / 4096` (1233/4096 ≈ log10 2) is the digit count or one less, and one
+    /// comparison with 10^t decides. (`v | 1`: 0 counts as 1; for t ≥ 1 the even 10^t makes
+    /// `v | 1 ≥ 10^t` the same test as `v ≥ 10^t`.)
+    static func count(_ v: UInt64) -> Int {
+        let t = ((64 &- (v | 1).leadingZeroBitCount) &* 1233) >> 12          // 0...19
+        return t &+ ((v | 1) >= power(t) ? 1 : 0)
+    }
+
+    /// `n` in ASCII decimal (a leading `-` when negative), written in a scratch on the stack and
+    /// lent to `body`: the one decimal writer behind `appendDecimal` of arrays and buffers.
+    @inline(__always)
+    public static func withDigits<R>(_ n: Int64, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)                // 24 bytes: a sign and 20 digits
+        return Swift.withUnsafeMutableBytes(of: &scratch) { raw in
+            let d = raw.bindMemory(to: UInt8.self)
+            guard let base = d.baseAddress else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
+            let v = n.magnitude
+            let digits = count(v)
+            write(v, endingAt: base + 24)
+            var start = 24 - digits
+            if n < 0 { start -= 1; base[start] = 45 }
+            return body(UnsafeBufferPointer(rebasing: d[start...]))
+        }
+    }
+
+    /// "00" "01" … "99": two digits per load (a literal: no initialisation, no array).
+    static var pairs: StaticString { """
+        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899
+        """ }
+
     /// Writes the decimal digits of `v` to the bytes just before `end`, two digits per
-    /// division by 100 (the digit count was found by comparisons: one pass, no scratch).
+    /// division by 100 (the digit count was found beforehand: one pass, no scratch).
     static func write(_ v: UInt64, endingAt end: UnsafeMutablePointer<UInt8>) {
+        let pairs = Self.pairs.utf8Start
         var v = v, p = end
         while v >= 100 {
-            let r = UInt8(truncatingIfNeeded: v % 100)
+            let r = Int(truncatingIfNeeded: v % 100) &* 2
             v /= 100
             p -= 2
-            p[0] = 48 &+ r / 10; p[1] = 48 &+ r % 10
+            p[0] = pairs[r]; p[1] = pairs[r &+ 1]
         }
         if v >= 10 {
-            let r = UInt8(truncatingIfNeeded: v)
+            let r = Int(truncatingIfNeeded: v) &* 2
             p -= 2
-            p[0] = 48 &+ r / 10; p[1] = 48 &+ r % 10
+            p[0] = pairs[r]; p[1] = pairs[r &+ 1]
         } else {
             p -= 1
             p[0] = 48 &+ UInt8(truncatingIfNeeded: v)

@@ -56,6 +56,32 @@ final class DecimalTests: XCTestCase {
             XCTAssertEqual(String(decoding: out, as: UTF8.self), String(v))
         }
     }
+
+    /// The three decimal writers (arrays, buffers, the unsafe writer) against `String`, at
+    /// every power of ten and its neighbours (where the digit count changes) and at random.
+    func testEveryWriterMatchesStringFormattingAtEveryDigitCount() {
+        var values: [Int64] = [0, 1, -1, Int64.max, Int64.min, Int64.max - 1, Int64.min + 1]
+        var p: Int64 = 1
+        for _ in 0..<19 { values += [p - 1, p, p + 1, -(p - 1), -p, -(p + 1), p / 2 + 1]; if p <= Int64.max / 10 { p *= 10 } }
+        for shift in 0..<63 { values += [Int64(1) << shift, (Int64(1) << shift) - 1] }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 { values.append(Int64.random(in: Int64.min...Int64.max, using: &rng) >> Int64.random(in: 0...62, using: &rng)) }
+        for v in values {
+            let expected = String(v)
+            var array: [UInt8] = []
+            array.appendDecimal(v)
+            XCTAssertEqual(String(decoding: array, as: UTF8.self), expected)
+            let buffer = ByteBuffer()
+            buffer.appendDecimal(Int(v))
+            XCTAssertEqual(String(decoding: buffer.bytes, as: UTF8.self), expected)
+            let written = [UInt8](unsafeUninitializedCapacity: 24) { b, n in
+                var w = UnsafeByteWriter(b)
+                w.putDecimal(v)
+                n = w.count
+            }
+            XCTAssertEqual(String(decoding: written, as: UTF8.self), expected)
+        }
+    }
 }
 
 /// `String.withUTF8Bytes`: the same bytes for inline (small), native and bridged-from-substring strings.

@@ -28,6 +28,19 @@ final class RequestIDTests: XCTestCase {
         }
     }
 
+    /// The word-at-a-time hex digits: every digit value at every position, and random values.
+    func testHexDigitsOfEveryNibbleAtEveryPosition() {
+        var values: [UInt64] = []
+        for position in 0..<16 { for digit in 0..<16 { values.append(UInt64(digit) << (4 * UInt64(position))) } }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 { values.append(rng.next()) }
+        for v in values {
+            var out = [UInt8](repeating: 0, count: 16)
+            out.withUnsafeMutableBufferPointer { b in if let p = b.baseAddress { RequestID.writeHex(v, to: p) } }
+            XCTAssertEqual(String(decoding: out, as: UTF8.self), hex(v))
+        }
+    }
+
     func testGivenIDsAreKeptAsSent() {
         for s in ["client-id-123", "a", String(repeating: "z", count: 128)] {
             let id = RequestID(s)

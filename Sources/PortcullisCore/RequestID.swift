@@ -84,6 +84,16 @@ extension ByteBuffer {
     }
 }
 
+extension UnsafeByteWriter {
+    /// A request id's bytes (a minted one's digits written in place).
+    public mutating func put(_ id: RequestID) {
+        let n = id.utf8Count
+        precondition(capacity - count >= n, "UnsafeByteWriter overflow")
+        id.write(to: end)
+        count += n
+    }
+}
+
 extension Array where Element == UInt8 {
     /// A request id's bytes.
     public mutating func append(_ id: RequestID) {

@@ -155,7 +155,7 @@ extension Array where Element == UInt8 {
 public struct UnsafeByteWriter {
     let base: UnsafeMutablePointer<UInt8>
     let capacity: Int
-    public private(set) var count = 0
+    public internal(set) var count = 0
 
     public init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
         precondition(buffer.baseAddress != nil || buffer.count == 0)
@@ -175,6 +175,18 @@ public struct UnsafeByteWriter {
         (base + count).update(from: s.utf8Start, count: n)
         count += n
     }
+
+    public mutating func put(_ bytes: UnsafeRawBufferPointer) {
+        precondition(capacity - count >= bytes.count, "UnsafeByteWriter overflow")
+        if let p = bytes.baseAddress { UnsafeMutableRawPointer(base + count).copyMemory(from: p, byteCount: bytes.count) }
+        count += bytes.count
+    }
+
+    /// Where the next byte goes (bytes already written before it may be changed in place).
+    public var end: UnsafeMutablePointer<UInt8> { base + count }
+
+    /// The bytes written so far.
+    public var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     public mutating func put(_ bytes: [UInt8]) {
         precondition(capacity - count >= bytes.count, "UnsafeByteWriter overflow")

@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// One header field; `name` is lowercased at parse time so lookups are plain comparisons.
 public struct HTTPHeader: Sendable, Equatable {
     public var name: String
@@ -94,23 +96,27 @@ extension RawHeaderBlock {
         raw[Int(f.nameStart)..<Int(f.nameEnd)].contains(byte)
     }
 
-    /// Appends `name: value\r\n` for `f`, the name lowercased, the value's bytes as received.
-    public func appendLine(_ f: HeaderField, to out: inout [UInt8]) {
+    /// Writes `name: value\r\n` for `f`, the name lowercased, the value's bytes as received
+    /// (`lineCapacity(f)` bytes at most).
+    public func writeLine(_ f: HeaderField, to w: inout UnsafeByteWriter) {
         let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
-        let start = out.count
+        let name = w.end
         raw.withUnsafeBytes { b in
             if vs == ne + 2 && b[ne + 1] == HeadLexer.SP {
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[ns..<ve]))   // `name: value` as received: one copy
+                w.put(UnsafeRawBufferPointer(rebasing: b[ns..<ve]))        // `name: value` as received: one copy
             } else {
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
-                out.append(HeadLexer.COLON); out.append(HeadLexer.SP)
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[vs..<ve]))
+                w.put(UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
+                w.put(": ")
+                w.put(UnsafeRawBufferPointer(rebasing: b[vs..<ve]))
             }
         }
-        out.append(HeadLexer.CR); out.append(HeadLexer.LF)
-        out.withUnsafeMutableBufferPointer { o in
-            for i in start..<(start + ne - ns) { o[i] = HeadLexer.lower(o[i]) }
-        }
+        w.put("\r\n")
+        HeadLexer.lowercase(name, count: ne - ns)
+    }
+
+    /// The most bytes `writeLine(f, …)` writes.
+    @inline(__always) public func lineCapacity(_ f: HeaderField) -> Int {
+        Int(f.nameEnd - f.nameStart) + Int(f.valueEnd - f.valueStart) + 4
     }
 }
 

@@ -63,6 +63,24 @@ enum HeadLexer {
         (c >= 65 && c <= 90) ? c | 0x20 : c
     }
 
+    /// Folds the ASCII letters of `count` bytes at `p` to lower case in place, eight bytes at
+    /// a time (other bytes, those ≥ 0x80 included, are left as they are). Per byte of a word,
+    /// over its low seven bits `h`: `h + 0x3F` reaches bit 7 when `h ≥ 'A'`, `h + 0x25` when
+    /// `h > 'Z'` (no carry leaves a byte: `h ≤ 0x7F`); an upper-case letter, without bit 7 of its
+    /// own, gets 0x20 from its mask bit shifted down two places.
+    static func lowercase(_ p: UnsafeMutablePointer<UInt8>, count: Int) {
+        let raw = UnsafeMutableRawPointer(p)
+        var i = 0
+        while i + 8 <= count {
+            let x = (raw + i).loadUnaligned(as: UInt64.self)
+            let h = x & 0x7F7F_7F7F_7F7F_7F7F
+            let upper = (h &+ 0x3F3F_3F3F_3F3F_3F3F) & ~(h &+ 0x2525_2525_2525_2525) & ~x & 0x8080_8080_8080_8080
+            if upper != 0 { (raw + i).storeBytes(of: x | (upper >> 2), as: UInt64.self) }
+            i &+= 8
+        }
+        while i < count { p[i] = lower(p[i]); i &+= 1 }
+    }
+
     /// Whether the bytes of `b` from `start`, ASCII letters folded to lower case, begin with
     /// `lowercase` (the caller checks that `b` holds that many).
     @inline(__always) static func matchesLowercase(_ b: UnsafeRawBufferPointer, from start: Int,

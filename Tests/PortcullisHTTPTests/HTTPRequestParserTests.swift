@@ -141,6 +141,24 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertEqual(st.spare.map(ObjectIdentifier.init), keptSpare)
     }
 
+    /// `HeadLexer.lowercase` folds eight bytes at a time; it must agree with the byte fold for
+    /// every byte value at every position of 1–19-byte names (words and tails), the rest of the
+    /// name upper-case letters, and never touch a byte past `count`.
+    func testWordAtATimeLowercaseAgreesWithTheByteFold() {
+        for n in 1...19 {
+            for at in 0..<n {
+                for c in 0...UInt8.max {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "Q"), count: n + 1)
+                    bytes[at] = c
+                    bytes.withUnsafeMutableBufferPointer { b in HeadLexer.lowercase(b.baseAddress!, count: n) }
+                    var want = [UInt8](repeating: UInt8(ascii: "q"), count: n) + [UInt8(ascii: "Q")]
+                    want[at] = HeadLexer.lower(c)
+                    if bytes != want { XCTFail("length \(n), byte \(c) at \(at): \(bytes)"); return }
+                }
+            }
+        }
+    }
+
     /// The parsers classify names a word at a time (`classifyToken`); it must agree with the
     /// byte-by-byte `classifyIgnoringCase` on every token: each known name in mixed case, each
     /// with one byte changed to every other tchar, and the tchar table against RFC 9110's list.

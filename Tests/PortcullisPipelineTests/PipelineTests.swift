@@ -122,6 +122,25 @@ final class PipelineTests: XCTestCase {
                        String(decoding: ctx.upstreamHeaderLines, as: UTF8.self))
     }
 
+    /// The lines are written in a scratch sized from the head: the densest head (hundreds of
+    /// empty `A:` fields, each line growing by its `: `), a minted id and the longest client
+    /// address fit, byte for byte.
+    func testDensestHeadFitsTheScratch() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
+                                                   file: "t.yaml")
+        let bytes = Array("POST /v1/x HTTP/1.1\r\nHost: x\r\n".utf8) + Array(repeating: Array("A:\r\nBb:\tc\r\n".utf8), count: 300).flatMap { $0 }
+            + Array("\r\n".utf8)
+        guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: 65536, maxHeaderCount: 1000)).parse($0) })
+        else { return XCTFail("parse") }
+        let address = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+        let id = RequestID(high: .max, low: 1)
+        let ctx = RequestContext(requestID: id, head: head, body: [], clientAddress: address, startNanos: 0, configuration: config)
+        Pipeline([RouteMiddleware(), HeaderHygieneMiddleware()]).run(ctx) { _ in }
+        let expected = String(repeating: "a: \r\nbb: c\r\n", count: 300)
+            + "x-request-id: \(id)\r\nx-forwarded-for: \(address)\r\nx-forwarded-proto: http\r\n"
+        XCTAssertEqual(String(decoding: ctx.upstreamHeaderLines, as: UTF8.self), expected)
+    }
+
     /// The limiter and the router share one scan of the body's members; any change to the body
     /// (a clamp, an added `stream_options`) makes the next reader scan the new bytes.
     func testBodyMembersAreRescannedAfterAnEdit() throws {

@@ -123,6 +123,24 @@ final class RouterTests: XCTestCase {
                        "{ \"temperature\": 1.50, \"model\" : \"gpt-4o\", \"x\": {\"model\": 1} }")
     }
 
+    /// The slot-only rewrite (a scratch copy for bodies up to `scratchLimit`, pieces appended
+    /// above): the same bytes on both sides of the limit, the slot first, last, emptied, grown.
+    func testSlotOnlyRewriteIsTheSameOnBothSidesOfTheScratchLimit() throws {
+        for pad in [0, 100, JSONMemberEdits.scratchLimit - 40, JSONMemberEdits.scratchLimit, JSONMemberEdits.scratchLimit + 100] {
+            let filler = String(repeating: "x", count: pad)
+            for (body, value) in [("{\"model\":\"a\",\"f\":\"\(filler)\"}", "\"gpt-4o-mini\""),
+                                  ("{\"f\":\"\(filler)\",\"model\":\"chat-default\"}", "\"m\""),
+                                  ("{\"f\":\"\(filler)\",\"model\":\"chat\",\"g\":1}", "")] {
+                var (e, m, _) = try edits(body)
+                guard let r = m[0] else { return XCTFail("no model in \(body.prefix(40))") }
+                e.replace(r, with: nil)
+                let want = String(body[..<body.utf8.index(body.startIndex, offsetBy: r.lowerBound)]) + value
+                    + String(body[body.utf8.index(body.startIndex, offsetBy: r.upperBound)...])
+                XCTAssertEqual(String(decoding: e.render(slot: Array(value.utf8)), as: UTF8.self), want, "pad \(pad)")
+            }
+        }
+    }
+
     func testInsertionsAndClamp() throws {
         var (e, m, after) = try edits("{\"max_tokens\":5000,\"messages\":[]}")
         e.insert("model", at: after, value: nil)

@@ -36,7 +36,9 @@ final class UsageTap {
     }
     private var r: Reading
     var decoder = SSEDecoder(maxEventBytes: UsageTap.maxEventBytes)
-    var json: [UInt8] = []
+    /// A JSON answer's bytes as they pass (a buffer of its own: appended with `memcpy`, no
+    /// storage until the first JSON answer, a big one's storage freed at `reset`).
+    let json: ByteBuffer = { let b = ByteBuffer(capacity: 1024); b.release(); return b }()
 
     var hide: Bool { r.hide }
     var sse: Bool { r.sse }
@@ -51,7 +53,7 @@ final class UsageTap {
     var model: String? {
         if let m = r.streamModel { return m }
         guard !r.sse, !r.jsonTooLarge, !json.isEmpty else { return nil }
-        return json.withUnsafeBytes { UsageTap.modelName(in: $0) }
+        return UsageTap.modelName(in: json.readable)
     }
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     var contentEvents: Int { r.contentEvents }
@@ -68,7 +70,8 @@ final class UsageTap {
     func reset(hide: Bool) {
         r = Reading(hide: hide)
         decoder = SSEDecoder(maxEventBytes: UsageTap.maxEventBytes)
-        if json.capacity <= UsageTap.reusedCapacity { json.removeAll(keepingCapacity: true) } else { json = [] }
+        json.clear()
+        if json.capacity > UsageTap.reusedCapacity { json.release() }
     }
 
     static let reusedCapacity = 4096
@@ -84,7 +87,7 @@ final class UsageTap {
         if r.sse {
             _ = decoder.feed(bytes) { event in _ = inspect(event) }
         } else if !r.jsonTooLarge {
-            if json.count + bytes.count > UsageTap.maxJSONCapture { r.jsonTooLarge = true; json = [] } else { json.append(contentsOf: bytes) }
+            if json.readableBytes + bytes.count > UsageTap.maxJSONCapture { r.jsonTooLarge = true; json.clear(); json.release() } else { json.append(bytes) }
         }
     }
 
@@ -110,13 +113,12 @@ final class UsageTap {
             }
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
         } else if !r.jsonTooLarge, !json.isEmpty {
-            json.withUnsafeBytes { b in
-                guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
-                let f = UsageTap.fields(b, objectAt: u)
-                r.usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
-                r.promptTokens = f.prompt ?? f.input
-                r.completionTokens = f.completion ?? f.output
-            }
+            let b = json.readable
+            guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
+            let f = UsageTap.fields(b, objectAt: u)
+            r.usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
+            r.promptTokens = f.prompt ?? f.input
+            r.completionTokens = f.completion ?? f.output
         }
     }
 

@@ -88,6 +88,39 @@ final class UsageTapTests: XCTestCase {
         }
     }
 
+    /// A JSON answer's usage is read from the bytes captured as they passed, in whatever pieces
+    /// they came; a capture grown past `reusedCapacity` gives its storage back at `reset`; an
+    /// answer over `maxJSONCapture` is not read (and holds nothing).
+    func testJSONAnswersInPiecesAndTheCaptureBounds() {
+        let tap = UsageTap(hide: false)
+        func answer(_ text: String, piece: Int) -> Int64? {
+            tap.reset(hide: false)
+            tap.begin(sse: false)
+            let bytes = Array(text.utf8)
+            var i = 0
+            while i < bytes.count {
+                let n = min(piece, bytes.count - i)
+                bytes[i..<(i + n)].withUnsafeBytes { tap.observe($0) }
+                i += n
+            }
+            tap.finish { _ in XCTFail("a JSON answer is not re-forwarded") }
+            return tap.usage
+        }
+        let usage = #","usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}}"#
+        for piece in [1, 7, 4096] {
+            XCTAssertEqual(answer(#"{"id":"a","choices":[]"# + usage, piece: piece), 11, "pieces of \(piece)")
+        }
+        let big = #"{"pad":""# + String(repeating: "x", count: UsageTap.reusedCapacity * 4) + "\"" + usage
+        XCTAssertEqual(answer(big, piece: 1000), 11)
+        XCTAssertGreaterThan(tap.json.capacity, UsageTap.reusedCapacity)
+        tap.reset(hide: false)
+        XCTAssertEqual(tap.json.capacity, 0, "a big capture's storage goes at reset")
+        XCTAssertEqual(answer(#"{"usage":{"total_tokens":2}}"#, piece: 3), 2)
+        let huge = #"{"pad":""# + String(repeating: "x", count: UsageTap.maxJSONCapture) + "\"" + usage
+        XCTAssertNil(answer(huge, piece: 65536), "past maxJSONCapture the answer is not read")
+        XCTAssertEqual(tap.json.readableBytes, 0)
+    }
+
     /// One tap serves a connection's responses in turn: after `reset`, nothing of the previous
     /// response is left (its usage would otherwise settle, or label, the next request).
     func testResetForgetsThePreviousResponse() {

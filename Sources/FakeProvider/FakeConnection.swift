@@ -96,11 +96,11 @@ final class FakeConnection: EventHandler {
             switch h.framing {
             case .length(let n):
                 let take = min(n - body.count, input.readableBytes)
-                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
+                body.append(bytes: UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
                 input.consume(take)
                 if body.count < n { return }
             case .chunked:
-                let r = chunkDecoder.feed(input.readable) { body.append(contentsOf: $0) }
+                let r = chunkDecoder.feed(input.readable) { body.append(bytes: $0) }
                 switch r {
                 case .needMore: input.clear(); return
                 case .finished(let c): input.consume(c)

@@ -183,7 +183,7 @@ public final class TenantContextMiddleware: Middleware {
         out.reserveCapacity(48 + tenant.utf8.count + (user?.utf8.count ?? 0) + (tier?.utf8.count ?? 0))
         func line(_ name: StaticString, _ value: String) {
             out.append(name); out.append(": ")
-            value.withUTF8Bytes { out.append(contentsOf: $0) }
+            value.withUTF8Bytes { out.append(bytes: $0) }
             out.append("\r\n")
         }
         line("x-tenant-id", tenant)

@@ -97,6 +97,6 @@ extension UnsafeByteWriter {
 extension Array where Element == UInt8 {
     /// A request id's bytes.
     public mutating func append(_ id: RequestID) {
-        id.withUTF8Bytes { append(contentsOf: $0) }
+        id.withUTF8Bytes { append(bytes: $0) }
     }
 }

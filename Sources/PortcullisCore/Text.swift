@@ -143,6 +143,14 @@ extension Array where Element == UInt8 {
         DecimalDigits.withDigits(n) { append(contentsOf: $0) }
     }
 
+    /// Appends raw bytes through the typed-buffer path of `append(contentsOf:)` (a `memcpy`
+    /// after the capacity check), ~50 instructions less than the raw-buffer overload, which
+    /// goes through `Sequence`'s generic copy.
+    @inline(__always)
+    public mutating func append(bytes: UnsafeRawBufferPointer) {
+        append(contentsOf: UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+    }
+
     /// Appends the bytes of a static string (header names, literals).
     public mutating func append(_ s: StaticString) {
         append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))

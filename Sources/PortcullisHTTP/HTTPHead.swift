@@ -157,7 +157,7 @@ public final class HTTPRequestHead: RawHeaderBlock, @unchecked Sendable {
                 fields: [HeaderField], framing: BodyFraming, keepAlive: Bool, expectContinue: Bool) {
         self.method = method; self.target = target; self.path = path; self.minorVersion = minorVersion
         raw.removeAll(keepingCapacity: true)
-        raw.append(contentsOf: bytes)
+        raw.append(bytes: bytes)
         self.fields = fields; self.framing = framing; self.keepAlive = keepAlive
         self.expectContinue = expectContinue
     }

@@ -73,7 +73,7 @@ public struct HTTPResponseParser: Sendable {
         var chunked = false, hasTE = false
         var close = false, keepAliveToken = false
         storage.raw.removeAll(keepingCapacity: true)
-        storage.raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[base..<end]))
+        storage.raw.append(bytes: UnsafeRawBufferPointer(rebasing: b[base..<end]))
         let raw = storage.raw
         func value(_ f: HeaderField) -> String { String(decoding: raw[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self) }
         for f in fields {

@@ -90,10 +90,10 @@ public enum RequestTarget {
             }
             var out: [UInt8] = []
             out.reserveCapacity(n)
-            for s in segments { out.append(UInt8(ascii: "/")); out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[s])) }
+            for s in segments { out.append(UInt8(ascii: "/")); out.append(bytes: UnsafeRawBufferPointer(rebasing: b[s])) }
             if out.isEmpty || trailingSlash { out.append(UInt8(ascii: "/")) }
             let path = String(decoding: out, as: UTF8.self)
-            if q < n { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[q..<n])) }
+            if q < n { out.append(bytes: UnsafeRawBufferPointer(rebasing: b[q..<n])) }
             return .success(Canonical(path: path, target: String(decoding: out, as: UTF8.self)))
         }
     }

@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Incremental Server-Sent Events framer (WHATWG HTML §9.2.6 line rules: a line ends at CRLF,
 /// LF or CR; an empty line ends an event). A value type fed arbitrary slices, like
 /// `ChunkedDecoder`: it hands out each complete event's raw bytes (terminating blank line
@@ -72,7 +74,7 @@ public struct SSEDecoder: Sendable {
                 var v = i + 5
                 if v < e && event[v] == 32 { v += 1 }
                 if out == nil { out = [] } else { out!.append(10) }
-                out!.append(contentsOf: UnsafeRawBufferPointer(rebasing: event[v..<e]))
+                out!.append(bytes: UnsafeRawBufferPointer(rebasing: event[v..<e]))
             }
             if e < n && event[e] == 13 && e + 1 < n && event[e + 1] == 10 { e += 1 }
             i = e + 1

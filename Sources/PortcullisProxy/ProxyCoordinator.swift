@@ -307,7 +307,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             guard w.body.count + bytes.count <= Self.maxWholeBody else {
                 return upstreamTranslationFailed("The provider's answer is too large to translate.")
             }
-            w.body.append(contentsOf: bytes)        // (in place: the kept body is not copied per read)
+            w.body.append(bytes: bytes)        // (in place: the kept body is not copied per read)
             return true
         }
         if let tr = transform, tr.streaming {
@@ -317,7 +317,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         }
         if holding, let h = held {
             if h.body.count + bytes.count <= Self.maxHeldBody {
-                h.body.append(contentsOf: bytes)
+                h.body.append(bytes: bytes)
                 return true
             }
             // Too large to hold: forward it after all (no retry of this one).

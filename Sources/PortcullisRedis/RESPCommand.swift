@@ -26,7 +26,7 @@ public struct RESPCommand: Sendable {
 
     public mutating func add(_ p: UnsafeRawBufferPointer) {
         bytes.append(UInt8(ascii: "$")); bytes.appendDecimal(Int64(p.count)); bytes.append(13); bytes.append(10)
-        bytes.append(contentsOf: p)
+        bytes.append(bytes: p)
         bytes.append(13); bytes.append(10)
         written += 1
     }

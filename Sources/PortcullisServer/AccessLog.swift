@@ -126,7 +126,7 @@ final class AccessLogWriter: Sendable {
         let (fits, wasEmpty) = pending.withLock { p -> (Bool, Bool) in
             guard p.count + bytes.count <= cap else { return (false, false) }
             let empty = p.isEmpty
-            p.append(contentsOf: bytes)
+            p.append(bytes: bytes)
             return (true, empty)
         }
         if wasEmpty && wake >= 0 {

@@ -182,8 +182,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
                 respondLocal(LocalResponse(.payloadTooLarge(limit: limit)), method: h.method, target: h.target, forceClose: true)
                 return false
             }
-            bodyRemaining = n
-            body.reserveCapacity(n)
+            bodyRemaining = n                   // (storage is sized by readBody's first bytes)
         case .chunked:
             bodyDecoder = ChunkedDecoder(maxBodyBytes: limit)
         }
@@ -204,7 +203,13 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
         case .length:
             let take = min(bodyRemaining, input.readableBytes)
             if take > 0 {
-                body.append(contentsOf: UnsafeRawBufferPointer(rebasing: input.readable[0..<take]))
+                let bytes = UnsafeRawBufferPointer(rebasing: input.readable[0..<take])
+                if body.isEmpty && take == bodyRemaining {
+                    body = Array(bytes)                      // the whole body at hand: one exact copy
+                } else {
+                    if body.isEmpty { body.reserveCapacity(bodyRemaining) }
+                    body.append(bytes: bytes)
+                }
                 input.consume(take)
                 bodyRemaining -= take
             }
@@ -214,7 +219,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
             var tooLarge = false
             let outcome = bodyDecoder.feed(input.readable) { slice in
                 if body.count + slice.count > limit { tooLarge = true; return }
-                body.append(contentsOf: slice)
+                body.append(bytes: slice)
             }
             if tooLarge {
                 respondLocal(LocalResponse(.payloadTooLarge(limit: limit)), method: h.method, target: h.target, forceClose: true)

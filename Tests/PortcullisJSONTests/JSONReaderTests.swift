@@ -81,6 +81,38 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertNoThrow(try scan(Array("{\"x\":{\"y\":1,\"y\":2}}".utf8)))
     }
 
+    /// Strings end a word at a time for their first 16 bytes: an escaped quote, an escaped
+    /// backslash before the closing quote, or an escape in a name, at every position of names
+    /// and values of 0–24 bytes (inside and past the words, at the end of the text), read as the
+    /// strict reader reads them; the guarded scan gives up on an escaped name, never misreads it.
+    func testStringEndsAtEveryPositionAgreeWithTheStrictReader() throws {
+        let escapes = ["\\\"", "\\\\", "\\n", "\\u0041"]
+        for length in 0...24 {
+            for at in 0...length {
+                for esc in escapes {
+                    var text = String(repeating: "a", count: length)
+                    text.insert(contentsOf: esc, at: text.index(text.startIndex, offsetBy: at))
+                    let plain = String(repeating: "m", count: length)
+                    for doc in ["{\"model\":\"\(text)\",\"n\":1}", "{\"\(text)\":1,\"model\":\"\(plain)\"}",
+                                "{\"model\":\"\(plain)\"}", "{\"x\":[\"\(text)\"],\"model\":\"\(text)\"}"] {
+                        let bytes = Array(doc.utf8)
+                        let strict = try bytes.withUnsafeBytes { try JSONReader.topLevelMembers(["model", "n"], in: $0) }
+                        let lenient = bytes.withUnsafeBytes { JSONReader.lenientTopLevelMembers(["model", "n"], in: $0) }
+                        XCTAssertEqual(lenient?.members, strict.members, doc)
+                        if let guarded = bytes.withUnsafeBytes({ JSONReader.lenientTopLevelMembers(["model", "n"], in: $0, guarded: true) }) {
+                            XCTAssertEqual(guarded.members, strict.members, doc)
+                        }
+                        XCTAssertEqual(try bytes.withUnsafeBytes { try JSONReader.memberScan(["model", "n"], in: $0) }.members, strict.members, doc)
+                    }
+                }
+            }
+        }
+        // A text that ends inside a string, after a backslash or not, is no object.
+        for cut in ["{\"model\":\"abcdefghijklmnopqrstu", "{\"model\":\"abc\\\"", "{\"model\":\"abcdefgh\\"] {
+            XCTAssertNil(Array(cut.utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["model"], in: $0) }, cut)
+        }
+    }
+
     /// The lenient scan agrees with the strict one on valid documents.
     func testLenientScanAgreesWithTheStrictOne() throws {
         let docs = ["{\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"a \\\"q\\\" }\"}}],\"usage\":{\"total_tokens\":12}}",

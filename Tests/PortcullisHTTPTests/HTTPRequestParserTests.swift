@@ -228,6 +228,35 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertGreaterThan(checked, 80_000)
     }
 
+    /// Header values are checked sixteen, then eight bytes at a time: every byte value at every
+    /// position of values of 1–40 bytes (both sides of each block boundary) is refused or kept
+    /// exactly as the byte-by-byte rule says (controls other than HT, and DEL, refused;
+    /// obs-text kept), with the value's span unchanged.
+    func testEveryValueByteIsCheckedAtEveryPosition() {
+        for len in 1...40 {
+            for pos in 0..<len {
+                for c in 0...UInt8.max where c != HeadLexer.LF && c != HeadLexer.CR {
+                    var value = Array(repeating: UInt8(ascii: "v"), count: len)
+                    value[pos] = c
+                    let line = Array("x-v: ".utf8) + value
+                    let refused = (c < 0x20 && c != HeadLexer.HT) || c == 0x7F
+                    let got = line.withUnsafeBytes { b -> String in
+                        switch HeadLexer.field(b, 0, b.count, base: 0) {
+                        case .success(let f): return "ok \(f.valueStart) \(f.valueEnd)"
+                        case .failure(let e): return "fail \(e.kind)"
+                        }
+                    }
+                    // A tab or space at either end is trimmed from the value, not refused.
+                    var vs = 5, ve = line.count
+                    while vs < ve && (line[vs] == HeadLexer.SP || line[vs] == HeadLexer.HT) { vs += 1 }
+                    while ve > vs && (line[ve - 1] == HeadLexer.SP || line[ve - 1] == HeadLexer.HT) { ve -= 1 }
+                    let want = refused ? "fail badValue" : "ok \(vs) \(ve)"
+                    if got != want { return XCTFail("length \(len), byte \(c) at \(pos): \(got), want \(want)") }
+                }
+            }
+        }
+    }
+
     /// The request target is checked eight bytes at a time: every byte value at every position
     /// of targets of 1–17 bytes (both sides of word boundaries) is refused, ends the target, or
     /// is kept, exactly as RFC 9112 §3.2 and the byte-by-byte check say.

@@ -96,8 +96,8 @@ extension RawHeaderBlock {
         raw[Int(f.nameStart)..<Int(f.nameEnd)].contains(byte)
     }
 
-    /// Writes `name: value\r\n` for `f`, the name lowercased, the value's bytes as received
-    /// (`lineCapacity(f)` bytes at most).
+    /// Writes `name: value\r\n` for `f`, the name lowercased, the value's bytes as received:
+    /// its name's and value's bytes and 4 more, at most 3 more than the line as received.
     public func writeLine(_ f: HeaderField, to w: inout UnsafeByteWriter) {
         let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
         let name = w.end
@@ -114,10 +114,6 @@ extension RawHeaderBlock {
         HeadLexer.lowercase(name, count: ne - ns)
     }
 
-    /// The most bytes `writeLine(f, …)` writes.
-    @inline(__always) public func lineCapacity(_ f: HeaderField) -> Int {
-        Int(f.nameEnd - f.nameStart) + Int(f.valueEnd - f.valueStart) + 4
-    }
 }
 
 /// A parsed request head. Read-only outside this module; a class so that passing it through the

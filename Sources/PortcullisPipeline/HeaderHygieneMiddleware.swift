@@ -41,11 +41,11 @@ public final class HeaderHygieneMiddleware: Middleware {
             connectionListed += head.value(fields[i]).lowercasedCommaList().map(Self.folded)
         }
         let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
-        // The client's lines (each at most `lineCapacity`: 4 bytes more than its name and value,
-        // so at most 3 more than received) and the three injected lines (61 bytes besides their values), written with
-        // memcpy in a scratch buffer (on the stack unless the head is large), then copied into
-        // one array of the exact size (`Array` of a raw buffer is specialised; appending piece
-        // by piece cost ~100 instructions a piece).
+        // The client's lines (each at most 3 bytes longer than received, see `writeLine`) and
+        // the three injected lines (60 bytes besides their values), written with memcpy in a
+        // scratch buffer (on the stack unless the head is large), then copied into one array of
+        // the exact size (`Array` of a raw buffer is specialised; appending piece by piece cost
+        // ~100 instructions a piece).
         let capacity = 64 + ctx.requestID.utf8Count + ctx.clientAddress.utf8.count + head.raw.count + 4 * fields.count
         let out = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch -> [UInt8] in
             var w = UnsafeByteWriter(scratch)

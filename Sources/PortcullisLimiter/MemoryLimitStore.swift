@@ -12,7 +12,16 @@ public final class MemoryLimitStore: Sendable {
             tokens = min(Double(capacity), level - Double(delta)); last = now
         }
     }
-    let buckets = Mutex<[String: Bucket]>([:])
+    /// A bucket's key with its hash computed once, when the `Bucket` was made (the middleware
+    /// keeps its buckets, so a decision hashes one integer per key instead of the key's bytes).
+    struct Key: Hashable {
+        let key: String
+        let hash: Int
+        init(_ b: PortcullisLimiter.Bucket) { key = b.key; hash = b.keyHash }
+        func hash(into h: inout Hasher) { h.combine(hash) }
+        static func == (a: Key, b: Key) -> Bool { a.hash == b.hash && a.key == b.key }
+    }
+    let buckets = Mutex<[Key: Bucket]>([:])
     let clock: @Sendable () -> Int64
     let operations = Atomic<Int>(0)
     /// Slot key → member → lease expiry (ms).
@@ -42,40 +51,49 @@ public final class MemoryLimitStore: Sendable {
     /// Checks every bucket, then debits all or none.
     public func acquire(_ requests: [BucketRequest]) -> AdmissionResult {
         let now = clock()
+        let n = requests.count
         let result = buckets.withLock { map -> AdmissionResult in
-            // Each key is hashed once: found buckets are written back through their index.
-            var levels: [Double] = []
-            levels.reserveCapacity(requests.count)
-            var found: [Dictionary<String, Bucket>.Index?] = []
-            found.reserveCapacity(requests.count)
-            var denied: (Int, Int64)? = nil
-            for (i, r) in requests.enumerated() {
-                let at = map.index(forKey: r.key)
-                found.append(at)
-                let b = at.map { map.values[$0] } ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
-                let level = TokenBucketMath.level(tokens: b.tokens, last: b.last, now: now, capacity: r.capacity, windowMillis: r.windowMillis)
-                levels.append(level)
-                if denied == nil && level < Double(r.cost) {
-                    denied = (i, TokenBucketMath.waitMillis(level: level, cost: r.cost, capacity: r.capacity, windowMillis: r.windowMillis))
+            // Each key is looked up once: found buckets are written back through their index.
+            // The levels and indices live on the stack for the decision (no arrays to allocate).
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { levels -> AdmissionResult in
+                withUnsafeTemporaryAllocation(of: Dictionary<Key, Bucket>.Index?.self, capacity: n) { found -> AdmissionResult in
+                    guard let foundBase = found.baseAddress else { return .admitted([]) }     // (no requests)
+                    var denied: (Int, Int64)? = nil
+                    for i in 0..<n {
+                        let r = requests[i]
+                        let at = map.index(forKey: Key(r.bucket))
+                        (foundBase + i).initialize(to: at)
+                        let b = at.map { map.values[$0] } ?? Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
+                        let level = TokenBucketMath.level(tokens: b.tokens, last: b.last, now: now, capacity: r.capacity, windowMillis: r.windowMillis)
+                        levels[i] = level
+                        if denied == nil && level < Double(r.cost) {
+                            denied = (i, TokenBucketMath.waitMillis(level: level, cost: r.cost, capacity: r.capacity, windowMillis: r.windowMillis))
+                        }
+                    }
+                    defer { foundBase.deinitialize(count: n) }
+                    var statuses: [BucketStatus] = []
+                    statuses.reserveCapacity(n)
+                    if let (i, wait) = denied {
+                        for k in 0..<n {
+                            let r = requests[k]
+                            statuses.append(TokenBucketMath.status(level: levels[k], capacity: r.capacity, windowMillis: r.windowMillis))
+                        }
+                        return .denied(index: i, retryAfterMillis: wait, statuses)
+                    }
+                    for i in 0..<n {
+                        let r = requests[i]
+                        let after = levels[i] - Double(r.cost)
+                        // (An index stays valid until an insertion: the found ones are written first.)
+                        if let at = found[i] { map.values[at] = Bucket(tokens: after, last: now, window: r.windowMillis) }
+                        statuses.append(TokenBucketMath.status(level: after, capacity: r.capacity, windowMillis: r.windowMillis))
+                    }
+                    for i in 0..<n where found[i] == nil {
+                        let r = requests[i]
+                        map[Key(r.bucket)] = Bucket(tokens: levels[i] - Double(r.cost), last: now, window: r.windowMillis)
+                    }
+                    return .admitted(statuses)
                 }
             }
-            if let (i, wait) = denied {
-                let statuses = zip(requests, levels).map { TokenBucketMath.status(level: $1, capacity: $0.capacity, windowMillis: $0.windowMillis) }
-                return .denied(index: i, retryAfterMillis: wait, statuses)
-            }
-            var statuses: [BucketStatus] = []
-            statuses.reserveCapacity(requests.count)
-            for (i, r) in requests.enumerated() {
-                let after = levels[i] - Double(r.cost)
-                let b = Bucket(tokens: after, last: now, window: r.windowMillis)
-                // (An index stays valid until an insertion: the found ones are written first.)
-                if let at = found[i] { map.values[at] = b }
-                statuses.append(TokenBucketMath.status(level: after, capacity: r.capacity, windowMillis: r.windowMillis))
-            }
-            for (i, r) in requests.enumerated() where found[i] == nil {
-                map[r.key] = Bucket(tokens: levels[i] - Double(r.cost), last: now, window: r.windowMillis)
-            }
-            return .admitted(statuses)
         }
         pruneSometimes(now)
         return result
@@ -92,7 +110,7 @@ public final class MemoryLimitStore: Sendable {
         buckets.withLock { map in
             for r in requests where !tokensOnly || r.kind == .tokens {
                 let full = Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
-                map[r.key, default: full].settle(delta, now: now, capacity: r.capacity)   // one hash per key
+                map[Key(r.bucket), default: full].settle(delta, now: now, capacity: r.capacity)   // one lookup per key
             }
         }
     }

@@ -13,12 +13,16 @@ public final class Bucket: Sendable, Equatable {
     /// `capacity` in ASCII decimal, written once (every admitted response's
     /// `x-ratelimit-limit-*` copies it).
     let capacityDigits: [UInt8]
+    /// `key.hashValue`, computed once (the memory store's lookups hash this integer). The same
+    /// for equal keys of every `Bucket` in this process: all workers share one hash seed.
+    let keyHash: Int
 
     public init(key: String, capacity: Int64, windowMillis: Int64, kind: Kind, scope: String) {
         self.key = key; self.capacity = capacity; self.windowMillis = windowMillis; self.kind = kind; self.scope = scope
         var digits: [UInt8] = []
         digits.appendDecimal(capacity)
         capacityDigits = digits
+        keyHash = key.hashValue
     }
 
     public static func == (a: Bucket, b: Bucket) -> Bool {

@@ -39,10 +39,16 @@ public struct ResponseRelay {
                 if f.known.isHopByHop || f.known == .contentLength || f.known == .xRequestId { continue }
                 if isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
                 if !connectionListed.isEmpty && f.known == .other && connectionListed.contains(h.name(f)) { continue }
-                // "Name: value" straight from the provider's bytes.
-                out.append(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)]))
-                out.append(StatusLine.colonSpace)
-                out.append(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)]))
+                // "Name: value" straight from the provider's bytes (one copy when they are
+                // spelled so already, as most providers' are).
+                let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
+                if vs == ne + 2 && raw[ne + 1] == UInt8(ascii: " ") {
+                    out.append(UnsafeRawBufferPointer(rebasing: raw[ns..<ve]))
+                } else {
+                    out.append(UnsafeRawBufferPointer(rebasing: raw[ns..<ne]))
+                    out.append(StatusLine.colonSpace)
+                    out.append(UnsafeRawBufferPointer(rebasing: raw[vs..<ve]))
+                }
                 out.append(StatusLine.crlf)
             }
         }

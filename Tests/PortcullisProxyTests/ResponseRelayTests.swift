@@ -1,0 +1,25 @@
+import XCTest
+import PortcullisCore
+import PortcullisHTTP
+@testable import PortcullisProxy
+
+/// The client's response head: each kept provider field as `Name: value` whatever white space
+/// the provider put around the value (copied in one piece when it is spelled so already),
+/// hop-by-hop and framing fields replaced by the gateway's own.
+final class ResponseRelayTests: XCTestCase {
+    func testProviderFieldsAreRelayedAsNameColonSpaceValue() throws {
+        let provider = "HTTP/1.1 200 OK\r\nX-A: b\r\nX-C:d\r\nX-E:\te\r\nX-F:   g  \r\nX-H:  \r\nConnection: keep-alive, X-Drop\r\n"
+            + "X-Drop: 1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        let bytes = Array(provider.utf8)
+        guard case .complete(let h, _) = bytes.withUnsafeBytes({ HTTPResponseParser().parse($0, requestMethod: "POST") }) else {
+            return XCTFail("parse")
+        }
+        var relay = ResponseRelay()
+        let out = ByteBuffer()
+        relay.head(h, request: RequestFacts(method: "POST", minorVersion: 1, keepAlive: true, requestID: RequestID("rid")),
+                   identity: [], extra: [], into: out)
+        let text = String(decoding: out.readable, as: UTF8.self)
+        XCTAssertEqual(text, "HTTP/1.1 200 OK\r\nX-A: b\r\nX-C: d\r\nX-E: e\r\nX-F: g\r\nX-H: \r\n"
+            + "Content-Type: application/json\r\ncontent-length: 2\r\nx-request-id: rid\r\n\r\n")
+    }
+}

@@ -17,10 +17,17 @@ public final class ByteBuffer {
     /// The block a released buffer points at: never written, never freed.
     nonisolated(unsafe) static let noStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
 
-    public init(capacity: Int = 4096) {
+    /// `allocateNow: false`: no block until the first write (as after `release()`), for a
+    /// buffer many owners never use.
+    public init(capacity: Int = 4096, allocateNow: Bool = true) {
         self.initialCapacity = max(capacity, 16)
-        self.capacity = initialCapacity
-        self.base = .allocate(capacity: initialCapacity)
+        if allocateNow {
+            self.capacity = initialCapacity
+            self.base = .allocate(capacity: initialCapacity)
+        } else {
+            self.capacity = 0
+            self.base = ByteBuffer.noStorage
+        }
     }
 
     deinit { if capacity > 0 { base.deallocate() } }

@@ -93,10 +93,3 @@ extension UnsafeByteWriter {
         count += n
     }
 }
-
-extension Array where Element == UInt8 {
-    /// A request id's bytes.
-    public mutating func append(_ id: RequestID) {
-        id.withUTF8Bytes { append(bytes: $0) }
-    }
-}

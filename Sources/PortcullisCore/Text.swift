@@ -197,11 +197,7 @@ public struct UnsafeByteWriter {
     public var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     public mutating func put(_ bytes: [UInt8]) {
-        precondition(capacity - count >= bytes.count, "UnsafeByteWriter overflow")
-        bytes.withUnsafeBufferPointer { b in
-            if let p = b.baseAddress { (base + count).update(from: p, count: b.count) }
-        }
-        count += bytes.count
+        bytes.withUnsafeBytes { put($0) }
     }
 
     /// `n` in ASCII decimal (a leading `-` when negative).

@@ -27,6 +27,12 @@ public enum BodyFraming: Sendable, Equatable {
 public struct HeaderField: Sendable, Equatable {
     public var nameStart: Int32, nameEnd: Int32, valueStart: Int32, valueEnd: Int32
     public var known: KnownHeader
+
+    /// Whether the line reads `name: value` in `raw` (its head's header bytes): one space
+    /// between the colon and the value, so the line copies in one piece.
+    @inline(__always) public func isColonSpaceSpelled(in raw: UnsafeRawBufferPointer) -> Bool {
+        Int(valueStart) == Int(nameEnd) + 2 && raw[Int(nameEnd) + 1] == HeadLexer.SP
+    }
 }
 
 /// A head's header section as received: the header lines' bytes and each field's offsets into
@@ -102,7 +108,7 @@ extension RawHeaderBlock {
         let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
         let name = w.end
         raw.withUnsafeBytes { b in
-            if vs == ne + 2 && b[ne + 1] == HeadLexer.SP {
+            if f.isColonSpaceSpelled(in: b) {
                 w.put(UnsafeRawBufferPointer(rebasing: b[ns..<ve]))        // `name: value` as received: one copy
             } else {
                 w.put(UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
@@ -113,7 +119,6 @@ extension RawHeaderBlock {
         w.put("\r\n")
         HeadLexer.lowercase(name, count: ne - ns)
     }
-
 }
 
 /// A parsed request head. Read-only outside this module; a class so that passing it through the

@@ -42,7 +42,7 @@ public struct ResponseRelay {
                 // "Name: value" straight from the provider's bytes (one copy when they are
                 // spelled so already, as most providers' are).
                 let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
-                if vs == ne + 2 && raw[ne + 1] == UInt8(ascii: " ") {
+                if f.isColonSpaceSpelled(in: raw) {
                     out.append(UnsafeRawBufferPointer(rebasing: raw[ns..<ve]))
                 } else {
                     out.append(UnsafeRawBufferPointer(rebasing: raw[ns..<ne]))

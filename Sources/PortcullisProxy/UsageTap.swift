@@ -38,7 +38,7 @@ final class UsageTap {
     var decoder = SSEDecoder(maxEventBytes: UsageTap.maxEventBytes)
     /// A JSON answer's bytes as they pass (a buffer of its own: appended with `memcpy`, no
     /// storage until the first JSON answer, a big one's storage freed at `reset`).
-    let json: ByteBuffer = { let b = ByteBuffer(capacity: 1024); b.release(); return b }()
+    let json = ByteBuffer(capacity: 1024, allocateNow: false)
 
     var hide: Bool { r.hide }
     var sse: Bool { r.sse }

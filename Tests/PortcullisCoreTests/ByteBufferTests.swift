@@ -14,6 +14,17 @@ final class ByteBufferTests: XCTestCase {
         XCTAssertEqual(String(decoding: b.readable, as: UTF8.self), "data: x\n\n")
     }
 
+    /// A buffer made without its block starts as a released one does.
+    func testBufferMadeWithoutItsBlockAllocatesOnFirstWrite() {
+        let b = ByteBuffer(capacity: 64, allocateNow: false)
+        XCTAssertEqual(b.capacity, 0)
+        XCTAssertTrue(b.isEmpty)
+        b.release()                                   // (nothing to free)
+        b.append("data: x\n\n")
+        XCTAssertEqual(b.capacity, 64)
+        XCTAssertEqual(String(decoding: b.readable, as: UTF8.self), "data: x\n\n")
+    }
+
     func testReleaseFreesOnlyAnEmptyBuffer() {
         let b = ByteBuffer(capacity: 32)
         b.append([1, 2, 3])

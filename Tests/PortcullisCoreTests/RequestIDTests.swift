@@ -2,7 +2,7 @@ import XCTest
 @testable import PortcullisCore
 
 /// A minted request id is its two integers as 32 lowercase hex digits, the same whichever way it
-/// is written out (a String, a byte buffer, an array); a given one is its bytes as sent.
+/// is written out (a String, a byte buffer, a byte writer); a given one is its bytes as sent.
 final class RequestIDTests: XCTestCase {
     func hex(_ v: UInt64) -> String {
         let s = String(v, radix: 16)
@@ -21,9 +21,12 @@ final class RequestIDTests: XCTestCase {
             buffer.append("x: ")
             buffer.append(id)
             XCTAssertEqual(String(decoding: buffer.readable, as: UTF8.self), "x: " + want)
-            var bytes: [UInt8] = []
-            bytes.append(id)
-            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), want)
+            let bytes = [UInt8](unsafeUninitializedCapacity: 34) { b, n in
+                var w = UnsafeByteWriter(b)
+                w.put("x:"); w.put(id)
+                n = w.count
+            }
+            XCTAssertEqual(String(decoding: bytes, as: UTF8.self), "x:" + want)
             XCTAssertEqual(id.withUTF8Bytes { String(decoding: $0, as: UTF8.self) }, want)
         }
     }

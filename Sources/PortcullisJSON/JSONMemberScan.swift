@@ -21,87 +21,121 @@ extension JSONReader {
         precondition(!(guarded && untilFound), "a guarded scan reads the whole object")
         guard let base = b.baseAddress else { return nil }
         // The ranges found live in a small stack buffer (begin, end per name; -1: absent) and
-        // the state in plain Ints: the loop then keeps them in registers or one stack slot
-        // instead of copying a result struct's fields around on every structural byte.
+        // the state in plain locals no nested function captures, so the loop keeps them in
+        // registers instead of reloading them around every structural byte.
         return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * JSONNames.maxCount) { ranges -> TopLevelScan? in
             for k in 0..<(2 * JSONNames.maxCount) { ranges[k] = -1 }
             let bytes = base.assumingMemoryBound(to: UInt8.self)
             let n = b.count
             var remaining = names.count
             var i = 0
-            while i < n && (bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09) { i &+= 1 }
+            while i < n && JSONReader.scanClass(bytes[i]) == ScanClass.space { i &+= 1 }
             guard i < n, bytes[i] == UInt8(ascii: "{") else { return nil }
             i &+= 1
             let afterBrace = i
             var depth = 1
             var expectKey = true          // at depth 1: the next string is a member name
             var member = -1               // index in `names` of the member whose value is being read
-            var valueStart = -1
-            func finish(isEmpty: Bool) -> TopLevelScan {
-                var found = TopLevelScan(count: names.count)
-                found.afterBrace = afterBrace
-                found.isEmpty = isEmpty
-                for m in 0..<names.count where ranges[2 &* m] >= 0 { found.set(m, ranges[2 &* m], ranges[2 &* m &+ 1]) }
-                return found
-            }
-            @inline(__always) func record(_ end: Int) {
-                if ranges[2 &* member] < 0 { remaining &-= 1 }   // (a repeated name counts once)
-                ranges[2 &* member] = valueStart; ranges[2 &* member &+ 1] = end
-            }
-            while i < n {
-                // Most bytes (digits, letters, `true`…) are neither structure nor white space:
-                // skip them with one table load each.
-                if valueStart != -2 {
-                    while i < n && JSONReader.isPlain(bytes[i]) { i &+= 1 }
-                    if i >= n { break }
+            var valueStart = -1           // where that value begins (set at its `:`)
+            var end = -1                  // ≥ 0: that value ends here; record it
+            scan: while i < n {
+                // One table load classifies a byte; most bytes (digits, letters, `true`…, stray
+                // bytes) are `plain` and skipped here.
+                var k = JSONReader.scanClass(bytes[i])
+                while k == ScanClass.plain {
+                    i &+= 1
+                    if i >= n { break scan }
+                    k = JSONReader.scanClass(bytes[i])
                 }
-                let c = bytes[i]
-                if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i &+= 1; continue }
-                if valueStart == -2 { valueStart = i }       // the first byte of a depth-1 value
-                switch c {
-                case 0x22:
+                switch k {
+                case ScanClass.quote:
                     let e = JSONReader.stringEnd(bytes, n, i)
                     if e < 0 { return nil }
-                    if depth == 1 && expectKey {
-                        if guarded && e - i > 2 && memchr(base + i + 1, 0x5C, e - i - 2) != nil { return nil }
-                        member = names.index(of: base + i + 1, count: e - 1 - i - 1) ?? -1
-                        if guarded && member >= 0 && ranges[2 &* member] >= 0 { return nil }
-                        expectKey = false
-                    } else if depth == 1 && member >= 0 && valueStart >= 0 {
-                        record(e); member = -1; valueStart = -1
-                        if untilFound && remaining == 0 { return finish(isEmpty: false) }
+                    if depth == 1 {
+                        if expectKey {
+                            if guarded && e - i > 2 && memchr(base + i + 1, 0x5C, e - i - 2) != nil { return nil }
+                            member = names.index(of: base + i + 1, count: e - 1 - i - 1) ?? -1
+                            if guarded && member >= 0 && ranges[2 &* member] >= 0 { return nil }
+                            expectKey = false
+                        } else if member >= 0 && valueStart >= 0 {
+                            end = e                                          // a string value
+                        }
                     }
                     i = e
-                    continue
-                case 0x3A:                                                   // :
-                    if depth == 1 { valueStart = -2 }
-                case 0x2C:                                                   // ,
+                case ScanClass.colon:
+                    i &+= 1
+                    if depth == 1 {
+                        // The value begins at the next byte that is not white space.
+                        while i < n && JSONReader.scanClass(bytes[i]) == ScanClass.space { i &+= 1 }
+                        valueStart = i
+                    }
+                case ScanClass.comma:
                     if depth == 1 {
                         if member >= 0 && valueStart >= 0 {
-                            record(trimEnd(b, valueStart, i))
-                            if untilFound && remaining == 0 { return finish(isEmpty: false) }
+                            end = trimEnd(b, valueStart, i)                  // a number or literal
+                        } else {
+                            member = -1; valueStart = -1
                         }
-                        member = -1; valueStart = -1; expectKey = true
+                        expectKey = true
                     }
-                case 0x7B, 0x5B:                                             // { [
+                    i &+= 1
+                case ScanClass.open:
                     depth &+= 1
-                case 0x7D, 0x5D:                                             // } ]
+                    i &+= 1
+                case ScanClass.close:
                     depth &-= 1
-                    if depth == 1 && member >= 0 && valueStart >= 0 {
-                        record(i + 1); member = -1; valueStart = -1
-                        if untilFound && remaining == 0 { return finish(isEmpty: false) }
+                    i &+= 1
+                    if depth == 1 {
+                        if member >= 0 && valueStart >= 0 { end = i }       // an object or array value
                     } else if depth == 0 {
-                        if member >= 0 && valueStart >= 0 { record(trimEnd(b, valueStart, i)) }
-                        return finish(isEmpty: !expectKey ? false : trimEnd(b, afterBrace, i) == afterBrace)
+                        if member >= 0 && valueStart >= 0 {
+                            let e = trimEnd(b, valueStart, i - 1)
+                            if ranges[2 &* member] < 0 { remaining &-= 1 }
+                            ranges[2 &* member] = valueStart; ranges[2 &* member &+ 1] = e
+                        }
+                        let isEmpty = !expectKey ? false : trimEnd(b, afterBrace, i - 1) == afterBrace
+                        return JSONReader.scanResult(names.count, ranges, afterBrace: afterBrace, isEmpty: isEmpty)
                     }
-                default:
-                    break
+                default:                                                     // white space
+                    i &+= 1
                 }
-                i &+= 1
+                if end >= 0 {
+                    if ranges[2 &* member] < 0 { remaining &-= 1 }   // (a repeated name counts once)
+                    ranges[2 &* member] = valueStart; ranges[2 &* member &+ 1] = end
+                    member = -1; valueStart = -1; end = -1
+                    if untilFound && remaining == 0 {
+                        return JSONReader.scanResult(names.count, ranges, afterBrace: afterBrace, isEmpty: false)
+                    }
+                }
             }
             return nil
         }
     }
+
+    /// The scan's answer from its stack ranges.
+    static func scanResult(_ count: Int, _ ranges: UnsafeMutableBufferPointer<Int>, afterBrace: Int, isEmpty: Bool) -> TopLevelScan {
+        var found = TopLevelScan(count: count)
+        found.afterBrace = afterBrace
+        found.isEmpty = isEmpty
+        for m in 0..<count where ranges[2 &* m] >= 0 { found.set(m, ranges[2 &* m], ranges[2 &* m &+ 1]) }
+        return found
+    }
+
+    /// What the lenient scan does with a byte (`scanClasses`).
+    enum ScanClass {
+        static let plain: UInt8 = 0, space: UInt8 = 1, quote: UInt8 = 2, colon: UInt8 = 3, comma: UInt8 = 4
+        static let open: UInt8 = 5, close: UInt8 = 6
+    }
+
+    /// Each byte's `ScanClass` as an ASCII digit: JSON's white space (1), `"` (2), `:` (3),
+    /// `,` (4), `{ [` (5), `} ]` (6); every other byte — letters and the characters of numbers,
+    /// and stray bytes the provider is left to judge — is plain (0). A literal: no lazy global
+    /// to check on each load.
+    @inline(__always) static var scanClasses: StaticString {
+        "0000000001100100000000000000000010200000000040000000000000300000000000000000000000000000000506000000000000000000000000000005060000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    }
+
+    @inline(__always) static func scanClass(_ c: UInt8) -> UInt8 { scanClasses.utf8Start[Int(c)] &- 0x30 }
 
     /// The end of the string opening at `i` (index after its closing quote), or -1.
     @inline(__always)

@@ -52,7 +52,14 @@ public final class PipelineResumer {
 /// stage; a resumer is made only when a middleware actually suspends.
 public final class Pipeline {
     public let middlewares: [Middleware]
-    public init(_ middlewares: [Middleware]) { self.middlewares = middlewares }
+    /// The same stages, held unretained: `middlewares` keeps them alive for the pipeline's
+    /// life, so the loop calls each without a retain and release per stage.
+    private let stages: [Stage]
+    private struct Stage { unowned(unsafe) let middleware: Middleware }
+    public init(_ middlewares: [Middleware]) {
+        self.middlewares = middlewares
+        stages = middlewares.map { Stage(middleware: $0) }
+    }
 
     public enum Outcome {
         case proceed
@@ -76,10 +83,11 @@ public final class Pipeline {
         ctx.running = self
         ctx.completion = handler
         defer { ctx.running = nil; ctx.completion = nil }
-        while i < middlewares.count {
+        let stages = self.stages
+        while i < stages.count {
             if ctx.suspension != nil { ctx.suspension = nil }
             ctx.stage = i
-            switch middlewares[i].process(ctx) {
+            switch stages[i].middleware.process(ctx) {
             case .next:
                 i += 1
             case .respond(let r):

@@ -178,7 +178,10 @@ public struct HTTPResponseHead: RawHeaderBlock, Sendable, Equatable {
 }
 
 public enum HTTPStatus {
-    public static func reason(_ code: Int) -> String {
+    public static func reason(_ code: Int) -> String { reasonPhrase(code).description }
+
+    /// The standard reason phrase, as a literal (its bytes at hand with no String to make).
+    public static func reasonPhrase(_ code: Int) -> StaticString {
         switch code {
         case 100: "Continue"
         case 200: "OK"

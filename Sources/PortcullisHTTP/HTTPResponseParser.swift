@@ -1,4 +1,7 @@
 import PortcullisCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Parses an upstream's response head. Like the request parser it is stateless over a buffer.
 /// Upstream framing is checked as strictly as client framing: an ambiguous response (both
@@ -67,8 +70,15 @@ public struct HTTPResponseParser: Sendable {
         }
         let minor = b[s+7] == 48 ? 0 : 1
         let status = Int(b[s+9] - 48) * 100 + Int(b[s+10] - 48) * 10 + Int(b[s+11] - 48)
-        var reason = e > s + 13 ? HeadLexer.string(b, s + 13, e) : ""
-        if reason == HTTPStatus.reason(status) { reason = "" }  // standard: use the prebuilt line
+        // The standard phrase (the usual case) is recognised on the bytes and kept as "" (the
+        // prebuilt status line is used); only another phrase becomes a String.
+        var reason = ""
+        if e > s + 13 {
+            let standard = HTTPStatus.reasonPhrase(status), n = e - (s + 13)
+            if n != standard.utf8CodeUnitCount || b.baseAddress.map({ memcmp($0 + s + 13, standard.utf8Start, n) != 0 }) ?? true {
+                reason = HeadLexer.string(b, s + 13, e)
+            }
+        }
         var contentLength: Int? = nil
         var chunked = false, hasTE = false
         var close = false, keepAliveToken = false

@@ -25,6 +25,19 @@ final class HTTPResponseParserTests: XCTestCase {
         XCTAssertEqual(g.status, 429)
     }
 
+    /// A standard reason phrase is recognised on its bytes and kept as "" (the prebuilt status
+    /// line is relayed); any other phrase, or the standard one of another status, is kept as sent.
+    func testReasonPhraseKeptOnlyWhenNotStandard() {
+        for (line, reason) in [("HTTP/1.1 200 OK", ""), ("HTTP/1.1 404 Not Found", ""), ("HTTP/1.1 200 Okay", "Okay"),
+                               ("HTTP/1.1 200 O", "O"), ("HTTP/1.1 200 OKK", "OKK"), ("HTTP/1.1 200 ok", "ok"),
+                               ("HTTP/1.1 404 OK", "OK"), ("HTTP/1.1 599 Status", ""), ("HTTP/1.1 200 ", "")] {
+            guard case .complete(let h, _) = parse(line + "\r\nContent-Length: 0\r\n\r\n") else { return XCTFail(line) }
+            XCTAssertEqual(h.reason, reason, line)
+        }
+        XCTAssertEqual(HTTPStatus.reason(200), "OK")
+        XCTAssertEqual(HTTPStatus.reason(503), "Service Unavailable")
+    }
+
     func testRejectsAmbiguousUpstreamFraming() {
         guard case .failure(let e) = parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n") else { return XCTFail() }
         XCTAssertEqual(e.status, 502)

@@ -7,6 +7,7 @@ Targets (all on loopback, one worker each so the comparison is per-core):
   haproxy – wrk → HAProxy (one thread, http-reuse always) → FakeProvider
   full    – wrk → Portcullis with the whole mission path (JWT HS256, Redis limiter with token
             settlement, alias rewrite) → FakeProvider
+  nginx_token – nginx as above, sent the full pipeline's request bytes (bearer token included)
 """
 import argparse
 import json
@@ -517,6 +518,8 @@ litellm_settings: {{ telemetry: false }}
                    "direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
                    "haproxy": (hap_port, hap.pid, None), "nginx": (ngx_port, ngx_worker, None),
                    "full": (full_port, gw_full.pid, hs_token),
+                   # nginx sent the full pipeline's request bytes (its bearer token included).
+                   "nginx_token": (ngx_port, ngx_worker, hs_token),
                    # Limiter cost: JWT on in all three (against jwt_hs256, and nginx for the target).
                    "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token),
                    # Auth cost: the same request bytes (token included) with auth on, then off.
@@ -645,6 +648,7 @@ litellm_settings: {{ telemetry: false }}
         redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
         gw_vs_hap = pair("gateway", "haproxy", "rps")
         full_vs_ngx = pair("full", "nginx", "rps")
+        full_vs_ngx_token = pair("full", "nginx_token", "rps") if "nginx_token" in rounds else None
         full_vs_plain = pair("full", "gateway", "rps")
         same = None
         if "nginx_same" in rounds and "haproxy_same" in rounds:
@@ -719,6 +723,7 @@ litellm_settings: {{ telemetry: false }}
     ]
     for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
                      ("haproxy", "HAProxy 2.6 → fake"),
+                     ("nginx_token", "nginx → fake, sent the full pipeline's request bytes (its 250-byte bearer token)"),
                      ("nginx_same", "nginx, doing Portcullis's header work too → fake"),
                      ("haproxy_same", "HAProxy, doing Portcullis's header work too → fake"),
                      ("full", "Portcullis, full pipeline (JWT + Redis limiter + alias + usage settlement) → fake"),
@@ -743,6 +748,12 @@ litellm_settings: {{ telemetry: false }}
         f"- **Full pipeline / nginx plain proxy req/s: {full_vs_ngx:.2f}×** (target ≥ 1.0×; {spread('full', 'nginx')}); full / Portcullis plain path: {full_vs_plain:.2f}×",
         f"- Full pipeline / nginx plain proxy, server CPU per request: {cpu_pair('full', 'nginx')} (lower is cheaper; "
         f"Portcullis plain path / HAProxy {cpu_pair('gateway', 'haproxy')})",
+        (f"- Full pipeline / nginx sent the same request bytes (the bearer token too, which nginx passes on unread; the "
+         f"line above sends nginx none, as the issue measured it): req/s {full_vs_ngx_token:.2f}× ({spread('full', 'nginx_token')}), "
+         f"server CPU per request {cpu_pair('full', 'nginx_token')}. The token alone costs the client, the kernel and a "
+         f"proxy: nginx {pair('nginx_token', 'nginx', 'rps'):.2f}× req/s with it, Portcullis with auth off "
+         f"{pair('noauth_hs', 'gateway', 'rps'):.2f}×"
+         if full_vs_ngx_token is not None and "noauth_hs" in rounds else "- (nginx with the full pipeline's request bytes: not run)"),
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
         f"- Added latency vs direct at full load: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms",
         f"- **Added latency vs direct at half load** ({half_rps:.0f} req/s = {half_rps / med['gateway']['rps']:.2f}× Portcullis's maximum; "

@@ -386,25 +386,24 @@ public final class RateLimitMiddleware: Middleware {
 /// (`ByteKey`): two identities that are canonically equivalent Strings but different bytes
 /// are two entries. Loop thread only.
 struct RecentKeys<Value> {
-    struct Entry {
-        let key: String
-        let value: Value
-    }
     let limit: Int
     private var entries: [ByteKey: Value] = [:]
-    private var last: Entry?
+    /// The last key asked for and its value, in two fields: the hit test reads the key where it
+    /// is stored (an optional pair bound with `if let` is copied, a retain for each part).
+    private var lastKey = ""
+    private var lastValue: Value?
 
     init(limit: Int) { self.limit = limit }
 
     mutating func value(for key: String, derive: () -> Value) -> Value {
-        if let l = last, l.key.sameUTF8(key) { return l.value }
+        if lastKey.sameUTF8(key), let v = lastValue { return v }
         let v: Value
         if let known = entries[ByteKey(key)] { v = known } else {
             if entries.count >= limit { entries.removeAll() }
             v = derive()
             entries[ByteKey(key)] = v
         }
-        last = Entry(key: key, value: v)
+        lastKey = key; lastValue = v
         return v
     }
 }

@@ -346,6 +346,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--latency-rounds", type=int, default=7,
+                    help="rounds of the half-load and SSE sections (their targets sit near the noise: more rounds than the table)")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--max-steal", type=float, default=0.05,
                     help="discard and rerun a round when the hypervisor took more than this share of the machine during one of its runs")
@@ -354,7 +356,7 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated targets (a partial run; results are printed, not written)")
     a = ap.parse_args()
     if a.quick:
-        a.rounds, a.seconds = 2, 3
+        a.rounds, a.seconds, a.latency_rounds = 2, 3, 2
 
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -661,8 +663,9 @@ litellm_settings: {{ telemetry: false }}
         lit_timeouts = statistics.median(wrk_timeouts(x) for x in rounds["litellm"]) if "litellm" in rounds else 0
         half_conns = max(1, int(med["gateway"]["rps"] / 2 * 0.0034))
         half = {"direct": [], "gateway": [], "nginx": [], "haproxy": []}
-        for r in range(a.rounds):
-            for k, port in (("direct", fake_port), ("gateway", gw_port), ("nginx", ngx_port), ("haproxy", hap_port)):
+        half_order = (("direct", fake_port), ("gateway", gw_port), ("nginx", ngx_port), ("haproxy", hap_port))
+        for r in range(a.latency_rounds):
+            for k, port in (half_order if r % 2 == 0 else reversed(half_order)):
                 half[k].append(wrk(port, a.seconds, half_conns, script="paced.lua"))
         half_rps = statistics.median(x["rps"] for x in half["gateway"])
         half_added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(half[k], half["direct"])) for m in ("p50", "p99", "p999")}
@@ -676,8 +679,8 @@ litellm_settings: {{ telemetry: false }}
                        "haproxy": (hap_port, None), "full": (full_port, hs_token)}
         sse_rounds = {k: [] for k in sse_targets}
         sse_stolen = []   # this section's own noise gauge (it runs minutes after the table above)
-        for r in range(3):
-            for k, (port, tok) in sse_targets.items():
+        for r in range(a.latency_rounds):
+            for k, (port, tok) in (list(sse_targets.items()) if r % 2 == 0 else reversed(list(sse_targets.items()))):
                 t0 = cpu_ticks()
                 d, f_, failed = sse.run(port, token=tok)
                 t1 = cpu_ticks()
@@ -757,7 +760,7 @@ litellm_settings: {{ telemetry: false }}
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
         f"- Added latency vs direct at full load: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms",
         f"- **Added latency vs direct at half load** ({half_rps:.0f} req/s = {half_rps / med['gateway']['rps']:.2f}× Portcullis's maximum; "
-        f"{half_conns} connections, 2 ms think time): p50 {half_over['p50']:+.2f} ms, **p99 {half_over['p99']:+.2f} ms** (target ≤ 1 ms), "
+        f"{half_conns} connections, 2 ms think time; {a.latency_rounds} interleaved rounds): p50 {half_over['p50']:+.2f} ms, **p99 {half_over['p99']:+.2f} ms** (target ≤ 1 ms), "
         f"p99.9 {half_over['p999']:+.2f} ms; the same paced load through nginx: p50 {half_added['nginx']['p50']:+.2f} ms, "
         f"p99 {half_added['nginx']['p99']:+.2f} ms; HAProxy: p50 {half_added['haproxy']['p50']:+.2f} ms, p99 {half_added['haproxy']['p99']:+.2f} ms "
         "(paced requests arrive one by one, so every one wakes the proxy twice: on this VM a wake-up is the cost)",
@@ -805,7 +808,7 @@ litellm_settings: {{ telemetry: false }}
         f"`Benchmarks/sse.py`: {sse_rounds['direct'][0]['events'] // 1 if sse_rounds['direct'] else 0} events per round, 32 concurrent streams of "
         "200 tokens, one event every 5 ms; the fake provider stamps each event with its CLOCK_MONOTONIC send time",
         "(`x-fake-stamp`), the client timestamps each event as it reads it. Delay = arrival − send; added = proxy − direct",
-        "(medians of 3 interleaved rounds). First event: from sending the request (new connection) to the first event.",
+        f"(medians of {a.latency_rounds} interleaved rounds, every other one in reverse order). First event: from sending the request (new connection) to the first event.",
         f"CPU stolen by the hypervisor during this section: median {100 * statistics.median(sse_stolen):.0f}%, "
         f"max {100 * max(sse_stolen):.0f}% (the direct path's own delay p99 says as much: a few tenths of a ms when quiet).",
         "",

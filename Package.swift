@@ -53,7 +53,6 @@ let package = Package(
                           dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisJSON", "PortcullisAuth",
                                          "PortcullisAdapters", "PortcullisConfig", "COpenSSL"],
                           path: "Tests/Fuzz/PortcullisFuzz"),
-        .executableTarget(name: "HeadBench", dependencies: ["PortcullisHTTP"], path: "Benchmarks/HeadBench"),
         .executableTarget(name: "JSONBench", dependencies: ["PortcullisJSON"], path: "Benchmarks/JSONBench"),
         .executableTarget(name: "FakeProvider",
                           dependencies: ["PortcullisCore", "PortcullisEventLoop", "PortcullisHTTP", "PortcullisJSON", "CLinux"]),

@@ -73,9 +73,9 @@ public struct HTTPResponseParser: Sendable {
         // The standard phrase (the usual case) is recognised on the bytes and kept as "" (the
         // prebuilt status line is used); only another phrase becomes a String.
         var reason = ""
-        if e > s + 13 {
+        if e > s + 13, let p = b.baseAddress {
             let standard = HTTPStatus.reasonPhrase(status), n = e - (s + 13)
-            if n != standard.utf8CodeUnitCount || b.baseAddress.map({ memcmp($0 + s + 13, standard.utf8Start, n) != 0 }) ?? true {
+            if n != standard.utf8CodeUnitCount || memcmp(p + s + 13, standard.utf8Start, n) != 0 {
                 reason = HeadLexer.string(b, s + 13, e)
             }
         }

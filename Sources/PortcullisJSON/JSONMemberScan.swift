@@ -89,9 +89,7 @@ extension JSONReader {
                         if member >= 0 && valueStart >= 0 { end = i }       // an object or array value
                     } else if depth == 0 {
                         if member >= 0 && valueStart >= 0 {
-                            let e = trimEnd(b, valueStart, i - 1)
-                            if ranges[2 &* member] < 0 { remaining &-= 1 }
-                            ranges[2 &* member] = valueStart; ranges[2 &* member &+ 1] = e
+                            JSONReader.record(ranges, member, valueStart, trimEnd(b, valueStart, i - 1), &remaining)
                         }
                         let isEmpty = !expectKey ? false : trimEnd(b, afterBrace, i - 1) == afterBrace
                         return JSONReader.scanResult(names.count, ranges, afterBrace: afterBrace, isEmpty: isEmpty)
@@ -100,8 +98,7 @@ extension JSONReader {
                     i &+= 1
                 }
                 if end >= 0 {
-                    if ranges[2 &* member] < 0 { remaining &-= 1 }   // (a repeated name counts once)
-                    ranges[2 &* member] = valueStart; ranges[2 &* member &+ 1] = end
+                    JSONReader.record(ranges, member, valueStart, end, &remaining)
                     member = -1; valueStart = -1; end = -1
                     if untilFound && remaining == 0 {
                         return JSONReader.scanResult(names.count, ranges, afterBrace: afterBrace, isEmpty: false)
@@ -110,6 +107,14 @@ extension JSONReader {
             }
             return nil
         }
+    }
+
+    /// Records `[start, end)` as the value of name `member` in the scan's stack ranges; a name
+    /// seen before counts once in `remaining`.
+    @inline(__always)
+    static func record(_ ranges: UnsafeMutableBufferPointer<Int>, _ member: Int, _ start: Int, _ end: Int, _ remaining: inout Int) {
+        if ranges[2 &* member] < 0 { remaining &-= 1 }
+        ranges[2 &* member] = start; ranges[2 &* member &+ 1] = end
     }
 
     /// The scan's answer from its stack ranges.

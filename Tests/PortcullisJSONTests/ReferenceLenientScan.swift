@@ -1,10 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import XCTest
+import PortcullisTestSupport
 @testable import PortcullisJSON
 
 /// The lenient member scan as it was before its byte-class table (`c07566d`): the oracle the
-/// differential test holds the current scan to.
+/// differential test holds the current scan to. It goes when the lenient scan's answers on
+/// malformed text are changed on purpose (the strict-reader tests cover well-formed text).
 enum ReferenceLenientScan {
     typealias TopLevelScan = JSONReader.TopLevelScan
 
@@ -14,7 +17,7 @@ enum ReferenceLenientScan {
     }
 
     static func referenceScan(_ names: JSONNames, in b: UnsafeRawBufferPointer, guarded: Bool = false,
-                                              untilFound: Bool = false) -> TopLevelScan? {
+                              untilFound: Bool = false) -> TopLevelScan? {
         precondition(!(guarded && untilFound), "a guarded scan reads the whole object")
         guard let base = b.baseAddress else { return nil }
         // The ranges found live in a small stack buffer (begin, end per name; -1: absent) and
@@ -101,9 +104,6 @@ enum ReferenceLenientScan {
     }
 
 }
-
-import XCTest
-import PortcullisTestSupport
 
 /// The current lenient scan against the reference, on random texts made of the bytes that steer
 /// it (structure, quotes, escapes, white space, the asked-for names, stray bytes) in all three

@@ -78,7 +78,7 @@ struct LocalLeases {
 
     /// Admits `requests` from leased tokens when every bucket has enough; nil otherwise (Redis
     /// decides, nothing is taken here).
-    mutating func take(_ requests: [BucketRequest]) -> AdmissionResult? {
+    mutating func take<L: RandomAccessCollection<BucketRequest>>(_ requests: L) -> AdmissionResult? where L.Index == Int {
         guard !byKey.isEmpty, !requests.isEmpty else { return nil }
         if !(lastStructure == structure && sameBuckets(requests)) {
             var found: [Lease] = []
@@ -105,7 +105,7 @@ struct LocalLeases {
     /// A settlement (`delta` added to each token bucket; negative gives back; request buckets
     /// are passed over) applied to leases when every token bucket has one and, for a charge,
     /// enough tokens; false: Redis must take it.
-    mutating func adjust(_ buckets: [BucketRequest], by delta: Int64) -> Bool {
+    mutating func adjust<L: RandomAccessCollection<BucketRequest>>(_ buckets: L, by delta: Int64) -> Bool where L.Index == Int {
         guard !byKey.isEmpty, !buckets.isEmpty else { return false }
         if lastStructure == structure && sameBuckets(buckets) {
             // The last admission's buckets (a caller's run of requests): their leases at hand,
@@ -129,7 +129,7 @@ struct LocalLeases {
     }
 
     /// Whether `requests` are the last request's buckets, in order (the same objects).
-    private func sameBuckets(_ requests: [BucketRequest]) -> Bool {
+    private func sameBuckets<L: RandomAccessCollection<BucketRequest>>(_ requests: L) -> Bool where L.Index == Int {
         guard lastBuckets.count == requests.count else { return false }
         for i in requests.indices where lastBuckets[i] !== requests[i].bucket { return false }
         return true

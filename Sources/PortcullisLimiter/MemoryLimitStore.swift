@@ -48,8 +48,9 @@ public final class MemoryLimitStore: Sendable {
 
     public init(clock: @escaping @Sendable () -> Int64 = { Int64(WallClock.nowMillis()) }) { self.clock = clock }
 
-    /// Checks every bucket, then debits all or none.
-    public func acquire(_ requests: [BucketRequest]) -> AdmissionResult {
+    /// Checks every bucket, then debits all or none. (`requests`: a request's `BucketList`, or
+    /// an array with any costs.)
+    public func acquire<L: RandomAccessCollection<BucketRequest>>(_ requests: L) -> AdmissionResult where L.Index == Int {
         let now = clock()
         let n = requests.count
         let result = buckets.withLock { map -> AdmissionResult in
@@ -104,7 +105,7 @@ public final class MemoryLimitStore: Sendable {
     /// passed over; without it (the Redis backend's fallback replaying settle entries, which may
     /// give back an expired lease of either kind) every bucket moves. A bucket may go below zero
     /// (usage above the estimate is still charged: later requests wait for it).
-    public func adjust(_ requests: [BucketRequest], by delta: Int64, tokensOnly: Bool = false) {
+    public func adjust<L: Sequence<BucketRequest>>(_ requests: L, by delta: Int64, tokensOnly: Bool = false) {
         guard delta != 0 else { return }
         let now = clock()
         buckets.withLock { map in
@@ -117,7 +118,7 @@ public final class MemoryLimitStore: Sendable {
 
     /// Adds each request's own `cost` (the Redis backend's fallback settles batches this way).
     public func adjust(_ requests: [BucketRequest]) {
-        for r in requests { adjust([r], by: r.cost) }
+        for r in requests { adjust(CollectionOfOne(r), by: r.cost) }
     }
 
     /// Every 4096 decisions, forgets buckets that have been idle for two windows (they would be

@@ -10,12 +10,12 @@ import PortcullisJSON
 public protocol LimitBackend: AnyObject {
     /// The decision at once when this backend can make it without waiting (memory); nil: ask
     /// with `acquire`.
-    func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult?
-    func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void)
+    func acquireNow(_ requests: BucketList) -> AdmissionResult?
+    func acquire(_ requests: BucketList, done: @escaping (AdmissionResult) -> Void)
     /// Adds `delta` to each *token* bucket of `buckets` without a check (negative gives back;
     /// the buckets' own `cost` is ignored; request buckets are passed over): settlement. (A
     /// request's whole bucket list is passed, so settling needs no array of its own.)
-    func adjust(_ buckets: [BucketRequest], by delta: Int64)
+    func adjust(_ buckets: BucketList, by delta: Int64)
     /// Takes a concurrency slot; `done(true)` when one was free (`nil`: the store could not answer).
     func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void)
     func releaseSlot(_ slot: SlotRequest)
@@ -25,9 +25,9 @@ public protocol LimitBackend: AnyObject {
 public final class MemoryLimitBackend: LimitBackend {
     let store: MemoryLimitStore
     public init(_ store: MemoryLimitStore) { self.store = store }
-    public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { store.acquire(requests) }
-    public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
-    public func adjust(_ buckets: [BucketRequest], by delta: Int64) { store.adjust(buckets, by: delta, tokensOnly: true) }
+    public func acquireNow(_ requests: BucketList) -> AdmissionResult? { store.acquire(requests) }
+    public func acquire(_ requests: BucketList, done: @escaping (AdmissionResult) -> Void) { done(store.acquire(requests)) }
+    public func adjust(_ buckets: BucketList, by delta: Int64) { store.adjust(buckets, by: delta, tokensOnly: true) }
     public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) { done(store.acquireSlot(slot)) }
     public func releaseSlot(_ slot: SlotRequest) { store.releaseSlot(slot) }
 }
@@ -39,34 +39,34 @@ public final class MemoryLimitBackend: LimitBackend {
 /// writes the admitted response's `x-ratelimit-*` lines, straight into its head.
 final class LimitReservation: UsageSettlement, ResponseHeaderSource {
     let backend: LimitBackend
-    /// The request's buckets (`adjust` settles the token ones), `cost` = what was reserved at
-    /// admission; empty when none counts tokens.
-    let buckets: [BucketRequest]
-    let estimate: Int64
+    /// The request's buckets, each token bucket's cost what was reserved at admission (`adjust`
+    /// settles the token ones).
+    let buckets: BucketList
     let promptEstimate: Int64
     var slot: SlotRequest?
     var settled = false
-    let report: RateLimitReport
+    let statuses: [BucketStatus]
 
-    init(backend: LimitBackend, buckets: [BucketRequest], estimate: Int64, promptEstimate: Int64, slot: SlotRequest?,
-         report: RateLimitReport) {
-        self.backend = backend; self.buckets = buckets; self.estimate = estimate; self.promptEstimate = promptEstimate
-        self.slot = slot; self.report = report
+    init(backend: LimitBackend, buckets: BucketList, promptEstimate: Int64, slot: SlotRequest?, statuses: [BucketStatus]) {
+        self.backend = backend; self.buckets = buckets; self.promptEstimate = promptEstimate
+        self.slot = slot; self.statuses = statuses
     }
 
     var maxLineBytes: Int { RateLimitReport.linesCapacity }
-    func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int { report.writeLines(to: out) }
+    func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int {
+        RateLimitReport(set: buckets.bucketSet, statuses: statuses).writeLines(to: out)
+    }
 
     func settle(usage: Int64?, streamedEvents: Int, responded: Bool) {
         guard !settled else { return }
         settled = true
         if let s = slot { backend.releaseSlot(s); slot = nil }
-        guard !buckets.isEmpty else { return }
+        guard buckets.bucketSet.countsTokens else { return }
         let actual: Int64
         if let u = usage { actual = u }
         else if responded { actual = promptEstimate + Int64(streamedEvents) }
         else { actual = 0 }                     // no response: the provider's failure is not charged
-        let delta = actual - estimate
+        let delta = actual - buckets.estimate
         guard delta != 0 else { return }
         backend.adjust(buckets, by: delta)
     }
@@ -148,12 +148,15 @@ public final class RateLimitMiddleware: Middleware {
         /// The tenant's buckets under the tier its last request came with (a tenant's tokens
         /// normally all carry one tier; another tier rebuilds them).
         var tierBuckets: (tier: TierLimits, buckets: ScopeBuckets)?
-        var users = RecentKeys<ScopeBuckets>(limit: RateLimitMiddleware.keyCacheLimit)
+        var users = RecentKeys<UserKeys>(limit: RateLimitMiddleware.keyCacheLimit)
+        /// The bucket set of the tenant's requests without a limited user, and the tier it is for.
+        var set: BucketSet?
+        var setTier: TierLimits?
         init(_ base: String) {
             self.base = base; streams = base + ":streams"
         }
-        func user(_ u: String, rates: LimitRates) -> ScopeBuckets {
-            users.value(for: u) { ScopeBuckets(rates, base: base + ":u:" + u.keyEscaped, scopes: RateLimitMiddleware.userScopes) }
+        func user(_ u: String, rates: LimitRates) -> UserKeys {
+            users.value(for: u) { UserKeys(ScopeBuckets(rates, base: base + ":u:" + u.keyEscaped, scopes: RateLimitMiddleware.userScopes)) }
         }
         func tier(_ t: TierLimits) -> ScopeBuckets {
             if let c = tierBuckets, c.tier === t { return c.buckets }
@@ -161,6 +164,13 @@ public final class RateLimitMiddleware: Middleware {
             tierBuckets = (t, b)
             return b
         }
+    }
+    /// A user's buckets, and the bucket set of their requests under the tier it is for.
+    final class UserKeys {
+        let buckets: ScopeBuckets
+        var set: BucketSet?
+        var setTier: TierLimits?
+        init(_ buckets: ScopeBuckets) { self.buckets = buckets }
     }
     static let keyCacheLimit = 4096
     /// By verified tenant, and (no auth) by client address.
@@ -230,55 +240,74 @@ public final class RateLimitMiddleware: Middleware {
     }
 
     struct Plan {
-        var requests: [BucketRequest] = []
-        /// Indices of the buckets reported in the `-requests` and `-tokens` headers.
-        var requestsBucket: Int?
-        var tokensBucket: Int?
-        var estimate: Int64 = 0
+        /// The caller's buckets at this request's estimate (an empty set: no bucket applies).
+        var requests: BucketList
         var prompt: Int64 = 0
         var slot: SlotRequest?
 
-        func report(_ statuses: [BucketStatus]) -> RateLimitReport {
-            RateLimitReport(requests: requests, requestsBucket: requestsBucket, tokensBucket: tokensBucket, statuses: statuses)
-        }
+        func report(_ statuses: [BucketStatus]) -> RateLimitReport { RateLimitReport(set: requests.bucketSet, statuses: statuses) }
     }
 
-    /// The buckets of one request, in a fixed order (global, tenant, user).
+    /// The buckets of one request: the caller's set (see `bucketSet`) at the request's estimate.
     func buckets(_ ctx: RequestContext) -> Plan {
-        var p = Plan()
         let tier = tierLimits(ctx.tier)
         let needsTokens = tier?.needsTokens ?? needsTokensWithoutTier
+        var estimate: Int64 = 0, prompt: Int64 = 0
         if needsTokens || tier?.rates.maxTokensCap != nil {
-            let (prompt, completion) = prepareBody(ctx, cap: tier?.rates.maxTokensCap, wantUsage: needsTokens)
-            p.prompt = prompt
-            p.estimate = prompt + completion
+            let (p, completion) = prepareBody(ctx, cap: tier?.rates.maxTokensCap, wantUsage: needsTokens)
+            prompt = p
+            estimate = p + completion
         }
-
-        p.requests.reserveCapacity(6)
-        func add(_ b: ScopeBuckets, reportable: Bool) {
-            if let r = b.rpm {
-                if reportable || p.requestsBucket == nil { p.requestsBucket = p.requests.count }
-                p.requests.append(BucketRequest(r, cost: 1))
-            }
-            if let t = b.tpm {
-                if reportable || p.tokensBucket == nil { p.tokensBucket = p.requests.count }
-                p.requests.append(BucketRequest(t, cost: p.estimate))
-            }
-            if let d = b.tpd {
-                if p.tokensBucket == nil { p.tokensBucket = p.requests.count }
-                p.requests.append(BucketRequest(d, cost: p.estimate))
-            }
-        }
-        if !limits.global.isEmpty { add(globalBuckets, reportable: false) }
         let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
-        if let t = tier { add(tenant.tier(t), reportable: true) }
-        if let u = ctx.user, !limits.perUser.isEmpty { add(tenant.user(u, rates: limits.perUser), reportable: false) }
+        var p = Plan(requests: BucketList(bucketSet(tenant, tier: tier, user: ctx.user), estimate: estimate), prompt: prompt)
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,
                                  member: ctx.requestID.description + "-" + Self.instance, scope: t.scopes.streams)
         }
         return p
+    }
+
+    /// The buckets a caller's requests touch under `tier`: kept with the caller (the user's
+    /// entry, or the tenant's for requests without a limited user) and built again only when
+    /// the caller's tier changes.
+    func bucketSet(_ tenant: TenantKeys, tier: TierLimits?, user: String?) -> BucketSet {
+        guard let u = user, !limits.perUser.isEmpty else {
+            if let s = tenant.set, tenant.setTier === tier { return s }
+            let s = makeSet(tenant, tier: tier, user: nil)
+            tenant.set = s; tenant.setTier = tier
+            return s
+        }
+        let keys = tenant.user(u, rates: limits.perUser)
+        if let s = keys.set, keys.setTier === tier { return s }
+        let s = makeSet(tenant, tier: tier, user: keys.buckets)
+        keys.set = s; keys.setTier = tier
+        return s
+    }
+
+    /// In a fixed order (global, tenant, user). The tenant's buckets are the ones reported, else
+    /// the first of each kind.
+    func makeSet(_ tenant: TenantKeys, tier: TierLimits?, user: ScopeBuckets?) -> BucketSet {
+        var buckets: [Bucket] = []
+        var requestsBucket: Int?, tokensBucket: Int?
+        func add(_ b: ScopeBuckets, reportable: Bool) {
+            if let r = b.rpm {
+                if reportable || requestsBucket == nil { requestsBucket = buckets.count }
+                buckets.append(r)
+            }
+            if let t = b.tpm {
+                if reportable || tokensBucket == nil { tokensBucket = buckets.count }
+                buckets.append(t)
+            }
+            if let d = b.tpd {
+                if tokensBucket == nil { tokensBucket = buckets.count }
+                buckets.append(d)
+            }
+        }
+        if !limits.global.isEmpty { add(globalBuckets, reportable: false) }
+        if let t = tier { add(tenant.tier(t), reportable: true) }
+        if let u = user { add(u, reportable: false) }
+        return BucketSet(buckets: buckets, requestsBucket: requestsBucket, tokensBucket: tokensBucket)
     }
 
     /// Distinguishes this process's slot leases from other instances' (same request ids).
@@ -356,11 +385,10 @@ public final class RateLimitMiddleware: Middleware {
         case .admitted(let statuses):
             // One object per admitted request: its settlement, and its x-ratelimit lines (written
             // into the response head when there is one: no bytes of their own before).
-            let countsTokens = p.tokensBucket != nil     // (set when any token bucket was added)
-            let r = LimitReservation(backend: backend, buckets: countsTokens ? p.requests : [], estimate: p.estimate,
-                                     promptEstimate: p.prompt, slot: p.slot, report: p.report(statuses))
+            let r = LimitReservation(backend: backend, buckets: p.requests, promptEstimate: p.prompt, slot: p.slot,
+                                     statuses: statuses)
             ctx.responseHeaderSource = r
-            if countsTokens || p.slot != nil { ctx.settlement = r }
+            if p.requests.bucketSet.countsTokens || p.slot != nil { ctx.settlement = r }
             return .next
         case .denied(let i, let wait, let statuses):
             let r = p.requests[i]

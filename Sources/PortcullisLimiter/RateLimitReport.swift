@@ -5,10 +5,9 @@ import PortcullisCore
 /// kind), from the statuses a decision returned. The one list both the 429's headers and an
 /// admitted response's lines come from. A value; no `String` per value on the admitted path.
 struct RateLimitReport {
-    let requests: [BucketRequest]
-    /// Indices (into `requests` and `statuses`) of the buckets reported as `-requests` and `-tokens`.
-    let requestsBucket: Int?
-    let tokensBucket: Int?
+    /// The request's buckets; its indices of the buckets reported as `-requests` and `-tokens`
+    /// index `statuses` too.
+    let set: BucketSet
     let statuses: [BucketStatus]
 
     /// A field's value: a bucket's capacity (its digits are written once), a count, or a time
@@ -17,13 +16,13 @@ struct RateLimitReport {
 
     /// Each field in order; each name comes with its `: ` (the lines write it in one copy).
     func forEachField(_ emit: (StaticString, FieldValue) -> Void) {
-        if let i = requestsBucket {
-            emit("x-ratelimit-limit-requests: ", .capacity(requests[i].bucket))
+        if let i = set.requestsBucket {
+            emit("x-ratelimit-limit-requests: ", .capacity(set.buckets[i]))
             emit("x-ratelimit-remaining-requests: ", .count(statuses[i].remaining))
             emit("x-ratelimit-reset-requests: ", .reset(statuses[i].resetMillis))
         }
-        if let i = tokensBucket {
-            emit("x-ratelimit-limit-tokens: ", .capacity(requests[i].bucket))
+        if let i = set.tokensBucket {
+            emit("x-ratelimit-limit-tokens: ", .capacity(set.buckets[i]))
             emit("x-ratelimit-remaining-tokens: ", .count(statuses[i].remaining))
             emit("x-ratelimit-reset-tokens: ", .reset(statuses[i].resetMillis))
         }

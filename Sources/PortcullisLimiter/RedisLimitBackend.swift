@@ -65,8 +65,9 @@ public final class RedisLimitBackend: LimitBackend {
     /// Redis decides; with leasing on, the same call takes this worker's next tokens of each
     /// bucket big enough to lease (a lease entry right after the admission, taken only when it
     /// is admitted).
-    public func acquire(_ requests: [BucketRequest], done: @escaping (AdmissionResult) -> Void) {
-        if let r = leases.take(requests) { return done(r) }   // (e.g. a stream, after its slot)
+    public func acquire(_ list: BucketList, done: @escaping (AdmissionResult) -> Void) {
+        if let r = leases.take(list) { return done(r) }   // (e.g. a stream, after its slot)
+        let requests = Array(list)                          // (the batch's entries keep their costs)
         enqueue(Entry(mode: .acquire, requests: requests, done: done))
         guard leases.divisor > 0 else { return }
         // A bucket too small to lease: requests like this one are decided in Redis every time,
@@ -81,11 +82,11 @@ public final class RedisLimitBackend: LimitBackend {
     }
 
     /// Admitted at once when this worker's leases cover every bucket (no round trip).
-    public func acquireNow(_ requests: [BucketRequest]) -> AdmissionResult? { leases.take(requests) }
+    public func acquireNow(_ requests: BucketList) -> AdmissionResult? { leases.take(requests) }
 
     /// Settlement: adds `delta` to each bucket (negative gives back), in the next batch. Fire
     /// and forget.
-    public func adjust(_ buckets: [BucketRequest], by delta: Int64) {
+    public func adjust(_ buckets: BucketList, by delta: Int64) {
         guard delta != 0, !buckets.isEmpty else { return }
         if leases.adjust(buckets, by: delta) { return }       // leased buckets settle locally
         enqueue(Entry(mode: .settle, requests: buckets.compactMap { $0.kind == .tokens ? $0.withCost(delta) : nil }, done: nil))

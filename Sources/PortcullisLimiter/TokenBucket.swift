@@ -53,6 +53,39 @@ public struct BucketRequest: Sendable, Equatable {
     public func withCost(_ c: Int64) -> BucketRequest { BucketRequest(bucket, cost: c) }
 }
 
+/// The buckets one caller's requests touch, in a fixed order (global, tenant, user), and which of
+/// them answers report: built once per caller and set of rates (the limiter's caches hold it), so
+/// a request references one object instead of building a list. Immutable.
+public final class BucketSet: Sendable {
+    public let buckets: [Bucket]
+    /// Indices of the buckets reported in the `x-ratelimit-*-requests` and `-tokens` headers.
+    public let requestsBucket: Int?
+    public let tokensBucket: Int?
+    /// Whether any bucket counts tokens (a request then reserves its estimate and is settled).
+    public var countsTokens: Bool { tokensBucket != nil }
+
+    public init(buckets: [Bucket], requestsBucket: Int?, tokensBucket: Int?) {
+        self.buckets = buckets; self.requestsBucket = requestsBucket; self.tokensBucket = tokensBucket
+    }
+}
+
+/// One request's buckets as the stores read them: a caller's `BucketSet` and the request's
+/// token estimate, the cost of each token bucket (a request bucket costs 1). A view: no list
+/// is built per request (the stores also take an array of `BucketRequest`s, with any costs).
+public struct BucketList: RandomAccessCollection, Sendable {
+    public let bucketSet: BucketSet
+    public let estimate: Int64
+
+    public init(_ set: BucketSet, estimate: Int64) { self.bucketSet = set; self.estimate = estimate }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { bucketSet.buckets.count }
+    public subscript(i: Int) -> BucketRequest {
+        let b = bucketSet.buckets[i]
+        return BucketRequest(b, cost: b.kind == .requests ? 1 : estimate)
+    }
+}
+
 /// A bucket's state after a decision (for `x-ratelimit-*` headers).
 public struct BucketStatus: Sendable, Equatable {
     public let remaining: Int64

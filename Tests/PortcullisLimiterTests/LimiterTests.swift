@@ -320,6 +320,37 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(try run("globex", tier: "pro", user: "u2"), 429, "global: 5 per minute (3 + 2 used)")
     }
 
+    /// A caller's bucket set is kept with the caller (its user entry, or the tenant's) and built
+    /// again when the caller's tier changes: each request is checked and reported under the tier
+    /// it came with, with and without a user. (A tenant's buckets are keyed by the tenant, not
+    /// its tier: the tiers' capacities apply to one bucket.)
+    func testCallerBucketSetFollowsTheTier() throws {
+        let c = try gateway("""
+        limits:
+          default_tier: free
+          per_user: { requests_per_minute: 1000 }
+          tiers:
+            free: { requests_per_minute: 100 }
+            pro: { requests_per_minute: 500, tokens_per_minute: 10000 }
+        """)
+        let m = RateLimitMiddleware(limits: try XCTUnwrap(c.limits), backend: MemoryLimitBackend(MemoryLimitStore()))
+        func lines(_ tenant: String, _ tier: String?, user: String? = nil) throws -> String {
+            let ctx = try context(c, tenant: tenant, tier: tier, user: user)
+            guard case .next = m.process(ctx) else { return "refused" }
+            return String(decoding: ctx.renderedResponseHeaderLines, as: UTF8.self)
+        }
+        for user in [nil, "u1", "u2"] as [String?] {
+            for _ in 0..<2 {
+                let free = try lines("acme", "free", user: user), pro = try lines("acme", "pro", user: user)
+                XCTAssertTrue(free.contains("x-ratelimit-limit-requests: 100\r\n") && !free.contains("tokens"), free)
+                XCTAssertTrue(pro.contains("x-ratelimit-limit-requests: 500\r\n") && pro.contains("x-ratelimit-limit-tokens: 10000\r\n"), pro)
+                XCTAssertTrue(try lines("acme", nil, user: user).contains("x-ratelimit-limit-requests: 100\r\n"), "no tier claim: the default tier's")
+            }
+        }
+        let u3 = try lines("globex", "free", user: "u3")
+        XCTAssertTrue(u3.contains("x-ratelimit-remaining-requests: 99\r\n"), "another tenant's user of the same name: its own buckets\n" + u3)
+    }
+
     /// Settlement moves token buckets only: a request's whole bucket list goes to `adjust`, and
     /// its requests-per-minute buckets (tenant and user) keep the one request they were charged,
     /// for a refund (usage below the estimate) and for a charge (above it), on both backends'

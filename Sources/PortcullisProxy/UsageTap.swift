@@ -53,8 +53,13 @@ final class UsageTap {
     var model: String? {
         if let m = r.streamModel { return m }
         guard !r.sse, !r.jsonTooLarge, !json.isEmpty else { return nil }
-        return UsageTap.modelName(in: json.readable)
+        return modelName(in: json.readable)
     }
+    /// The last model name read on this connection, kept across responses: a provider names the
+    /// same model in answer after answer, and bytes equal to it are not made a String again.
+    private var lastModel = ""
+    /// Its bytes (compared with one `memcmp`; a small String has no storage to compare against).
+    private var lastModelBytes: [UInt8] = []
     /// Data events carrying choices (≈ one token each in OpenAI streams).
     var contentEvents: Int { r.contentEvents }
     static let maxJSONCapture = 262_144
@@ -128,7 +133,7 @@ final class UsageTap {
     private func inspect(_ event: UnsafeRawBufferPointer) -> Bool {
         guard let data = SSEDecoder.data(of: event), data.first == UInt8(ascii: "{") else { return true }
         return data.withUnsafeBytes { b -> Bool in
-            if r.streamModel == nil { r.streamModel = UsageTap.modelName(in: b) }
+            if r.streamModel == nil { r.streamModel = modelName(in: b) }
             let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
             if !emptyChoices { r.contentEvents += 1 }
             guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return true }
@@ -285,14 +290,29 @@ final class UsageTap {
     }
 
     /// The first `"model": "<name>"` member's value when it is a short string without escapes
-    /// (OpenAI and Anthropic put it near the start of a response).
-    static func modelName(in b: UnsafeRawBufferPointer) -> String? {
-        guard let v = valueStart(of: "\"model\"", in: b), b[v] == 0x22, let base = b.baseAddress else { return nil }
+    /// (OpenAI and Anthropic put it near the start of a response): the connection's last name
+    /// read when the bytes are its bytes, else a new String.
+    func modelName(in b: UnsafeRawBufferPointer) -> String? {
+        guard let r = UsageTap.modelNameRange(in: b), let base = b.baseAddress else { return nil }
+        let name = UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
+        let same = lastModelBytes.count == r.count
+            && lastModelBytes.withUnsafeBytes { m in
+                r.count == 0 || m.baseAddress.map { memcmp($0, base + r.lowerBound, r.count) == 0 } ?? false
+            }
+        if same { return lastModel }
+        lastModel = String(decoding: name, as: UTF8.self)
+        lastModelBytes = Array(name)
+        return lastModel
+    }
+
+    /// Where the name is (without its quotes).
+    static func modelNameRange(in b: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard let v = valueStart(of: "\"model\"", in: b), b[v] == 0x22 else { return nil }
         let limit = min(b.count, v + 1 + 256)
         var i = v + 1
         while i < limit && b[i] != 0x22 && b[i] != 0x5C && b[i] >= 0x20 { i += 1 }
         guard i < limit, b[i] == 0x22 else { return nil }
-        return String(decoding: UnsafeRawBufferPointer(start: base + v + 1, count: i - v - 1), as: UTF8.self)
+        return (v + 1)..<i
     }
 
     static func isEmptyArray(_ b: UnsafeRawBufferPointer, at i: Int) -> Bool {

@@ -153,4 +153,22 @@ final class UsageTapTests: XCTestCase {
         XCTAssertNil(tap.usage, "no usage in this answer: none from the one before")
         XCTAssertEqual(tap.model, "m3")
     }
+
+    /// The served model's name is kept from one response to the next (a String is made only when
+    /// the bytes change): the same name, another, an empty one, a long one, the first again.
+    func testServedModelNameAcrossResponses() {
+        let tap = UsageTap(hide: false)
+        let names = ["gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18", "m2", "", "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-19"]
+        for name in names {
+            tap.reset(hide: false)
+            tap.begin(sse: false)
+            Array("{\"model\":\"\(name)\",\"choices\":[]}".utf8).withUnsafeBytes { tap.observe($0) }
+            tap.finish { _ in }
+            XCTAssertEqual(tap.model, name)
+        }
+        tap.reset(hide: false)
+        tap.begin(sse: false)
+        Array(#"{"model":"a\"b","choices":[]}"#.utf8).withUnsafeBytes { tap.observe($0) }
+        XCTAssertNil(tap.model, "an escaped name is not read")
+    }
 }

@@ -51,9 +51,7 @@ public final class AuthenticationMiddleware: Middleware {
                 let claim = auth?.jwt?.tenantClaim ?? "tenant_id"
                 return .respond(LocalResponse(.forbidden("Token has no valid '\(claim)' claim: no tenant, no query.")))
             }
-            ctx.tenant = tenant
-            ctx.user = id.user
-            ctx.tier = id.tier
+            ctx.setCaller(id, tenant: tenant, user: id.user, tier: id.tier)
             return .next
         }
     }
@@ -157,8 +155,18 @@ enum IdentityValue {
 public final class TenantContextMiddleware: Middleware {
     public let name = "tenant-context"
     let required: Bool
-    /// The last identity rendered, and its lines.
-    private var last: (tenant: String, user: String?, tier: String?, lines: [UInt8])?
+    /// The last identity rendered, and its lines: one object (the fast path's check copies one
+    /// reference, not four).
+    private final class Rendered {
+        let tenant: String, user: String?, tier: String?
+        let lines: [UInt8]
+        /// The context's `caller` they came from (held: the same object is the same caller).
+        let caller: AnyObject?
+        init(tenant: String, user: String?, tier: String?, lines: [UInt8], caller: AnyObject?) {
+            self.tenant = tenant; self.user = user; self.tier = tier; self.lines = lines; self.caller = caller
+        }
+    }
+    private var last: Rendered?
 
     public init(required: Bool) { self.required = required }
 
@@ -166,12 +174,13 @@ public final class TenantContextMiddleware: Middleware {
         guard let tenant = ctx.tenant else {
             return required ? .respond(LocalResponse(.forbidden("No verified tenant: no tenant, no query."))) : .next
         }
-        if let l = last, l.tenant.sameUTF8(tenant), l.user.sameUTF8(ctx.user), l.tier.sameUTF8(ctx.tier) {
+        if let l = last, (l.caller != nil && l.caller === ctx.caller)
+            || (l.tenant.sameUTF8(tenant) && l.user.sameUTF8(ctx.user) && l.tier.sameUTF8(ctx.tier)) {
             ctx.upstreamIdentityLines = l.lines
             return .next
         }
         let lines = Self.lines(tenant: tenant, user: ctx.user, tier: ctx.tier)
-        last = (tenant, ctx.user, ctx.tier, lines)
+        last = Rendered(tenant: tenant, user: ctx.user, tier: ctx.tier, lines: lines, caller: ctx.caller)
         ctx.upstreamIdentityLines = lines
         return .next
     }

@@ -4,11 +4,25 @@ import COpenSSL
 import PortcullisConfig
 
 /// Who a verified token says the caller is.
-public struct VerifiedIdentity: Sendable, Equatable {
-    public var tenant: String?
-    public var user: String?
-    public var tier: String?
-    public var expiresAt: Int64
+/// What a verified token says of its caller. Immutable, and a class: the verifier's cache hands
+/// out one object for every request carrying the same token (a result copies one reference).
+public final class VerifiedIdentity: Sendable, Equatable, CustomStringConvertible {
+    public let tenant: String?
+    public let user: String?
+    public let tier: String?
+    public let expiresAt: Int64
+
+    public init(tenant: String?, user: String?, tier: String?, expiresAt: Int64) {
+        self.tenant = tenant; self.user = user; self.tier = tier; self.expiresAt = expiresAt
+    }
+
+    public static func == (a: VerifiedIdentity, b: VerifiedIdentity) -> Bool {
+        a === b || (a.tenant == b.tenant && a.user == b.user && a.tier == b.tier && a.expiresAt == b.expiresAt)
+    }
+
+    public var description: String {
+        "VerifiedIdentity(tenant: \(tenant ?? "nil"), user: \(user ?? "nil"), tier: \(tier ?? "nil"), expiresAt: \(expiresAt))"
+    }
 }
 
 /// Why a token was refused. The message names the reason, never key material.

@@ -250,7 +250,8 @@ public final class RateLimitMiddleware: Middleware {
 
     /// The buckets of one request: the caller's set (see `bucketSet`) at the request's estimate.
     func buckets(_ ctx: RequestContext) -> Plan {
-        let tier = tierLimits(ctx.tier)
+        let c = callerState(ctx)
+        let tier = c.tier, tenant = c.tenant
         let needsTokens = tier?.needsTokens ?? needsTokensWithoutTier
         var estimate: Int64 = 0, prompt: Int64 = 0
         if needsTokens || tier?.rates.maxTokensCap != nil {
@@ -258,14 +259,36 @@ public final class RateLimitMiddleware: Middleware {
             prompt = p
             estimate = p + completion
         }
-        let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
-        var p = Plan(requests: BucketList(bucketSet(tenant, tier: tier, user: ctx.user), estimate: estimate), prompt: prompt)
+        var p = Plan(requests: BucketList(c.set, estimate: estimate), prompt: prompt)
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,
                                  member: ctx.requestID.description + "-" + Self.instance, scope: t.scopes.streams)
         }
         return p
+    }
+
+    /// What the limiter derives from a caller: its tier's limits, its tenant's keys, its bucket
+    /// set. Kept for the last verified caller (`RequestContext.caller`, held so the same object
+    /// is the same caller): a run of its requests skips the three lookups.
+    final class CallerState {
+        let caller: AnyObject
+        let tier: TierLimits?
+        let tenant: TenantKeys
+        let set: BucketSet
+        init(caller: AnyObject, tier: TierLimits?, tenant: TenantKeys, set: BucketSet) {
+            self.caller = caller; self.tier = tier; self.tenant = tenant; self.set = set
+        }
+    }
+    var lastCaller: CallerState?
+
+    func callerState(_ ctx: RequestContext) -> (tier: TierLimits?, tenant: TenantKeys, set: BucketSet) {
+        if let l = lastCaller, let c = ctx.caller, l.caller === c { return (l.tier, l.tenant, l.set) }
+        let tier = tierLimits(ctx.tier)
+        let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
+        let set = bucketSet(tenant, tier: tier, user: ctx.user)
+        if let c = ctx.caller { lastCaller = CallerState(caller: c, tier: tier, tenant: tenant, set: set) }
+        return (tier, tenant, set)
     }
 
     /// The buckets a caller's requests touch under `tier`: kept with the caller (the user's

@@ -66,9 +66,21 @@ public final class RequestContext {
     }
 
     /// Verified identity (the auth issue fills these; nothing here trusts client headers).
-    public var tenant: String?
-    public var user: String?
-    public var tier: String?
+    public var tenant: String? { didSet { caller = nil } }
+    public var user: String? { didSet { caller = nil } }
+    public var tier: String? { didSet { caller = nil } }
+    /// The object the authentication stage verified `tenant`, `user` and `tier` from, while they
+    /// are its values (`setCaller`; changing one of them drops it). The verifier hands out one
+    /// object per token, so the same object is the same caller: a stage that keeps what it
+    /// derived for its last caller (and the object with it, so it cannot be another's later)
+    /// compares one reference instead of three strings.
+    public private(set) var caller: AnyObject?
+
+    /// Sets the verified identity and the object it came from.
+    public func setCaller(_ object: AnyObject, tenant: String, user: String?, tier: String?) {
+        self.tenant = tenant; self.user = user; self.tier = tier
+        caller = object
+    }
     /// Set by the alias router on alias routes: the targets to try, in order, and the body to
     /// send each. Nil on plain routes (one attempt to `provider` with `body` as received).
     public var plan: RoutePlan?

@@ -65,4 +65,30 @@ final class IdentityMiddlewareTests: XCTestCase {
         XCTAssertEqual(try lines(m, nil, nil, nil), "refused", "no tenant, no query")
         XCTAssertEqual(try lines(TenantContextMiddleware(required: false), nil, nil, nil), "", "demo mode: no identity lines")
     }
+
+    /// A verified caller's object (`RequestContext.caller`) stands for its identity only while
+    /// the context's values are its values: the same object reuses the rendering, another object
+    /// or a changed value is rendered from the values.
+    func testCallerObjectStandsForItsIdentityOnly() throws {
+        let m = TenantContextMiddleware(required: true)
+        let acme = VerifiedIdentity(tenant: "acme", user: "u1", tier: "pro", expiresAt: 0)
+        let globex = VerifiedIdentity(tenant: "globex", user: nil, tier: nil, expiresAt: 0)
+        func lines(_ id: VerifiedIdentity, change: ((RequestContext) -> Void)? = nil) throws -> String {
+            let ctx = try context(tenant: nil, user: nil, tier: nil)
+            ctx.setCaller(id, tenant: id.tenant ?? "", user: id.user, tier: id.tier)
+            XCTAssertTrue(ctx.caller === id)
+            if let change { change(ctx); XCTAssertNil(ctx.caller, "a changed value drops the caller object") }
+            guard case .next = m.process(ctx) else { return "refused" }
+            return String(decoding: ctx.upstreamIdentityLines, as: UTF8.self)
+        }
+        let acmeLines = "x-tenant-id: acme\r\nx-user-id: u1\r\nx-tenant-tier: pro\r\n"
+        XCTAssertEqual(try lines(acme), acmeLines)
+        XCTAssertEqual(try lines(acme), acmeLines)
+        XCTAssertEqual(try lines(acme) { $0.tier = "free" }, "x-tenant-id: acme\r\nx-user-id: u1\r\nx-tenant-tier: free\r\n")
+        XCTAssertEqual(try lines(acme), acmeLines)
+        XCTAssertEqual(try lines(acme) { $0.user = nil }, "x-tenant-id: acme\r\nx-tenant-tier: pro\r\n")
+        XCTAssertEqual(try lines(globex), "x-tenant-id: globex\r\n")
+        XCTAssertEqual(try lines(acme) { $0.tenant = "initech" }, "x-tenant-id: initech\r\nx-user-id: u1\r\nx-tenant-tier: pro\r\n")
+        XCTAssertEqual(try lines(acme), acmeLines)
+    }
 }

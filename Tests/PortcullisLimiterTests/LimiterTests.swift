@@ -347,6 +347,22 @@ final class LimiterTests: XCTestCase {
                 XCTAssertTrue(try lines("acme", nil, user: user).contains("x-ratelimit-limit-requests: 100\r\n"), "no tier claim: the default tier's")
             }
         }
+        // Verified callers: the limiter keeps what it derived for the last caller object, and
+        // only while the context's values are that object's.
+        final class Caller { let tier: String; init(_ t: String) { tier = t } }
+        let free = Caller("free"), pro = Caller("pro")
+        func verified(_ id: Caller, tier changed: String? = nil) throws -> String {
+            let ctx = try context(c, tenant: nil)
+            ctx.setCaller(id, tenant: "initech", user: "u9", tier: id.tier)
+            if let t = changed { ctx.tier = t }
+            guard case .next = m.process(ctx) else { return "refused" }
+            return String(decoding: ctx.renderedResponseHeaderLines, as: UTF8.self)
+        }
+        XCTAssertTrue(try verified(free).contains("x-ratelimit-limit-requests: 100\r\n"))
+        XCTAssertTrue(try verified(free).contains("x-ratelimit-limit-requests: 100\r\n"))
+        XCTAssertTrue(try verified(free, tier: "pro").contains("x-ratelimit-limit-requests: 500\r\n"), "a changed tier is not the object's")
+        XCTAssertTrue(try verified(pro).contains("x-ratelimit-limit-tokens: 10000\r\n"))
+        XCTAssertTrue(try verified(free).contains("x-ratelimit-limit-requests: 100\r\n"))
         let u3 = try lines("globex", "free", user: "u3")
         XCTAssertTrue(u3.contains("x-ratelimit-remaining-requests: 99\r\n"), "another tenant's user of the same name: its own buckets\n" + u3)
     }

@@ -293,21 +293,24 @@ final class UsageTap {
     /// (OpenAI and Anthropic put it near the start of a response): the connection's last name
     /// read when the bytes are its bytes, else a new String.
     func modelName(in b: UnsafeRawBufferPointer) -> String? {
-        guard let r = UsageTap.modelNameRange(in: b), let base = b.baseAddress else { return nil }
+        guard let v = UsageTap.valueStart(of: "\"model\"", in: b), b[v] == 0x22, let base = b.baseAddress else { return nil }
+        // The last name's bytes then a quote: that name (it has no quote, backslash or control
+        // character, or it would not have been read), without reading the name byte by byte.
+        let n = lastModelBytes.count
+        if v + 1 + n < b.count, b[v + 1 + n] == 0x22,
+           lastModelBytes.withUnsafeBytes({ m in n == 0 || m.baseAddress.map { memcmp($0, base + v + 1, n) == 0 } ?? false }) {
+            return lastModel
+        }
+        guard let r = UsageTap.nameRange(in: b, quoteAt: v) else { return nil }
         let name = UnsafeRawBufferPointer(start: base + r.lowerBound, count: r.count)
-        let same = lastModelBytes.count == r.count
-            && lastModelBytes.withUnsafeBytes { m in
-                r.count == 0 || m.baseAddress.map { memcmp($0, base + r.lowerBound, r.count) == 0 } ?? false
-            }
-        if same { return lastModel }
         lastModel = String(decoding: name, as: UTF8.self)
         lastModelBytes = Array(name)
         return lastModel
     }
 
-    /// Where the name is (without its quotes).
-    static func modelNameRange(in b: UnsafeRawBufferPointer) -> Range<Int>? {
-        guard let v = valueStart(of: "\"model\"", in: b), b[v] == 0x22 else { return nil }
+    /// Where the string value whose opening quote is at `v` is (without its quotes), when it is
+    /// at most 256 bytes without escapes or control characters.
+    static func nameRange(in b: UnsafeRawBufferPointer, quoteAt v: Int) -> Range<Int>? {
         let limit = min(b.count, v + 1 + 256)
         var i = v + 1
         while i < limit && b[i] != 0x22 && b[i] != 0x5C && b[i] >= 0x20 { i += 1 }

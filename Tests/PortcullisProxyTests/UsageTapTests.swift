@@ -158,7 +158,8 @@ final class UsageTapTests: XCTestCase {
     /// the bytes change): the same name, another, an empty one, a long one, the first again.
     func testServedModelNameAcrossResponses() {
         let tap = UsageTap(hide: false)
-        let names = ["gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18", "m2", "", "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-19"]
+        let names = ["gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-18", "m2", "m2x", "m2", "m", "", "", "m",
+                     "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2024-07-19"]
         for name in names {
             tap.reset(hide: false)
             tap.begin(sse: false)
@@ -170,5 +171,11 @@ final class UsageTapTests: XCTestCase {
         tap.begin(sse: false)
         Array(#"{"model":"a\"b","choices":[]}"#.utf8).withUnsafeBytes { tap.observe($0) }
         XCTAssertNil(tap.model, "an escaped name is not read")
+        for body in [#"{"model":"gpt-4o-mini-2024-07-19\"x","choices":[]}"#, #"{"model":"gpt-4o-mini-2024-07-19"#] {
+            tap.reset(hide: false)
+            tap.begin(sse: false)
+            Array(body.utf8).withUnsafeBytes { tap.observe($0) }
+            XCTAssertNil(tap.model, "the last name's bytes, then no closing quote: \(body)")
+        }
     }
 }

@@ -457,8 +457,12 @@ log: {{ level: warn, access: false }}
     ngx_same = start_nginx(tmp, ngx_same_port, fake_port, same_headers=True)
     procs.append(ngx_same)
     # HAProxy 2.6 as the fastest plain proxy here: one thread, connection reuse to the backend.
-    def start_haproxy(port, same_headers=False):
-        conf = os.path.join(tmp, "haproxy-same-headers.cfg" if same_headers else "haproxy.cfg")
+    # `streaming`: `option http-no-delay`, HAProxy's documented setting for interactive
+    # traffic such as SSE (by default it asks the kernel to hold small writes for more data,
+    # which costs a streamed event tens of ms); the SSE section shows HAProxy both ways.
+    def start_haproxy(port, same_headers=False, streaming=False):
+        conf = os.path.join(tmp, "haproxy-same-headers.cfg" if same_headers else
+                            "haproxy-streaming.cfg" if streaming else "haproxy.cfg")
         with open(conf, "w") as f:
             f.write(f"""global
   nbthread 1
@@ -468,7 +472,7 @@ defaults
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-  http-reuse always
+  http-reuse always{chr(10) + "  option http-no-delay" if streaming else ""}
 frontend fe
   bind 127.0.0.1:{port}{HAPROXY_SAME_HEADERS if same_headers else ""}
   default_backend be
@@ -482,6 +486,8 @@ backend be
     hap_same_port = free_port()
     hap_same = start_haproxy(hap_same_port, same_headers=True)
     procs.append(hap_same)
+    hap_stream_port = free_port()
+    procs.append(start_haproxy(hap_stream_port, streaming=True))
     # LiteLLM's proxy (installed by run.sh into .build-bench/litellm), pointed at the same fake.
     litellm_bin = os.path.join(os.path.dirname(HERE), ".build-bench", "litellm", "bin", "litellm")
     litellm_key = "sk-bench-master-key-0123456789abcdef"
@@ -506,7 +512,7 @@ litellm_settings: {{ telemetry: false }}
     gw_full = gateway(cfg_full, env=env_jwt)
     try:
         for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
-                  hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port):
+                  hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port, hap_stream_port):
             wait_port(p)
         if lit_port:
             wait_port(lit_port, timeout=120)
@@ -676,7 +682,7 @@ litellm_settings: {{ telemetry: false }}
         # first event, the same load direct and proxied, interleaved rounds (Benchmarks/sse.py).
         import sse
         sse_targets = {"direct": (fake_port, None), "gateway": (gw_port, None), "nginx": (ngx_port, None),
-                       "haproxy": (hap_port, None), "full": (full_port, hs_token)}
+                       "haproxy": (hap_port, None), "haproxy_nodelay": (hap_stream_port, None), "full": (full_port, hs_token)}
         sse_rounds = {k: [] for k in sse_targets}
         sse_stolen = []   # this section's own noise gauge (it runs minutes after the table above)
         for r in range(a.latency_rounds):
@@ -816,7 +822,8 @@ litellm_settings: {{ telemetry: false }}
         "|---|---|---|---|---|---|---|---|",
     ]
     for k, label in (("direct", "direct"), ("gateway", "Portcullis"), ("full", "Portcullis, full pipeline"),
-                     ("nginx", "nginx"), ("haproxy", "HAProxy")):
+                     ("nginx", "nginx"), ("haproxy", "HAProxy (defaults)"),
+                     ("haproxy_nodelay", "HAProxy, `option http-no-delay`")):
         m = sse_med[k]
         ad = sse_added.get(k)
         tail = f"{ad['p50']:+.3f} | {ad['p99']:+.3f} | {ad['first']:+.3f}" if ad else "– | – | –"

@@ -1,7 +1,4 @@
 import PortcullisCore
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Parses an upstream's response head. Like the request parser it is stateless over a buffer.
 /// Upstream framing is checked as strictly as client framing: an ambiguous response (both
@@ -73,11 +70,8 @@ public struct HTTPResponseParser: Sendable {
         // The standard phrase (the usual case) is recognised on the bytes and kept as "" (the
         // prebuilt status line is used); only another phrase becomes a String.
         var reason = ""
-        if e > s + 13, let p = b.baseAddress {
-            let standard = HTTPStatus.reasonPhrase(status), n = e - (s + 13)
-            if n != standard.utf8CodeUnitCount || memcmp(p + s + 13, standard.utf8Start, n) != 0 {
-                reason = HeadLexer.string(b, s + 13, e)
-            }
+        if e > s + 13, !HeadLexer.isLiteral(b, s + 13, e, HTTPStatus.reasonPhrase(status)) {
+            reason = HeadLexer.string(b, s + 13, e)
         }
         var contentLength: Int? = nil
         var chunked = false, hasTE = false

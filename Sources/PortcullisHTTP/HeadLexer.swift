@@ -100,19 +100,22 @@ enum HeadLexer {
     /// The method token at `[s, e)`: a literal for the common methods (no String to build or
     /// validate), else a new String. Methods are case-sensitive (RFC 9110 §9.1).
     static func method(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
-        let n = e - s
-        guard let p = b.baseAddress else { return "" }
-        @inline(__always) func isLiteral(_ m: StaticString) -> Bool {
-            n == m.utf8CodeUnitCount && memcmp(p + s, m.utf8Start, n) == 0
-        }
-        if isLiteral("POST") { return "POST" }
-        if isLiteral("GET") { return "GET" }
-        if isLiteral("HEAD") { return "HEAD" }
-        if isLiteral("OPTIONS") { return "OPTIONS" }
-        if isLiteral("PUT") { return "PUT" }
-        if isLiteral("DELETE") { return "DELETE" }
-        if isLiteral("PATCH") { return "PATCH" }
+        guard b.baseAddress != nil else { return "" }
+        if isLiteral(b, s, e, "POST") { return "POST" }
+        if isLiteral(b, s, e, "GET") { return "GET" }
+        if isLiteral(b, s, e, "HEAD") { return "HEAD" }
+        if isLiteral(b, s, e, "OPTIONS") { return "OPTIONS" }
+        if isLiteral(b, s, e, "PUT") { return "PUT" }
+        if isLiteral(b, s, e, "DELETE") { return "DELETE" }
+        if isLiteral(b, s, e, "PATCH") { return "PATCH" }
         return string(b, s, e)
+    }
+
+    /// Whether the bytes at `[s, e)` are `literal`'s: a length check and one `memcmp`, no String.
+    @inline(__always)
+    static func isLiteral(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int, _ literal: StaticString) -> Bool {
+        guard let p = b.baseAddress else { return false }
+        return e - s == literal.utf8CodeUnitCount && memcmp(p + s, literal.utf8Start, e - s) == 0
     }
 
     enum HeaderError { case whitespaceBeforeColon, obsFold, badName, badValue, noColon }

@@ -147,11 +147,10 @@ public final class RateLimitMiddleware: Middleware {
         let base, streams: String
         /// The tenant's buckets under the tier its last request came with (a tenant's tokens
         /// normally all carry one tier; another tier rebuilds them).
-        var tierBuckets: (tier: TierLimits, buckets: ScopeBuckets)?
+        var tierBuckets = ForTier<ScopeBuckets>()
         var users = RecentKeys<UserKeys>(limit: RateLimitMiddleware.keyCacheLimit)
-        /// The bucket set of the tenant's requests without a limited user, and the tier it is for.
-        var set: BucketSet?
-        var setTier: TierLimits?
+        /// The bucket set of the tenant's requests without a limited user.
+        var set = ForTier<BucketSet>()
         init(_ base: String) {
             self.base = base; streams = base + ":streams"
         }
@@ -159,18 +158,26 @@ public final class RateLimitMiddleware: Middleware {
             users.value(for: u) { UserKeys(ScopeBuckets(rates, base: base + ":u:" + u.keyEscaped, scopes: RateLimitMiddleware.userScopes)) }
         }
         func tier(_ t: TierLimits) -> ScopeBuckets {
-            if let c = tierBuckets, c.tier === t { return c.buckets }
-            let b = ScopeBuckets(t.rates, base: base, scopes: t.scopes)
-            tierBuckets = (t, b)
-            return b
+            tierBuckets.value(for: t) { ScopeBuckets(t.rates, base: base, scopes: t.scopes) }
         }
     }
-    /// A user's buckets, and the bucket set of their requests under the tier it is for.
+    /// A user's buckets, and the bucket set of their requests.
     final class UserKeys {
         let buckets: ScopeBuckets
-        var set: BucketSet?
-        var setTier: TierLimits?
+        var set = ForTier<BucketSet>()
         init(_ buckets: ScopeBuckets) { self.buckets = buckets }
+    }
+    /// A value derived for one tier (nil: no tier), kept until a request comes with another: a
+    /// caller's requests normally all carry one tier, and another tier derives it again.
+    struct ForTier<Value: AnyObject> {
+        private var tier: TierLimits?
+        private var value: Value?
+        mutating func value(for t: TierLimits?, derive: () -> Value) -> Value {
+            if let v = value, tier === t { return v }
+            let v = derive()
+            tier = t; value = v
+            return v
+        }
     }
     static let keyCacheLimit = 4096
     /// By verified tenant, and (no auth) by client address.
@@ -296,16 +303,10 @@ public final class RateLimitMiddleware: Middleware {
     /// the caller's tier changes.
     func bucketSet(_ tenant: TenantKeys, tier: TierLimits?, user: String?) -> BucketSet {
         guard let u = user, !limits.perUser.isEmpty else {
-            if let s = tenant.set, tenant.setTier === tier { return s }
-            let s = makeSet(tenant, tier: tier, user: nil)
-            tenant.set = s; tenant.setTier = tier
-            return s
+            return tenant.set.value(for: tier) { makeSet(tenant, tier: tier, user: nil) }
         }
         let keys = tenant.user(u, rates: limits.perUser)
-        if let s = keys.set, keys.setTier === tier { return s }
-        let s = makeSet(tenant, tier: tier, user: keys.buckets)
-        keys.set = s; keys.setTier = tier
-        return s
+        return keys.set.value(for: tier) { makeSet(tenant, tier: tier, user: keys.buckets) }
     }
 
     /// In a fixed order (global, tenant, user). The tenant's buckets are the ones reported, else

@@ -49,6 +49,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def round_order(items, r):
+    """`items` in round `r`'s order: as given in even rounds, reversed in odd ones (compared
+    targets run next to each other, and neither always goes first)."""
+    items = list(items)
+    return items if r % 2 == 0 else items[::-1]
+
+
 def wait_port(port, timeout=10):
     end = time.time() + timeout
     while time.time() < end:
@@ -561,7 +568,7 @@ litellm_settings: {{ telemetry: false }}
         while (r := len(rounds[first])) < a.rounds:   # r: rounds kept so far
             order = list(targets.items())
             this_round, this_stolen = {}, []
-            for name, (port, pid, tok) in (order if r % 2 == 0 else reversed(order)):
+            for name, (port, pid, tok) in round_order(order, r):
                 cpu = tree_cpu_seconds if name == "litellm" else cpu_seconds
                 c0 = cpu(pid)
                 r0 = redis_calls() if name in redis_sent else 0
@@ -671,7 +678,7 @@ litellm_settings: {{ telemetry: false }}
         half = {"direct": [], "gateway": [], "nginx": [], "haproxy": []}
         half_order = (("direct", fake_port), ("gateway", gw_port), ("nginx", ngx_port), ("haproxy", hap_port))
         for r in range(a.latency_rounds):
-            for k, port in (half_order if r % 2 == 0 else reversed(half_order)):
+            for k, port in round_order(half_order, r):
                 half[k].append(wrk(port, a.seconds, half_conns, script="paced.lua"))
         half_rps = statistics.median(x["rps"] for x in half["gateway"])
         half_added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(half[k], half["direct"])) for m in ("p50", "p99", "p999")}
@@ -686,7 +693,7 @@ litellm_settings: {{ telemetry: false }}
         sse_rounds = {k: [] for k in sse_targets}
         sse_stolen = []   # this section's own noise gauge (it runs minutes after the table above)
         for r in range(a.latency_rounds):
-            for k, (port, tok) in (list(sse_targets.items()) if r % 2 == 0 else reversed(list(sse_targets.items()))):
+            for k, (port, tok) in round_order(sse_targets.items(), r):
                 t0 = cpu_ticks()
                 d, f_, failed = sse.run(port, token=tok)
                 t1 = cpu_ticks()

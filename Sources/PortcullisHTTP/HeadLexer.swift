@@ -131,11 +131,11 @@ enum HeadLexer {
         // tchar check: its letters and `-` compare a word at a time with 0x20 set, which folds no
         // other byte onto a letter, and onto `-` only CR (looked for). Any other name has every
         // byte checked, as RFC 9110's token grammar says.
-        if let base = b.baseAddress, let colon = memchr(base + s, Int32(COLON), e - s) {
-            let c = UnsafeRawPointer(colon) - base
+        if let base = b.baseAddress {
+            let c = colonBeforeCR(base, s, e)
             if c > s {
                 known = KnownHeader.classifyToken(UnsafeRawBufferPointer(rebasing: b[s..<c]))
-                if known != .other && known != .proxyOther && memchr(base + s, Int32(CR), c - s) == nil { i = c }
+                if known != .other && known != .proxyOther { i = c }
             }
         }
         if i == s {
@@ -175,6 +175,31 @@ enum HeadLexer {
         }
         return .success(HeaderField(nameStart: Int32(s - base), nameEnd: Int32(i - base), valueStart: Int32(vs - base),
                                     valueEnd: Int32(ve - base), known: known))
+    }
+
+    /// The first colon in `[s, e)` if no CR comes before it, else -1: eight bytes a word (a
+    /// header name is a word or three, where two `memchr` calls cost more than the scan). Per
+    /// byte of `w ^ 0x3A…` (or `0x0D…`), `(x - 0x01…) & ~x & 0x80…` marks the bytes that are
+    /// zero — exactly up to the first one, which is all the lowest set bit is read for.
+    @inline(__always) static func colonBeforeCR(_ base: UnsafeRawPointer, _ s: Int, _ e: Int) -> Int {
+        var j = s
+        while j + 8 <= e {
+            let w = (base + j).loadUnaligned(as: UInt64.self)
+            let x = w ^ 0x3A3A_3A3A_3A3A_3A3A, y = w ^ 0x0D0D_0D0D_0D0D_0D0D
+            let hits = ((x &- 0x0101_0101_0101_0101) & ~x | (y &- 0x0101_0101_0101_0101) & ~y) & 0x8080_8080_8080_8080
+            if hits != 0 {
+                let k = j + hits.trailingZeroBitCount >> 3
+                return base.load(fromByteOffset: k, as: UInt8.self) == COLON ? k : -1
+            }
+            j += 8
+        }
+        while j < e {
+            let c = base.load(fromByteOffset: j, as: UInt8.self)
+            if c == COLON { return j }
+            if c == CR { return -1 }
+            j += 1
+        }
+        return -1
     }
 
     struct HeaderErrorBox: Error { let kind: HeaderError; init(_ k: HeaderError) { kind = k } }

@@ -68,10 +68,10 @@ def wait_port(port, timeout=10):
 
 
 def cpu_ticks():
-    """The machine's CPU ticks: (all, stolen by the hypervisor), from /proc/stat's `cpu` line."""
+    """The machine's CPU ticks: (all, stolen by the hypervisor, idle), from /proc/stat's `cpu` line."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v[:8]), v[7]
+    return sum(v[:8]), v[7], v[3] + v[4]
 
 
 def cpu_seconds(pid):
@@ -223,6 +223,7 @@ def rss_kb(pid):
 
 def wrk(port, seconds, conns, path="/v1/chat/completions", token=None, script="post.lua"):
     extra = ["-H", f"Authorization: Bearer {token}"] if token else []
+    c0 = os.times()
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", os.path.join(HERE, script), *extra,
                           f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -234,7 +235,9 @@ def wrk(port, seconds, conns, path="/v1/chat/completions", token=None, script="p
     errors = re.search(r"Socket errors: (.*)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))
     p999 = re.search(r"p99.9_us (\d+)", out)
-    return {"rps": rps, "p50": lat(50), "p99": lat(99), "p999": int(p999.group(1)) / 1000 if p999 else 0.0,
+    c1 = os.times()
+    return {"client_cpu_us": ((c1.children_user + c1.children_system) - (c0.children_user + c0.children_system)) / max(1, total) * 1e6,
+            "rps": rps, "p50": lat(50), "p99": lat(99), "p999": int(p999.group(1)) / 1000 if p999 else 0.0,
             "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "errors": errors.group(1) if errors else "", "requests": total}
 
@@ -570,7 +573,7 @@ litellm_settings: {{ telemetry: false }}
             this_round, this_stolen = {}, []
             for name, (port, pid, tok) in round_order(order, r):
                 cpu = tree_cpu_seconds if name == "litellm" else cpu_seconds
-                c0 = cpu(pid)
+                c0, f0 = cpu(pid), cpu_seconds(fake.pid)
                 r0 = redis_calls() if name in redis_sent else 0
                 t0 = cpu_ticks()
                 res = wrk(port, a.seconds, a.conns, token=tok)
@@ -579,6 +582,10 @@ litellm_settings: {{ telemetry: false }}
                 if name == "litellm":
                     time.sleep(2)    # its backlog of timed-out requests drains before the next run
                 res["cpu_us"] = (cpu(pid) - c0) / max(1, res["requests"]) * 1e6
+                # The rest of the machine: the fake provider behind it (for direct, the server itself),
+                # wrk, and the cores left idle, per request (the split that explains a ratio).
+                res["fake_us"] = (cpu_seconds(fake.pid) - f0) / max(1, res["requests"]) * 1e6
+                res["idle_us"] = (t1[2] - t0[2]) / CLK / max(1, res["requests"]) * 1e6
                 this_round[name] = res
                 if name in redis_sent:
                     redis_sent[name][0] += redis_calls() - r0
@@ -612,7 +619,8 @@ litellm_settings: {{ telemetry: false }}
             if not xs:
                 return "no rounds"
             return f"{statistics.median(xs):.2f}× (rounds' middle half {xs[len(xs) // 4]:.2f}–{xs[(3 * len(xs)) // 4]:.2f}×)"
-        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us")} for k, v in rounds.items()}
+        med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us", "fake_us", "client_cpu_us", "idle_us")}
+               for k, v in rounds.items()}
         def limiter_at_half_load():
             """The limiter's added latency at a fixed, partial load: the same paced connections
             (half of the Redis store's measured maximum) against JWT alone, the memory store and
@@ -631,7 +639,8 @@ litellm_settings: {{ telemetry: false }}
             return conns, statistics.median(x["rps"] for x in got["jwt_limit_redis"]), added
         if a.only:
             for k, m in med.items():
-                print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req")
+                print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req  "
+                      f"fake {m['fake_us']:.1f} wrk {m['client_cpu_us']:.1f} idle {m['idle_us']:.1f}")
             if "plain_route" in rounds and "alias_route" in rounds:
                 r = pair("alias_route", "plain_route", "rps")
                 print(f"alias/plain req/s {r:.3f}")
@@ -757,6 +766,19 @@ litellm_settings: {{ telemetry: false }}
             continue
         m = med[k]
         lines.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['p999']:.2f} | {m['cpu_us']:.1f} |")
+    # The machine is shared (two cores: wrk, the fake provider and the proxy), so a proxy's
+    # req/s also moves with what its requests and answers cost the other two, and with the time
+    # all three wait at once. Medians over rounds, µs per request.
+    split = [k for k in ("direct", "gateway", "nginx", "haproxy", "nginx_token", "full") if k in med]
+    if "direct" in split:
+        lines += ["", "Where each request's CPU went, the whole machine (µs per request, medians over rounds): the proxy, "
+                  "the fake provider behind it, wrk, and the two cores' idle time. Req/s is two cores over their sum.", "",
+                  "| target | proxy | fake provider | wrk | idle | sum |", "|---|---|---|---|---|---|"]
+        for k in split:
+            m = med[k]
+            proxy = 0.0 if k == "direct" else m["cpu_us"]
+            lines.append(f"| {k} | {'–' if k == 'direct' else f'{proxy:.1f}'} | {m['fake_us']:.1f} | {m['client_cpu_us']:.1f} | "
+                         f"{m['idle_us']:.1f} | {proxy + m['fake_us'] + m['client_cpu_us'] + m['idle_us']:.1f} |")
     lines += [
         "",
         f"- **Portcullis / nginx req/s: {ratio_ngx:.2f}×** (target ≥ 0.8×, goal ≥ 1.0×)",

@@ -39,6 +39,33 @@ extension JSONReader {
             var valueStart = -1           // where that value begins (set at its `:`)
             var end = -1                  // ≥ 0: that value ends here; record it
             scan: while i < n {
+                // Inside a nested value (most of a large body: messages, tools) only strings and
+                // brackets matter: every other byte — names, colons, commas, white space, numbers —
+                // is passed over here with one table load, no dispatch. The bracket that closes a
+                // top-level value (back to depth 1) is left to the switch below.
+                while depth > 1 {
+                    var c = JSONReader.scanClass(bytes[i])
+                    while c != ScanClass.quote && c < ScanClass.open {
+                        i &+= 1
+                        if i >= n { break scan }
+                        c = JSONReader.scanClass(bytes[i])
+                    }
+                    if c == ScanClass.quote {
+                        i = JSONReader.stringEnd(bytes, n, i)
+                        if i < 0 { return nil }
+                        if i >= n { break scan }
+                    } else if c == ScanClass.open {
+                        depth &+= 1
+                        i &+= 1
+                        if i >= n { break scan }
+                    } else if depth > 2 {
+                        depth &-= 1
+                        i &+= 1
+                        if i >= n { break scan }
+                    } else {
+                        break
+                    }
+                }
                 // One table load classifies a byte; most bytes (digits, letters, `true`…, stray
                 // bytes) are `plain` and skipped here.
                 var k = JSONReader.scanClass(bytes[i])
@@ -146,6 +173,22 @@ extension JSONReader {
     @inline(__always)
     static func stringEnd(_ bytes: UnsafePointer<UInt8>, _ n: Int, _ i: Int) -> Int {
         var j = i + 1
+        // Most strings of a request (names, roles, types, enum values, short texts) end within a
+        // few words, where a `memchr` call costs more than the string: their first 32 bytes are
+        // read eight at a time, for a quote or a backslash (whose escaped byte is skipped), per
+        // byte of `w ^ 0x22…` and `w ^ 0x5C…` marking the zero bytes with
+        // `(x - 0x01…) & ~x & 0x80…` (exact up to the first one: the lowest set bit, the only one
+        // read). Longer strings go on with `memchr`, which counts the backslashes before each
+        // quote it finds (the same answer wherever this loop stopped).
+        while j &+ 8 <= n && j &- i <= 32 {
+            let w = UnsafeRawPointer(bytes + j).loadUnaligned(as: UInt64.self)
+            let q = w ^ 0x2222_2222_2222_2222, e = w ^ 0x5C5C_5C5C_5C5C_5C5C
+            let hits = ((q &- 0x0101_0101_0101_0101) & ~q | (e &- 0x0101_0101_0101_0101) & ~e) & 0x8080_8080_8080_8080
+            if hits == 0 { j &+= 8; continue }
+            let k = j &+ hits.trailingZeroBitCount >> 3
+            if bytes[k] == 0x22 { return k &+ 1 }
+            j = k &+ 2                                           // past the backslash and its byte
+        }
         while j < n {
             guard let q = memchr(bytes + j, 0x22, n - j) else { return -1 }
             let k = UnsafeRawPointer(q) - UnsafeRawPointer(bytes)

@@ -81,13 +81,14 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertNoThrow(try scan(Array("{\"x\":{\"y\":1,\"y\":2}}".utf8)))
     }
 
-    /// Strings end a word at a time for their first 16 bytes: an escaped quote, an escaped
-    /// backslash before the closing quote, or an escape in a name, at every position of names
-    /// and values of 0–24 bytes (inside and past the words, at the end of the text), read as the
-    /// strict reader reads them; the guarded scan gives up on an escaped name, never misreads it.
+    /// Strings end a word at a time for their first 32 bytes, then by `memchr`: an escaped
+    /// quote, an escaped backslash before the closing quote (or a run of them), or an escape in a
+    /// name, at every position of names and values of 0–48 bytes (inside the words, across the
+    /// hand-over to `memchr`, at the end of the text), read as the strict reader reads them; the
+    /// guarded scan gives up on an escaped name, never misreads it.
     func testStringEndsAtEveryPositionAgreeWithTheStrictReader() throws {
-        let escapes = ["\\\"", "\\\\", "\\n", "\\u0041"]
-        for length in 0...24 {
+        let escapes = ["\\\"", "\\\\", "\\n", "\\u0041", "\\\\\\\""]
+        for length in 0...48 {
             for at in 0...length {
                 for esc in escapes {
                     var text = String(repeating: "a", count: length)
@@ -134,6 +135,48 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertEqual(d?.member(1), 17..<18)
         XCTAssertNil(Array("[1]".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
         XCTAssertNil(Array("{\"a\":\"open".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
+    }
+
+    /// Large nested bodies (messages, tools: most of a request's bytes sit below the top level,
+    /// where the scan only follows strings and brackets): random valid documents up to six deep,
+    /// with strings holding brackets, quotes, backslashes and escapes of every length, read in all
+    /// three modes as the strict reader reads them.
+    func testNestedValuesAreSkippedAsTheStrictReaderReadsThem() throws {
+        var rng = SeededRandom(seed: 7)
+        let atoms = ["a", "{", "}", "[", "]", ",", ":", "\\\"", "\\\\", "\\n", "\\u005d", " ", "é"]
+        func string() -> String {
+            var t = "\""
+            for _ in 0..<Int.random(in: 0...12, using: &rng) {
+                let a = atoms[Int.random(in: 0..<atoms.count, using: &rng)]
+                t += Int.random(in: 0..<4, using: &rng) == 0 ? String(repeating: a, count: Int.random(in: 1...20, using: &rng)) : a
+            }
+            return t + "\""
+        }
+        func value(_ depth: Int) -> String {
+            switch depth >= 6 ? Int.random(in: 0..<3, using: &rng) : Int.random(in: 0..<6, using: &rng) {
+            case 0: return string()
+            case 1: return ["1", "-2.5e3", "true", "null", "false"][Int.random(in: 0..<5, using: &rng)]
+            case 2: return "[]"
+            case 3, 4:
+                let n = Int.random(in: 0...4, using: &rng)
+                return "{" + (0..<n).map { "\"k\($0)\"" + [":", " : "][Int.random(in: 0..<2, using: &rng)] + value(depth + 1) }.joined(separator: ",") + "}"
+            default:
+                return "[ " + (0..<Int.random(in: 0...4, using: &rng)).map { _ in value(depth + 1) }.joined(separator: ", ") + "]"
+            }
+        }
+        let names: JSONNames = ["model", "n", "tools"]
+        for _ in 0..<3_000 {
+            var members = ["\"model\":" + value(1), "\"tools\":" + value(1), "\"x\":" + value(1), "\"n\": " + value(1)]
+            members.shuffle(using: &rng)
+            let bytes = Array(("{" + members.joined(separator: ",") + "}").utf8)
+            let strict = try bytes.withUnsafeBytes { try JSONReader.topLevelMembers(names.strings, in: $0) }
+            bytes.withUnsafeBytes { b in
+                let text = String(decoding: bytes, as: UTF8.self)
+                XCTAssertEqual(JSONReader.lenientTopLevelMembers(names, in: b)?.members, strict.members, text)
+                XCTAssertEqual(JSONReader.lenientTopLevelMembers(names, in: b, guarded: true)?.members, strict.members, text)
+                XCTAssertEqual(JSONReader.lenientTopLevelMembers(names, in: b, untilFound: true)?.members, strict.members, text)
+            }
+        }
     }
 
     /// The guarded scan gives up exactly where a lenient reader could disagree with a provider.

@@ -772,12 +772,14 @@ litellm_settings: {{ telemetry: false }}
     split = [k for k in ("direct", "gateway", "nginx", "haproxy", "nginx_token", "full") if k in med]
     if "direct" in split:
         lines += ["", "Where each request's CPU went, the whole machine (µs per request, medians over rounds): the proxy, "
-                  "the fake provider behind it, wrk, and the two cores' idle time. Req/s is two cores over their sum.", "",
+                  "the fake provider behind it, wrk, and the two cores' idle time. Req/s is about two cores over their sum.", "",
                   "| target | proxy | fake provider | wrk | idle | sum |", "|---|---|---|---|---|---|"]
         for k in split:
             m = med[k]
             proxy = 0.0 if k == "direct" else m["cpu_us"]
-            lines.append(f"| {k} | {'–' if k == 'direct' else f'{proxy:.1f}'} | {m['fake_us']:.1f} | {m['client_cpu_us']:.1f} | "
+            label = {"direct": "fake provider directly", "gateway": "Portcullis (plain)", "nginx": "nginx", "haproxy": "HAProxy",
+                     "nginx_token": "nginx, sent the full pipeline's bytes", "full": "Portcullis, full pipeline"}[k]
+            lines.append(f"| {label} | {'–' if k == 'direct' else f'{proxy:.1f}'} | {m['fake_us']:.1f} | {m['client_cpu_us']:.1f} | "
                          f"{m['idle_us']:.1f} | {proxy + m['fake_us'] + m['client_cpu_us'] + m['idle_us']:.1f} |")
     lines += [
         "",

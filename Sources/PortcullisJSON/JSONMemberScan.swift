@@ -7,8 +7,9 @@ import Glibc
 /// anything; the strict `topLevelMembers` decides whenever the scan cannot be conclusive.
 extension JSONReader {
     /// A fast, non-validating pass over a top-level object a *provider* sent (its JSON is its
-    /// own business; we only need a few of its members): strings are skipped with `memchr`,
-    /// nesting is counted, top-level names compared as raw bytes (escaped names never match).
+    /// own business; we only need a few of its members): strings are skipped a word at a time
+    /// (long ones with `memchr`), nesting is counted (below the top level only strings and
+    /// brackets are looked at), top-level names compared as raw bytes (escaped names never match).
     /// Nil when the text is not an object or ends early.
     /// With `guarded`, the scan also gives up (nil) on a top-level name containing an escape or
     /// on an asked-for name seen twice: the cases where a lenient reader and the provider's could

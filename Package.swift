@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "PortcullisCore", dependencies: ["CLinux"]),
         .target(name: "PortcullisEventLoop", dependencies: ["PortcullisCore", "CLinux"]),
         .target(name: "PortcullisHTTP", dependencies: ["PortcullisCore"]),
-        .target(name: "PortcullisJSON"),
+        .target(name: "PortcullisJSON", dependencies: ["PortcullisCore"]),
         .target(name: "PortcullisConfig", dependencies: ["PortcullisCore", "PortcullisHTTP", "CYAML"]),
         .target(name: "PortcullisPipeline",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisJSON"]),

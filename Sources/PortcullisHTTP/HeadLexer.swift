@@ -177,19 +177,14 @@ enum HeadLexer {
                                     valueEnd: Int32(ve - base), known: known))
     }
 
-    /// The first colon in `[s, e)` if no CR comes before it, else -1: eight bytes a word (a
-    /// header name is a word or three, where two `memchr` calls cost more than the scan). Per
-    /// byte of `w ^ 0x3A…` (or `0x0D…`), `(x - 0x01…) & ~x & 0x80…` marks the bytes that are
-    /// zero — exactly up to the first one, which is all the lowest set bit is read for.
+    /// The first colon in `[s, e)` if no CR comes before it, else -1: eight bytes a word
+    /// (`ByteWord`; a header name is a word or three, where two `memchr` calls cost more than
+    /// the scan).
     @inline(__always) static func colonBeforeCR(_ base: UnsafeRawPointer, _ s: Int, _ e: Int) -> Int {
         var j = s
         while j + 8 <= e {
-            let w = (base + j).loadUnaligned(as: UInt64.self)
-            let x = w ^ 0x3A3A_3A3A_3A3A_3A3A, y = w ^ 0x0D0D_0D0D_0D0D_0D0D
-            let hits = ((x &- 0x0101_0101_0101_0101) & ~x | (y &- 0x0101_0101_0101_0101) & ~y) & 0x8080_8080_8080_8080
-            if hits != 0 {
-                let k = j + hits.trailingZeroBitCount >> 3
-                return base.load(fromByteOffset: k, as: UInt8.self) == COLON ? k : -1
+            if let k = ByteWord.firstIndex(of: COLON, or: CR, in: (base + j).loadUnaligned(as: UInt64.self)) {
+                return base.load(fromByteOffset: j + k, as: UInt8.self) == COLON ? j + k : -1
             }
             j += 8
         }

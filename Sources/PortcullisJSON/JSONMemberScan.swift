@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PortcullisCore
 
 /// The lenient member scan: the per-request way a gateway stage finds a few top-level members
 /// of a JSON object (a client's body, a provider's answer) without validating or building
@@ -176,17 +177,15 @@ extension JSONReader {
         var j = i + 1
         // Most strings of a request (names, roles, types, enum values, short texts) end within a
         // few words, where a `memchr` call costs more than the string: their first 32 bytes are
-        // read eight at a time, for a quote or a backslash (whose escaped byte is skipped), per
-        // byte of `w ^ 0x22…` and `w ^ 0x5C…` marking the zero bytes with
-        // `(x - 0x01…) & ~x & 0x80…` (exact up to the first one: the lowest set bit, the only one
-        // read). Longer strings go on with `memchr`, which counts the backslashes before each
+        // read eight at a time (`ByteWord`), for a quote or a backslash (whose escaped byte is
+        // skipped). Longer strings go on with `memchr`, which counts the backslashes before each
         // quote it finds (the same answer wherever this loop stopped).
         while j &+ 8 <= n && j &- i <= 32 {
-            let w = UnsafeRawPointer(bytes + j).loadUnaligned(as: UInt64.self)
-            let q = w ^ 0x2222_2222_2222_2222, e = w ^ 0x5C5C_5C5C_5C5C_5C5C
-            let hits = ((q &- 0x0101_0101_0101_0101) & ~q | (e &- 0x0101_0101_0101_0101) & ~e) & 0x8080_8080_8080_8080
-            if hits == 0 { j &+= 8; continue }
-            let k = j &+ hits.trailingZeroBitCount >> 3
+            guard let hit = ByteWord.firstIndex(of: 0x22, or: 0x5C, in: UnsafeRawPointer(bytes + j).loadUnaligned(as: UInt64.self)) else {
+                j &+= 8
+                continue
+            }
+            let k = j &+ hit
             if bytes[k] == 0x22 { return k &+ 1 }
             j = k &+ 2                                           // past the backslash and its byte
         }

@@ -1,0 +1,16 @@
+/// Eight bytes at a time (SWAR): a `UInt64` loaded from memory with `loadUnaligned`, byte 0 in
+/// its lowest bits (little-endian, as on every platform Portcullis builds for). Shared by the
+/// HTTP head lexer and the JSON member scan, which look for one of two bytes in short runs where
+/// a `memchr` call costs more than the search.
+public enum ByteWord {
+    /// The index (0–7) of the first byte of `w` that equals `a` or `b`, or nil when none does.
+    /// Per byte of `x = w ^ a…`, `(x - 0x01…) & ~x & 0x80…` marks the bytes that are zero —
+    /// exactly up to the first one (a borrow can mark a byte above it, never one below), so only
+    /// the lowest mark is read.
+    @inlinable @inline(__always)
+    public static func firstIndex(of a: UInt8, or b: UInt8, in w: UInt64) -> Int? {
+        let x = w ^ (0x0101_0101_0101_0101 &* UInt64(a)), y = w ^ (0x0101_0101_0101_0101 &* UInt64(b))
+        let hits = ((x &- 0x0101_0101_0101_0101) & ~x | (y &- 0x0101_0101_0101_0101) & ~y) & 0x8080_8080_8080_8080
+        return hits == 0 ? nil : hits.trailingZeroBitCount >> 3
+    }
+}

@@ -56,6 +56,11 @@ def round_order(items, r):
     return items if r % 2 == 0 else items[::-1]
 
 
+def middle_half(xs):
+    """First and third quartile of the sorted, non-empty `xs`, by rank."""
+    return xs[len(xs) // 4], xs[(3 * len(xs)) // 4]
+
+
 def wait_port(port, timeout=10):
     end = time.time() + timeout
     while time.time() < end:
@@ -613,7 +618,7 @@ litellm_settings: {{ telemetry: false }}
             xs = sorted(x["rps"] / y["rps"] for x, y in zip(rounds[a_], rounds[b_]))
             if not xs:
                 return "no rounds"
-            lo, hi = xs[len(xs) // 4], xs[(3 * len(xs)) // 4]
+            lo, hi = middle_half(xs)
             # A target whose middle half straddles it is not settled by this run either way.
             verdict = f"; the middle half straddles {target:.1f}×: this run does not settle it" if target and lo < target <= hi else ""
             return f"rounds' middle half {lo:.2f}–{hi:.2f}×{verdict}"
@@ -623,7 +628,8 @@ litellm_settings: {{ telemetry: false }}
             xs = sorted(x["cpu_us"] / y["cpu_us"] for x, y in zip(rounds[a_], rounds[b_]) if y["cpu_us"] > 0)
             if not xs:
                 return "no rounds"
-            return f"{statistics.median(xs):.2f}× (rounds' middle half {xs[len(xs) // 4]:.2f}–{xs[(3 * len(xs)) // 4]:.2f}×)"
+            lo, hi = middle_half(xs)
+            return f"{statistics.median(xs):.2f}× (rounds' middle half {lo:.2f}–{hi:.2f}×)"
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us", "fake_us", "client_cpu_us", "idle_us")}
                for k, v in rounds.items()}
         def limiter_at_half_load():

@@ -98,6 +98,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
             readAvailable(peerHalfClosed: events & EPOLLRDHUP.rawValue != 0)
             if phase == .closed { return }
             if readClosed && (phase == .proxying || phase == .processing) {
+                // A complete response waiting for the end of the iteration still goes out (the
+                // client may only have half-closed); anything less is abandoned.
+                if response.complete { return flush() }
                 return abort("client closed the connection")
             }
             processInput()

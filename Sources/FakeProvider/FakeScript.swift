@@ -15,6 +15,7 @@ import PortcullisHTTP
 /// | `x-fake-close: 1` | send `connection: close` and close after the response |
 /// | `x-fake-stamp: 1` | start each SSE event with a comment line `: sent_ns=N`, N the CLOCK_MONOTONIC time it was queued (benchmarks measure per-event delay with it) |
 /// | `x-fake-retry-after: N` | the `Retry-After` seconds of a 429 (default 1) |
+/// | `x-fake-request-id: ID` | answer with `x-request-id: ID`, as OpenAI's answers carry their own id |
 /// | `x-fake-tool: NAME` | (Messages API) answer with a call of tool NAME, input `{"gate":"north"}` |
 ///
 /// The same knobs can be put in the path, so that several "providers" (base URLs) on one fake
@@ -34,6 +35,8 @@ struct FakeScript {
     var chunked = false
     var close = false
     var stamp = false
+    /// The `x-request-id` the answer carries (none by default).
+    var requestID: String? = nil
     var stream = false
     var includeUsage = false
     var model = "gpt-4o-mini-2024-07-18"
@@ -77,6 +80,7 @@ struct FakeScript {
             case "x-fake-chunked": chunked = h.value == "1" || h.value == "true"
             case "x-fake-close": close = h.value == "1" || h.value == "true"
             case "x-fake-stamp": stamp = h.value == "1" || h.value == "true"
+            case "x-fake-request-id": requestID = h.value.isEmpty ? nil : h.value
             default: break
             }
         }

@@ -87,9 +87,27 @@ public enum ConfigurationLoader {
         s.keepaliveTimeout = try r.duration("keepalive_timeout") ?? s.keepaliveTimeout
         s.maxRequestsPerConnection = try r.int("max_requests_per_connection", range: 1...Int.max) ?? s.maxRequestsPerConnection
         s.drainTimeout = try r.duration("drain_timeout") ?? s.drainTimeout
+        s.upstreamHeaders = try addedHeaders(&r, "upstream_headers", allowed: [.requestID, .forwarded]) ?? s.upstreamHeaders
+        s.responseHeaders = try addedHeaders(&r, "response_headers", allowed: [.requestID, .provider]) ?? s.responseHeaders
         try r.rejectUnknownKeys(allowed: ["listen", "workers", "max_connections", "max_connections_per_client", "max_header_bytes", "max_body_bytes",
-                                          "header_timeout", "keepalive_timeout", "max_requests_per_connection", "drain_timeout"])
+                                          "header_timeout", "keepalive_timeout", "max_requests_per_connection", "drain_timeout",
+                                          "upstream_headers", "response_headers"])
         return s
+    }
+
+    /// A list of `AddedHeaders` names from `allowed` (`[]` for none); each at most once.
+    static func addedHeaders(_ r: inout MappingReader, _ k: String,
+                             allowed: AddedHeaders) throws(ConfigError) -> AddedHeaders? {
+        guard let list = try r.stringList(k) else { return nil }
+        let names = AddedHeaders.names.filter { allowed.contains($0.header) }.map(\.name)
+        var out: AddedHeaders = []
+        for (text, item) in list {
+            guard let h = AddedHeaders.names.first(where: { $0.name == text })?.header, allowed.contains(h) else {
+                throw r.error(k, item, "expected one of \(names.joined(separator: ", ")), found '\(text)'")
+            }
+            guard out.insert(h).inserted else { throw r.error(k, item, "'\(text)' is listed twice") }
+        }
+        return out
     }
 
     static func providers(_ node: YAMLNode, _ file: String, _ env: [String: String]) throws(ConfigError) -> [ProviderConfiguration] {

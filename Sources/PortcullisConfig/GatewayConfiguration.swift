@@ -56,6 +56,30 @@ public struct ServerConfiguration: Sendable {
     public var maxRequestsPerConnection: Int = 100_000
     /// On SIGTERM, how long in-flight requests may take to finish before the process exits.
     public var drainTimeout: Duration64 = .seconds(30)
+    /// The lines the gateway adds to every upstream request (`server.upstream_headers`).
+    public var upstreamHeaders: AddedHeaders = [.requestID, .forwarded]
+    /// The lines the gateway adds to every client response (`server.response_headers`).
+    public var responseHeaders: AddedHeaders = [.requestID, .provider]
+}
+
+/// Header lines the gateway may add, on an operator's choice (as Kong's `headers` and Envoy's
+/// `generate_request_id` / `suppress_envoy_headers`). Identity (`x-tenant-id` …), the provider
+/// key, framing and the limiter's `Retry-After` / `x-ratelimit-*` are not optional. A bit set:
+/// read per request, so a test is one AND.
+public struct AddedHeaders: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// `X-Request-Id` (upstream and in answers; the access log keeps the id either way).
+    public static let requestID = AddedHeaders(rawValue: 1)
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` upstream: the client's address, which a
+    /// third-party provider may have no business seeing.
+    public static let forwarded = AddedHeaders(rawValue: 2)
+    /// `x-portcullis-provider` (and `x-portcullis-model` on alias routes) in answers: which
+    /// backend served, which an operator may not want to disclose.
+    public static let provider = AddedHeaders(rawValue: 4)
+    /// Their names in the configuration file.
+    public static let names: [(name: String, header: AddedHeaders)] =
+        [("request_id", .requestID), ("forwarded", .forwarded), ("provider", .provider)]
 }
 
 public enum ProviderKind: String, Sendable { case openai, anthropic }

@@ -1,4 +1,5 @@
 import PortcullisCore
+import PortcullisConfig
 import PortcullisHTTP
 
 extension KnownHeader {
@@ -22,11 +23,17 @@ extension KnownHeader {
 /// - gateway-owned headers (identity, forwarding, framing, credentials), including spellings a
 ///   CGI-style backend would merge into them (`X_Tenant_Id`, `Transfer_Encoding`);
 /// - the route's HMAC signature header (it proves the request to the gateway, not upstream).
-/// Added: `X-Request-Id`, `X-Forwarded-For`, `X-Forwarded-Proto` (the provider key is added per
-/// attempt by the proxy coordinator, since failover may change the provider).
+/// Added, as `server.upstream_headers` lists: `X-Request-Id`; `X-Forwarded-For` and
+/// `X-Forwarded-Proto`. (The provider key is added per attempt by the proxy coordinator, since
+/// failover may change the provider.) Their client-sent copies are dropped either way.
 public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
-    public init() {}
+    let addRequestID: Bool
+    let addForwarded: Bool
+    public init(adding added: AddedHeaders = [.requestID, .forwarded]) {
+        addRequestID = added.contains(.requestID)
+        addForwarded = added.contains(.forwarded)
+    }
 
     /// `name` lowercased with `_` read as `-`.
     static func folded(_ name: String) -> String {
@@ -67,10 +74,11 @@ public final class HeaderHygieneMiddleware: Middleware {
                 }
                 head.writeLine(f, to: &w)
             }
-            w.put("x-request-id: ")
-            w.put(ctx.requestID)
-            w.put("\r\nx-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { w.put($0) }
-            w.put("\r\nx-forwarded-proto: http\r\n")
+            if addRequestID { w.put("x-request-id: "); w.put(ctx.requestID); w.put("\r\n") }
+            if addForwarded {
+                w.put("x-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { w.put($0) }
+                w.put("\r\nx-forwarded-proto: http\r\n")
+            }
             return Array(w.written)
         }
         ctx.upstreamHeaderLines = out   // the provider key is added per attempt (failover may change provider)

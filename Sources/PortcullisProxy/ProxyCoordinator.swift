@@ -220,7 +220,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     // MARK: the response
 
-    func identityLines() -> [UInt8] {
+    func identityLines(_ ctx: RequestContext) -> [UInt8] {
+        guard ctx.configuration.server.responseHeaders.contains(.provider) else { return [] }
         if let t = target { return t.responseHeaderLines }
         return provider?.responseHeaderLine ?? []
     }
@@ -228,8 +229,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     func forwardHead(_ h: HTTPResponseHead) {
         guard let ctx = context else { return }
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
-                                 keepAlive: ctx.head.keepAlive && !sink.isDraining, requestID: ctx.requestID)
-        relay.head(h, request: facts, identity: identityLines(), extra: ctx.responseHeaderLines,
+                                 keepAlive: ctx.head.keepAlive && !sink.isDraining,
+                                 requestID: ctx.configuration.server.responseHeaders.contains(.requestID) ? ctx.requestID : nil)
+        relay.head(h, request: facts, identity: identityLines(ctx), extra: ctx.responseHeaderLines,
                    source: ctx.responseHeaderSource, into: output)
         tap?.begin(sse: relay.isSSE)
         firstByteAt = now()

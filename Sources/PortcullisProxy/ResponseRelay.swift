@@ -36,7 +36,8 @@ public struct ResponseRelay {
         out.append(StatusLine.bytes(h.status, reason: h.reason))
         h.raw.withUnsafeBytes { raw in
             for f in h.fields {
-                if f.known.isHopByHop || f.known == .contentLength || f.known == .xRequestId { continue }
+                if f.known.isHopByHop || f.known == .contentLength { continue }
+                if f.known == .xRequestId && request.requestID != nil { continue }   // ours replaces it
                 if isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
                 if !connectionListed.isEmpty && f.known == .other && connectionListed.contains(h.name(f)) { continue }
                 // "Name: value" straight from the provider's bytes (one copy when they are
@@ -72,7 +73,7 @@ public struct ResponseRelay {
             out.reserve(src.maxLineBytes)
             out.commitWrite(src.writeLines(to: UnsafeMutableRawBufferPointer(start: out.writePointer, count: out.writableBytes)))
         }
-        out.append(StatusLine.requestID); out.append(request.requestID); out.append(StatusLine.crlf)
+        if let id = request.requestID { out.append(StatusLine.requestID); out.append(id); out.append(StatusLine.crlf) }
         if !keepAlive { out.append(StatusLine.connectionClose) }
         out.append(StatusLine.crlf)
     }
@@ -122,5 +123,7 @@ struct RequestFacts {
     let method: String
     let minorVersion: Int
     let keepAlive: Bool
-    let requestID: RequestID
+    /// The id the answer carries (`server.response_headers: [request_id]`); nil: none of ours,
+    /// and the provider's own `x-request-id`, if any, passes through.
+    let requestID: RequestID?
 }

@@ -102,7 +102,7 @@ final class WorkerGeneration {
                                        limiter: process.limiterHealth, failClosed: configuration.redis?.onFailure == .failClosed),
             RouteMiddleware(),                                           // path → route, provider (404)
             AuthenticationMiddleware(auth: configuration.auth, ring: shared.keyRing),  // JWT / HMAC (401/403)
-            HeaderHygieneMiddleware(),                                   // hop-by-hop, spoofed identity out
+            HeaderHygieneMiddleware(adding: s.upstreamHeaders),          // hop-by-hop, spoofed identity out
             TenantContextMiddleware(required: authRequired),             // verified x-tenant-id in
         ] + limiter + [                                                  // buckets checked and debited (429)
             AliasRouterMiddleware(),                                     // alias → RoutePlan (404/403/400)

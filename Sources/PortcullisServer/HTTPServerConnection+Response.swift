@@ -46,7 +46,9 @@ extension HTTPServerConnection: ResponseSink {
         out.append(StatusLine.bytes(r.status, reason: ""))
         for (n, v) in r.headers { out.append(n); out.append(StatusLine.colonSpace); out.append(v); out.append(StatusLine.crlf) }
         out.append(StatusLine.contentLength); out.appendDecimal(r.body.count); out.append(StatusLine.crlf)
-        if let id = context?.requestID { out.append(StatusLine.requestID); out.append(id); out.append(StatusLine.crlf) }
+        if let c = context, c.configuration.server.responseHeaders.contains(.requestID) {
+            out.append(StatusLine.requestID); out.append(c.requestID); out.append(StatusLine.crlf)
+        }
         if !response.keepAlive { out.append(StatusLine.connectionClose) }
         out.append(StatusLine.crlf)
         if method != "HEAD" { out.append(r.body) }

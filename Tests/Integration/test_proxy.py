@@ -264,6 +264,32 @@ def test_header_hygiene(start_gateway, fake):
     assert "sk-provider-secret" not in gw.log()
 
 
+def test_added_headers_can_be_switched_off(start_gateway, fake):
+    """`server.upstream_headers: []` and `response_headers: []`: nothing of the gateway's own is
+    added (the access log keeps the id), the client's copies are still dropped, and the
+    provider's own x-request-id reaches the client, as through a plain proxy."""
+    gw = start_gateway(server_extra="upstream_headers: []\nresponse_headers: []")
+    r = post(gw.port, CHAT, chat_body(), {"X-Request-Id": "client-1", "X-Forwarded-For": "6.6.6.6",
+                                          "X-Forwarded-Proto": "https", "x-fake-request-id": "req_provider_7"})
+    assert r.status == 200
+    names = [k for k, _ in fake.last_request()["headers"]]
+    for gone in ["x-request-id", "x-forwarded-for", "x-forwarded-proto"]:
+        assert gone not in names, gone
+    assert r.headers["x-request-id"] == "req_provider_7"
+    assert "x-portcullis-provider" not in r.headers
+    assert gw.wait_access(lambda rec: rec["request_id"] == "client-1")
+    r = post(gw.port, CHAT, chat_body())
+    assert "x-request-id" not in r.headers and "x-portcullis-provider" not in r.headers
+    local = post(gw.port, "/nowhere", chat_body())
+    assert local.status == 404 and "x-request-id" not in local.headers
+    # One of each: the request id both ways, no forwarding facts, no provider name.
+    gw = start_gateway(server_extra="upstream_headers: [request_id]\nresponse_headers: [request_id]")
+    r = post(gw.port, CHAT, chat_body(), {"x-fake-request-id": "req_provider_8"})
+    d = dict(fake.last_request()["headers"])
+    assert d["x-request-id"] == r.headers["x-request-id"] != "req_provider_8"
+    assert "x-forwarded-for" not in d and "x-portcullis-provider" not in r.headers
+
+
 def test_missing_provider_key_is_a_clear_500(start_gateway):
     gw = start_gateway(providers={"local": {"base_url": "http://127.0.0.1:9", "api_key_env": "SURELY_UNSET_KEY_VAR"}})
     r = post(gw.port, CHAT, chat_body())

@@ -81,6 +81,30 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(c.server.maxBodyBytes, 4_194_304)
     }
 
+    func testAddedHeaderLists() throws {
+        let defaults = try load(good)
+        XCTAssertEqual(defaults.server.upstreamHeaders, [.requestID, .forwarded])
+        XCTAssertEqual(defaults.server.responseHeaders, [.requestID, .provider])
+        let none = try load(good.replacingOccurrences(of: "  workers: 2", with: "  workers: 2\n  upstream_headers: []\n  response_headers: []"))
+        XCTAssertEqual(none.server.upstreamHeaders, [])
+        XCTAssertEqual(none.server.responseHeaders, [])
+        let some = try load(good.replacingOccurrences(of: "  workers: 2", with: "  workers: 2\n  upstream_headers: [request_id]\n  response_headers: provider"))
+        XCTAssertEqual(some.server.upstreamHeaders, [.requestID])
+        XCTAssertEqual(some.server.responseHeaders, [.provider])
+    }
+
+    func testBadAddedHeaderListsNameLineAndKey() {
+        func bad(_ line: String) -> String { error(good.replacingOccurrences(of: "  workers: 2", with: "  workers: 2\n" + line)) }
+        XCTAssertEqual(bad("  upstream_headers: [request_id, provider]"),
+                       "test.yaml:4:34: server.upstream_headers: expected one of request_id, forwarded, found 'provider'")
+        XCTAssertEqual(bad("  response_headers: [forwarded]"),
+                       "test.yaml:4:22: server.response_headers: expected one of request_id, provider, found 'forwarded'")
+        XCTAssertEqual(bad("  response_headers: [provider, provider]"),
+                       "test.yaml:4:32: server.response_headers: 'provider' is listed twice")
+        XCTAssertTrue(bad("  upstream_headers: off").hasPrefix("test.yaml:4:21: server.upstream_headers: expected one of"))
+        XCTAssertTrue(bad("  upstream_headers: { a: 1 }").hasPrefix("test.yaml:4:21: server.upstream_headers: expected a list of strings"))
+    }
+
     func testMissingKeyEnvIsNotFatal() throws {
         let c = try load(good, env: [:])
         XCTAssertNil(c.provider(named: "openai")?.apiKey)

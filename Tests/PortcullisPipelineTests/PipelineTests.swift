@@ -102,6 +102,21 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(lines.components(separatedBy: "\r\n").count - 1, ctx.upstreamHeaders.count, "one CRLF per line")
     }
 
+    /// `server.upstream_headers` chooses the added lines; the client's copies of them (and its
+    /// identity headers) are dropped whatever it lists.
+    func testUpstreamHeadersChooseTheAddedLines() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
+                                                   file: "t.yaml")
+        let bytes = Array("POST /v1/x HTTP/1.1\r\nHost: x\r\nX-Request-Id: client\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Tenant-Id: spoof\r\nX-Keep: 1\r\n\r\n".utf8)
+        guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { return XCTFail("parse") }
+        for (added, tail) in [(AddedHeaders(), ""), ([.requestID], "x-request-id: rid\r\n"),
+                              ([.forwarded], "x-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\n")] as [(AddedHeaders, String)] {
+            let ctx = RequestContext(requestID: RequestID("rid"), head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+            Pipeline([RouteMiddleware(), HeaderHygieneMiddleware(adding: added)]).run(ctx) { _ in }
+            XCTAssertEqual(String(decoding: ctx.upstreamHeaderLines, as: UTF8.self), "x-keep: 1\r\n" + tail)
+        }
+    }
+
     /// A kept line is the client's bytes: the name lowercased, `: ` after it, the value without
     /// surrounding whitespace and byte for byte (obs-text included, not "repaired" as UTF-8).
     func testKeptLinesAreTheClientsBytes() throws {

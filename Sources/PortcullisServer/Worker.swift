@@ -32,7 +32,10 @@ final class Worker: DeferredTask {
     /// Access-log lines of this iteration, handed to the log writer at its end.
     private let accessBuffer = ByteBuffer(capacity: 4096)
     private var accessLines = 0
-    private var accessFlushQueued = false
+    /// This worker is queued to run at the end of the iteration (access lines, completed responses).
+    private var deferredQueued = false
+    /// Connections whose complete response waits to be written (`responseCompleted`).
+    private var completedResponses: [HTTPServerConnection] = []
     /// This worker's metrics shard (written here only).
     let metrics: MetricsShard
 
@@ -158,14 +161,42 @@ final class Worker: DeferredTask {
     func queueAccessLine(_ r: RequestSummary, format: LogConfiguration.Format) {
         accessBuffer.append(AccessLogFormat.line(r, format: format, nowMillis: WallClock.nowMillis()))
         accessLines += 1
-        if !accessFlushQueued {
-            accessFlushQueued = true
+        queueDeferredTask()
+    }
+
+    /// Complete responses are written together, `responseBatch` at a time and the rest at the
+    /// end of the loop iteration: a client woken once finds several answers (as HAProxy flushes),
+    /// and in a long iteration the clients get the first answers before its last reads. On the
+    /// plain route under wrk (64 connections, ~30 answers an iteration), one run of each way
+    /// side by side: at once 23.6k req/s, 16 at a time 24.7k, all at the end 23.7k (the cores
+    /// idle most: 8.5 µs a request against 6–7); paired runs of 16 against all-at-the-end read
+    /// +4 %, +8 %, −4.5 %, +12.5 %: this host's noise is of that size.
+    static let responseBatch = 16
+
+    /// `c` queued the last bytes of a response; they are written with the batch (`c`'s own
+    /// end-of-iteration flush is the backstop, a no-op once written).
+    func responseCompleted(_ c: HTTPServerConnection) {
+        completedResponses.append(c)
+        if completedResponses.count >= Worker.responseBatch { writeCompletedResponses() } else { queueDeferredTask() }
+    }
+
+    private func writeCompletedResponses() {
+        guard !completedResponses.isEmpty else { return }
+        let batch = completedResponses
+        completedResponses.removeAll(keepingCapacity: true)
+        for c in batch { c.flushCompletedResponse() }
+    }
+
+    private func queueDeferredTask() {
+        if !deferredQueued {
+            deferredQueued = true
             loop.deferToEndOfIteration(self)
         }
     }
 
     func runDeferredTask() {
-        accessFlushQueued = false
+        deferredQueued = false
+        writeCompletedResponses()
         guard !accessBuffer.isEmpty else { return }
         if !process.accessLog.enqueue(accessBuffer.readable) {
             let n = accessLines

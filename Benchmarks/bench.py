@@ -405,6 +405,14 @@ log: {{ level: warn, access: false }}
         return p
 
     gw = gateway(cfg)
+    # The plain path configured as the peers' plain configurations are: no header of its own
+    # added upstream or to answers (`server.upstream_headers: []`, `response_headers: []`).
+    bare_port = free_port()
+    cfg_bare = os.path.join(tmp, "portcullis-bare.yaml")
+    with open(cfg, encoding="utf-8") as src, open(cfg_bare, "w") as f:
+        f.write(src.read().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{bare_port}")
+                .replace("  workers: 1\n", "  workers: 1\n  upstream_headers: []\n  response_headers: []\n"))
+    gw_bare = gateway(cfg_bare)
     hs_token, rs_token, auth_yaml, secret = mint_tokens(tmp)
     auth_port = free_port()
     cfg_auth = os.path.join(tmp, "portcullis-auth.yaml")
@@ -526,7 +534,7 @@ litellm_settings: {{ telemetry: false }}
     cfg_full = gateway_config("portcullis-full.yaml", full_port, alias_routing("pro") + auth_yaml + limits_yaml + redis_yaml)
     gw_full = gateway(cfg_full, env=env_jwt)
     try:
-        for p in (fake_port, gw_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
+        for p in (fake_port, gw_port, bare_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
                   hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port, hap_stream_port):
             wait_port(p)
         if lit_port:
@@ -539,7 +547,10 @@ litellm_settings: {{ telemetry: false }}
         targets = {# Context, not targets: the peers doing Portcullis's header work too.
                    "nginx_same": (ngx_same_port, nginx_worker(ngx_same), None), "haproxy_same": (hap_same_port, hap_same.pid, None),
                    "direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
-                   "haproxy": (hap_port, hap.pid, None), "nginx": (ngx_port, ngx_worker, None),
+                   "haproxy": (hap_port, hap.pid, None),
+                   # The plain path without headers of its own, as the peers run (against haproxy).
+                   "gateway_bare": (bare_port, gw_bare.pid, None),
+                   "nginx": (ngx_port, ngx_worker, None),
                    "full": (full_port, gw_full.pid, hs_token),
                    # nginx sent the full pipeline's request bytes (its bearer token included).
                    "nginx_token": (ngx_port, ngx_worker, hs_token),
@@ -682,6 +693,7 @@ litellm_settings: {{ telemetry: false }}
         nolease_vs_nginx = pair("jwt_limit_redis_nolease", "nginx", "rps")
         redis_vs_nginx = pair("jwt_limit_redis", "nginx", "rps")
         gw_vs_hap = pair("gateway", "haproxy", "rps")
+        bare_vs_hap = pair("gateway_bare", "haproxy", "rps") if "gateway_bare" in rounds else None
         full_vs_ngx = pair("full", "nginx", "rps")
         full_vs_ngx_token = pair("full", "nginx_token", "rps") if "nginx_token" in rounds else None
         full_vs_plain = pair("full", "gateway", "rps")
@@ -759,6 +771,7 @@ litellm_settings: {{ telemetry: false }}
     ]
     for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
                      ("haproxy", "HAProxy 2.6 → fake"),
+                     ("gateway_bare", "Portcullis configured as the peers are (no header of its own added: `upstream_headers: []`, `response_headers: []`) → fake"),
                      ("nginx_token", "nginx → fake, sent the full pipeline's request bytes (its 250-byte bearer token)"),
                      ("nginx_same", "nginx, doing Portcullis's header work too → fake"),
                      ("haproxy_same", "HAProxy, doing Portcullis's header work too → fake"),
@@ -780,7 +793,7 @@ litellm_settings: {{ telemetry: false }}
     # The machine is shared (two cores: wrk, the fake provider and the proxy), so a proxy's
     # req/s also moves with what its requests and answers cost the other two, and with the time
     # all three wait at once. Medians over rounds, µs per request.
-    split = [k for k in ("direct", "gateway", "nginx", "haproxy", "nginx_token", "full") if k in med]
+    split = [k for k in ("direct", "gateway", "gateway_bare", "nginx", "haproxy", "nginx_token", "full") if k in med]
     if "direct" in split:
         lines += ["", "Where each request's CPU went, the whole machine (µs per request, medians over rounds): the proxy, "
                   "the fake provider behind it, wrk, and the two cores' idle time. Req/s is about two cores over their sum.", "",
@@ -788,7 +801,8 @@ litellm_settings: {{ telemetry: false }}
         for k in split:
             m = med[k]
             proxy = 0.0 if k == "direct" else m["cpu_us"]
-            label = {"direct": "fake provider directly", "gateway": "Portcullis (plain)", "nginx": "nginx", "haproxy": "HAProxy",
+            label = {"direct": "fake provider directly", "gateway": "Portcullis (plain)",
+                     "gateway_bare": "Portcullis (plain, configured as the peers)", "nginx": "nginx", "haproxy": "HAProxy",
                      "nginx_token": "nginx, sent the full pipeline's bytes", "full": "Portcullis, full pipeline"}[k]
             lines.append(f"| {label} | {'–' if k == 'direct' else f'{proxy:.1f}'} | {m['fake_us']:.1f} | {m['client_cpu_us']:.1f} | "
                          f"{m['idle_us']:.1f} | {proxy + m['fake_us'] + m['client_cpu_us'] + m['idle_us']:.1f} |")
@@ -796,6 +810,13 @@ litellm_settings: {{ telemetry: false }}
         "",
         f"- **Portcullis / nginx req/s: {ratio_ngx:.2f}×** (target ≥ 0.8×, goal ≥ 1.0×)",
         f"- **Portcullis plain path / HAProxy req/s: {gw_vs_hap:.2f}×** (target ≥ 1.0×; {spread('gateway', 'haproxy', 1.0)})",
+    ]
+    if bare_vs_hap is not None:
+        lines.append(
+            f"- **The same, configured alike** (Portcullis adding no header of its own, as HAProxy's plain configuration adds "
+            f"none): **{bare_vs_hap:.2f}×** ({spread('gateway_bare', 'haproxy', 1.0)}); the line above is Portcullis's "
+            f"default configuration (request id both ways, X-Forwarded-For/-Proto upstream, x-portcullis-provider)")
+    lines += [
         f"- **Full pipeline / nginx plain proxy req/s: {full_vs_ngx:.2f}×** (target ≥ 1.0×; {spread('full', 'nginx', 1.0)}); full / Portcullis plain path: {full_vs_plain:.2f}×",
         f"- Full pipeline / nginx plain proxy, server CPU per request: {cpu_pair('full', 'nginx')} (lower is cheaper; "
         f"Portcullis plain path / HAProxy {cpu_pair('gateway', 'haproxy')})",

@@ -16,9 +16,9 @@ public protocol ResponseSink: AnyObject {
     /// response in progress, after each provider read). Never called while the coordinator is
     /// paused (the client's slowness has its own path).
     func flushQueued()
-    /// Every byte of the response is queued; `keepAlive: false` closes after writing it. The
-    /// rest is written at the end of the loop iteration, with the other responses completed in
-    /// it: the client, woken once, finds them together (as HAProxy flushes).
+    /// Every byte of the response is queued; `keepAlive: false` closes after writing it. A
+    /// stream's rest is written at once; a whole answer's with the sink's other completed
+    /// answers, in batches within the loop iteration (the client, woken once, finds several).
     func responseQueued(keepAlive: Bool)
     /// Answer with a gateway-made response (only while nothing of a response was queued).
     func respondLocal(_ response: LocalResponse)

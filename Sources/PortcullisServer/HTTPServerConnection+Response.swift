@@ -106,7 +106,7 @@ extension HTTPServerConnection: ResponseSink {
         response.complete = true
         response.keepAlive = keepAlive && !worker.draining
         if response.streamCounted { return flush() }
-        scheduleFlush()
+        flushScheduled = true           // the worker's batch writes it (no deferred task of our own)
         worker.responseCompleted(self)
     }
 

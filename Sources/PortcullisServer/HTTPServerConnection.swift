@@ -98,8 +98,8 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
             readAvailable(peerHalfClosed: events & EPOLLRDHUP.rawValue != 0)
             if phase == .closed { return }
             if readClosed && (phase == .proxying || phase == .processing) {
-                // A complete response waiting for the end of the iteration still goes out (the
-                // client may only have half-closed); anything less is abandoned.
+                // A complete response waiting for its batch (`Worker.responseCompleted`) still
+                // goes out (the client may only have half-closed); anything less is abandoned.
                 if response.complete { return flush() }
                 return abort("client closed the connection")
             }

@@ -383,15 +383,16 @@ def main():
     fake = subprocess.Popen([os.path.join(a.bin, "FakeProvider"), "--listen", f"127.0.0.1:{fake_port}", "--workers", "1"],
                             stderr=subprocess.DEVNULL)
     procs.append(fake)
-    def gateway_config(name, port, routing):
-        """A one-worker Portcullis config in front of the fake; `routing` is its routes (and models)."""
+    def gateway_config(name, port, routing, server_extra=""):
+        """A one-worker Portcullis config in front of the fake; `routing` is its routes (and models),
+        `server_extra` more `server:` keys (lines indented two spaces)."""
         path = os.path.join(tmp, name)
         with open(path, "w") as f:
             f.write(f"""server:
   listen: ["127.0.0.1:{port}"]
   workers: 1
   max_connections: 20000
-providers:
+{server_extra}providers:
   fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
 {routing}
 log: {{ level: warn, access: false }}
@@ -408,10 +409,8 @@ log: {{ level: warn, access: false }}
     # The plain path configured as the peers' plain configurations are: no header of its own
     # added upstream or to answers (`server.upstream_headers: []`, `response_headers: []`).
     bare_port = free_port()
-    cfg_bare = os.path.join(tmp, "portcullis-bare.yaml")
-    with open(cfg, encoding="utf-8") as src, open(cfg_bare, "w") as f:
-        f.write(src.read().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{bare_port}")
-                .replace("  workers: 1\n", "  workers: 1\n  upstream_headers: []\n  response_headers: []\n"))
+    cfg_bare = gateway_config("portcullis-bare.yaml", bare_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake",
+                              server_extra="  upstream_headers: []\n  response_headers: []\n")
     gw_bare = gateway(cfg_bare)
     hs_token, rs_token, auth_yaml, secret = mint_tokens(tmp)
     auth_port = free_port()

@@ -7,11 +7,11 @@ import Glibc
 
 /// `portcullis [--config FILE]`            run the gateway (no file: the embedded demo config)
 /// `portcullis check --config FILE`        validate a config file; exit 0 when valid, 1 if not
-/// `portcullis version`
+/// `portcullis version` (also `--version`, `-v`)
 let usage = """
 usage: portcullis [--config FILE]          run the gateway (default: embedded demo config)
        portcullis check --config FILE      validate FILE and exit 0 (valid) or 1 (invalid)
-       portcullis version
+       portcullis version                  print the version (also --version, -v)
 
 """
 
@@ -36,6 +36,8 @@ while i < args.count {
         configPath = args[i + 1]; i += 2
     case "--help", "-h":
         print(usage, terminator: ""); exit(0)
+    case "--version", "-v":
+        command = "version"; i += 1
     default:
         fail("unknown argument '\(args[i])'\n" + usage)
     }

@@ -1,4 +1,4 @@
-"""The `portcullis check` command: exit codes and file:line:column messages."""
+"""The command line: `portcullis check` (exit codes, file:line:column messages), version, help."""
 import os
 import subprocess
 
@@ -38,3 +38,17 @@ def test_bad_listen_fails_to_start(tmp_path):
     r = subprocess.run([os.path.join(BIN, "portcullis"), "--config", str(p)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 1
     assert "bind(192.0.2.1:1)" in r.stderr
+
+
+def test_version_help_and_unknown_arguments():
+    exe = os.path.join(BIN, "portcullis")
+    run = lambda *a: subprocess.run([exe, *a], capture_output=True, text=True, timeout=10)
+    for spelling in (["version"], ["--version"], ["-v"]):
+        r = run(*spelling)
+        assert r.returncode == 0 and r.stdout.startswith("portcullis "), (spelling, r.stdout, r.stderr)
+    r = run("--help")
+    assert r.returncode == 0 and "usage: portcullis" in r.stdout
+    for bad, said in ((["--bogus"], "unknown argument '--bogus'"), (["frobnicate"], "unknown command 'frobnicate'"),
+                      (["check"], "check needs --config FILE"), (["--config"], "--config needs a file")):
+        r = run(*bad)
+        assert r.returncode == 1 and said in r.stderr and "usage: portcullis" in r.stderr, (bad, r.stderr)

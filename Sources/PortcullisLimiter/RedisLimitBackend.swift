@@ -25,17 +25,26 @@ public final class RedisLimitBackend: LimitBackend {
     var leases: LocalLeases
     let leaseTimer = LoopTimer({})
 
+    /// What the closures Redis answers later hold instead of `[weak self]`: a weak reference
+    /// would give the backend a side table, and every request's `acquireNow` and settlement
+    /// retains the backend, each then on the runtime's slow path. `deinit` clears it (loop
+    /// thread, as every closure that reads it), so a late answer finds nil, as with `weak`.
+    final class Handle { unowned(unsafe) var backend: RedisLimitBackend? }
+    let handle = Handle()
+
     public init(redis: RedisConnection, fallback: MemoryLimitStore, policy: RedisConfiguration.FailurePolicy,
                 health: LimiterHealth, leaseDivisor: Int = 0, leaseHold: Duration64 = .seconds(1)) {
         self.redis = redis; self.fallback = fallback; self.policy = policy; self.health = health
         self.leases = LocalLeases(divisor: leaseDivisor, holdNanos: leaseHold.nanoseconds)
         leaseTimer.setCallback { [unowned self] in self.expireLeases() }
+        handle.backend = self
     }
 
     /// Retired (a configuration reload replaced this worker's pipeline, and its last request
     /// ended): unspent leases go back to Redis at once, in one script call sent without waiting
     /// for its answer (nothing here may refer to `self` any more). Loop thread.
     deinit {
+        handle.backend = nil
         redis.loop.cancel(leaseTimer)
         let back = leases.expire(now: .max)
         guard !back.isEmpty else { return }
@@ -96,7 +105,7 @@ public final class RedisLimitBackend: LimitBackend {
         batch.append(e)
         guard !flushQueued else { return }
         flushQueued = true
-        redis.loop.deferToEndOfIteration { [weak self] in self?.flush() }
+        redis.loop.deferToEndOfIteration { [handle] in handle.backend?.flush() }
     }
 
     /// One script call for everything this iteration produced.
@@ -106,8 +115,8 @@ public final class RedisLimitBackend: LimitBackend {
         batch.removeAll(keepingCapacity: true)
         guard !entries.isEmpty else { return }
         let (tail, limits, indices) = RedisLimitBackend.command(for: entries)
-        run(bucketScript, tail) { [weak self] result in
-            guard let self else { return }
+        run(bucketScript, tail) { [handle] result in
+            guard let self = handle.backend else { return }
             for e in entries where e.mode == .lease { self.leases.answered(e.requests) }
             guard case .reply(.array(let items)) = result,
                   let decoded = RedisLimitBackend.decode(items, entries: entries, keys: limits, indices: indices) else {
@@ -142,8 +151,8 @@ public final class RedisLimitBackend: LimitBackend {
     /// A lease in a sorted set scored by expiry: expired leases (a crashed instance's) are
     /// dropped before counting.
     public func acquireSlot(_ slot: SlotRequest, done: @escaping (Bool?) -> Void) {
-        run(slotScript, RESPCommand(["1", slot.key, String(slot.max), String(slot.leaseMillis), slot.member])) { [weak self] r in
-            guard let self else { return }
+        run(slotScript, RESPCommand(["1", slot.key, String(slot.max), String(slot.leaseMillis), slot.member])) { [handle] r in
+            guard let self = handle.backend else { return }
             switch r {
             case .reply(.integer(let n)):
                 self.healthy()
@@ -186,8 +195,8 @@ public final class RedisLimitBackend: LimitBackend {
                 if case .reply(.string(let s)) = r { script.sha = s }
             }
         }
-        redis.command(script.call(tail)) { [weak self] r in
-            if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self {
+        redis.command(script.call(tail)) { [handle] r in
+            if case .reply(.error(let e)) = r, e.hasPrefix("NOSCRIPT"), let self = handle.backend {
                 script.sha = nil                // Redis restarted or flushed its scripts: EVAL loads it again
                 return self.redis.command(tail.prefixed(by: ["EVAL", script.source]), completion: completion)
             }

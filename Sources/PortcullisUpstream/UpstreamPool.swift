@@ -14,6 +14,8 @@ final class UpstreamPool {
 
     init(loop: EventLoop) { self.loop = loop }
 
+    deinit { closeAll() }
+
     /// The most recently used idle connection for `key` (LIFO keeps few connections warm).
     func checkout(_ key: Int) -> UpstreamConnection? {
         guard key < idle.count else { return nil }
@@ -36,7 +38,11 @@ final class UpstreamPool {
             return checkin(c, maxIdle: maxIdle, idleTimeoutNanos: idleTimeoutNanos)
         }
         if c.onIdleEvent == nil {  // first check-in: set up once for the connection's life
-            c.onIdleEvent = { [weak self, unowned c] in if c.pooled { self?.evict(c) } }
+            // `unowned`, not `weak`: a weak reference gives the pool a side table, and every
+            // exchange's checkout and check-in retains the pool, each then on the runtime's slow
+            // path. Safe: `self` is touched only while `c` is pooled, i.e. held in `idle`, so the
+            // pool is alive; `deinit` closes every idle connection (which drops this closure).
+            c.onIdleEvent = { [unowned self, unowned c] in if c.pooled { self.evict(c) } }
         }
         c.pooled = true
         loop.arm(c.timer, after: idleTimeoutNanos)

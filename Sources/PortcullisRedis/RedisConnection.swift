@@ -288,8 +288,10 @@ public final class RedisConnection: EventHandler {
     func scheduleWrite() {
         guard !writeScheduled else { return }
         writeScheduled = true
-        loop.deferToEndOfIteration { [weak self] in
-            guard let self else { return }
+        // Strong, not `[weak self]`: the closure lives one loop iteration at most, and a weak
+        // reference would give the connection a side table (every retain of it, each event's
+        // among them, then on the runtime's slow path). A closed connection has no `ac`.
+        loop.deferToEndOfIteration { [self] in
             self.writeScheduled = false
             if let c = self.ac { redisAsyncHandleWrite(c) }
         }

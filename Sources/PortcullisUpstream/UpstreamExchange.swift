@@ -292,9 +292,12 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         paused = false
         guard state == .streamingBody || state == .awaitingHead else { return }
         setPhase(.idle, timeouts.idle)
-        client.loop.deferToEndOfIteration { [weak self] in
-            guard let self, !self.paused else { return }
-            self.readResponse()
+        // Strong, not `[weak self]`: the closure lives one loop iteration at most, and a weak
+        // reference would give the exchange a side table (its every later retain on the
+        // runtime's slow path). An exchange that ended meanwhile reads nothing (`readResponse`
+        // runs only while awaiting or streaming, and with a connection).
+        client.loop.deferToEndOfIteration { [self] in
+            if !self.paused { self.readResponse() }
         }
     }
 

@@ -28,12 +28,9 @@ extension KnownHeader {
 /// failover may change the provider.) Their client-sent copies are dropped either way.
 public final class HeaderHygieneMiddleware: Middleware {
     public let name = "header-hygiene"
-    let addRequestID: Bool
-    let addForwarded: Bool
-    public init(adding added: AddedHeaders = [.requestID, .forwarded]) {
-        addRequestID = added.contains(.requestID)
-        addForwarded = added.contains(.forwarded)
-    }
+    /// The lines added (`server.upstream_headers`).
+    let added: AddedHeaders
+    public init(adding added: AddedHeaders = [.requestID, .forwarded]) { self.added = added }
 
     /// `name` lowercased with `_` read as `-`.
     static func folded(_ name: String) -> String {
@@ -74,8 +71,8 @@ public final class HeaderHygieneMiddleware: Middleware {
                 }
                 head.writeLine(f, to: &w)
             }
-            if addRequestID { w.put("x-request-id: "); w.put(ctx.requestID); w.put("\r\n") }
-            if addForwarded {
+            if added.contains(.requestID) { w.put("x-request-id: "); w.put(ctx.requestID); w.put("\r\n") }
+            if added.contains(.forwarded) {
                 w.put("x-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { w.put($0) }
                 w.put("\r\nx-forwarded-proto: http\r\n")
             }

@@ -85,6 +85,15 @@ let package = Package(
 
 // Release builds skip dynamic exclusivity checks on the hot path (the loop owns every object it
 // touches; there is no concurrent access to check). Debug builds and tests keep them.
+// They also end an object's lifetime at its last use rather than at the end of its variable's
+// scope (`-enable-lexical-lifetimes=false`, the language's rule and Swift 5.6's behaviour; since
+// 5.7 the optimizer keeps locals to the end of scope, which holds references across calls it
+// could otherwise release sooner). Callgrind: full mission path 29.8k → 28.7k instructions a
+// request, 393 → 354 reference-counting calls; plain path 21.4k → 20.7k. Nothing here relies on
+// a scope to keep an object alive: unowned references point at their owners, C handles are
+// used inside methods of the object that frees them, and `Scripts/test.sh` runs the integration
+// tests that matter against these release binaries too.
 for t in package.targets where t.type == .regular || t.type == .executable {
-    t.swiftSettings = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+    t.swiftSettings = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-Xfrontend", "-enable-lexical-lifetimes=false"],
+                                    .when(configuration: .release))]
 }

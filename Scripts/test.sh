@@ -57,6 +57,15 @@ PORTCULLIS_BIN_DIR="$ROOT/.build/debug" python3 -m pytest -q Tests/Integration
 integ_status=$?
 set -e
 
+# The release binaries (what ships and what Benchmarks/ measures: link-time optimised, their own
+# compiler flags, see Package.swift) build in the background while the fuzzers and the sanitizer
+# run; the core integration tests then run against them too.
+release_status=0
+if [ "${PORTCULLIS_RELEASE_TESTS:-1}" -ne 0 ]; then
+    Scripts/build-release.sh -q portcullis FakeProvider > "$REDIS_DIR/release-build.out" 2>&1 &
+    release_pid=$!
+fi
+
 echo "== fuzz findings and seeds replayed (Tests/Fuzz)"
 set +e
 replay_status=0
@@ -88,8 +97,22 @@ if [ "${PORTCULLIS_ASAN:-1}" -ne 0 ]; then
     Scripts/sanitize.sh address || asan_status=1
 fi
 
-if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ] || [ "$replay_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$asan_status" -ne 0 ]; then
-    echo "FAILED: unit=$unit_status integration=$integ_status fuzz-replay=$replay_status fuzz=$fuzz_status asan=$asan_status"
+if [ "${PORTCULLIS_RELEASE_TESTS:-1}" -ne 0 ]; then
+    echo "== integration tests against the release binaries (proxy, routing, limits, concurrency, hostile clients, outages)"
+    set +e
+    if wait "$release_pid"; then
+        PORTCULLIS_BIN_DIR="$(tail -1 "$REDIS_DIR/release-build.out")" python3 -m pytest -q \
+            Tests/Integration/test_proxy.py Tests/Integration/test_routing.py Tests/Integration/test_limits.py \
+            Tests/Integration/test_concurrency.py Tests/Integration/test_hostile.py Tests/Integration/test_outages.py
+        release_status=$?
+    else
+        cat "$REDIS_DIR/release-build.out"; echo "release build failed"; release_status=1
+    fi
+    set -e
+fi
+
+if [ "$unit_status" -ne 0 ] || [ "$integ_status" -ne 0 ] || [ "$replay_status" -ne 0 ] || [ "$fuzz_status" -ne 0 ] || [ "$asan_status" -ne 0 ] || [ "$release_status" -ne 0 ]; then
+    echo "FAILED: unit=$unit_status integration=$integ_status fuzz-replay=$replay_status fuzz=$fuzz_status asan=$asan_status release=$release_status"
     exit 1
 fi
 echo "all tests passed"

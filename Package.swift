@@ -90,9 +90,10 @@ let package = Package(
 // 5.7 the optimizer keeps locals to the end of scope, which holds references across calls it
 // could otherwise release sooner). Callgrind: full mission path 29.8k → 28.7k instructions a
 // request, 393 → 354 reference-counting calls; plain path 21.4k → 20.7k. Nothing here relies on
-// a scope to keep an object alive: unowned references point at their owners, C handles are
-// used inside methods of the object that frees them, and `Scripts/test.sh` runs the integration
-// tests that matter against these release binaries too.
+// a scope to keep an object alive: unowned references point at their owners, a C handle is
+// used inside methods of the object that frees it or while a caller holds that object
+// (Docs/architecture.md), and `Scripts/test.sh` runs the core integration tests against these
+// release binaries too.
 for t in package.targets where t.type == .regular || t.type == .executable {
     t.swiftSettings = [.unsafeFlags(["-enforce-exclusivity=unchecked", "-Xfrontend", "-enable-lexical-lifetimes=false"],
                                     .when(configuration: .release))]

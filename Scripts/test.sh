@@ -39,7 +39,12 @@ REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 REDIS_DIR=$(mktemp -d)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$REDIS_DIR" \
     --daemonize yes --pidfile "$REDIS_DIR/redis.pid" >/dev/null
-cleanup() { [ -f "$REDIS_DIR/redis.pid" ] && kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; rm -rf "$REDIS_DIR"; }
+release_pid=""   # the background release build (below), stopped with its compilers if the run ends first
+cleanup() {
+    [ -n "$release_pid" ] && kill -- "-$release_pid" 2>/dev/null || true
+    [ -f "$REDIS_DIR/redis.pid" ] && kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
+    rm -rf "$REDIS_DIR"
+}
 trap cleanup EXIT
 export PORTCULLIS_TEST_REDIS="127.0.0.1:$REDIS_PORT"
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -61,8 +66,10 @@ set -e
 # compiler flags, see Package.swift) build in the background while the fuzzers and the sanitizer
 # run; the core integration tests then run against them too.
 release_status=0
-if [ "${PORTCULLIS_RELEASE_TESTS:-1}" -ne 0 ]; then
-    Scripts/build-release.sh -q portcullis FakeProvider > "$REDIS_DIR/release-build.out" 2>&1 &
+release_tests=${PORTCULLIS_RELEASE_TESTS:-1}
+if [ "$release_tests" -ne 0 ]; then
+    # In a session of its own (setsid), so an interrupted run stops the whole build (cleanup).
+    setsid Scripts/build-release.sh -q portcullis FakeProvider > "$REDIS_DIR/release-build.out" 2>&1 &
     release_pid=$!
 fi
 
@@ -97,10 +104,12 @@ if [ "${PORTCULLIS_ASAN:-1}" -ne 0 ]; then
     Scripts/sanitize.sh address || asan_status=1
 fi
 
-if [ "${PORTCULLIS_RELEASE_TESTS:-1}" -ne 0 ]; then
+if [ "$release_tests" -ne 0 ]; then
     echo "== integration tests against the release binaries (proxy, routing, limits, concurrency, hostile clients, outages)"
     set +e
-    if wait "$release_pid"; then
+    wait "$release_pid"; build_status=$?
+    release_pid=""
+    if [ "$build_status" -eq 0 ]; then
         PORTCULLIS_BIN_DIR="$(tail -1 "$REDIS_DIR/release-build.out")" python3 -m pytest -q \
             Tests/Integration/test_proxy.py Tests/Integration/test_routing.py Tests/Integration/test_limits.py \
             Tests/Integration/test_concurrency.py Tests/Integration/test_hostile.py Tests/Integration/test_outages.py

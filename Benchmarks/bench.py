@@ -106,16 +106,16 @@ HAPROXY_SAME_HEADERS = """
   http-after-response set-header X-Request-ID %[unique-id]"""
 
 
-def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True):
-    """nginx as a plain reverse proxy in front of the fake: one worker, upstream keep-alive,
-    responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
+def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1):
+    """nginx as a plain reverse proxy in front of the fake: one worker (`workers`), upstream
+    keep-alive, responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
     Portcullis does (`NGINX_SAME_HEADERS`). `master=False`: one process doing the work, for
     `instructions.sh` (callgrind follows one process). Returns the config's path."""
-    name = "nginx-same-headers" if same_headers else "nginx"
+    name = ("nginx-same-headers" if same_headers else "nginx") + ("" if workers == 1 else f"-{workers}")
     conf = os.path.join(tmp, name + ".conf")
     extra = NGINX_SAME_HEADERS if same_headers else ""
     with open(conf, "w") as f:
-        f.write(f"""worker_processes 1;
+        f.write(f"""worker_processes {workers};
 {"" if master else "master_process off;"}
 daemon off;
 pid {tmp}/{name}.pid;
@@ -143,9 +143,9 @@ http {{
     return conf
 
 
-def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False):
+def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False, workers=1):
     """nginx as `nginx_conf` describes it, with its master process."""
-    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers)
+    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers, workers=workers)
     return subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
 
 
@@ -383,14 +383,14 @@ def main():
     fake = subprocess.Popen([os.path.join(a.bin, "FakeProvider"), "--listen", f"127.0.0.1:{fake_port}", "--workers", "1"],
                             stderr=subprocess.DEVNULL)
     procs.append(fake)
-    def gateway_config(name, port, routing, server_extra=""):
-        """A one-worker Portcullis config in front of the fake; `routing` is its routes (and models),
-        `server_extra` more `server:` keys (lines indented two spaces)."""
+    def gateway_config(name, port, routing, server_extra="", workers=1):
+        """A one-worker (`workers`) Portcullis config in front of the fake; `routing` is its routes
+        (and models), `server_extra` more `server:` keys (lines indented two spaces)."""
         path = os.path.join(tmp, name)
         with open(path, "w") as f:
             f.write(f"""server:
   listen: ["127.0.0.1:{port}"]
-  workers: 1
+  workers: {workers}
   max_connections: 20000
 {server_extra}providers:
   fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
@@ -406,6 +406,11 @@ log: {{ level: warn, access: false }}
         return p
 
     gw = gateway(cfg)
+    # As an operator runs it on this machine: `workers: auto` (one event loop per core), next to
+    # nginx and HAProxy with a worker or thread per core (the half-load section "as deployed").
+    auto_port = free_port()
+    gw_auto = gateway(gateway_config("portcullis-auto.yaml", auto_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake",
+                                     workers="auto"))
     # The plain path configured as the peers' plain configurations are: no header of its own
     # added upstream or to answers (`server.upstream_headers: []`, `response_headers: []`).
     bare_port = free_port()
@@ -482,12 +487,12 @@ log: {{ level: warn, access: false }}
     # `streaming`: `option http-no-delay`, HAProxy's documented setting for interactive
     # traffic such as SSE (by default it asks the kernel to hold small writes for more data,
     # which costs a streamed event tens of ms); the SSE section shows HAProxy both ways.
-    def start_haproxy(port, same_headers=False, streaming=False):
+    def start_haproxy(port, same_headers=False, streaming=False, threads=1):
         conf = os.path.join(tmp, "haproxy-same-headers.cfg" if same_headers else
-                            "haproxy-streaming.cfg" if streaming else "haproxy.cfg")
+                            "haproxy-streaming.cfg" if streaming else f"haproxy-{threads}.cfg")
         with open(conf, "w") as f:
             f.write(f"""global
-  nbthread 1
+  nbthread {threads}
   maxconn 9000
 defaults
   mode http
@@ -510,6 +515,11 @@ backend be
     procs.append(hap_same)
     hap_stream_port = free_port()
     procs.append(start_haproxy(hap_stream_port, streaming=True))
+    cores = os.cpu_count() or 1
+    hap_auto_port, ngx_auto_port = free_port(), free_port()
+    hap_auto = start_haproxy(hap_auto_port, threads=cores)
+    ngx_auto = start_nginx(tmp, ngx_auto_port, fake_port, workers=cores)
+    procs += [hap_auto, ngx_auto]
     # LiteLLM's proxy (installed by run.sh into .build-bench/litellm), pointed at the same fake.
     litellm_bin = os.path.join(os.path.dirname(HERE), ".build-bench", "litellm", "bin", "litellm")
     litellm_key = "sk-bench-master-key-0123456789abcdef"
@@ -534,7 +544,8 @@ litellm_settings: {{ telemetry: false }}
     gw_full = gateway(cfg_full, env=env_jwt)
     try:
         for p in (fake_port, gw_port, bare_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
-                  hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port, hap_stream_port):
+                  hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port, hap_stream_port, auto_port,
+                  hap_auto_port, ngx_auto_port):
             wait_port(p)
         if lit_port:
             wait_port(lit_port, timeout=120)
@@ -543,7 +554,11 @@ litellm_settings: {{ telemetry: false }}
         # Run order: the targets a ratio compares sit next to each other (this VM's noise comes
         # and goes over seconds, so runs far apart in a round differ by more than the proxies do),
         # and every other round runs the order backwards, so no target always comes first.
-        targets = {# Context, not targets: the peers doing Portcullis's header work too.
+        targets = {# Context: Portcullis as deployed (a worker per core), whose maximum sets the
+                   # half-load section's second load.
+                   "gateway_auto": (auto_port, gw_auto.pid, None),
+                   "nginx_auto": (ngx_auto_port, ngx_auto.pid, None), "haproxy_auto": (hap_auto_port, hap_auto.pid, None),
+                   # Context, not targets: the peers doing Portcullis's header work too.
                    "nginx_same": (ngx_same_port, nginx_worker(ngx_same), None), "haproxy_same": (hap_same_port, hap_same.pid, None),
                    "direct": (fake_port, fake.pid, None), "gateway": (gw_port, gw.pid, None),
                    "haproxy": (hap_port, hap.pid, None),
@@ -587,7 +602,7 @@ litellm_settings: {{ telemetry: false }}
             order = list(targets.items())
             this_round, this_stolen = {}, []
             for name, (port, pid, tok) in round_order(order, r):
-                cpu = tree_cpu_seconds if name == "litellm" else cpu_seconds
+                cpu = tree_cpu_seconds if name in ("litellm", "nginx_auto") else cpu_seconds   # (more than one process)
                 c0, f0 = cpu(pid), cpu_seconds(fake.pid)
                 r0 = redis_calls() if name in redis_sent else 0
                 t0 = cpu_ticks()
@@ -715,6 +730,20 @@ litellm_settings: {{ telemetry: false }}
         half_added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(half[k], half["direct"])) for m in ("p50", "p99", "p999")}
                       for k in ("gateway", "nginx", "haproxy")}
         half_over = half_added["gateway"]
+        # The same, as deployed: Portcullis with `workers: auto`, nginx and HAProxy with a worker or
+        # thread per core, at half of that Portcullis's maximum (a paced connection's requests come
+        # in bursts with the others': a second event loop takes half of each burst).
+        deployed = None
+        if "gateway_auto" in med:
+            dep_conns = max(1, int(med["gateway_auto"]["rps"] / 2 * 0.0034))
+            dep = {"direct": [], "gateway_auto": [], "nginx_auto": [], "haproxy_auto": []}
+            dep_order = (("direct", fake_port), ("gateway_auto", auto_port), ("nginx_auto", ngx_auto_port), ("haproxy_auto", hap_auto_port))
+            for r in range(a.latency_rounds):
+                for k, port in round_order(dep_order, r):
+                    dep[k].append(wrk(port, a.seconds, dep_conns, script="paced.lua"))
+            deployed = (dep_conns, statistics.median(x["rps"] for x in dep["gateway_auto"]),
+                        {k: {m: statistics.median(g[m] - d[m] for g, d in zip(dep[k], dep["direct"])) for m in ("p50", "p99", "p999")}
+                         for k in ("gateway_auto", "nginx_auto", "haproxy_auto")})
         lim_conns, lim_half_rps, lim_half = limiter_at_half_load()
         # SSE through each proxy: per-event delay (provider's send stamp → client) and time to
         # first event, the same load direct and proxied, interleaved rounds (Benchmarks/sse.py).
@@ -770,6 +799,9 @@ litellm_settings: {{ telemetry: false }}
     ]
     for k, label in (("direct", "fake provider directly"), ("gateway", "Portcullis → fake"), ("nginx", "nginx → fake"),
                      ("haproxy", "HAProxy 2.6 → fake"),
+                     ("gateway_auto", f"Portcullis as deployed (`workers: auto`: {os.cpu_count()} event loops here) → fake"),
+                     ("nginx_auto", f"nginx with a worker per core ({os.cpu_count()}) → fake"),
+                     ("haproxy_auto", f"HAProxy with a thread per core ({os.cpu_count()}) → fake"),
                      ("gateway_bare", "Portcullis configured as the peers are (no header of its own added: `upstream_headers: []`, `response_headers: []`) → fake"),
                      ("nginx_token", "nginx → fake, sent the full pipeline's request bytes (its 250-byte bearer token)"),
                      ("nginx_same", "nginx, doing Portcullis's header work too → fake"),
@@ -831,7 +863,23 @@ litellm_settings: {{ telemetry: false }}
         f"{half_conns} connections, 2 ms think time; {a.latency_rounds} interleaved rounds): p50 {half_over['p50']:+.2f} ms, **p99 {half_over['p99']:+.2f} ms** (target ≤ 1 ms), "
         f"p99.9 {half_over['p999']:+.2f} ms; the same paced load through nginx: p50 {half_added['nginx']['p50']:+.2f} ms, "
         f"p99 {half_added['nginx']['p99']:+.2f} ms; HAProxy: p50 {half_added['haproxy']['p50']:+.2f} ms, p99 {half_added['haproxy']['p99']:+.2f} ms "
-        "(paced requests arrive one by one, so every one wakes the proxy twice: on this VM a wake-up is the cost)",
+        f"(wrk fires paced requests on its millisecond timer ticks, so they arrive in bursts: the direct path's own p50 is "
+        f"{statistics.median(x['p50'] for x in half['direct']):.2f} ms at this load, where one request costs the fake ~0.02 ms; "
+        "a proxy adds its share of each burst's work and two wake-ups a request)",
+        (f"- **The same, as deployed** (Portcullis `workers: auto`, nginx and HAProxy with a worker or thread per core, "
+         f"{deployed[0]} connections: {deployed[1]:.0f} req/s = {deployed[1] / med['gateway_auto']['rps']:.2f}× that Portcullis's "
+         f"maximum of {med['gateway_auto']['rps']:.0f}): p50 {deployed[2]['gateway_auto']['p50']:+.2f} ms, "
+         f"**p99 {deployed[2]['gateway_auto']['p99']:+.2f} ms** (target ≤ 1 ms), p99.9 {deployed[2]['gateway_auto']['p999']:+.2f} ms; "
+         f"nginx: p50 {deployed[2]['nginx_auto']['p50']:+.2f} ms, p99 {deployed[2]['nginx_auto']['p99']:+.2f} ms; HAProxy: p50 "
+         f"{deployed[2]['haproxy_auto']['p50']:+.2f} ms, p99 {deployed[2]['haproxy_auto']['p99']:+.2f} ms (a second event loop "
+         "takes half of each burst)" if deployed else "- (half load as deployed: not run)"),
+        (f"- Context, as deployed on {os.cpu_count()} cores (a worker or thread per core, the same wrk load): Portcullis "
+         f"{med['gateway_auto']['rps']:.0f} req/s, {pair('gateway_auto', 'nginx_auto', 'rps'):.2f}× nginx "
+         f"({spread('gateway_auto', 'nginx_auto')}) and {pair('gateway_auto', 'haproxy_auto', 'rps'):.2f}× HAProxy "
+         f"({spread('gateway_auto', 'haproxy_auto')}); CPU a request {med['gateway_auto']['cpu_us']:.1f}, "
+         f"{med['nginx_auto']['cpu_us']:.1f} and {med['haproxy_auto']['cpu_us']:.1f} µs. The second core is shared with "
+         "wrk and the fake, so a second worker gains what their idle moments leave"
+         if all(k in med for k in ("gateway_auto", "nginx_auto", "haproxy_auto")) else "- (the proxies as deployed: not run)"),
         (f"- **Portcullis plain path / LiteLLM proxy req/s: {pair('gateway', 'litellm', 'rps'):.0f}×** (target ≥ 100×); "
          f"LiteLLM timed-out requests per round (wrk's 2 s timeout): {lit_timeouts:.0f}"
          if "litellm" in rounds else "- LiteLLM proxy: not installed (run.sh installs it with pip; it failed or was skipped)"),

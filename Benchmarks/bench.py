@@ -720,30 +720,26 @@ litellm_settings: {{ telemetry: false }}
         # Half load: each wrk connection waits 2 ms between requests; enough connections for
         # about half of Portcullis's measured maximum. Added latency vs direct at the same load.
         lit_timeouts = statistics.median(wrk_timeouts(x) for x in rounds["litellm"]) if "litellm" in rounds else 0
-        half_conns = max(1, int(med["gateway"]["rps"] / 2 * 0.0034))
-        half = {"direct": [], "gateway": [], "nginx": [], "haproxy": []}
-        half_order = (("direct", fake_port), ("gateway", gw_port), ("nginx", ngx_port), ("haproxy", hap_port))
-        for r in range(a.latency_rounds):
-            for k, port in round_order(half_order, r):
-                half[k].append(wrk(port, a.seconds, half_conns, script="paced.lua"))
-        half_rps = statistics.median(x["rps"] for x in half["gateway"])
-        half_added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(half[k], half["direct"])) for m in ("p50", "p99", "p999")}
-                      for k in ("gateway", "nginx", "haproxy")}
+        def paced(order, maximum):
+            """`order` (name, port), direct first, under the paced load for half of `maximum` req/s:
+            connections for it, the gateway's req/s (second in `order`), and each proxy's added
+            p50/p99/p99.9 against direct (medians of per-round differences)."""
+            conns = max(1, int(maximum / 2 * 0.0034))
+            got = {k: [] for k, _ in order}
+            for r in range(a.latency_rounds):
+                for k, port in round_order(order, r):
+                    got[k].append(wrk(port, a.seconds, conns, script="paced.lua"))
+            added = {k: {m: statistics.median(g[m] - d[m] for g, d in zip(got[k], got["direct"])) for m in ("p50", "p99", "p999")}
+                     for k, _ in order[1:]}
+            return conns, statistics.median(x["rps"] for x in got[order[1][0]]), added, got
+        half_conns, half_rps, half_added, half = paced(
+            (("direct", fake_port), ("gateway", gw_port), ("nginx", ngx_port), ("haproxy", hap_port)), med["gateway"]["rps"])
         half_over = half_added["gateway"]
         # The same, as deployed: Portcullis with `workers: auto`, nginx and HAProxy with a worker or
         # thread per core, at half of that Portcullis's maximum (a paced connection's requests come
         # in bursts with the others': a second event loop takes half of each burst).
-        deployed = None
-        if "gateway_auto" in med:
-            dep_conns = max(1, int(med["gateway_auto"]["rps"] / 2 * 0.0034))
-            dep = {"direct": [], "gateway_auto": [], "nginx_auto": [], "haproxy_auto": []}
-            dep_order = (("direct", fake_port), ("gateway_auto", auto_port), ("nginx_auto", ngx_auto_port), ("haproxy_auto", hap_auto_port))
-            for r in range(a.latency_rounds):
-                for k, port in round_order(dep_order, r):
-                    dep[k].append(wrk(port, a.seconds, dep_conns, script="paced.lua"))
-            deployed = (dep_conns, statistics.median(x["rps"] for x in dep["gateway_auto"]),
-                        {k: {m: statistics.median(g[m] - d[m] for g, d in zip(dep[k], dep["direct"])) for m in ("p50", "p99", "p999")}
-                         for k in ("gateway_auto", "nginx_auto", "haproxy_auto")})
+        deployed = paced((("direct", fake_port), ("gateway_auto", auto_port), ("nginx_auto", ngx_auto_port),
+                          ("haproxy_auto", hap_auto_port)), med["gateway_auto"]["rps"])[:3] if "gateway_auto" in med else None
         lim_conns, lim_half_rps, lim_half = limiter_at_half_load()
         # SSE through each proxy: per-event delay (provider's send stamp → client) and time to
         # first event, the same load direct and proxied, interleaved rounds (Benchmarks/sse.py).

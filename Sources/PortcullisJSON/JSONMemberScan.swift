@@ -42,31 +42,11 @@ extension JSONReader {
             var end = -1                  // ≥ 0: that value ends here; record it
             scan: while i < n {
                 // Inside a nested value (most of a large body: messages, tools) only strings and
-                // brackets matter: every other byte — names, colons, commas, white space, numbers —
-                // is passed over here with one table load, no dispatch. The bracket that closes a
-                // top-level value (back to depth 1) is left to the switch below.
-                while depth > 1 {
-                    var c = JSONReader.scanClass(bytes[i])
-                    while c != ScanClass.quote && c < ScanClass.open {
-                        i &+= 1
-                        if i >= n { break scan }
-                        c = JSONReader.scanClass(bytes[i])
-                    }
-                    if c == ScanClass.quote {
-                        i = JSONReader.stringEnd(bytes, n, i)
-                        if i < 0 { return nil }
-                        if i >= n { break scan }
-                    } else if c == ScanClass.open {
-                        depth &+= 1
-                        i &+= 1
-                        if i >= n { break scan }
-                    } else if depth > 2 {
-                        depth &-= 1
-                        i &+= 1
-                        if i >= n { break scan }
-                    } else {
-                        break
-                    }
+                // brackets matter (`skipNested`). The bracket that closes a top-level value (back
+                // to depth 1) is left to the switch below.
+                if depth > 1 {
+                    i = JSONReader.skipNested(bytes, n, i, &depth)
+                    if i < 0 { return nil }
                 }
                 // One table load classifies a byte; most bytes (digits, letters, `true`…, stray
                 // bytes) are `plain` and skipped here.

@@ -57,9 +57,9 @@ let (theirs, b) = measure("FoundationEssentials.JSONDecoder") { b in
 print("ratio (JSONDecoder / JSONReader): \(fmt(theirs / ours))×  (checksum \((a &+ b) % 7))")
 
 // The request-body scan (`JSONReader.memberScan`, the guarded lenient scan every request with a
-// limiter or an alias route runs once) on four bodies: the harness's 80-byte completion, a 4 KB
-// conversation, a 38 KB tools-heavy agent request (thousands of short strings in nested schemas)
-// and a 63 KB single document. Reported per body and per byte, so a change to the scan reads
+// limiter or an alias route runs once) on five bodies: the harness's 80-byte completion, a 4 KB
+// conversation, a 38 KB tools-heavy agent request (thousands of short strings in nested schemas),
+// 24 KB of code in one message (a backslash every few bytes) and a 63 KB single document. Reported per body and per byte, so a change to the scan reads
 // here without the proxy around it.
 let bodyNames: JSONNames = ["model", "max_tokens", "max_completion_tokens", "stream", "stream_options"]
 func message(_ role: String, _ text: String) -> String { #"{"role":"\#(role)","content":"\#(text)"}"# }
@@ -75,6 +75,7 @@ let bodies: [(String, [UInt8])] = [
     ("80-byte completion", #"{"model":"chat-default","messages":[{"role":"user","content":"Open the gate."}]}"#),
     ("4 KB conversation", #"{"model":"chat-default","messages":[\#(message("system", String(repeating: "You are a helpful assistant. ", count: 20))),\#(conversation.joined(separator: ","))],"max_tokens":512}"#),
     ("38 KB tools-heavy", #"{"model":"chat-default","messages":[\#(message("user", "Plan the siege."))],"tools":[\#((0..<34).map(tool).joined(separator: ","))],"stream":true}"#),
+    ("24 KB code with escapes", #"{"model":"chat-default","messages":[\#(message("user", String(repeating: #"    if let name = row[\"name\"] {\n        print(\"hello, \\(name)\")\n    }\n"#, count: 300)))],"stream":false}"#),
     ("63 KB document", #"{"model":"chat-default","messages":[\#(message("user", String(repeating: "The portcullis is lowered at dusk and raised at dawn. ", count: 1200)))],"max_tokens":256}"#),
 ].map { ($0.0, Array($0.1.utf8)) }
 print("\nrequest-body scan (JSONReader.memberScan, the names the limiter and alias router read):")

@@ -60,16 +60,18 @@ extension JSONReader {
     /// The block form. Each 64-byte block is classified once, into four bit masks (bit k: byte
     /// k of the block): quotes, backslashes, opening and closing brackets (`BlockMasks`).
     ///
-    /// - A block without a backslash — nearly all of them — is taken whole, without a branch per
-    ///   byte or per string: the bytes inside strings are the prefix XOR of the quote bits
-    ///   (flipped when the block begins inside a string), the brackets outside them are counted,
-    ///   and only a block whose closing brackets could take the depth back to 1 is walked
-    ///   bracket by bracket to find the one that does.
-    /// - A block that begins inside a string and has neither a quote nor a backslash is the
-    ///   middle of a long string: the rest of it is left to `stringEnd` (`memchr`).
-    /// - A block with a backslash is walked event by event (the next quote or backslash inside a
-    ///   string, the next quote or bracket outside one), so a backslash escapes exactly as in
-    ///   `skipNestedBytes`, and one outside a string is passed over as any other byte.
+    /// - A block is taken whole, without a branch per byte or per string: the escaped quotes
+    ///   are dropped (odd runs of backslashes), the bytes inside strings are the prefix XOR of
+    ///   the other quote bits (flipped when the block begins inside a string), the brackets
+    ///   outside them are counted, and only a block whose closing brackets could take the depth
+    ///   back to 1 is walked bracket by bracket to find the one that does.
+    /// - Long strings are left to `stringEnd` (`memchr`): a block that begins inside a string
+    ///   and has no quote is the middle of one, and a block that ends inside a string opened in
+    ///   its first half has a string of 32 bytes or more open (shorter ones, the many of a
+    ///   tools-heavy body, are cheaper to finish in the next block).
+    /// - A block with a backslash outside a string (not JSON) is walked event by event (the next
+    ///   quote or backslash inside a string, the next quote or bracket outside one), so it reads
+    ///   exactly as `skipNestedBytes` reads it.
     ///
     /// The last, partial block is copied into a zeroed stack block first (a NUL byte matches
     /// nothing), so no load reads past `n`.
@@ -79,18 +81,31 @@ extension JSONReader {
         var inString = false
         while i < n {
             let m = n &- i >= 64 ? BlockMasks(UnsafeRawPointer(bytes + i)) : BlockMasks(tail: bytes + i, count: n &- i)
-            if m.backslash == 0 {
-                if inString && m.quote == 0 {
-                    let e = stringEnd(bytes, n, i &- 1)       // `i - 1`: the scan is inside a string there
-                    if e < 0 { return -1 }
-                    inString = false
-                    i = e
-                    continue
-                }
-                var q = m.quote                                 // prefix XOR: bit k set when an odd number
-                q ^= q &<< 1; q ^= q &<< 2; q ^= q &<< 4        // of quotes are at or before byte k
-                q ^= q &<< 8; q ^= q &<< 16; q ^= q &<< 32
-                let strings = inString ? ~q : q
+            if inString && m.quote == 0 {                   // the middle of a long string
+                let e = stringEnd(bytes, n, i &- 1)             // `i - 1`: the scan is inside a string there
+                if e < 0 { return -1 }
+                inString = false
+                i = e
+                continue
+            }
+            // The quotes that delimit strings: a quote escaped by a backslash does not. Within a
+            // run of backslashes each escapes the next, so the byte after a run is escaped when
+            // the run's length is odd (simdjson's odd-run arithmetic; the run starts fresh at
+            // the block's first byte, which is never an escaped one).
+            var quotes = m.quote
+            var escapeCarry = false                             // byte 63 escapes the next block's first
+            if m.backslash != 0 {
+                let b = m.backslash, odd: UInt64 = 0xAAAA_AAAA_AAAA_AAAA
+                let code = (((b &<< 1) | odd) &- b) ^ odd       // the escaped bytes, plus each run's escapes
+                quotes &= ~(code ^ b)
+                escapeCarry = (code & b) &>> 63 != 0
+            }
+            var q = quotes                                      // prefix XOR: bit k set when an odd number
+            q ^= q &<< 1; q ^= q &<< 2; q ^= q &<< 4            // of quotes are at or before byte k
+            q ^= q &<< 8; q ^= q &<< 16; q ^= q &<< 32
+            let strings = inString ? ~q : q
+            // A backslash outside a string is not JSON; the walk below reads it as the byte form does.
+            if m.backslash & ~strings == 0 {
                 let opens = m.open & ~strings, closes = m.close & ~strings
                 if d &- closes.nonzeroBitCount >= 2 {
                     d = d &+ opens.nonzeroBitCount &- closes.nonzeroBitCount
@@ -109,8 +124,16 @@ extension JSONReader {
                         brackets &= brackets &- 1
                     }
                 }
+                if strings &>> 63 != 0 && quotes != 0 && quotes.leadingZeroBitCount >= 32 {
+                    // A string of 32 bytes or more is open at the block's end: `stringEnd` ends it from its quote.
+                    let e = stringEnd(bytes, n, i &+ (63 &- quotes.leadingZeroBitCount))
+                    if e < 0 { return -1 }
+                    inString = false
+                    i = e
+                    continue
+                }
                 inString = strings &>> 63 != 0
-                i &+= 64
+                i &+= escapeCarry ? 65 : 64
                 continue
             }
             let outside = m.quote | m.open | m.close, inside = m.quote | m.backslash

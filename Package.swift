@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // Portcullis — an AI gateway daemon. No Swift package dependencies: only the toolchain
-// (Glibc, Dispatch, Synchronization) and C libraries through system library targets.
+// (Glibc, Dispatch, Synchronization, and on x86-64 clang's SSE2 intrinsics for the JSON body
+// scan: compiler headers, nothing linked) and C libraries through system library targets.
 import PackageDescription
 
 let package = Package(

@@ -106,12 +106,14 @@ HAPROXY_SAME_HEADERS = """
   http-after-response set-header X-Request-ID %[unique-id]"""
 
 
-def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1):
+def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1, body_buffer=None):
     """nginx as a plain reverse proxy in front of the fake: one worker (`workers`), upstream
     keep-alive, responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
     Portcullis does (`NGINX_SAME_HEADERS`). `master=False`: one process doing the work, for
-    `instructions.sh` (callgrind follows one process). Returns the config's path."""
-    name = ("nginx-same-headers" if same_headers else "nginx") + ("" if workers == 1 else f"-{workers}")
+    `instructions.sh` (callgrind follows one process). `body_buffer` (e.g. "128k"): request bodies
+    up to that size kept in memory instead of a temporary file (`bodies.py`). Returns the config's path."""
+    name = ("nginx-same-headers" if same_headers else "nginx") + ("" if workers == 1 else f"-{workers}") + \
+        (f"-body-{body_buffer}" if body_buffer else "")
     conf = os.path.join(tmp, name + ".conf")
     extra = NGINX_SAME_HEADERS if same_headers else ""
     with open(conf, "w") as f:
@@ -123,7 +125,7 @@ error_log {tmp}/{name}-error.log warn;
 worker_rlimit_nofile {nofile};
 events {{ worker_connections 20000; }}
 http {{
-  access_log off;
+  access_log off;{f"{chr(10)}  client_body_buffer_size {body_buffer};" if body_buffer else ""}
   client_body_temp_path {tmp}/body;
   proxy_temp_path {tmp}/proxy;
   upstream fake {{ server 127.0.0.1:{fake_port}; keepalive 256; keepalive_requests 1000000; }}

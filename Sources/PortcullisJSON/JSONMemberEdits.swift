@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// A JSON object body with a few top-level members replaced or inserted, every other byte kept
 /// as the client sent it (key order, number spellings, unknown fields, whitespace). One member
 /// (the "slot", e.g. `model`) gets its value per rendering, so a request can be replayed to
@@ -56,6 +58,14 @@ public struct JSONMemberEdits: Sendable {
         while i < out.count && out[i].range.lowerBound < s.range.lowerBound { i += 1 }
         out.insert(s, at: i)
         return out
+    }
+
+    /// The edited body to send, with `slot` (JSON text) as the slot's value: when the slot's
+    /// replacement is the only edit (a request whose `model` alone is rewritten), the original
+    /// with that range spliced, not copied; otherwise `render`'s one array.
+    public func spliced(slot value: [UInt8]) -> SplicedBytes {
+        if others.isEmpty, let s = slot, s.insertName == nil { return SplicedBytes(original, replacing: s.range, with: value) }
+        return SplicedBytes(render(slot: value))
     }
 
     /// The edited body, with `slot` (JSON text) as the slot's value.

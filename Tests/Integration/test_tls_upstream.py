@@ -34,8 +34,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         n = int(self.headers.get("content-length", "0"))
-        self.rfile.read(n)
-        body = json.dumps({"id": "chatcmpl-tls", "object": "chat.completion", "created": 1, "model": "m",
+        sent = json.loads(self.rfile.read(n))     # the whole body, as JSON (a torn one fails here)
+        body = json.dumps({"id": "chatcmpl-tls", "object": "chat.completion", "created": 1,
+                           "model": sent.get("model", "m"),
+                           "x_received": {"messages": len(sent.get("messages", [])),
+                                          "characters": sum(len(m.get("content", "")) for m in sent.get("messages", []))},
                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "over TLS"},
                                         "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}).encode()
@@ -87,3 +90,21 @@ def test_tls_upstream_untrusted_is_502(start_gateway, tls_server):
     r = post(gw.port, CHAT, chat_body())
     assert r.status == 502
     assert "certificate" in json.loads(r.body)["error"]["message"].lower()
+
+
+def test_tls_upstream_alias_route_sends_the_rewritten_body_whole(start_gateway, tls_server):
+    """An alias route sends the client's body with `model` spliced in (its pieces written one
+    after another over TLS): a 200 KB body arrives whole, as JSON, with the target's model."""
+    port, ca = tls_server
+    gw = start_gateway(providers={"secure": {"base_url": f"https://localhost:{port}", "ca_file": ca}},
+                       routes=[{"path": CHAT}],
+                       extra_yaml="models:\n  chat-default:\n    tiers:\n      s: [{ target: secure/gpt-4o-mini }]\n"
+                                  "    default_tier: s\n")
+    text = "The portcullis is lowered at dusk and raised at dawn. " * 4000
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "again"}]
+    for _ in range(2):   # the second over the pooled TLS connection
+        r = post(gw.port, CHAT, json.dumps({"model": "chat-default", "messages": messages}).encode())
+        assert r.status == 200, r.body
+        answer = json.loads(r.body)
+        assert answer["model"] == "gpt-4o-mini"
+        assert answer["x_received"] == {"messages": 3, "characters": len(text) + 2 + 5}

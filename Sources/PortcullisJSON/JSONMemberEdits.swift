@@ -71,9 +71,6 @@ public struct JSONMemberEdits: Sendable {
     /// The edited body, with `slot` (JSON text) as the slot's value.
     public func render(slot value: [UInt8]) -> [UInt8] {
         guard slot != nil || !others.isEmpty else { return original }
-        if others.isEmpty, let s = slot, s.insertName == nil, original.count <= Self.scratchLimit {
-            return Self.replacing(s.range, of: original, with: value)
-        }
         var out: [UInt8] = []
         out.reserveCapacity(original.count + value.count + 32)
         var at = 0
@@ -103,26 +100,5 @@ public struct JSONMemberEdits: Sendable {
         if insertions > 0 && objectHasMembers { out.append(UInt8(ascii: ",")) }
         out.append(contentsOf: original[at...])
         return out
-    }
-
-    /// Bodies up to this size take `replacing`'s path (a scratch copy costs less than the
-    /// per-piece overhead of `append(contentsOf:)` only while the body is small).
-    public static let scratchLimit = 16 << 10
-
-    /// `original` with `range` replaced by `value` (the usual edit: only `model` rewritten):
-    /// three `memcpy`s into a scratch buffer, then one array of the exact size.
-    static func replacing(_ range: Range<Int>, of original: [UInt8], with value: [UInt8]) -> [UInt8] {
-        let count = original.count - range.count + value.count
-        return original.withUnsafeBytes { o in
-            value.withUnsafeBytes { v in
-                withUnsafeTemporaryAllocation(byteCount: max(count, 1), alignment: 1) { scratch -> [UInt8] in
-                    guard let dst = scratch.baseAddress, let src = o.baseAddress else { return value }   // (empty original: range 0..<0)
-                    dst.copyMemory(from: src, byteCount: range.lowerBound)
-                    if let vb = v.baseAddress { (dst + range.lowerBound).copyMemory(from: vb, byteCount: v.count) }
-                    (dst + range.lowerBound + v.count).copyMemory(from: src + range.upperBound, byteCount: o.count - range.upperBound)
-                    return Array(UnsafeRawBufferPointer(start: dst, count: count))
-                }
-            }
-        }
     }
 }

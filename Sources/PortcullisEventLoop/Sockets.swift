@@ -86,19 +86,17 @@ public enum Sockets {
         return err
     }
 
-    /// Up to four buffers in one syscall — a request head and the pieces of its body
-    /// (`SplicedBytes`): sendmsg(2) with four iovecs (empty ones are fine). A socket call, like
-    /// `Syscall.write`: no VFS layer, and `MSG_NOSIGNAL` so a closed peer never raises SIGPIPE.
-    public static func send4(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer,
-                             _ c: UnsafeRawBufferPointer, _ d: UnsafeRawBufferPointer) -> IOResult {
-        func v(_ x: UnsafeRawBufferPointer) -> iovec { iovec(iov_base: UnsafeMutableRawPointer(mutating: x.baseAddress), iov_len: x.count) }
-        var iov = (v(a), v(b), v(c), v(d))
+    /// A head and a body in one syscall: sendmsg(2) with two iovecs (a socket call, like
+    /// `Syscall.write`: no VFS layer, and `MSG_NOSIGNAL` so a closed peer never raises SIGPIPE).
+    public static func send2(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+        var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
+                   iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count))
         while true {
             let r = withUnsafeMutablePointer(to: &iov) {
-                $0.withMemoryRebound(to: iovec.self, capacity: 4) { p -> Int in
+                $0.withMemoryRebound(to: iovec.self, capacity: 2) { v -> Int in
                     var m = msghdr()
-                    m.msg_iov = p
-                    m.msg_iovlen = 4
+                    m.msg_iov = v
+                    m.msg_iovlen = 2
                     return Glibc.sendmsg(fd, &m, Int32(MSG_NOSIGNAL))
                 }
             }

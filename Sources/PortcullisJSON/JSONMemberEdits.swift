@@ -1,5 +1,3 @@
-import PortcullisCore
-
 /// A JSON object body with a few top-level members replaced or inserted, every other byte kept
 /// as the client sent it (key order, number spellings, unknown fields, whitespace). One member
 /// (the "slot", e.g. `model`) gets its value per rendering, so a request can be replayed to
@@ -60,17 +58,12 @@ public struct JSONMemberEdits: Sendable {
         return out
     }
 
-    /// The edited body to send, with `slot` (JSON text) as the slot's value: when the slot's
-    /// replacement is the only edit (a request whose `model` alone is rewritten), the original
-    /// with that range spliced, not copied; otherwise `render`'s one array.
-    public func spliced(slot value: [UInt8]) -> SplicedBytes {
-        if others.isEmpty, let s = slot, s.insertName == nil { return SplicedBytes(original, replacing: s.range, with: value) }
-        return SplicedBytes(render(slot: value))
-    }
-
     /// The edited body, with `slot` (JSON text) as the slot's value.
     public func render(slot value: [UInt8]) -> [UInt8] {
         guard slot != nil || !others.isEmpty else { return original }
+        if others.isEmpty, let s = slot, s.insertName == nil, original.count <= Self.scratchLimit {
+            return Self.replacing(s.range, of: original, with: value)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(original.count + value.count + 32)
         var at = 0
@@ -100,5 +93,26 @@ public struct JSONMemberEdits: Sendable {
         if insertions > 0 && objectHasMembers { out.append(UInt8(ascii: ",")) }
         out.append(contentsOf: original[at...])
         return out
+    }
+
+    /// Bodies up to this size take `replacing`'s path (a scratch copy costs less than the
+    /// per-piece overhead of `append(contentsOf:)` only while the body is small).
+    public static let scratchLimit = 16 << 10
+
+    /// `original` with `range` replaced by `value` (the usual edit: only `model` rewritten):
+    /// three `memcpy`s into a scratch buffer, then one array of the exact size.
+    static func replacing(_ range: Range<Int>, of original: [UInt8], with value: [UInt8]) -> [UInt8] {
+        let count = original.count - range.count + value.count
+        return original.withUnsafeBytes { o in
+            value.withUnsafeBytes { v in
+                withUnsafeTemporaryAllocation(byteCount: max(count, 1), alignment: 1) { scratch -> [UInt8] in
+                    guard let dst = scratch.baseAddress, let src = o.baseAddress else { return value }   // (empty original: range 0..<0)
+                    dst.copyMemory(from: src, byteCount: range.lowerBound)
+                    if let vb = v.baseAddress { (dst + range.lowerBound).copyMemory(from: vb, byteCount: v.count) }
+                    (dst + range.lowerBound + v.count).copyMemory(from: src + range.upperBound, byteCount: o.count - range.upperBound)
+                    return Array(UnsafeRawBufferPointer(start: dst, count: count))
+                }
+            }
+        }
     }
 }

@@ -186,10 +186,9 @@ public final class RoutePlan {
         self.retryOn = retryOn; self.maxAttempts = maxAttempts; self.body = body
     }
 
-    /// The body for `target`: its model name in the slot (spliced into the client's body, not
-    /// copied with it).
-    public func body(for target: ModelTarget) -> SplicedBytes {
-        body.spliced(slot: target.quotedModel)   // validated at load: no quote, backslash or control
+    /// The body for `target`: its model name in the slot.
+    public func body(for target: ModelTarget) -> [UInt8] {
+        body.render(slot: target.quotedModel)   // validated at load: no quote, backslash or control
     }
 }
 

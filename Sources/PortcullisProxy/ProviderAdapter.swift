@@ -12,7 +12,7 @@ import PortcullisJSON
 /// `ProviderKind`; stateless (the per-attempt state is the returned transform).
 protocol ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider: ProviderConfiguration,
-                 target: ModelTarget?, body: SplicedBytes) -> Result<AdaptedRequest, AdapterRefusal>
+                 target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal>
 }
 
 /// One attempt's request, as the adapter built it.
@@ -23,7 +23,7 @@ struct AdaptedRequest {
     var credential: [UInt8]
     /// Another header line the kind needs (`anthropic-version`), or empty.
     var extra: [UInt8]
-    var body: SplicedBytes
+    var body: [UInt8]
     /// Translates the answer back to OpenAI's format (nil: forwarded as it comes).
     var transform: AnthropicResponseTransform?
 }
@@ -62,7 +62,7 @@ extension ProviderConfiguration {
 /// the client (and the router) shaped it, with the key in `Authorization: Bearer`.
 struct OpenAIAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
-                 target: ModelTarget?, body: SplicedBytes) -> Result<AdaptedRequest, AdapterRefusal> {
+                 target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
         p.credential().map {
             AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: [], body: body, transform: nil)
         }
@@ -74,7 +74,7 @@ struct OpenAIAdapter: ProviderAdapter {
 /// is (its `anthropic-version` / `anthropic-beta` included; a default version otherwise).
 struct AnthropicAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
-                 target t: ModelTarget?, body: SplicedBytes) -> Result<AdaptedRequest, AdapterRefusal> {
+                 target t: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
         let credential: [UInt8]
         switch p.credential() {
         case .success(let c): credential = c
@@ -85,10 +85,10 @@ struct AnthropicAdapter: ProviderAdapter {
             return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
                                            body: body, transform: nil))
         }
-        switch AnthropicRequest.translateRequest(body.joined(), model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
+        switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
         case .success(let tr):
             return .success(AdaptedRequest(path: AnthropicResponseTransform.path, credential: credential,
-                                           extra: AnthropicResponseTransform.versionLine, body: SplicedBytes(tr.body),
+                                           extra: AnthropicResponseTransform.versionLine, body: tr.body,
                                            transform: AnthropicResponseTransform(includeUsage: tr.includeUsage)))
         case .failure(let e):
             return .failure(.untranslatable(e.message))

@@ -87,7 +87,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
             guard let p = ctx.provider else { return respondLocal(.internalError("No provider was selected.")) }
-            launch(provider: p, target: nil, body: SplicedBytes(ctx.body))
+            launch(provider: p, target: nil, body: ctx.body)
         } else {
             tryNext()
         }
@@ -154,7 +154,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         return plan.candidates[nextCandidate...].contains { b.wouldAdmit($0.index, now: t) }
     }
 
-    func launch(provider p: ProviderConfiguration, target t: ModelTarget?, body: SplicedBytes) {
+    func launch(provider p: ProviderConfiguration, target t: ModelTarget?, body: [UInt8]) {
         guard let ctx = context, let route = ctx.route else { return }
         target = t; provider = p
         if attempts > 0 { metrics?.failover() }

@@ -22,7 +22,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     let timeouts: RouteTimeouts
     let method: String
     let head: [UInt8]
-    let body: SplicedBytes
+    let body: [UInt8]
     /// The coordinator that owns this exchange and outlives it; `cancel()` and every end of the
     /// exchange clear it. `unowned(unsafe)`, not `weak`: a weak reference gives the delegate a
     /// side table, and every retain and release of it then takes the slow path.
@@ -50,7 +50,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     let deadline: UInt64
 
     init(client: UpstreamClient, provider: ProviderConfiguration, timeouts: RouteTimeouts,
-         method: String, head: [UInt8], body: SplicedBytes, deadline: UInt64 = 0, delegate: UpstreamResponseDelegate) {
+         method: String, head: [UInt8], body: [UInt8], deadline: UInt64 = 0, delegate: UpstreamResponseDelegate) {
         self.client = client; self.provider = provider; self.timeouts = timeouts
         self.method = method; self.head = head; self.body = body; self.delegate = delegate
         self.deadline = deadline
@@ -130,25 +130,20 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         let total = head.count + body.count
         while sent < total {
             let r: IOResult
-            if case .plain(let fd) = c.transport {
-                // The rest of the head and of the body's pieces, in one gathered send.
-                let h0 = min(sent, head.count)
-                r = head.withUnsafeBytes { h in
-                    body.withPieces(from: sent - h0) { a, b, d in
-                        Sockets.send4(fd, UnsafeRawBufferPointer(rebasing: h[h0...]), a, b, d)
-                    }
-                }
+            if case .plain(let fd) = c.transport, sent < head.count, !body.isEmpty {
+                r = head.withUnsafeBytes { h in body.withUnsafeBytes { b in
+                    Sockets.send2(fd, UnsafeRawBufferPointer(rebasing: h[sent...]), b)
+                } }
             } else if sent < head.count {
                 r = head.withUnsafeBytes { h in
                     guard let p = h.baseAddress else { return .error(EINVAL) }
                     return c.transport.write(p + sent, head.count - sent)
                 }
             } else {
-                // TLS: the first non-empty piece left (each `SSL_write` takes one buffer).
-                r = body.withPieces(from: sent - head.count) { a, b, d in
-                    let piece = !a.isEmpty ? a : !b.isEmpty ? b : d
-                    guard let p = piece.baseAddress, !piece.isEmpty else { return .error(EINVAL) }
-                    return c.transport.write(p, piece.count)
+                let off = sent - head.count
+                r = body.withUnsafeBytes { b in
+                    guard let p = b.baseAddress else { return .error(EINVAL) }
+                    return c.transport.write(p + off, body.count - off)
                 }
             }
             switch r {

@@ -66,7 +66,7 @@ public protocol UpstreamAttemptStarter: AnyObject {
     /// may hear of a failure before this returns. `deadline`: the request's overall end (the
     /// route's `total` across every attempt), monotonic nanoseconds.
     func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
-                      body: SplicedBytes, deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt
+                      body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt
 }
 
 /// Receives one exchange's response as it arrives. Loop thread only. Each method may call

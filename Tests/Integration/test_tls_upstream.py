@@ -93,8 +93,8 @@ def test_tls_upstream_untrusted_is_502(start_gateway, tls_server):
 
 
 def test_tls_upstream_alias_route_sends_the_rewritten_body_whole(start_gateway, tls_server):
-    """An alias route sends the client's body with `model` spliced in (its pieces written one
-    after another over TLS): a 200 KB body arrives whole, as JSON, with the target's model."""
+    """An alias route sends the client's body with `model` rewritten: over TLS, a 200 KB body
+    arrives whole, as JSON, with the target's model."""
     port, ca = tls_server
     gw = start_gateway(providers={"secure": {"base_url": f"https://localhost:{port}", "ca_file": ca}},
                        routes=[{"path": CHAT}],

@@ -193,25 +193,3 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertEqual(try ok.withUnsafeBytes { try JSONReader.memberScan(["model"], in: $0) }.member(0).map { String(decoding: ok[$0], as: UTF8.self) }, "\"m\"")
     }
 }
-
-/// `JSONMemberEdits.spliced(slot:)` sends the same bytes `render(slot:)` makes, splicing only
-/// when the slot's replacement is the only edit.
-final class JSONMemberEditsSpliceTests: XCTestCase {
-    func testSplicedBytesAreTheRenderedBody() throws {
-        let body = Array(#"{"model":"chat-default","messages":[{"role":"user","content":"hi"}],"max_tokens":9000}"#.utf8)
-        let scan = try body.withUnsafeBytes { try JSONReader.topLevelMembers(["model", "max_tokens"], in: $0) }
-        let model = try XCTUnwrap(scan.members[0]), maxTokens = try XCTUnwrap(scan.members[1])
-        var onlyModel = JSONMemberEdits(original: body, objectHasMembers: true)
-        onlyModel.replace(model, with: nil)
-        let value = Array(#""gpt-4o-mini""#.utf8)
-        let s = onlyModel.spliced(slot: value)
-        XCTAssertEqual(s.joined(), onlyModel.render(slot: value))
-        XCTAssertEqual(s.range, model, "the model alone rewritten: a splice of the client's body")
-        var clamped = onlyModel
-        clamped.replace(maxTokens, with: Array("4096".utf8))
-        XCTAssertEqual(clamped.spliced(slot: value).joined(), clamped.render(slot: value))
-        var inserted = JSONMemberEdits(original: body, objectHasMembers: true)
-        inserted.insert("model", at: scan.afterBrace, value: nil)
-        XCTAssertEqual(inserted.spliced(slot: value).joined(), inserted.render(slot: value))
-    }
-}

@@ -38,9 +38,9 @@ final class ProxyCoordinatorTests: XCTestCase {
         var failAtOnce: [String: UpstreamFailure] = [:]
         weak var delegate: UpstreamResponseDelegate?
         func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
-                          body: SplicedBytes, deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
+                          body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
             let a = Attempt()
-            started.append((provider.name, String(decoding: head, as: UTF8.self), String(decoding: body.joined(), as: UTF8.self), a))
+            started.append((provider.name, String(decoding: head, as: UTF8.self), String(decoding: body, as: UTF8.self), a))
             self.delegate = delegate
             if let f = failAtOnce[provider.name] { a.isDone = true; delegate.upstreamDidFail(f, phase: .beforeRequestWritten) }
             return a

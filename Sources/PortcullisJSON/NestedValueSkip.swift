@@ -27,6 +27,16 @@ extension JSONReader {
         #endif
     }
 
+    /// One bracket outside a string: an opening one goes a level deeper, a closing one comes
+    /// back up; true for the one that closes the depth-2 value (`d` is then left at 2 and the
+    /// caller stops there).
+    @inline(__always)
+    static func closesValue(open: Bool, _ d: inout Int) -> Bool {
+        if open { d &+= 1; return false }
+        if d > 2 { d &-= 1; return false }
+        return true
+    }
+
     /// The byte-by-byte form: one table load passes over each byte that is neither a quote nor
     /// a bracket; strings end through `stringEnd` (a word at a time, then `memchr`).
     static func skipNestedBytes(_ bytes: UnsafePointer<UInt8>, _ n: Int, _ start: Int, _ depth: inout Int) -> Int {
@@ -42,15 +52,11 @@ extension JSONReader {
             if c == ScanClass.quote {
                 i = stringEnd(bytes, n, i)
                 if i < 0 { return -1 }
-            } else if c == ScanClass.open {
-                d &+= 1
-                i &+= 1
-            } else if d > 2 {
-                d &-= 1
-                i &+= 1
-            } else {
+            } else if closesValue(open: c == ScanClass.open, &d) {
                 depth = d
                 return i
+            } else {
+                i &+= 1
             }
         }
         return -1
@@ -113,11 +119,7 @@ extension JSONReader {
                     var brackets = opens | closes
                     while brackets != 0 {
                         let k = brackets.trailingZeroBitCount
-                        if (opens &>> k) & 1 != 0 {
-                            d &+= 1
-                        } else if d > 2 {
-                            d &-= 1
-                        } else {
+                        if closesValue(open: (opens &>> k) & 1 != 0, &d) {
                             depth = d
                             return i &+ k
                         }
@@ -159,11 +161,7 @@ extension JSONReader {
                     let k = e.trailingZeroBitCount
                     if (m.quote &>> k) & 1 != 0 {
                         inString = true
-                    } else if (m.open &>> k) & 1 != 0 {
-                        d &+= 1
-                    } else if d > 2 {
-                        d &-= 1
-                    } else {
+                    } else if closesValue(open: (m.open &>> k) & 1 != 0, &d) {
                         depth = d
                         return i &+ k
                     }

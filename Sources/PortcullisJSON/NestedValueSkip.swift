@@ -148,12 +148,12 @@ extension JSONReader {
                     let k = e.trailingZeroBitCount
                     if (m.quote &>> k) & 1 != 0 {
                         inString = false
-                        live &= ~((UInt64(1) &<< k) | ((UInt64(1) &<< k) &- 1))
+                        live &= bitsAbove(k)
                     } else if k == 63 {                // a backslash whose escaped byte opens the next block
                         next = i &+ 65
                         break
                     } else {                           // a backslash: it and the byte it escapes
-                        live &= ~((UInt64(2) &<< k) | ((UInt64(2) &<< k) &- 1))
+                        live &= bitsAbove(k &+ 1)
                     }
                 } else {
                     let e = outside & live
@@ -165,13 +165,18 @@ extension JSONReader {
                         depth = d
                         return i &+ k
                     }
-                    live &= ~((UInt64(1) &<< k) | ((UInt64(1) &<< k) &- 1))
+                    live &= bitsAbove(k)
                 }
             }
             i = next
         }
         return -1
     }
+
+    /// The bits above bit `k` (0…63): none above bit 63, where a single shift by `k + 1`
+    /// would wrap to a shift by 0.
+    @inline(__always)
+    static func bitsAbove(_ k: Int) -> UInt64 { (UInt64.max &<< k) &<< 1 }
     #endif
 }
 

@@ -85,6 +85,39 @@ def cpu_seconds(pid):
     return (int(parts[11]) + int(parts[12])) / CLK
 
 
+def write_gateway_config(tmp, fake_port, name, port, routing, server_extra="", workers=1):
+    """A one-worker (`workers`) Portcullis config in front of the fake on `fake_port`, written to
+    `tmp/name`; `routing` is its routes (and models), `server_extra` more `server:` keys (lines
+    indented two spaces). Returns the config's path."""
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(f"""server:
+  listen: ["127.0.0.1:{port}"]
+  workers: {workers}
+  max_connections: 20000
+{server_extra}providers:
+  fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
+{routing}
+log: {{ level: warn, access: false }}
+""")
+    return path
+
+
+PLAIN_ROUTING = "routes:\n  - path: /v1/chat/completions\n    provider: fake"
+
+
+def alias_routing(tier):
+    """`chat-default` served by the fake's `gpt-4o-mini` for `tier`, on an alias route."""
+    return f"""models:
+  chat-default:
+    tiers:
+      {tier}: [{{ target: fake/gpt-4o-mini }}]
+    default_tier: {tier}
+routes:
+  - path: /v1/chat/completions
+"""
+
+
 def start_portcullis(bin_dir, cfg, env=None, stderr=subprocess.DEVNULL):
     """The gateway on `cfg` (its stdout discarded)."""
     return subprocess.Popen([os.path.join(bin_dir, "portcullis"), "--config", cfg],
@@ -145,9 +178,9 @@ http {{
     return conf
 
 
-def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False, workers=1):
+def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False, workers=1, body_buffer=None):
     """nginx as `nginx_conf` describes it, with its master process."""
-    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers, workers=workers)
+    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers, workers=workers, body_buffer=body_buffer)
     return subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
 
 
@@ -386,22 +419,9 @@ def main():
                             stderr=subprocess.DEVNULL)
     procs.append(fake)
     def gateway_config(name, port, routing, server_extra="", workers=1):
-        """A one-worker (`workers`) Portcullis config in front of the fake; `routing` is its routes
-        (and models), `server_extra` more `server:` keys (lines indented two spaces)."""
-        path = os.path.join(tmp, name)
-        with open(path, "w") as f:
-            f.write(f"""server:
-  listen: ["127.0.0.1:{port}"]
-  workers: {workers}
-  max_connections: 20000
-{server_extra}providers:
-  fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}
-{routing}
-log: {{ level: warn, access: false }}
-""")
-        return path
+        return write_gateway_config(tmp, fake_port, name, port, routing, server_extra=server_extra, workers=workers)
 
-    cfg = gateway_config("portcullis.yaml", gw_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake")
+    cfg = gateway_config("portcullis.yaml", gw_port, PLAIN_ROUTING)
     def gateway(cfg, env=None):
         p = start_portcullis(a.bin, cfg, env=env)
         procs.append(p)
@@ -411,12 +431,12 @@ log: {{ level: warn, access: false }}
     # As an operator runs it on this machine: `workers: auto` (one event loop per core), next to
     # nginx and HAProxy with a worker or thread per core (the half-load section "as deployed").
     auto_port = free_port()
-    gw_auto = gateway(gateway_config("portcullis-auto.yaml", auto_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake",
+    gw_auto = gateway(gateway_config("portcullis-auto.yaml", auto_port, PLAIN_ROUTING,
                                      workers="auto"))
     # The plain path configured as the peers' plain configurations are: no header of its own
     # added upstream or to answers (`server.upstream_headers: []`, `response_headers: []`).
     bare_port = free_port()
-    cfg_bare = gateway_config("portcullis-bare.yaml", bare_port, "routes:\n  - path: /v1/chat/completions\n    provider: fake",
+    cfg_bare = gateway_config("portcullis-bare.yaml", bare_port, PLAIN_ROUTING,
                               server_extra="  upstream_headers: []\n  response_headers: []\n")
     gw_bare = gateway(cfg_bare)
     hs_token, rs_token, auth_yaml, secret = mint_tokens(tmp)
@@ -427,16 +447,6 @@ log: {{ level: warn, access: false }}
     gw_auth = gateway(cfg_auth, env=dict(os.environ, BENCH_JWT_SECRET=secret))
     # The alias router: the same request bytes ("model": "chat-default"), rewritten to a target's model.
     alias_port = free_port()
-    def alias_routing(tier):
-        """`chat-default` served by the fake's `gpt-4o-mini` for `tier`, on an alias route."""
-        return f"""models:
-  chat-default:
-    tiers:
-      {tier}: [{{ target: fake/gpt-4o-mini }}]
-    default_tier: {tier}
-routes:
-  - path: /v1/chat/completions
-"""
     cfg_alias = gateway_config("portcullis-alias.yaml", alias_port, alias_routing("standard"))
     gw_alias = gateway(cfg_alias)
     # The Anthropic adapter: the same alias served by a Messages-API target (the fake speaks both).

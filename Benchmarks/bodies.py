@@ -21,8 +21,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import (cpu_seconds, free_port, machine_line, middle_half, nginx_conf, nginx_worker, round_order,  # noqa: E402
-                   start_portcullis, stop_all, wait_port, wrk)
+from bench import (PLAIN_ROUTING, alias_routing, cpu_seconds, free_port, machine_line, middle_half,  # noqa: E402
+                   nginx_worker, round_order, start_nginx, start_portcullis, stop_all, wait_port,
+                   write_gateway_config, wrk)
 
 
 def bodies():
@@ -65,21 +66,14 @@ def main():
 
         def gateway(routing):
             port = free_port()
-            path = os.path.join(tmp, f"gateway-{port}.yaml")
-            with open(path, "w") as f:
-                f.write(f'server: {{ listen: ["127.0.0.1:{port}"], workers: 1 }}\n'
-                        f'providers:\n  fake: {{ base_url: "http://127.0.0.1:{fake_port}", kind: openai, max_idle_connections: 256 }}\n'
-                        f'{routing}\nlog: {{ level: warn, access: false }}\n')
-            p = start_portcullis(a.bin, path)
+            p = start_portcullis(a.bin, write_gateway_config(tmp, fake_port, f"gateway-{port}.yaml", port, routing))
             procs.append(p)
             wait_port(port)
             return port, p.pid
-        plain = gateway("routes:\n  - path: /v1/chat/completions\n    provider: fake")
-        alias = gateway("models:\n  chat-default:\n    tiers:\n      s: [{ target: fake/gpt-4o-mini }]\n    default_tier: s\n"
-                        "routes:\n  - path: /v1/chat/completions\n")
+        plain = gateway(PLAIN_ROUTING)
+        alias = gateway(alias_routing("s"))
         ngx_port = free_port()
-        conf = nginx_conf(tmp, ngx_port, fake_port, body_buffer="128k")
-        ngx = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
+        ngx = start_nginx(tmp, ngx_port, fake_port, body_buffer="128k")
         procs.append(ngx)
         wait_port(ngx_port)
         time.sleep(0.3)

@@ -7,6 +7,7 @@
 # keepalive), the same client and requests, counted the same way.
 # Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx]... (default: all five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
+# KEEP=dir keeps the callgrind files (dir/KIND.N.out, N the request count) for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/bootstrap.sh valgrind python3 redis-server nginx-light >/dev/null
@@ -60,6 +61,7 @@ print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False))
     python3 Benchmarks/instr_client.py "$gp" "$n" $token
     kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
     [ -n "$rp" ] && { redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true; }
+    [ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cat "$TMP"/out.* > "$KEEP/$kind.$n.out"; }
     grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'
 }
 

@@ -15,7 +15,13 @@ import Glibc
 public final class EventLoop: @unchecked Sendable {
     private let epfd: Int32
     private let wakeFd: Int32
+    /// The registered handlers by fd: `handlers` owns them, `dispatch` is what `run()` calls
+    /// (unretained; see `GuaranteedRef`). An unregistered handler moves to `retired`, which
+    /// keeps it alive until the end of the iteration: a handler may unregister itself (and drop
+    /// its last other owner) while its `handleEvent` is running.
     private var handlers: [EventHandler?] = []
+    private var dispatch: [GuaranteedRef<any EventHandler.Type>?] = []
+    private var retired: [EventHandler] = []
     private var generations: [UInt32] = []
     private var nextGeneration: UInt32 = 1
     @usableFromInline var timers = TimerHeap()
@@ -33,9 +39,13 @@ public final class EventLoop: @unchecked Sendable {
     public let index: Int
     /// Deferred work run at the end of the current iteration (on this thread).
     private var deferred: [() -> Void] = []
+    /// Tasks queued for the end of this iteration: `deferredTasks` owns them until they ran,
+    /// `deferredCalls` is what `runDeferred` calls (the same tasks, unretained).
     private var deferredTasks: [DeferredTask] = []
+    private var deferredCalls: [GuaranteedRef<any DeferredTask.Type>] = []
     /// The batches `runDeferred` is running (spares swapped with the queues).
     private var runningTasks: [DeferredTask] = []
+    private var runningCalls: [GuaranteedRef<any DeferredTask.Type>] = []
     private var runningWork: [() -> Void] = []
 
     public init(index: Int = 0) throws {
@@ -67,18 +77,22 @@ public final class EventLoop: @unchecked Sendable {
         let i = Int(fd)
         if i >= handlers.count {
             let n = max(i + 1, handlers.count * 2, 64)
+            dispatch += [GuaranteedRef<any EventHandler.Type>?](repeating: nil, count: n - handlers.count)
             handlers += [EventHandler?](repeating: nil, count: n - handlers.count)
             generations += [UInt32](repeating: 0, count: n - generations.count)
         }
         nextGeneration = nextGeneration &+ 1
         if nextGeneration == UInt32.max || nextGeneration == 0 { nextGeneration = 1 }
+        if let old = handlers[i] { retired.append(old) }   // (a registration not unregistered)
         handlers[i] = handler
+        dispatch[i] = handler.guaranteedRef
         generations[i] = nextGeneration
         var ev = epoll_event()
         ev.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
         ev.data.u64 = UInt64(nextGeneration) << 32 | UInt64(UInt32(bitPattern: fd))
         if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 {
             handlers[i] = nil
+            dispatch[i] = nil
             throw IOError("epoll_ctl(ADD)", errno: pc_errno())
         }
     }
@@ -96,8 +110,10 @@ public final class EventLoop: @unchecked Sendable {
     public func unregister(fd: Int32) {
         assert(inLoopThread)
         let i = Int(fd)
-        guard i < handlers.count, handlers[i] != nil else { return }
+        guard i < handlers.count, let h = handlers[i] else { return }
+        retired.append(h)
         handlers[i] = nil
+        dispatch[i] = nil
         generations[i] = 0
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
     }
@@ -140,7 +156,10 @@ public final class EventLoop: @unchecked Sendable {
     public func deferToEndOfIteration(_ body: @escaping () -> Void) { deferred.append(body) }
 
     /// Runs `task.runDeferredTask()` at the end of this iteration (no closure allocation).
-    public func deferToEndOfIteration(_ task: DeferredTask) { deferredTasks.append(task) }
+    public func deferToEndOfIteration(_ task: DeferredTask) {
+        deferredTasks.append(task)
+        deferredCalls.append(task.guaranteedRef)
+    }
 
     // MARK: cross-thread
 
@@ -189,13 +208,15 @@ public final class EventLoop: @unchecked Sendable {
                 let gen = UInt32(truncatingIfNeeded: data >> 32)
                 if gen == UInt32.max { drainWakeups(); continue }
                 let fi = Int(fd)
-                guard fi < handlers.count, generations[fi] == gen, let h = handlers[fi] else { continue }
-                h.handleEvent(ev.events)
+                guard fi < dispatch.count, generations[fi] == gen, let h = dispatch[fi] else { continue }
+                h.type.handleGuaranteed(h.object, ev.events)
             }
             fireTimers()
             runDeferred()
+            if !retired.isEmpty { retired.removeAll(keepingCapacity: true) }
         }
         runDeferred()
+        retired.removeAll()
     }
 
     private func fireTimers() {
@@ -224,7 +245,9 @@ public final class EventLoop: @unchecked Sendable {
                 // The queue and a spare trade places (tasks may queue more while these run): both
                 // keep their capacity, and neither is copied, so no iteration allocates.
                 swap(&deferredTasks, &runningTasks)
-                for i in runningTasks.indices { runningTasks[i].runDeferredTask() }
+                swap(&deferredCalls, &runningCalls)
+                for c in runningCalls { c.type.runGuaranteed(c.object) }   // (`runningTasks` owns them)
+                runningCalls.removeAll(keepingCapacity: true)
                 runningTasks.removeAll(keepingCapacity: true)
             }
             while !deferred.isEmpty {

@@ -212,6 +212,7 @@ public final class RouteConfiguration: Sendable {
     public enum MaxTokensPolicy: String, Sendable { case clamp, reject }
 
     /// Exact path, or a prefix when it ends in `*` (`/v1/*`). Matched byte for byte.
+    /// The route's path (a well-known one shares its literal's storage: `String.interned`).
     public let path: String
     let pattern: PathPattern
     public let timeouts: RouteTimeouts
@@ -245,7 +246,7 @@ public final class RouteConfiguration: Sendable {
          passthroughModels: Bool = false, maxTokensPolicy: MaxTokensPolicy = .clamp, upstreamPath: String? = nil,
          index: Int = 0) {
         self.index = index
-        self.path = path; self.provider = provider; self.timeouts = timeouts; self.hmac = hmac
+        self.path = path.interned; self.provider = provider; self.timeouts = timeouts; self.hmac = hmac
         self.pattern = PathPattern(path)
         self.methods = methods; self.allowHeader = methods.joined(separator: ", ")
         self.alias = alias; self.tier = tier; self.passthroughModels = passthroughModels

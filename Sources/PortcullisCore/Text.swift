@@ -87,6 +87,29 @@ extension String {
     }
 }
 
+extension String {
+    /// Request targets most requests carry that do not fit a small string (> 15 bytes), as
+    /// string literals. A literal's storage is immortal (it lives in the binary), so the dozen
+    /// copies a request makes of its target and path (the parser's, the context's, routing,
+    /// authentication, the adapter, the access record) retain and release nothing; a heap
+    /// string that long costs two atomic operations a copy.
+    public static let wellKnownTargets: [String] = ["/v1/chat/completions", "/v1/messages/count_tokens"]
+
+    /// The well-known target whose bytes are `bytes`, if any.
+    @inlinable
+    public static func wellKnownTarget(_ bytes: UnsafeRawBufferPointer) -> String? {
+        guard bytes.count > 15 else { return nil }
+        for t in wellKnownTargets where t.sameUTF8(bytes) { return t }
+        return nil
+    }
+
+    /// `self`, or the well-known target with the same bytes (a path read from the
+    /// configuration then shares the literal's storage with the requests that name it).
+    public var interned: String {
+        withUTF8Bytes { String.wellKnownTarget($0) } ?? self
+    }
+}
+
 extension Optional where Wrapped == String {
     /// `String.sameUTF8` for optional strings: both absent, or both present with the same bytes.
     public func sameUTF8(_ other: String?) -> Bool {

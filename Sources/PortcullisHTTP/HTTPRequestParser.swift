@@ -75,11 +75,12 @@ public struct HeadScanState {
         fields.reserveCapacity(12)
     }
 
-    /// The target at `[s, e)`: `recentTarget` when the bytes are the same, else a new String
-    /// (which becomes `recentTarget`).
+    /// The target at `[s, e)`: `recentTarget` when the bytes are the same, else a well-known
+    /// target's literal (`String.wellKnownTarget`) or a new String (either becomes `recentTarget`).
     mutating func target(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> String {
-        if let r = recentTarget, r.sameUTF8(UnsafeRawBufferPointer(rebasing: b[s..<e])) { return r }
-        let t = HeadLexer.string(b, s, e)
+        let bytes = UnsafeRawBufferPointer(rebasing: b[s..<e])
+        if let r = recentTarget, r.sameUTF8(bytes) { return r }
+        let t = String.wellKnownTarget(bytes) ?? HeadLexer.string(b, s, e)
         recentTarget = t
         return t
     }

@@ -136,6 +136,22 @@ final class UTF8CompareTests: XCTestCase {
         XCTAssertFalse("".sameUTF8("a"))
     }
 
+    /// A well-known target read from bytes, or a heap copy of it interned, is the literal itself
+    /// (the same representation: its storage immortal); other strings are left as they are.
+    func testWellKnownTargetsShareTheLiteral() {
+        let literal = String.wellKnownTargets[0]
+        func bits(_ s: String) -> (UInt64, UInt64) { unsafeBitCast(s, to: (UInt64, UInt64).self) }
+        let fromBytes = Array("/v1/chat/completions".utf8).withUnsafeBytes { String.wellKnownTarget($0) }
+        XCTAssertNotNil(fromBytes)
+        XCTAssertTrue(fromBytes.map { bits($0) == bits(literal) } ?? false)
+        let copy = String(decoding: Array("/v1/chat/completions".utf8), as: UTF8.self)
+        XCTAssertFalse(bits(copy) == bits(literal))
+        XCTAssertTrue(bits(copy.interned) == bits(literal))
+        let other = String(decoding: Array("/v1/chat/completionz".utf8), as: UTF8.self)
+        XCTAssertTrue(bits(other.interned) == bits(other))
+        XCTAssertNil(Array("/v1/models".utf8).withUnsafeBytes { String.wellKnownTarget($0) })
+    }
+
     func testBytePrefix() {
         XCTAssertTrue("/v1/chat/completions".hasUTF8Prefix("/v1/"))
         XCTAssertTrue("/v1/".hasUTF8Prefix("/v1/"))

@@ -83,4 +83,37 @@ final class EventLoopTests: XCTestCase {
         for _ in 0..<200 where !stopped.withLock({ $0 }) { usleep(5000) }
         XCTAssertTrue(stopped.withLock { $0 })
     }
+
+    /// A handler that unregisters itself and drops its last other owner inside `handleEvent`
+    /// (a connection closing on a read) finishes its call on a live object: the loop keeps it
+    /// until the end of the iteration (`retired`), then frees it.
+    final class SelfClosing: EventHandler, @unchecked Sendable {
+        let fd: Int32
+        unowned let loop: EventLoop
+        let log: Log
+        var owner: SelfClosing?
+        init(fd: Int32, loop: EventLoop, log: Log) { self.fd = fd; self.loop = loop; self.log = log }
+        func handleEvent(_ events: UInt32) {
+            loop.unregister(fd: fd)
+            owner = nil                              // the last owner besides the loop
+            log.lines.withLock { $0.append("handled \(fd)") }   // (self is still alive here)
+        }
+        deinit { log.lines.withLock { $0.append("freed") } }
+    }
+    final class Log: Sendable { let lines = Mutex<[String]>([]) }
+
+    func testAHandlerMayUnregisterItselfAndDropItsLastOwnerMidCall() throws {
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let log = Log()
+        let fd = fds[0]
+        _ = write(fds[1], "x", 1)                     // readable as soon as it is registered
+        try runLoop(ms: 200) { loop in
+            let h = SelfClosing(fd: fd, loop: loop, log: log)
+            h.owner = h                              // owns itself until its event
+            try? loop.register(fd: fd, handler: h)
+        }
+        XCTAssertEqual(log.lines.withLock { $0 }, ["handled \(fd)", "freed"])
+    }
 }

@@ -23,9 +23,10 @@ import PortcullisAdapters
 ///
 /// One per client connection, reused request after request; loop thread only.
 public final class ProxyCoordinator: UpstreamResponseDelegate {
-    /// The connection that owns this coordinator and outlives it (so no strong reference, and
-    /// `unowned(unsafe)`: a checked `unowned` costs an atomic retain/release on every use).
-    unowned(unsafe) let sink: ResponseSink
+    /// The connection that owns this coordinator and outlives it: no strong reference (a
+    /// checked `unowned` costs an atomic retain/release on every use, an `unowned(unsafe)` one
+    /// a retain and release around every call), and called without either (`SinkRef`).
+    let sink: SinkRef
     /// The sink's output buffer, fetched once (the sink keeps one for its life): reading it
     /// through the protocol returns it retained, several times per response. A strong `let`
     /// (no cycle: a buffer refers to nothing): a `let` of `self` is used without a retain,
@@ -71,7 +72,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     public init(sink: ResponseSink, starter: UpstreamAttemptStarter, breakers: CircuitBreakers?, metrics: RouterMetrics?,
                 now: @escaping () -> UInt64 = MonotonicClock.now) {
-        self.sink = sink; self.output = sink.output; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
+        self.sink = SinkRef(sink); self.output = sink.output; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
     }
 
     /// Starts proxying `ctx` (its pipeline said `.proceed`).

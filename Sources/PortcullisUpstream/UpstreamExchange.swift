@@ -24,9 +24,9 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     let head: [UInt8]
     let body: [UInt8]
     /// The coordinator that owns this exchange and outlives it; `cancel()` and every end of the
-    /// exchange clear it. `unowned(unsafe)`, not `weak`: a weak reference gives the delegate a
-    /// side table, and every retain and release of it then takes the slow path.
-    public unowned(unsafe) var delegate: UpstreamResponseDelegate?
+    /// exchange clear it. Unretained (`DelegateRef`), not `weak`: a weak reference gives the
+    /// delegate a side table, and every retain and release of it then takes the slow path.
+    var delegate: DelegateRef?
 
     var state = State.idle
     var conn: UpstreamConnection?
@@ -52,7 +52,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     init(client: UpstreamClient, provider: ProviderConfiguration, timeouts: RouteTimeouts,
          method: String, head: [UInt8], body: [UInt8], deadline: UInt64 = 0, delegate: UpstreamResponseDelegate) {
         self.client = client; self.provider = provider; self.timeouts = timeouts
-        self.method = method; self.head = head; self.body = body; self.delegate = delegate
+        self.method = method; self.head = head; self.body = body; self.delegate = DelegateRef(delegate)
         self.deadline = deadline
     }
 

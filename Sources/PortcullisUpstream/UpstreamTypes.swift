@@ -86,6 +86,40 @@ public protocol UpstreamResponseDelegate: AnyObject {
     func upstreamReadEnded()
 }
 
+/// An exchange's reference to its delegate: unretained, and called through a guaranteed
+/// reference (`Unmanaged._withUnsafeGuaranteedRef`), so a call costs no retain and release.
+/// Sound because the delegate (the coordinator) owns the exchange and is owned by its client
+/// connection, which a loop keeps until the end of the iteration it closed in; every end of an
+/// exchange clears its reference before calling, so a finished exchange calls nobody.
+struct DelegateRef {
+    let object: UnsafeMutableRawPointer
+    let type: any UpstreamResponseDelegate.Type
+    init(_ d: UpstreamResponseDelegate) {
+        object = Unmanaged.passUnretained(d as AnyObject).toOpaque()
+        type = Swift.type(of: d)
+    }
+    func upstreamDidReceiveHead(_ head: HTTPResponseHead) { type.guaranteedDidReceiveHead(object, head) }
+    func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool { type.guaranteedDidReceiveBody(object, bytes) }
+    func upstreamDidFinish() { type.guaranteedDidFinish(object) }
+    func upstreamDidFail(_ f: UpstreamFailure, phase: UpstreamFailurePhase) { type.guaranteedDidFail(object, f, phase) }
+    func upstreamReadEnded() { type.guaranteedReadEnded(object) }
+}
+
+extension UpstreamResponseDelegate {
+    private static func with<R>(_ p: UnsafeMutableRawPointer, _ body: (Self) -> R) -> R {
+        Unmanaged<Self>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
+    }
+    static func guaranteedDidReceiveHead(_ p: UnsafeMutableRawPointer, _ h: HTTPResponseHead) { with(p) { $0.upstreamDidReceiveHead(h) } }
+    static func guaranteedDidReceiveBody(_ p: UnsafeMutableRawPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        with(p) { $0.upstreamDidReceiveBody(b) }
+    }
+    static func guaranteedDidFinish(_ p: UnsafeMutableRawPointer) { with(p) { $0.upstreamDidFinish() } }
+    static func guaranteedDidFail(_ p: UnsafeMutableRawPointer, _ f: UpstreamFailure, _ phase: UpstreamFailurePhase) {
+        with(p) { $0.upstreamDidFail(f, phase: phase) }
+    }
+    static func guaranteedReadEnded(_ p: UnsafeMutableRawPointer) { with(p) { $0.upstreamReadEnded() } }
+}
+
 extension UpstreamResponseDelegate {
     public func upstreamReadEnded() {}
 }

@@ -61,6 +61,20 @@ def middle_half(xs):
     return xs[len(xs) // 4], xs[(3 * len(xs)) // 4]
 
 
+def merge_slices(ps):
+    """One target's slices of a round as one run: req/s the mean of the slices' (equal lengths),
+    CPU per request the slices' CPU over their requests, latency percentiles the median of the
+    slices' (wrk reports them per run)."""
+    n = sum(p["requests"] for p in ps)
+    per = lambda k: sum(p[k] for p in ps) / max(1, n) * 1e6
+    return {"rps": statistics.mean(p["rps"] for p in ps), "requests": n,
+            "p50": statistics.median(p["p50"] for p in ps), "p99": statistics.median(p["p99"] for p in ps),
+            "p999": statistics.median(p["p999"] for p in ps),
+            "cpu_us": per("cpu_s"), "fake_us": per("fake_s"), "idle_us": per("idle_s"),
+            "client_cpu_us": sum(p["client_cpu_us"] * p["requests"] for p in ps) / max(1, n),
+            "non2xx": sum(p["non2xx"] for p in ps), "errors": "; ".join(p["errors"] for p in ps if p["errors"])}
+
+
 def wait_port(port, timeout=10):
     end = time.time() + timeout
     while time.time() < end:
@@ -399,6 +413,8 @@ def main():
     ap.add_argument("--latency-rounds", type=int, default=7,
                     help="rounds of the half-load and SSE sections (their targets sit near the noise: more rounds than the table)")
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--slice", type=int, default=1,
+                    help="seconds a target runs before the next takes its turn (0: each target's --seconds at once)")
     ap.add_argument("--max-steal", type=float, default=0.05,
                     help="discard and rerun a round when the hypervisor took more than this share of the machine during one of its runs")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
@@ -610,30 +626,45 @@ litellm_settings: {{ telemetry: false }}
         # measures the host. Discarded rounds are counted in RESULTS.md.
         discarded = []   # the worst steal of each discarded round
         first = next(iter(targets))
+        # A round runs each target for --seconds in --slice-second slices, the targets taking turns
+        # slice by slice (every other turn in reverse order): this VM's speed swings by a third
+        # over seconds (a whole spell slow, then fast, no CPU stolen), and compared targets that
+        # take turns every second meet the same spells, where two back-to-back 5-second runs can
+        # each meet a different one. LiteLLM runs once a round, whole (its timed-out requests
+        # drain for two seconds after a run).
+        slices = max(1, round(a.seconds / a.slice)) if a.slice > 0 else 1
+        slice_s = max(1, a.seconds // slices)     # (wrk takes whole seconds)
         while (r := len(rounds[first])) < a.rounds:   # r: rounds kept so far
             order = list(targets.items())
             this_round, this_stolen = {}, []
-            for name, (port, pid, tok) in round_order(order, r):
-                cpu = tree_cpu_seconds if name in ("litellm", "nginx_auto") else cpu_seconds   # (more than one process)
-                c0, f0 = cpu(pid), cpu_seconds(fake.pid)
-                r0 = redis_calls() if name in redis_sent else 0
-                t0 = cpu_ticks()
-                res = wrk(port, a.seconds, a.conns, token=tok)
-                t1 = cpu_ticks()
-                this_stolen.append((t1[1] - t0[1]) / max(1, t1[0] - t0[0]))
-                if name == "litellm":
-                    time.sleep(2)    # its backlog of timed-out requests drains before the next run
-                res["cpu_us"] = (cpu(pid) - c0) / max(1, res["requests"]) * 1e6
-                # The rest of the machine: the fake provider behind it (for direct, the server itself),
-                # wrk, and the cores left idle, per request (the split that explains a ratio).
-                res["fake_us"] = (cpu_seconds(fake.pid) - f0) / max(1, res["requests"]) * 1e6
-                res["idle_us"] = (t1[2] - t0[2]) / CLK / max(1, res["requests"]) * 1e6
+            parts = {}
+            for turn in range(slices):
+                for name, (port, pid, tok) in round_order(order, r + turn):
+                    if name == "litellm" and turn > 0:
+                        continue
+                    cpu = tree_cpu_seconds if name in ("litellm", "nginx_auto") else cpu_seconds   # (more than one process)
+                    c0, f0 = cpu(pid), cpu_seconds(fake.pid)
+                    r0 = redis_calls() if name in redis_sent else 0
+                    t0 = cpu_ticks()
+                    res = wrk(port, a.seconds if name == "litellm" else slice_s, a.conns, token=tok)
+                    t1 = cpu_ticks()
+                    this_stolen.append((t1[1] - t0[1]) / max(1, t1[0] - t0[0]))
+                    if name == "litellm":
+                        time.sleep(2)    # its backlog of timed-out requests drains before the next run
+                    res["cpu_s"] = cpu(pid) - c0
+                    # The rest of the machine: the fake provider behind it (for direct, the server itself),
+                    # wrk, and the cores left idle, per request (the split that explains a ratio).
+                    res["fake_s"] = cpu_seconds(fake.pid) - f0
+                    res["idle_s"] = (t1[2] - t0[2]) / CLK
+                    parts.setdefault(name, []).append(res)
+                    if name in redis_sent:
+                        redis_sent[name][0] += redis_calls() - r0
+                        redis_sent[name][1] += res["requests"]
+            for name, ps in parts.items():
+                res = merge_slices(ps)
                 this_round[name] = res
-                if name in redis_sent:
-                    redis_sent[name][0] += redis_calls() - r0
-                    redis_sent[name][1] += res["requests"]
                 print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
-                      f"cpu {res['cpu_us']:.1f} us/req  stolen {100 * this_stolen[-1]:.0f}%  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
+                      f"cpu {res['cpu_us']:.1f} us/req  stolen {100 * max(this_stolen):.0f}%  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
             worst = max(this_stolen)
             if worst > a.max_steal and len(discarded) < a.rounds:
                 discarded.append(worst)
@@ -791,11 +822,12 @@ litellm_settings: {{ telemetry: false }}
         "# Benchmark results",
         "",
         f"Run: `Benchmarks/run.sh` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, release builds, one worker each for",
-        f"Portcullis, nginx and the fake provider; wrk -t1 -c{a.conns}, {a.rounds} interleaved rounds of {a.seconds} s,",
+        f"Portcullis, nginx and the fake provider; wrk -t1 -c{a.conns}, {a.rounds} interleaved rounds of {a.seconds} s a target"
+        + (f" in {a.seconds // max(1, a.slice)} turns of {a.slice} s (the targets take turns, every other turn in reverse order)" if 0 < a.slice < a.seconds else "") + ",",
         "small non-streaming chat completion (POST, 80-byte body, ~550-byte JSON answer). Medians over rounds;",
         "ratios are medians of per-round ratios. CPU is the server process's user+system time per request.",
         machine_line(),
-        "Compared targets run next to each other, every other round in reverse order. CPU stolen by the",
+        "Compared targets run next to each other, every other round (and turn) in reverse order. CPU stolen by the",
         f"hypervisor during the runs (a gauge of this VM's noise): median {100 * statistics.median(stolen):.0f}%, "
         f"max {100 * max(stolen):.0f}% of the machine. Rounds in which it took more than {100 * a.max_steal:.0f}% during any run "
         f"are discarded whole and run again (at most {a.rounds}): "

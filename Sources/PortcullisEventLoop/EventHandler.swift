@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// Something that owns an fd registered with an `EventLoop`.
 ///
 /// Called only on the loop's own thread. `events` is the raw epoll mask (EPOLLIN, EPOLLOUT,
@@ -13,29 +15,19 @@ public protocol DeferredTask: AnyObject {
     func runDeferredTask()
 }
 
-/// An unretained reference to a handler or task, called through a guaranteed reference: no
-/// retain and release (two atomic operations) around each call. Whoever makes one guarantees
-/// the object outlives every call made through it (`EventLoop` keeps an unregistered handler
-/// alive until the end of the iteration it was unregistered in, and a queued task until it ran).
-struct GuaranteedRef<Callee> {
-    let object: UnsafeMutableRawPointer
-    let type: Callee
-}
-
+// Called through a guaranteed reference (`GuaranteedRef`): `EventLoop` keeps an unregistered
+// handler alive until the end of the iteration it was unregistered in, and a queued task until
+// it ran.
 extension EventHandler {
     static func handleGuaranteed(_ object: UnsafeMutableRawPointer, _ events: UInt32) {
-        Unmanaged<Self>.fromOpaque(object)._withUnsafeGuaranteedRef { $0.handleEvent(events) }
+        withGuaranteed(object, as: Self.self) { $0.handleEvent(events) }
     }
-    var guaranteedRef: GuaranteedRef<any EventHandler.Type> {
-        GuaranteedRef(object: Unmanaged.passUnretained(self).toOpaque(), type: Self.self)
-    }
+    var guaranteedRef: GuaranteedRef<any EventHandler.Type> { GuaranteedRef(self, type: Self.self) }
 }
 
 extension DeferredTask {
     static func runGuaranteed(_ object: UnsafeMutableRawPointer) {
-        Unmanaged<Self>.fromOpaque(object)._withUnsafeGuaranteedRef { $0.runDeferredTask() }
+        withGuaranteed(object, as: Self.self) { $0.runDeferredTask() }
     }
-    var guaranteedRef: GuaranteedRef<any DeferredTask.Type> {
-        GuaranteedRef(object: Unmanaged.passUnretained(self).toOpaque(), type: Self.self)
-    }
+    var guaranteedRef: GuaranteedRef<any DeferredTask.Type> { GuaranteedRef(self, type: Self.self) }
 }

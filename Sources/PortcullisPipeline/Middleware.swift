@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// What a middleware decided about a request.
 public enum MiddlewareDecision {
     /// Hand the request to the next middleware (or, after the last, to the upstream).
@@ -57,18 +59,10 @@ public final class Pipeline {
     /// through a guaranteed reference (`Middleware.processGuaranteed`) without the retain and
     /// release a load of an existential reference costs (two atomic operations a stage).
     private let stages: [Stage]
-    private struct Stage {
-        let object: UnsafeMutableRawPointer
-        let type: any Middleware.Type
-        init(_ m: any Middleware) {
-            object = Unmanaged.passUnretained(m as AnyObject).toOpaque()
-            type = Swift.type(of: m)
-        }
-        func process(_ ctx: RequestContext) -> MiddlewareDecision { type.processGuaranteed(object, ctx) }
-    }
+    private typealias Stage = GuaranteedRef<any Middleware.Type>
     public init(_ middlewares: [Middleware]) {
         self.middlewares = middlewares
-        stages = middlewares.map { Stage($0) }
+        stages = middlewares.map { Stage($0, type: type(of: $0)) }
     }
 
     public enum Outcome {
@@ -97,7 +91,7 @@ public final class Pipeline {
         while i < stages.count {
             if ctx.suspension != nil { ctx.suspension = nil }
             ctx.stage = i
-            switch stages[i].process(ctx) {
+            switch stages[i].type.processGuaranteed(stages[i].object, ctx) {
             case .next:
                 i += 1
             case .respond(let r):
@@ -130,7 +124,7 @@ extension Middleware {
     /// `process` on the middleware at `object` (an unretained `Self`), through a guaranteed
     /// reference: no retain or release. The caller guarantees the middleware outlives the call.
     static func processGuaranteed(_ object: UnsafeMutableRawPointer, _ ctx: RequestContext) -> MiddlewareDecision {
-        Unmanaged<Self>.fromOpaque(object)._withUnsafeGuaranteedRef { $0.process(ctx) }
+        withGuaranteed(object, as: Self.self) { $0.process(ctx) }
     }
 }
 

@@ -72,7 +72,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     public init(sink: ResponseSink, starter: UpstreamAttemptStarter, breakers: CircuitBreakers?, metrics: RouterMetrics?,
                 now: @escaping () -> UInt64 = MonotonicClock.now) {
-        self.sink = SinkRef(sink); self.output = sink.output; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
+        self.sink = SinkRef(sink: sink); self.output = sink.output; self.starter = starter; self.breakers = breakers; self.metrics = metrics; self.now = now
     }
 
     /// Starts proxying `ctx` (its pipeline said `.proceed`).

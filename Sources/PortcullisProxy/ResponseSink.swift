@@ -27,17 +27,14 @@ public protocol ResponseSink: AnyObject {
 }
 
 /// The coordinator's reference to its sink: unretained, and called through a guaranteed
-/// reference (`Unmanaged._withUnsafeGuaranteedRef`), so a call costs no retain and release.
-/// Sound because the sink owns the coordinator: while a coordinator method runs, its
-/// connection is alive, and a connection that closes during the call is kept by its loop until
-/// the end of the iteration (`EventLoop`'s retired handlers).
-struct SinkRef {
-    let object: UnsafeMutableRawPointer
-    let type: any ResponseSink.Type
-    init(_ sink: ResponseSink) {
-        object = Unmanaged.passUnretained(sink as AnyObject).toOpaque()
-        type = Swift.type(of: sink)
-    }
+/// reference (`GuaranteedRef`), so a call costs no retain and release. Sound because the sink
+/// owns the coordinator: while a coordinator method runs, its connection is alive, and a
+/// connection that closes during the call is kept by its loop until the end of the iteration
+/// (`EventLoop`'s retired handlers).
+typealias SinkRef = GuaranteedRef<any ResponseSink.Type>
+
+extension GuaranteedRef where Callee == any ResponseSink.Type {
+    init(sink: ResponseSink) { self.init(sink, type: Swift.type(of: sink)) }
     var isDraining: Bool { type.guaranteedIsDraining(object) }
     func outputAppended() -> Bool { type.guaranteedOutputAppended(object) }
     func flushQueued() { type.guaranteedFlushQueued(object) }
@@ -46,14 +43,15 @@ struct SinkRef {
 }
 
 extension ResponseSink {
-    private static func with<R>(_ p: UnsafeMutableRawPointer, _ body: (Self) -> R) -> R {
-        Unmanaged<Self>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
+    static func guaranteedIsDraining(_ p: UnsafeMutableRawPointer) -> Bool { withGuaranteed(p, as: Self.self) { $0.isDraining } }
+    static func guaranteedOutputAppended(_ p: UnsafeMutableRawPointer) -> Bool {
+        withGuaranteed(p, as: Self.self) { $0.outputAppended() }
     }
-    static func guaranteedIsDraining(_ p: UnsafeMutableRawPointer) -> Bool { with(p) { $0.isDraining } }
-    static func guaranteedOutputAppended(_ p: UnsafeMutableRawPointer) -> Bool { with(p) { $0.outputAppended() } }
-    static func guaranteedFlushQueued(_ p: UnsafeMutableRawPointer) { with(p) { $0.flushQueued() } }
+    static func guaranteedFlushQueued(_ p: UnsafeMutableRawPointer) { withGuaranteed(p, as: Self.self) { $0.flushQueued() } }
     static func guaranteedResponseQueued(_ p: UnsafeMutableRawPointer, _ keepAlive: Bool) {
-        with(p) { $0.responseQueued(keepAlive: keepAlive) }
+        withGuaranteed(p, as: Self.self) { $0.responseQueued(keepAlive: keepAlive) }
     }
-    static func guaranteedRespondLocal(_ p: UnsafeMutableRawPointer, _ r: LocalResponse) { with(p) { $0.respondLocal(r) } }
+    static func guaranteedRespondLocal(_ p: UnsafeMutableRawPointer, _ r: LocalResponse) {
+        withGuaranteed(p, as: Self.self) { $0.respondLocal(r) }
+    }
 }

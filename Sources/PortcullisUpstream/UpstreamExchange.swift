@@ -52,7 +52,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
     init(client: UpstreamClient, provider: ProviderConfiguration, timeouts: RouteTimeouts,
          method: String, head: [UInt8], body: [UInt8], deadline: UInt64 = 0, delegate: UpstreamResponseDelegate) {
         self.client = client; self.provider = provider; self.timeouts = timeouts
-        self.method = method; self.head = head; self.body = body; self.delegate = DelegateRef(delegate)
+        self.method = method; self.head = head; self.body = body; self.delegate = DelegateRef(delegate: delegate)
         self.deadline = deadline
     }
 

@@ -87,17 +87,14 @@ public protocol UpstreamResponseDelegate: AnyObject {
 }
 
 /// An exchange's reference to its delegate: unretained, and called through a guaranteed
-/// reference (`Unmanaged._withUnsafeGuaranteedRef`), so a call costs no retain and release.
-/// Sound because the delegate (the coordinator) owns the exchange and is owned by its client
-/// connection, which a loop keeps until the end of the iteration it closed in; every end of an
-/// exchange clears its reference before calling, so a finished exchange calls nobody.
-struct DelegateRef {
-    let object: UnsafeMutableRawPointer
-    let type: any UpstreamResponseDelegate.Type
-    init(_ d: UpstreamResponseDelegate) {
-        object = Unmanaged.passUnretained(d as AnyObject).toOpaque()
-        type = Swift.type(of: d)
-    }
+/// reference (`GuaranteedRef`), so a call costs no retain and release. Sound because the
+/// delegate (the coordinator) owns the exchange and is owned by its client connection, which a
+/// loop keeps until the end of the iteration it closed in; every end of an exchange clears its
+/// reference before calling, so a finished exchange calls nobody.
+typealias DelegateRef = GuaranteedRef<any UpstreamResponseDelegate.Type>
+
+extension GuaranteedRef where Callee == any UpstreamResponseDelegate.Type {
+    init(delegate d: UpstreamResponseDelegate) { self.init(d, type: Swift.type(of: d)) }
     func upstreamDidReceiveHead(_ head: HTTPResponseHead) { type.guaranteedDidReceiveHead(object, head) }
     func upstreamDidReceiveBody(_ bytes: UnsafeRawBufferPointer) -> Bool { type.guaranteedDidReceiveBody(object, bytes) }
     func upstreamDidFinish() { type.guaranteedDidFinish(object) }
@@ -106,18 +103,17 @@ struct DelegateRef {
 }
 
 extension UpstreamResponseDelegate {
-    private static func with<R>(_ p: UnsafeMutableRawPointer, _ body: (Self) -> R) -> R {
-        Unmanaged<Self>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
+    static func guaranteedDidReceiveHead(_ p: UnsafeMutableRawPointer, _ h: HTTPResponseHead) {
+        withGuaranteed(p, as: Self.self) { $0.upstreamDidReceiveHead(h) }
     }
-    static func guaranteedDidReceiveHead(_ p: UnsafeMutableRawPointer, _ h: HTTPResponseHead) { with(p) { $0.upstreamDidReceiveHead(h) } }
     static func guaranteedDidReceiveBody(_ p: UnsafeMutableRawPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        with(p) { $0.upstreamDidReceiveBody(b) }
+        withGuaranteed(p, as: Self.self) { $0.upstreamDidReceiveBody(b) }
     }
-    static func guaranteedDidFinish(_ p: UnsafeMutableRawPointer) { with(p) { $0.upstreamDidFinish() } }
+    static func guaranteedDidFinish(_ p: UnsafeMutableRawPointer) { withGuaranteed(p, as: Self.self) { $0.upstreamDidFinish() } }
     static func guaranteedDidFail(_ p: UnsafeMutableRawPointer, _ f: UpstreamFailure, _ phase: UpstreamFailurePhase) {
-        with(p) { $0.upstreamDidFail(f, phase: phase) }
+        withGuaranteed(p, as: Self.self) { $0.upstreamDidFail(f, phase: phase) }
     }
-    static func guaranteedReadEnded(_ p: UnsafeMutableRawPointer) { with(p) { $0.upstreamReadEnded() } }
+    static func guaranteedReadEnded(_ p: UnsafeMutableRawPointer) { withGuaranteed(p, as: Self.self) { $0.upstreamReadEnded() } }
 }
 
 extension UpstreamResponseDelegate {

@@ -211,8 +211,8 @@ public struct RouteTimeouts: Sendable, Equatable {
 public final class RouteConfiguration: Sendable {
     public enum MaxTokensPolicy: String, Sendable { case clamp, reject }
 
-    /// Exact path, or a prefix when it ends in `*` (`/v1/*`). Matched byte for byte.
-    /// The route's path (a well-known one shares its literal's storage: `String.interned`).
+    /// Exact path, or a prefix when it ends in `*` (`/v1/*`). Matched byte for byte. A
+    /// well-known one shares its literal's storage (`String.interned`).
     public let path: String
     let pattern: PathPattern
     public let timeouts: RouteTimeouts

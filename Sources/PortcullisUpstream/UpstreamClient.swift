@@ -36,15 +36,6 @@ public final class UpstreamClient: UpstreamAttemptStarter {
     /// Endpoint slots of the current generation (nil: every slot; before the first reload).
     private(set) var live: Set<Int>?
 
-    /// Starts sending `head` + `body` to `provider`; the response streams to `delegate`.
-    public func startExchange(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String,
-                              head: [UInt8], body: [UInt8], delegate: UpstreamResponseDelegate) -> UpstreamExchange {
-        let x = UpstreamExchange(client: self, provider: provider, timeouts: timeouts, method: method,
-                                 head: head, body: body, delegate: delegate)
-        x.start()
-        return x
-    }
-
     public func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
                              body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
         let x = UpstreamExchange(client: self, provider: provider, timeouts: timeouts, method: method,

@@ -60,11 +60,23 @@ struct RateLimitReport {
 
     /// The fields as response-head lines, written at the start of `out` (at least
     /// `linesCapacity` bytes); returns the count.
+    /// The same fields as `forEachField`, in its order, written straight: each kind's constant
+    /// start (`BucketSet.requestsLead`, `tokensLead`) in one copy, then its two changing values
+    /// (no closure, no value enum per field; the lines of every admitted response).
     func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int {
         var w = UnsafeByteWriter(out.bindMemory(to: UInt8.self))
-        forEachField { name, value in
-            w.put(name)
-            Self.put(value, into: &w)
+        if let i = set.requestsBucket {
+            w.put(set.requestsLead)
+            w.putDecimal(statuses[i].remaining)
+            w.put("\r\nx-ratelimit-reset-requests: ")
+            Self.putDuration(statuses[i].resetMillis, into: &w)
+            w.put(13); w.put(10)
+        }
+        if let i = set.tokensBucket {
+            w.put(set.tokensLead)
+            w.putDecimal(statuses[i].remaining)
+            w.put("\r\nx-ratelimit-reset-tokens: ")
+            Self.putDuration(statuses[i].resetMillis, into: &w)
             w.put(13); w.put(10)
         }
         return w.count

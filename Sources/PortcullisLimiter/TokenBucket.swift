@@ -64,8 +64,21 @@ public final class BucketSet: Sendable {
     /// Whether any bucket counts tokens (a request then reserves its estimate and is settled).
     public var countsTokens: Bool { tokensBucket != nil }
 
+    /// The constant start of each reported kind's response-head lines, rendered once: its
+    /// `x-ratelimit-limit-…` line and the name of the `x-ratelimit-remaining-…` line that follows
+    /// (`RateLimitReport.writeLines` copies it, then writes the two values that change).
+    let requestsLead: [UInt8]
+    let tokensLead: [UInt8]
+
     public init(buckets: [Bucket], requestsBucket: Int?, tokensBucket: Int?) {
         self.buckets = buckets; self.requestsBucket = requestsBucket; self.tokensBucket = tokensBucket
+        func lead(_ i: Int?, _ kind: String) -> [UInt8] {
+            guard let i else { return [] }
+            return Array("x-ratelimit-limit-\(kind): ".utf8) + buckets[i].capacityDigits
+                + Array("\r\nx-ratelimit-remaining-\(kind): ".utf8)
+        }
+        requestsLead = lead(requestsBucket, "requests")
+        tokensLead = lead(tokensBucket, "tokens")
     }
 }
 

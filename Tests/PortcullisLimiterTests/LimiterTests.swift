@@ -261,6 +261,26 @@ final class LimiterTests: XCTestCase {
         XCTAssertEqual(RateLimitReport.duration(Int64.max), "2562047788015h12m56s")
     }
 
+    /// An admitted response's lines (written straight from each kind's pre-rendered start) say
+    /// what the 429's header pairs say, in the same order, for each set of reported kinds.
+    func testReportLinesMatchTheHeaderPairs() {
+        let r = Bucket(key: "r", capacity: 100_000_000, windowMillis: 60_000, kind: .requests, scope: "tenant requests_per_minute")
+        let t = Bucket(key: "t", capacity: 7, windowMillis: 86_400_000, kind: .tokens, scope: "tenant tokens_per_day")
+        let statuses = [BucketStatus(remaining: 99_999_999, resetMillis: 1), BucketStatus(remaining: -3, resetMillis: 3_723_000)]
+        let sets = [BucketSet(buckets: [r, t], requestsBucket: 0, tokensBucket: 1),
+                    BucketSet(buckets: [r, t], requestsBucket: 0, tokensBucket: nil),
+                    BucketSet(buckets: [t, r], requestsBucket: nil, tokensBucket: 0),
+                    BucketSet(buckets: [r, t], requestsBucket: nil, tokensBucket: nil)]
+        for set in sets {
+            let report = RateLimitReport(set: set, statuses: statuses)
+            let lines = [UInt8](unsafeUninitializedCapacity: RateLimitReport.linesCapacity) { buf, n in
+                n = report.writeLines(to: UnsafeMutableRawBufferPointer(buf))
+            }
+            let expected = report.headers().map { "\($0.0): \($0.1)\r\n" }.joined()
+            XCTAssertEqual(String(decoding: lines, as: UTF8.self), expected)
+        }
+    }
+
     /// Every width (each power of ten and the number below it), both signs, the extremes.
     func testByteWriterDecimals() {
         var samples: [Int64] = [0, 7, 10, 99, 100, 12345, -1, -10, Int64.max, Int64.min, Int64.max - 1, Int64.min + 1]

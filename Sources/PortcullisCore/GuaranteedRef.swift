@@ -23,3 +23,19 @@ public struct GuaranteedRef<Callee> {
 public func withGuaranteed<T: AnyObject, R>(_ object: UnsafeMutableRawPointer, as: T.Type, _ body: (T) -> R) -> R {
     Unmanaged<T>.fromOpaque(object)._withUnsafeGuaranteedRef(body)
 }
+
+/// `body` on `object` without the retain and release that a call on an object loaded from a
+/// stored property otherwise costs (the compiler cannot tell that the call leaves the property
+/// alone). Only for an object whose owner provably keeps it alive for the whole call: each use
+/// says which owner.
+@inlinable @inline(__always)
+public func withUnretained<T: AnyObject, R>(_ object: T, _ body: (T) -> R) -> R {
+    Unmanaged.passUnretained(object)._withUnsafeGuaranteedRef(body)
+}
+
+/// `withUnretained` for an optional reference (`body` gets nil when there is none).
+@inlinable @inline(__always)
+public func withUnretained<T: AnyObject, R>(_ object: T?, _ body: (T?) -> R) -> R {
+    guard let o = object else { return body(nil) }
+    return Unmanaged.passUnretained(o)._withUnsafeGuaranteedRef { body($0) }
+}

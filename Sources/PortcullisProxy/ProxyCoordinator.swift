@@ -60,7 +60,9 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     var paused = false
     public private(set) var relay = ResponseRelay()
     /// Watches the final response for `usage` when the limiter wants it settled.
-    var tap: UsageTap?
+    /// (A `let`, made with the coordinator: a `let` of `self` is used without a retain, where an
+    /// optional `var` is loaded and retained at each use.)
+    let tap = UsageTap(hide: false)
     /// The current attempt's response translation (non-OpenAI providers), and a whole JSON
     /// answer being collected for it.
     var transform: AnthropicResponseTransform?
@@ -83,14 +85,14 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         held = nil; holding = false; lastFailure = nil; paused = false
         relay = ResponseRelay(); outcome = "ok"; finished = false
         // Token counts for settlement, the log and metrics: the connection's tap, reset.
-        if let t = tap { t.reset(hide: ctx.hideStreamUsage) } else { tap = UsageTap(hide: ctx.hideStreamUsage) }
+        tap.reset(hide: ctx.hideStreamUsage)
         let timeouts = ctx.route?.timeouts ?? RouteTimeouts()
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
             guard let p = ctx.provider else { return respondLocal(.internalError("No provider was selected.")) }
-            launch(provider: p, target: nil, body: ctx.body)
+            launch(ctx, provider: p, target: nil, body: ctx.body)
         } else {
-            tryNext()
+            tryNext(ctx)
         }
     }
 
@@ -99,10 +101,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     /// Prompt and completion tokens the provider reported (nil when it reported none).
-    public var tokenCounts: (prompt: Int64?, completion: Int64?) { (tap?.promptTokens, tap?.completionTokens) }
+    public var tokenCounts: (prompt: Int64?, completion: Int64?) { (tap.promptTokens, tap.completionTokens) }
 
     /// The model the provider said it served (nil when its response did not say).
-    public var servedModel: String? { tap?.model }
+    public var servedModel: String? { tap.model }
 
     /// Whether the response being relayed is an event stream.
     public var isStreaming: Bool { relay.headSent && relay.isSSE }
@@ -136,13 +138,22 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     /// Launches the next admitted candidate, or ends with the last failure.
     func tryNext() {
-        guard let ctx = context, let plan = ctx.plan else { return giveUp() }
+        // (The context unretained: this coordinator holds it until the request ends, and
+        // neither `tryNext(_:)` nor `launch` reads it after a call that can end the request.)
+        withUnretained(context) { ctx in
+            guard let ctx else { return giveUp() }
+            tryNext(ctx)
+        }
+    }
+
+    func tryNext(_ ctx: RequestContext) {
+        guard let plan = ctx.plan else { return giveUp() }
         let t = now()
         while nextCandidate < plan.candidates.count && attempts < plan.maxAttempts {
             let c = plan.candidates[nextCandidate]
             nextCandidate += 1
             if let b = breakers, !b.admit(c.index, now: t) { continue }
-            return launch(provider: c.provider, target: c, body: plan.body(for: c))
+            return launch(ctx, provider: c.provider, target: c, body: plan.body(for: c))
         }
         giveUp()
     }
@@ -155,8 +166,10 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         return plan.candidates[nextCandidate...].contains { b.wouldAdmit($0.index, now: t) }
     }
 
-    func launch(provider p: ProviderConfiguration, target t: ModelTarget?, body: [UInt8]) {
-        guard let ctx = context, let route = ctx.route else { return }
+    /// Starts an attempt at `p` for `ctx` (the request this coordinator runs). Reads nothing of
+    /// `ctx` after `startAttempt`, which may end the request at once (a synchronous failure).
+    func launch(_ ctx: RequestContext, provider p: ProviderConfiguration, target t: ModelTarget?, body: [UInt8]) {
+        guard let route = ctx.route else { return }
         target = t; provider = p
         if attempts > 0 { metrics?.failover() }
         attempts += 1
@@ -228,13 +241,20 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     func forwardHead(_ h: HTTPResponseHead) {
-        guard let ctx = context else { return }
+        // (The context unretained: this coordinator holds it until the request ends.)
+        withUnretained(context) { ctx in
+            guard let ctx else { return }
+            forwardHead(h, ctx)
+        }
+    }
+
+    private func forwardHead(_ h: HTTPResponseHead, _ ctx: RequestContext) {
         let facts = RequestFacts(method: ctx.head.method, minorVersion: ctx.head.minorVersion,
                                  keepAlive: ctx.head.keepAlive && !sink.isDraining,
                                  requestID: ctx.configuration.server.responseHeaders.contains(.requestID) ? ctx.requestID : nil)
         relay.head(h, request: facts, identity: identityLines(ctx), extra: ctx.responseHeaderLines,
                    source: ctx.responseHeaderSource, into: output)
-        tap?.begin(sse: relay.isSSE)
+        tap.begin(sse: relay.isSSE)
         firstByteAt = now()
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
     }
@@ -242,15 +262,11 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// Returns false when the upstream should pause (the client is slower).
     @discardableResult
     func forwardBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        if let t = tap {
-            if t.filters {
-                t.filter(bytes) { relay.body($0, into: output) }
-            } else {
-                relay.body(bytes, into: output)
-                t.observe(bytes)
-            }
+        if tap.filters {
+            tap.filter(bytes) { relay.body($0, into: output) }
         } else {
             relay.body(bytes, into: output)
+            tap.observe(bytes)
         }
         if sink.outputAppended() { return true }
         paused = true
@@ -258,7 +274,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     func finishResponse() {
-        tap?.finish { relay.body($0, into: output) }
+        // (A JSON answer is read without a closure: one capturing `self` retains it.)
+        if tap.sse { tap.finish { relay.body($0, into: output) } } else { tap.finishJSON() }
         settle(responded: true)
         finished = true
         attempt = nil
@@ -393,7 +410,8 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return tryNext()
         }
         outcome = "stream_error_" + failure.label
-        tap?.finish { relay.body($0, into: output) }
+        // (A JSON answer is read without a closure: one capturing `self` retains it.)
+        if tap.sse { tap.finish { relay.body($0, into: output) } } else { tap.finishJSON() }
         settle(responded: true)
         relay.failAfterHead(failure.gatewayError, anthropicShape: context?.callsAnthropicAPI ?? false, into: output)
         finished = true
@@ -414,7 +432,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     /// provider's `usage` when it came, else an estimate from what was streamed; nothing when no
     /// response came at all.
     func settle(responded: Bool) {
-        context?.settlement?.settle(usage: tap?.usage, streamedEvents: tap?.contentEvents ?? 0, responded: responded)
+        context?.settlement?.settle(usage: tap.usage, streamedEvents: tap.contentEvents, responded: responded)
     }
 
     static func kind(_ f: UpstreamFailure) -> RouterMetrics.FailureKind {

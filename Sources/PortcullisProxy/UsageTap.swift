@@ -117,14 +117,20 @@ final class UsageTap {
                 if filtering && keep { forward(event) }
             }
             if filters && !decoder.partial.isEmpty { decoder.partial.withUnsafeBytes { forward($0) } }
-        } else if !r.jsonTooLarge, !json.isEmpty {
-            let b = json.readable
-            guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
-            let f = UsageTap.fields(b, objectAt: u)
-            r.usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
-            r.promptTokens = f.prompt ?? f.input
-            r.completionTokens = f.completion ?? f.output
+        } else {
+            finishJSON()
         }
+    }
+
+    /// At the end of a JSON answer (not an event stream): its `usage`, read from the capture.
+    func finishJSON() {
+        guard !r.sse, !r.jsonTooLarge, !json.isEmpty else { return }
+        let b = json.readable
+        guard let u = UsageTap.valueStart(of: "\"usage\"", in: b), b[u] == UInt8(ascii: "{") else { return }
+        let f = UsageTap.fields(b, objectAt: u)
+        r.usage = f.total ?? f.input.flatMap { i in f.output.map { i + $0 } }
+        r.promptTokens = f.prompt ?? f.input
+        r.completionTokens = f.completion ?? f.output
     }
 
     /// Reads one event; false when it is the usage-only chunk to hide. Cheap for the common

@@ -205,14 +205,14 @@ final class MetricsShard: Sendable {
 
     /// One finished request's counts. Takes the values themselves, not a `RequestSummary`: a
     /// request's metrics copy (and retain) none of its strings.
-    func record(route: RouteConfiguration?, status: Int, outcome: RequestOutcome, durationNanos: UInt64, ttfbNanos: UInt64?,
+    func record(routeIndex: Int?, status: Int, outcome: RequestOutcome, durationNanos: UInt64, ttfbNanos: UInt64?,
                 tenant id: String?, model: String?, promptTokens: Int64?, completionTokens: Int64?,
                 attempts: [(provider: ProviderConfiguration, failure: RouterMetrics.FailureKind?)],
                 tables t: ShardTables, tenantLabels: Bool) {
         let outcome = RequestOutcome.index(outcome)
         let hasTokens = model != nil && (promptTokens != nil || completionTokens != nil)
         state.withLock { s in
-            let rc = route.map { $0.index < t.routes.count ? t.routes[$0.index] : t.noRoute } ?? t.noRoute
+            let rc = routeIndex.map { $0 < t.routes.count ? t.routes[$0] : t.noRoute } ?? t.noRoute
             rc.counts[min(5, max(0, status / 100)) * RequestOutcome.allCases.count + outcome] += 1
             s.duration.observe(nanos: durationNanos)
             if let ttfb = ttfbNanos { s.ttfb.observe(nanos: ttfb) }

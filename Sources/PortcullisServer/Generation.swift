@@ -66,6 +66,9 @@ final class WorkerGeneration {
     let routerMetrics: RouterMetrics
     let requestParser: HTTPRequestParser
     let pipeline: Pipeline
+    /// `pipeline` unretained, for the per-request run (a call on the stored reference retains
+    /// and releases it): this generation owns the pipeline for its whole life.
+    let pipelineRef: Unmanaged<Pipeline>
     /// This worker's circuit breakers, one per routing target (no locks: loop thread only).
     let breakers: CircuitBreakers?
     let maxConnections: Int
@@ -107,5 +110,6 @@ final class WorkerGeneration {
         ] + limiter + [                                                  // buckets checked and debited (429)
             AliasRouterMiddleware(),                                     // alias → RoutePlan (404/403/400)
         ])
+        pipelineRef = Unmanaged.passUnretained(pipeline)
     }
 }

@@ -73,7 +73,7 @@ extension HTTPServerConnection: ResponseSink {
         guard phase == .proxying else { return false }
         if !response.streamCounted, coordinator?.isStreaming == true {
             response.streamCounted = true
-            worker.metrics.update { $0.openStreams += 1 }
+            metrics.update { $0.openStreams += 1 }
         }
         if output.readableBytes >= HTTPServerConnection.outputHighWater {
             flush()
@@ -187,7 +187,7 @@ extension HTTPServerConnection: ResponseSink {
     func uncountStream() {
         guard response.streamCounted else { return }
         response.streamCounted = false
-        worker.metrics.update { $0.openStreams -= 1 }
+        metrics.update { $0.openStreams -= 1 }
     }
 
     func resetRequest() {
@@ -208,19 +208,25 @@ extension HTTPServerConnection: ResponseSink {
         // Metrics need the route, tenant, status, outcome, timings, model, token counts and
         // attempts; the rest is gathered only for an access log line. Without one, the values
         // go to the metrics as they are: no summary, no string copied.
-        let g = generation
+        // (The generation and the coordinator unretained: the connection holds both until the
+        // request is reset, after this.)
+        withUnretained(generation) { g in
+            withUnretained(response.proxied ? coordinator : nil) { c in logAccess(status: status, outcome: outcome, g, c) }
+        }
+    }
+
+    private func logAccess(status: Int, outcome: String, _ g: WorkerGeneration, _ c: ProxyCoordinator?) {
         let duration = requestStart == 0 ? 0 : loop.now &- requestStart   // (the loop's clock, as nginx's $request_time)
         let (kind, detail) = RequestOutcome.classify(outcome, status: status)
-        let c = response.proxied ? coordinator : nil
         var model = c?.target?.model
         let (prompt, completion) = c?.tokenCounts ?? (nil, nil)
         if model == nil, prompt != nil || completion != nil { model = c?.servedModel }
         var ttfb: UInt64?
         if let c, c.firstByteAt != 0 && requestStart != 0 { ttfb = c.firstByteAt &- requestStart }
-        worker.metrics.record(route: context?.route, status: status, outcome: kind, durationNanos: duration, ttfbNanos: ttfb,
-                              tenant: context?.tenant, model: model, promptTokens: prompt, completionTokens: completion,
-                              attempts: c?.attemptLog ?? [], tables: g.metricsTables,
-                              tenantLabels: g.configuration.metrics.tenantLabels)
+        metrics.record(routeIndex: context?.route?.index, status: status, outcome: kind, durationNanos: duration, ttfbNanos: ttfb,
+                       tenant: context?.tenant, model: model, promptTokens: prompt, completionTokens: completion,
+                       attempts: c?.attemptLog ?? [], tables: g.metricsTables,
+                       tenantLabels: g.configuration.metrics.tenantLabels)
         guard g.configuration.log.access else { return }
         var r = RequestSummary()
         r.durationNanos = duration

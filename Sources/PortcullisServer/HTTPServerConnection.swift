@@ -24,6 +24,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
     /// The worker's loop (it outlives every connection on it), held directly: a `let` of `self`
     /// is used without a retain, where `worker.loop` loads and retains it.
     let loop: EventLoop
+    /// The worker's metrics shard (it outlives every connection too), held directly for the same
+    /// reason.
+    let metrics: MetricsShard
     let peer: String
     let input = ByteBuffer(capacity: 4096)
     let output = ByteBuffer(capacity: 4096)
@@ -69,6 +72,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
         self.fd = fd
         self.worker = worker
         self.loop = worker.loop
+        self.metrics = worker.metrics
         self.generation = worker.current
         self.peer = peer.ipString
         timer.setCallback { [unowned self] in self.timerFired() }
@@ -137,7 +141,8 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
                 }
                 if requestStart == 0 {
                     requestStart = loop.now
-                    generation = worker.current
+                    // (Stored only when a reload replaced it: a store retains and releases.)
+                    if generation !== worker.current { generation = worker.current }
                     if requestsServed > 0 { armHeaderTimer() }
                 }
                 switch generation.requestParser.parse(input.readable, resuming: &headScan) {
@@ -258,7 +263,9 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
         // connection a side table, which makes every retain and release of it take the slow
         // path for the rest of its life. The cycle (self → suspended → resumer → self) ends when
         // the pipeline completes, or when `close()` cancels the resumer.
-        suspended = generation.pipeline.run(ctx, handler: self)
+        // (The pipeline unretained: `generation` owns it and is not replaced before the next
+        // request's head.)
+        suspended = generation.pipelineRef._withUnsafeGuaranteedRef { $0.run(ctx, handler: self) }
     }
 
     func pipelineFinished(_ ctx: RequestContext, _ outcome: Pipeline.Outcome) {
@@ -289,7 +296,7 @@ final class HTTPServerConnection: EventHandler, DeferredTask, PipelineCompletion
         case .proxying where response.upstreamPaused:
             // The client has not taken a byte of a full output buffer for the route's `idle`
             // timeout: a slow (or stuck) reader is cut; its provider connection goes with it.
-            worker.metrics.update { $0.slowClientsCut += 1 }
+            metrics.update { $0.slowClientsCut += 1 }
             abort("client too slow to read the response")
         default:
             break

@@ -8,7 +8,9 @@ import Glibc
 
 /// Receives the readiness events of an upstream connection while it serves an exchange.
 protocol UpstreamConnectionOwner: AnyObject {
-    func connectionEvent(_ events: UInt32)
+    /// `c`: the connection the event came from (the owner's own), passed so the owner uses it
+    /// without loading (and retaining) its stored reference.
+    func connectionEvent(_ events: UInt32, on c: UpstreamConnection)
     func connectionTimerFired()
 }
 
@@ -51,7 +53,7 @@ final class UpstreamConnection: EventHandler {
     }
 
     func handleEvent(_ events: UInt32) {
-        if let o = owner { o.connectionEvent(events) }
+        if let o = owner { o.connectionEvent(events, on: self) }
         else if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
             // An idle connection has nothing to say: any input, EOF or error means it is unusable.
             // (EPOLLOUT edges are expected after the last write and mean nothing here.)

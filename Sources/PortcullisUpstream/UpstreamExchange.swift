@@ -159,7 +159,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
 
     // MARK: events
 
-    func connectionEvent(_ events: UInt32) {
+    func connectionEvent(_ events: UInt32, on c: UpstreamConnection) {
         switch state {
         case .idle, .done:
             return
@@ -174,7 +174,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         case .awaitingHead, .streamingBody:
             if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerHalfClosed = true }
             if paused { return }
-            readResponse()
+            readResponse(c)
         }
     }
 
@@ -182,9 +182,13 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
 
     private var peerHalfClosed = false
 
-    private func readResponse() {
+    /// Reads and delivers the response from `c`, this exchange's connection: the caller holds
+    /// it for the call (the loop, whose event it is, or `conn`), and it stays alive to the end
+    /// of the loop iteration even when the exchange lets it go meanwhile (checked into the pool,
+    /// or closed: the loop keeps an unregistered handler until the iteration ends).
+    private func readResponse(_ c: UpstreamConnection) {
         while state == .awaitingHead || state == .streamingBody {
-            guard let c = conn else { return }
+            guard conn === c else { return }
             if paused { return }
             let buffer = c.readBuffer
             if state == .awaitingHead { buffer.reserve(4096) } else if buffer.writableBytes < 2048 { buffer.reserve(2048) }
@@ -297,7 +301,7 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         // runtime's slow path). An exchange that ended meanwhile reads nothing (`readResponse`
         // runs only while awaiting or streaming, and with a connection).
         client.loop.deferToEndOfIteration { [self] in
-            if !self.paused { self.readResponse() }
+            if !self.paused, let c = self.conn { self.readResponse(c) }
         }
     }
 

@@ -257,8 +257,24 @@ public final class RateLimitMiddleware: Middleware {
 
     /// The buckets of one request: the caller's set (see `bucketSet`) at the request's estimate.
     func buckets(_ ctx: RequestContext) -> Plan {
+        // The last caller's again: its values passed as it holds them, unretained (a tuple
+        // returned would retain each, and release it after). `lastCaller` is replaced only by
+        // `callerState`, which this call does not reach.
+        if let c = ctx.caller, lastCaller?.caller === c {
+            return withUnretained(lastCaller) { l in
+                guard let l else { return bucketsOfNewCaller(ctx) }
+                return buckets(ctx, tier: l.tier, tenant: l.tenant, set: l.set)
+            }
+        }
+        return bucketsOfNewCaller(ctx)
+    }
+
+    private func bucketsOfNewCaller(_ ctx: RequestContext) -> Plan {
         let c = callerState(ctx)
-        let tier = c.tier, tenant = c.tenant
+        return buckets(ctx, tier: c.tier, tenant: c.tenant, set: c.set)
+    }
+
+    private func buckets(_ ctx: RequestContext, tier: TierLimits?, tenant: TenantKeys, set: BucketSet) -> Plan {
         let needsTokens = tier?.needsTokens ?? needsTokensWithoutTier
         var estimate: Int64 = 0, prompt: Int64 = 0
         if needsTokens || tier?.rates.maxTokensCap != nil {
@@ -266,7 +282,7 @@ public final class RateLimitMiddleware: Middleware {
             prompt = p
             estimate = p + completion
         }
-        var p = Plan(requests: BucketList(c.set, estimate: estimate), prompt: prompt)
+        var p = Plan(requests: BucketList(set, estimate: estimate), prompt: prompt)
         if let t = tier, let max = t.rates.maxConcurrentStreams, Self.isStream(ctx) {
             let lease = Int64((ctx.route?.timeouts.total.milliseconds ?? 600_000) + 30_000)
             p.slot = SlotRequest(key: tenant.streams, max: max, leaseMillis: lease,

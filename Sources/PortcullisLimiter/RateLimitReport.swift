@@ -59,27 +59,26 @@ struct RateLimitReport {
     }
 
     /// The fields as response-head lines, written at the start of `out` (at least
-    /// `linesCapacity` bytes); returns the count.
-    /// The same fields as `forEachField`, in its order, written straight: each kind's constant
-    /// start (`BucketSet.requestsLead`, `tokensLead`) in one copy, then its two changing values
-    /// (no closure, no value enum per field; the lines of every admitted response).
+    /// `linesCapacity` bytes); returns the count. The same fields as `forEachField`, in its
+    /// order, written straight: each kind's constant start (`BucketSet.requestsLead`,
+    /// `tokensLead`) in one copy, then its two changing values (no closure, no value enum per
+    /// field; the lines of every admitted response).
     func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int {
         var w = UnsafeByteWriter(out.bindMemory(to: UInt8.self))
-        if let i = set.requestsBucket {
-            w.put(set.requestsLead)
-            w.putDecimal(statuses[i].remaining)
-            w.put("\r\nx-ratelimit-reset-requests: ")
-            Self.putDuration(statuses[i].resetMillis, into: &w)
-            w.put(13); w.put(10)
-        }
-        if let i = set.tokensBucket {
-            w.put(set.tokensLead)
-            w.putDecimal(statuses[i].remaining)
-            w.put("\r\nx-ratelimit-reset-tokens: ")
-            Self.putDuration(statuses[i].resetMillis, into: &w)
-            w.put(13); w.put(10)
-        }
+        if let i = set.requestsBucket { Self.putLines(set.requestsLead, statuses[i], "\r\nx-ratelimit-reset-requests: ", into: &w) }
+        if let i = set.tokensBucket { Self.putLines(set.tokensLead, statuses[i], "\r\nx-ratelimit-reset-tokens: ", into: &w) }
         return w.count
+    }
+
+    /// One kind's three lines: its constant start, the remaining count, the reset line's name
+    /// (with the CRLF before it) and time.
+    @inline(__always)
+    static func putLines(_ lead: [UInt8], _ s: BucketStatus, _ resetName: StaticString, into w: inout UnsafeByteWriter) {
+        w.put(lead)
+        w.putDecimal(s.remaining)
+        w.put(resetName)
+        putDuration(s.resetMillis, into: &w)
+        w.put(13); w.put(10)
     }
 
     /// OpenAI's reset format: `20ms`, `1s`, `6m0s`, `1h2m3s`.

@@ -15,6 +15,8 @@ final class UsageTapTests: XCTestCase {
         let read = [
             // OpenAI (the counts first, then nested details), and with the total last
             #"{"prompt_tokens":16,"completion_tokens":5,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0}}"#,
+            #"{"prompt_tokens":16,"completion_tokens":5,"total_tokens":21}"#,
+            #"{"prompt_tokens":123456789012345,"completion_tokens":0,"total_tokens":123456789012345,"x":1}"#,
             #"{ "prompt_tokens" : 16 ,"completion_tokens": 5 , "total_tokens":21 } "#,
             #"{"prompt_tokens":16,"completion_tokens":5}"#,
             #"{"total_tokens":7}"#,
@@ -50,6 +52,14 @@ final class UsageTapTests: XCTestCase {
             #"{"prompt_tokens"#, #"{"prompt_tokens""#, #"{"total_tokens":"#, #"{"c"#, #"{"completion_tokens" "#,
         ]
         for json in unsure { XCTAssertNil(counts(json, leading: true), json) }
+        // OpenAI's exact layout, cut or bent anywhere: the three-compare reading steps aside too
+        for json in [#"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3"#,
+                     #"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3.0}"#,
+                     #"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":1234567890123456}"#,
+                     #"{"prompt_tokens":1,"completion_tokens":2,"total_tokens":-3}"#,
+                     #"{"prompt_tokens":1, "completion_tokens":2,"total_tokens":3}"#] {
+            XCTAssertNil(Array(json.utf8).withUnsafeBytes { UsageTap.openAILayoutCounts($0, objectAt: 0) }, json)
+        }
         // (and the caller's answer is then the scan's)
         let b = Array(unsure[0].utf8)
         XCTAssertEqual(b.withUnsafeBytes { UsageTap.fields($0, objectAt: 0) }, UsageTap.Counts(total: 3, prompt: 1, completion: 2))

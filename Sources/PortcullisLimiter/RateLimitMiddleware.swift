@@ -259,7 +259,7 @@ public final class RateLimitMiddleware: Middleware {
     func buckets(_ ctx: RequestContext) -> Plan {
         // The last caller's again: its values passed as it holds them, unretained (a tuple
         // returned would retain each, and release it after). `lastCaller` is replaced only by
-        // `callerState`, which this call does not reach.
+        // `bucketsOfNewCaller`, which this branch does not reach.
         if let c = ctx.caller, lastCaller?.caller === c {
             return withUnretained(lastCaller) { l in
                 guard let l else { return bucketsOfNewCaller(ctx) }
@@ -269,9 +269,14 @@ public final class RateLimitMiddleware: Middleware {
         return bucketsOfNewCaller(ctx)
     }
 
+    /// A caller other than the last: its tier's limits, keys and bucket set looked up, and kept
+    /// as `lastCaller` when it is a verified identity.
     private func bucketsOfNewCaller(_ ctx: RequestContext) -> Plan {
-        let c = callerState(ctx)
-        return buckets(ctx, tier: c.tier, tenant: c.tenant, set: c.set)
+        let tier = tierLimits(ctx.tier)
+        let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
+        let set = bucketSet(tenant, tier: tier, user: ctx.user)
+        if let c = ctx.caller { lastCaller = CallerState(caller: c, tier: tier, tenant: tenant, set: set) }
+        return buckets(ctx, tier: tier, tenant: tenant, set: set)
     }
 
     private func buckets(_ ctx: RequestContext, tier: TierLimits?, tenant: TenantKeys, set: BucketSet) -> Plan {
@@ -304,15 +309,6 @@ public final class RateLimitMiddleware: Middleware {
         }
     }
     var lastCaller: CallerState?
-
-    func callerState(_ ctx: RequestContext) -> (tier: TierLimits?, tenant: TenantKeys, set: BucketSet) {
-        if let l = lastCaller, let c = ctx.caller, l.caller === c { return (l.tier, l.tenant, l.set) }
-        let tier = tierLimits(ctx.tier)
-        let tenant = keys(tenant: ctx.tenant, address: ctx.clientAddress)
-        let set = bucketSet(tenant, tier: tier, user: ctx.user)
-        if let c = ctx.caller { lastCaller = CallerState(caller: c, tier: tier, tenant: tenant, set: set) }
-        return (tier, tenant, set)
-    }
 
     /// The buckets a caller's requests touch under `tier`: kept with the caller (the user's
     /// entry, or the tenant's for requests without a limited user) and built again only when

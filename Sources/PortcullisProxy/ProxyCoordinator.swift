@@ -274,8 +274,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     func finishResponse() {
-        // (A JSON answer is read without a closure: one capturing `self` retains it.)
-        if tap.sse { tap.finish { relay.body($0, into: output) } } else { tap.finishJSON() }
+        finishTap()
         settle(responded: true)
         finished = true
         attempt = nil
@@ -284,6 +283,12 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
     }
 
     // MARK: UpstreamResponseDelegate
+
+    /// The end of the body for the usage tap: a stream's held-back events go out; a JSON
+    /// answer is read without a closure (one capturing `self` retains it).
+    func finishTap() {
+        if tap.sse { tap.finish { relay.body($0, into: output) } } else { tap.finishJSON() }
+    }
 
     /// A provider read was relayed: its bytes leave now (an SSE event does not wait for the
     /// other streams' reads of this loop iteration).
@@ -410,8 +415,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return tryNext()
         }
         outcome = "stream_error_" + failure.label
-        // (A JSON answer is read without a closure: one capturing `self` retains it.)
-        if tap.sse { tap.finish { relay.body($0, into: output) } } else { tap.finishJSON() }
+        finishTap()
         settle(responded: true)
         relay.failAfterHead(failure.gatewayError, anthropicShape: context?.callsAnthropicAPI ?? false, into: output)
         finished = true

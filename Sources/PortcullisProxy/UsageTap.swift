@@ -239,10 +239,7 @@ final class UsageTap {
             guard i < n, b[i] == UInt8(ascii: ":") else { return nil }
             i += 1
             skipSpace()
-            let digitsStart = i
-            var v: Int64 = 0
-            while i < n && b[i] >= 0x30 && b[i] <= 0x39 && i - digitsStart < 15 { v = v * 10 + Int64(b[i] - 0x30); i += 1 }
-            guard i > digitsStart, i < n, b[i] != UInt8(ascii: "."), b[i] | 0x20 != UInt8(ascii: "e"),
+            guard let v = leadingDigits(b, &i), i < n, b[i] != UInt8(ascii: "."), b[i] | 0x20 != UInt8(ascii: "e"),
                   !(b[i] >= 0x30 && b[i] <= 0x39) else { return nil }
             func set(_ slot: inout Int64?) -> Bool { if slot != nil { return false }; slot = v; return true }
             let ok: Bool
@@ -278,21 +275,25 @@ final class UsageTap {
             i += m
             return true
         }
-        @inline(__always) func integer() -> Int64? {
-            let start = i
-            var v: Int64 = 0
-            while i < n && i - start < 15 {
-                let d = b[i] &- 0x30
-                if d > 9 { break }
-                v = v &* 10 &+ Int64(d)
-                i += 1
-            }
-            return i > start ? v : nil
-        }
-        guard expect("{\"prompt_tokens\":"), let p = integer(), expect(",\"completion_tokens\":"), let c = integer(),
-              expect(",\"total_tokens\":"), let t = integer(),
+        guard expect("{\"prompt_tokens\":"), let p = leadingDigits(b, &i), expect(",\"completion_tokens\":"),
+              let c = leadingDigits(b, &i), expect(",\"total_tokens\":"), let t = leadingDigits(b, &i),
               i < n, b[i] == UInt8(ascii: ",") || b[i] == UInt8(ascii: "}") else { return nil }
         return Counts(total: t, prompt: p, completion: c)
+    }
+
+    /// The value of the decimal digits at `i`, at most 15 of them (`i` moves past them); nil,
+    /// `i` unmoved, when there is none. (The caller judges the byte after them.)
+    @inline(__always)
+    static func leadingDigits(_ b: UnsafeRawBufferPointer, _ i: inout Int) -> Int64? {
+        let start = i
+        var v: Int64 = 0
+        while i < b.count && i - start < 15 {
+            let d = b[i] &- 0x30
+            if d > 9 { break }
+            v = v &* 10 &+ Int64(d)
+            i += 1
+        }
+        return i > start ? v : nil
     }
 
     /// A non-negative integer of at most 15 digits at `range`.

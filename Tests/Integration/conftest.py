@@ -124,6 +124,34 @@ class Gateway:
             time.sleep(0.02)
 
 
+def fd_targets(pid):
+    """What each open descriptor of a process is (`socket:[inode]`, a path, …), fd → target."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass                                      # closed between the listing and the read
+    return out
+
+
+def settled_fd_count(pid, at_most=None, timeout=3.0):
+    """A process's open descriptors once closes in flight have landed: the fewest seen while
+    polling for `timeout` s, or as soon as the count is `at_most` or fewer. A connection the
+    peer has just closed (the readiness probe, a client that said goodbye) stays open in the
+    gateway until its loop reads the EOF, which on a loaded machine can take a while; a
+    descriptor that leaked stays open however long one waits. Returns (count, targets)."""
+    deadline = time.monotonic() + timeout
+    best = None
+    while True:
+        targets = fd_targets(pid)
+        if best is None or len(targets) < len(best):
+            best = targets
+        if (at_most is not None and len(best) <= at_most) or time.monotonic() >= deadline:
+            return len(best), best
+        time.sleep(0.05)
+
+
 def rss_kib(pid):
     """Resident memory of a process (KiB)."""
     with open(f"/proc/{pid}/status") as f:

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from conftest import chat_body, render_config
+from conftest import chat_body, render_config, settled_fd_count
 from httpio import post, sse_data
 
 CHAT = "/v1/chat/completions"
@@ -265,14 +265,13 @@ def test_reload_closes_idle_pooled_connections_of_a_removed_provider(start_gatew
     for t in threads:
         t.join()
     assert results == [200] * 4
-    time.sleep(0.2)
     pid = gw.proc.pid
-    with_pool = len(os.listdir(f"/proc/{pid}/fd"))
+    with_pool, _ = settled_fd_count(pid, timeout=0.5)        # the clients' connections closed
     with open(gw.config_path, "w") as f:
         f.write(render_config(gw.port, {"local": providers["local"]}, [routes[0]]).replace("workers: 2", "workers: 1"))
     gw.proc.send_signal(signal.SIGHUP)
     gw.wait_log("generation 2 loaded", timeout=5)
-    time.sleep(0.2)
-    assert len(os.listdir(f"/proc/{pid}/fd")) <= with_pool - 4, "the removed provider's idle connections stay open"
+    now, targets = settled_fd_count(pid, at_most=with_pool - 4)
+    assert now <= with_pool - 4, f"the removed provider's idle connections stay open: {with_pool} fds before, now {targets}"
     assert post(gw.port, "/other/chat/completions", chat_body(), {}).status == 404
     assert post(gw.port, CHAT, chat_body(), {}).status == 200

@@ -36,8 +36,8 @@ public final class UpstreamClient: UpstreamAttemptStarter {
     /// Endpoint slots of the current generation (nil: every slot; before the first reload).
     private(set) var live: Set<Int>?
 
-    public func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
-                             body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
+    public func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: __owned [UInt8],
+                             body: __owned [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
         let x = UpstreamExchange(client: self, provider: provider, timeouts: timeouts, method: method,
                                  head: head, body: body, deadline: deadline, delegate: delegate)
         x.start()

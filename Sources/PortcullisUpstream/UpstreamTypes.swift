@@ -65,8 +65,10 @@ public protocol UpstreamAttemptStarter: AnyObject {
     /// Starts sending `head` + `body` to `provider`; the response streams to `delegate`, which
     /// may hear of a failure before this returns. `deadline`: the request's overall end (the
     /// route's `total` across every attempt), monotonic nanoseconds.
-    func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
-                      body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt
+    /// `head` and `body` are taken (`__owned`): the exchange keeps them, and a caller done with
+    /// its arrays hands them over without a retain and a release each.
+    func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: __owned [UInt8],
+                      body: __owned [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt
 }
 
 /// Receives one exchange's response as it arrives. Loop thread only. Each method may call

@@ -37,8 +37,8 @@ final class ProxyCoordinatorTests: XCTestCase {
         /// Failures to deliver synchronously from inside `startAttempt`, by provider name.
         var failAtOnce: [String: UpstreamFailure] = [:]
         weak var delegate: UpstreamResponseDelegate?
-        func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: [UInt8],
-                          body: [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
+        func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: __owned [UInt8],
+                          body: __owned [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
             let a = Attempt()
             started.append((provider.name, String(decoding: head, as: UTF8.self), String(decoding: body, as: UTF8.self), a))
             self.delegate = delegate

@@ -90,8 +90,7 @@ struct LocalLeases {
             lastBuckets = requests.map(\.bucket); lastLeases = found; lastStructure = structure
         }
         for i in requests.indices where lastLeases[i].tokens < requests[i].cost { return nil }
-        var statuses: [BucketStatus] = []
-        statuses.reserveCapacity(requests.count)
+        var statuses = BucketStatuses()
         for i in requests.indices {
             let cost = requests[i].cost
             lastLeases[i].tokens -= cost

@@ -72,8 +72,7 @@ public final class MemoryLimitStore: Sendable {
                         }
                     }
                     defer { foundBase.deinitialize(count: n) }
-                    var statuses: [BucketStatus] = []
-                    statuses.reserveCapacity(n)
+                    var statuses = BucketStatuses()
                     if let (i, wait) = denied {
                         for k in 0..<n {
                             let r = requests[k]

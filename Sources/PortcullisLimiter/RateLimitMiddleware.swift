@@ -45,9 +45,9 @@ final class LimitReservation: UsageSettlement, ResponseHeaderSource {
     let promptEstimate: Int64
     var slot: SlotRequest?
     var settled = false
-    let statuses: [BucketStatus]
+    let statuses: BucketStatuses
 
-    init(backend: LimitBackend, buckets: BucketList, promptEstimate: Int64, slot: SlotRequest?, statuses: [BucketStatus]) {
+    init(backend: LimitBackend, buckets: BucketList, promptEstimate: Int64, slot: SlotRequest?, statuses: BucketStatuses) {
         self.backend = backend; self.buckets = buckets; self.promptEstimate = promptEstimate
         self.slot = slot; self.statuses = statuses
     }
@@ -252,7 +252,7 @@ public final class RateLimitMiddleware: Middleware {
         var prompt: Int64 = 0
         var slot: SlotRequest?
 
-        func report(_ statuses: [BucketStatus]) -> RateLimitReport { RateLimitReport(set: requests.bucketSet, statuses: statuses) }
+        func report(_ statuses: BucketStatuses) -> RateLimitReport { RateLimitReport(set: requests.bucketSet, statuses: statuses) }
     }
 
     /// The buckets of one request: the caller's set (see `bucketSet`) at the request's estimate.

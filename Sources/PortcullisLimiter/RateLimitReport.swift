@@ -8,7 +8,7 @@ struct RateLimitReport {
     /// The request's buckets; its indices of the buckets reported as `-requests` and `-tokens`
     /// index `statuses` too.
     let set: BucketSet
-    let statuses: [BucketStatus]
+    let statuses: BucketStatuses
 
     /// A field's value: a bucket's capacity (its digits are written once), a count, or a time
     /// until reset in OpenAI's format (`20ms`, `6m0s`).

@@ -135,8 +135,7 @@ extension RedisLimitBackend {
                 }
             }
             if e.mode == .acquire {
-                var statuses: [BucketStatus] = []
-                statuses.reserveCapacity(e.requests.count)
+                var statuses = BucketStatuses()
                 for i in 0..<e.requests.count {
                     let k = keys[indices[at + i] - 1]
                     statuses.append(TokenBucketMath.status(level: level[indices[at + i] - 1], capacity: k.capacity, windowMillis: k.windowMillis))

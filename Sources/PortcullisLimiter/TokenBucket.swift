@@ -106,12 +106,66 @@ public struct BucketStatus: Sendable, Equatable {
     public let resetMillis: Int64
 }
 
+/// A decision's statuses, one per bucket in order. The first six are held inline (a request's
+/// buckets — global, tenant, user, by requests and by tokens — are rarely more), any others in
+/// an array: an admitted request keeps its statuses (for its `x-ratelimit-*` lines) without an
+/// allocation of their own. A value.
+public struct BucketStatuses: RandomAccessCollection, Sendable, Equatable, ExpressibleByArrayLiteral,
+                              CustomStringConvertible {
+    public static let inlineCapacity = 6
+    private var inline: (BucketStatus, BucketStatus, BucketStatus, BucketStatus, BucketStatus, BucketStatus)
+    private var overflow: [BucketStatus] = []
+    public private(set) var count = 0
+
+    public init() {
+        let z = BucketStatus(remaining: 0, resetMillis: 0)
+        inline = (z, z, z, z, z, z)
+    }
+
+    public init(arrayLiteral elements: BucketStatus...) {
+        self.init()
+        for e in elements { append(e) }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    public subscript(i: Int) -> BucketStatus {
+        precondition(i >= 0 && i < count, "bucket status index out of range")
+        switch i {
+        case 0: return inline.0
+        case 1: return inline.1
+        case 2: return inline.2
+        case 3: return inline.3
+        case 4: return inline.4
+        case 5: return inline.5
+        default: return overflow[i - Self.inlineCapacity]
+        }
+    }
+
+    public mutating func append(_ s: BucketStatus) {
+        switch count {
+        case 0: inline.0 = s
+        case 1: inline.1 = s
+        case 2: inline.2 = s
+        case 3: inline.3 = s
+        case 4: inline.4 = s
+        case 5: inline.5 = s
+        default: overflow.append(s)
+        }
+        count += 1
+    }
+
+    public static func == (a: BucketStatuses, b: BucketStatuses) -> Bool { a.elementsEqual(b) }
+    public var description: String { Array(self).description }
+}
+
 /// What a store decided for one request.
 public enum AdmissionResult: Sendable, Equatable {
     /// Every bucket had room; all were debited. One status per bucket, in order.
-    case admitted([BucketStatus])
+    case admitted(BucketStatuses)
     /// Bucket `index` had no room; nothing was debited.
-    case denied(index: Int, retryAfterMillis: Int64, [BucketStatus])
+    case denied(index: Int, retryAfterMillis: Int64, BucketStatuses)
     /// The store could not answer in time (Redis down or slow).
     case unavailable(String)
 }

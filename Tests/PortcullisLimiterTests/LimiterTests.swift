@@ -34,6 +34,25 @@ final class LimiterTests: XCTestCase {
         guard case .admitted = store.acquire([bucket()]) else { return XCTFail("not refilled") }
     }
 
+    /// A decision's statuses: six inline, more in the array, in order either way; equal as lists.
+    func testBucketStatusesKeepOrderPastTheInlineSix() {
+        var s = BucketStatuses()
+        for i in 0..<9 { s.append(BucketStatus(remaining: Int64(i), resetMillis: Int64(100 + i))) }
+        XCTAssertEqual(s.count, 9)
+        XCTAssertEqual(s.map(\.remaining), Array(0..<9))
+        XCTAssertEqual(s[8].resetMillis, 108)
+        var copy = BucketStatuses()
+        for x in s { copy.append(x) }
+        XCTAssertEqual(s, copy)
+        XCTAssertNotEqual(s, [BucketStatus(remaining: 0, resetMillis: 100)])
+        XCTAssertEqual([] as BucketStatuses, BucketStatuses())
+        // A store's answer for a set of seven buckets reports every one of them.
+        let store = MemoryLimitStore(clock: { 0 })
+        let many = (0..<7).map { BucketRequest(key: "k\($0)", capacity: 10, windowMillis: 60_000, cost: Int64($0), kind: .tokens, scope: "t") }
+        guard case .admitted(let got) = store.acquire(many) else { return XCTFail() }
+        XCTAssertEqual(got.map(\.remaining), (0..<7).map { 10 - Int64($0) })
+    }
+
     func testAllOrNothingAcrossBuckets() {
         let store = MemoryLimitStore(clock: { 5_000 })
         let a = bucket("a", capacity: 10), b = bucket("b", capacity: 1)
@@ -266,7 +285,7 @@ final class LimiterTests: XCTestCase {
     func testReportLinesMatchTheHeaderPairs() {
         let r = Bucket(key: "r", capacity: 100_000_000, windowMillis: 60_000, kind: .requests, scope: "tenant requests_per_minute")
         let t = Bucket(key: "t", capacity: 7, windowMillis: 86_400_000, kind: .tokens, scope: "tenant tokens_per_day")
-        let statuses = [BucketStatus(remaining: 99_999_999, resetMillis: 1), BucketStatus(remaining: -3, resetMillis: 3_723_000)]
+        let statuses: BucketStatuses = [BucketStatus(remaining: 99_999_999, resetMillis: 1), BucketStatus(remaining: -3, resetMillis: 3_723_000)]
         let sets = [BucketSet(buckets: [r, t], requestsBucket: 0, tokensBucket: 1),
                     BucketSet(buckets: [r, t], requestsBucket: 0, tokensBucket: nil),
                     BucketSet(buckets: [t, r], requestsBucket: nil, tokensBucket: 0),

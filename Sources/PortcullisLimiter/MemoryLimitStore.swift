@@ -109,8 +109,16 @@ public final class MemoryLimitStore: Sendable {
         let now = clock()
         buckets.withLock { map in
             for r in requests where !tokensOnly || r.kind == .tokens {
-                let full = Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
-                map[Key(r.bucket), default: full].settle(delta, now: now, capacity: r.capacity)   // one lookup per key
+                // One lookup for a bucket held (written through its index); `map[k, default:]`
+                // would box its default and a closure on the heap, two allocations a settlement.
+                let k = Key(r.bucket)
+                if let at = map.index(forKey: k) {
+                    map.values[at].settle(delta, now: now, capacity: r.capacity)
+                } else {
+                    var full = Bucket(tokens: Double(r.capacity), last: now, window: r.windowMillis)
+                    full.settle(delta, now: now, capacity: r.capacity)
+                    map[k] = full
+                }
             }
         }
     }

@@ -1,7 +1,6 @@
 """Providers that misbehave at the byte level: garbage, a broken chunked body, a truncated SSE
 event, a huge declared body, a body that never ends. For each: a clear error (or a visible
 truncation) for the client, no crash, no leaked fd, and the next request is served."""
-import os
 import socket
 import threading
 import time

@@ -103,15 +103,37 @@ public struct JSONMemberEdits: Sendable {
     /// three `memcpy`s into a scratch buffer, then one array of the exact size.
     static func replacing(_ range: Range<Int>, of original: [UInt8], with value: [UInt8]) -> [UInt8] {
         let count = original.count - range.count + value.count
-        return original.withUnsafeBytes { o in
+        return withUnsafeTemporaryAllocation(byteCount: max(count, 1), alignment: 1) { scratch -> [UInt8] in
+            guard let dst = scratch.baseAddress else { return value }
+            write(range, of: original, with: value, to: dst)
+            return Array(UnsafeRawBufferPointer(start: dst, count: count))
+        }
+    }
+
+    /// The edited body's size when `write(slot:to:)` can write it into a caller's buffer: only
+    /// the slot replaced (the usual alias request), at most `scratchLimit` bytes. Nil otherwise
+    /// (`render` builds it).
+    public func inPlaceCount(slot value: [UInt8]) -> Int? {
+        guard others.isEmpty, let s = slot, s.insertName == nil else { return nil }
+        let n = original.count - s.range.count + value.count
+        return n <= Self.scratchLimit ? n : nil
+    }
+
+    /// Writes the edited body (the bytes `render(slot:)` returns) at `dst`, which holds
+    /// `inPlaceCount(slot:)` bytes; only when that is not nil.
+    public func write(slot value: [UInt8], to dst: UnsafeMutableRawPointer) {
+        guard let s = slot else { preconditionFailure("write(slot:to:) without a slot: inPlaceCount was nil") }
+        Self.write(s.range, of: original, with: value, to: dst)
+    }
+
+    /// `original` with `range` replaced by `value`, written at `dst`: three `memcpy`s.
+    static func write(_ range: Range<Int>, of original: [UInt8], with value: [UInt8], to dst: UnsafeMutableRawPointer) {
+        original.withUnsafeBytes { o in
             value.withUnsafeBytes { v in
-                withUnsafeTemporaryAllocation(byteCount: max(count, 1), alignment: 1) { scratch -> [UInt8] in
-                    guard let dst = scratch.baseAddress, let src = o.baseAddress else { return value }   // (empty original: range 0..<0)
-                    dst.copyMemory(from: src, byteCount: range.lowerBound)
-                    if let vb = v.baseAddress { (dst + range.lowerBound).copyMemory(from: vb, byteCount: v.count) }
-                    (dst + range.lowerBound + v.count).copyMemory(from: src + range.upperBound, byteCount: o.count - range.upperBound)
-                    return Array(UnsafeRawBufferPointer(start: dst, count: count))
-                }
+                if let vb = v.baseAddress { (dst + range.lowerBound).copyMemory(from: vb, byteCount: v.count) }
+                guard let src = o.baseAddress else { return }       // (an empty original: range 0..<0)
+                dst.copyMemory(from: src, byteCount: range.lowerBound)
+                (dst + range.lowerBound + v.count).copyMemory(from: src + range.upperBound, byteCount: o.count - range.upperBound)
             }
         }
     }

@@ -12,7 +12,24 @@ import PortcullisJSON
 /// `ProviderKind`; stateless (the per-attempt state is the returned transform).
 protocol ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider: ProviderConfiguration,
-                 target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal>
+                 target: ModelTarget?, body: AttemptBody) -> Result<AdaptedRequest, AdapterRefusal>
+}
+
+/// The body an attempt is given: the client's bytes, or an alias plan's body with a target's
+/// model in its slot, not rendered yet. An adapter that forwards it as it is (its request's
+/// `body` nil) lets the coordinator write it straight after the upstream head
+/// (`ProxyCoordinator.serialize`); one that translates it renders it (`bytes`).
+enum AttemptBody {
+    case bytes([UInt8])
+    case planned(RoutePlan, ModelTarget)
+
+    /// The body's bytes (a planned body rendered).
+    var bytes: [UInt8] {
+        switch self {
+        case .bytes(let b): b
+        case .planned(let plan, let target): plan.body(for: target)
+        }
+    }
 }
 
 /// One attempt's request, as the adapter built it.
@@ -23,7 +40,9 @@ struct AdaptedRequest {
     var credential: [UInt8]
     /// Another header line the kind needs (`anthropic-version`), or empty.
     var extra: [UInt8]
-    var body: [UInt8]
+    /// The body the kind sends (a translation); nil: the attempt's body as it was given (not
+    /// read, so a planned body is not rendered before the coordinator writes it).
+    var body: [UInt8]?
     /// Translates the answer back to OpenAI's format (nil: forwarded as it comes).
     var transform: AnthropicResponseTransform?
 }
@@ -62,9 +81,9 @@ extension ProviderConfiguration {
 /// the client (and the router) shaped it, with the key in `Authorization: Bearer`.
 struct OpenAIAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
-                 target: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
+                 target: ModelTarget?, body: AttemptBody) -> Result<AdaptedRequest, AdapterRefusal> {
         p.credential().map {
-            AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: [], body: body, transform: nil)
+            AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: [], body: nil, transform: nil)
         }
     }
 }
@@ -74,7 +93,7 @@ struct OpenAIAdapter: ProviderAdapter {
 /// is (its `anthropic-version` / `anthropic-beta` included; a default version otherwise).
 struct AnthropicAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
-                 target t: ModelTarget?, body: [UInt8]) -> Result<AdaptedRequest, AdapterRefusal> {
+                 target t: ModelTarget?, body: AttemptBody) -> Result<AdaptedRequest, AdapterRefusal> {
         let credential: [UInt8]
         switch p.credential() {
         case .success(let c): credential = c
@@ -83,9 +102,9 @@ struct AnthropicAdapter: ProviderAdapter {
         if ctx.callsAnthropicAPI {
             let version = ctx.head.first("anthropic-version") == nil ? AnthropicResponseTransform.versionLine : []
             return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
-                                           body: body, transform: nil))
+                                           body: nil, transform: nil))
         }
-        switch AnthropicRequest.translateRequest(body, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
+        switch AnthropicRequest.translateRequest(body.bytes, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
         case .success(let tr):
             return .success(AdaptedRequest(path: AnthropicResponseTransform.path, credential: credential,
                                            extra: AnthropicResponseTransform.versionLine, body: tr.body,

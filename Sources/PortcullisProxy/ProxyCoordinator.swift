@@ -90,7 +90,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
             guard let p = ctx.provider else { return respondLocal(.internalError("No provider was selected.")) }
-            launch(ctx, provider: p, target: nil, body: ctx.body)
+            launch(ctx, provider: p, target: nil, body: .bytes(ctx.body))
         } else {
             tryNext(ctx)
         }
@@ -153,7 +153,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             let c = plan.candidates[nextCandidate]
             nextCandidate += 1
             if let b = breakers, !b.admit(c.index, now: t) { continue }
-            return launch(ctx, provider: c.provider, target: c, body: plan.body(for: c))
+            return launch(ctx, provider: c.provider, target: c, body: .planned(plan, c))
         }
         giveUp()
     }
@@ -168,7 +168,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     /// Starts an attempt at `p` for `ctx` (the request this coordinator runs). Reads nothing of
     /// `ctx` after `startAttempt`, which may end the request at once (a synchronous failure).
-    func launch(_ ctx: RequestContext, provider p: ProviderConfiguration, target t: ModelTarget?, body: [UInt8]) {
+    func launch(_ ctx: RequestContext, provider p: ProviderConfiguration, target t: ModelTarget?, body: AttemptBody) {
         guard let route = ctx.route else { return }
         target = t; provider = p
         if attempts > 0 { metrics?.failover() }
@@ -193,16 +193,30 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             outcome = "upstream_no_credentials"
             return tryNext()
         }
+        // A planned body the adapter forwards as it is, small and only its model rewritten (the
+        // usual alias request), is written after the head in the same bytes: no body array of
+        // its own, one allocation and copy fewer. Any other goes as its own bytes.
+        let headBytes: [UInt8], bodyBytes: [UInt8]
+        if req.body == nil, case .planned(let plan, let t) = body, let n = plan.body.inPlaceCount(slot: t.quotedModel) {
+            headBytes = UpstreamRequestHead.serialize(
+                method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
+                authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
+                identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
+                inlineBodyLength: n) { plan.body.write(slot: t.quotedModel, to: $0) }
+            bodyBytes = []
+        } else {
+            bodyBytes = req.body ?? body.bytes
+            headBytes = UpstreamRequestHead.serialize(
+                method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
+                authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
+                identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
+                bodyLength: bodyBytes.count)
+        }
         transform = req.transform
-        let headBytes = UpstreamRequestHead.serialize(
-            method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
-            authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
-            identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
-            bodyLength: req.body.count)
         attemptSerial += 1
         let serial = attemptSerial
         let a = starter.startAttempt(provider: p, timeouts: route.timeouts, method: ctx.head.method, head: headBytes,
-                                     body: req.body, deadline: deadline, delegate: self)
+                                     body: bodyBytes, deadline: deadline, delegate: self)
         // A synchronous failure may already have moved on to another attempt.
         if serial == attemptSerial && !a.isDone && !finished { attempt = a }
     }

@@ -40,7 +40,14 @@ final class ProxyCoordinatorTests: XCTestCase {
         func startAttempt(provider: ProviderConfiguration, timeouts: RouteTimeouts, method: String, head: __owned [UInt8],
                           body: __owned [UInt8], deadline: UInt64, delegate: UpstreamResponseDelegate) -> UpstreamAttempt {
             let a = Attempt()
-            started.append((provider.name, String(decoding: head, as: UTF8.self), String(decoding: body, as: UTF8.self), a))
+            // The request as the provider reads it: the head up to its blank line, the body after
+            // it (the coordinator may write a small body in the head's own bytes), whose length
+            // the head's Content-Length must say.
+            let request = String(decoding: head + body, as: UTF8.self)
+            let parts = request.split(separator: "\r\n\r\n", maxSplits: 1, omittingEmptySubsequences: false)
+            let (h, b) = (String(parts[0]) + "\r\n\r\n", parts.count > 1 ? String(parts[1]) : "")
+            XCTAssertTrue(h.contains("content-length: \(b.utf8.count)\r\n") || (b.isEmpty && !h.contains("content-length")), h)
+            started.append((provider.name, h, b, a))
             self.delegate = delegate
             if let f = failAtOnce[provider.name] { a.isDone = true; delegate.upstreamDidFail(f, phase: .beforeRequestWritten) }
             return a

@@ -141,6 +141,37 @@ final class RouterTests: XCTestCase {
         }
     }
 
+    /// `write(slot:to:)` writes what `render(slot:)` returns, where `inPlaceCount` says it can:
+    /// a slot-only rewrite up to `scratchLimit`. Any other edit, a slot insertion or a larger
+    /// body is left to `render`.
+    func testInPlaceWriteIsTheRenderedBody() throws {
+        for pad in [0, 100, JSONMemberEdits.scratchLimit - 40, JSONMemberEdits.scratchLimit + 100] {
+            let filler = String(repeating: "x", count: pad)
+            for body in ["{\"model\":\"a\",\"f\":\"\(filler)\"}", "{\"f\":\"\(filler)\",\"model\":\"chat-default\"}"] {
+                var (e, m, _) = try edits(body)
+                guard let r = m[0] else { return XCTFail("no model") }
+                e.replace(r, with: nil)
+                let value = Array("\"gpt-4o-mini\"".utf8)
+                let want = e.render(slot: value)
+                guard let n = e.inPlaceCount(slot: value) else {
+                    XCTAssertGreaterThan(want.count, JSONMemberEdits.scratchLimit, "pad \(pad)")
+                    continue
+                }
+                XCTAssertEqual(n, want.count)
+                var out = [UInt8](repeating: 0, count: n)
+                out.withUnsafeMutableBytes { e.write(slot: value, to: $0.baseAddress!) }
+                XCTAssertEqual(out, want, "pad \(pad)")
+            }
+        }
+        var (clamped, m, _) = try edits("{\"model\":\"a\",\"max_tokens\":900}")
+        clamped.replace(m[0]!, with: nil)
+        clamped.replace(m[1]!, with: Array("100".utf8))
+        XCTAssertNil(clamped.inPlaceCount(slot: Array("\"m\"".utf8)))
+        var (inserted, _, after2) = try edits("{\"messages\":[]}")
+        inserted.insert("model", at: after2, value: nil)
+        XCTAssertNil(inserted.inPlaceCount(slot: Array("\"m\"".utf8)))
+    }
+
     func testInsertionsAndClamp() throws {
         var (e, m, after) = try edits("{\"max_tokens\":5000,\"messages\":[]}")
         e.insert("model", at: after, value: nil)

@@ -16,10 +16,16 @@ public struct JSONMemberEdits: Sendable {
     }
 
     public let original: [UInt8]
-    /// The slot's edit (`value` nil), if any.
-    var slot: Edit?
+    /// The slot's range in `original` (empty: the slot is inserted there), if there is a slot.
+    /// The slot's edit is kept as its plain fields, not an `Edit?`: this value is copied and
+    /// destroyed once a request, and an optional aggregate costs that through generic witnesses.
+    @usableFromInline var slotRange: Range<Int>?
+    /// An inserted slot's member name (nil: the slot replaces a value).
+    @usableFromInline var slotName: String?
+    /// The slot's edit, if any.
+    var slot: Edit? { slotRange.map { Edit(range: $0, insertName: slotName, value: nil) } }
     /// Other edits, sorted by position; insertions all sit just after the opening brace.
-    var others: [Edit] = []
+    @usableFromInline var others: [Edit] = []
     /// Whether the original object has at least one member (an insertion then needs a comma).
     let objectHasMembers: Bool
 
@@ -42,7 +48,7 @@ public struct JSONMemberEdits: Sendable {
     }
 
     private mutating func add(_ e: Edit) {
-        if e.value == nil { slot = e; return }
+        if e.value == nil { slotRange = e.range; slotName = e.insertName; return }
         var i = others.count
         while i > 0 && others[i - 1].range.lowerBound > e.range.lowerBound { i -= 1 }
         others.insert(e, at: i)
@@ -60,9 +66,9 @@ public struct JSONMemberEdits: Sendable {
 
     /// The edited body, with `slot` (JSON text) as the slot's value.
     public func render(slot value: [UInt8]) -> [UInt8] {
-        guard slot != nil || !others.isEmpty else { return original }
-        if others.isEmpty, let s = slot, s.insertName == nil, original.count <= Self.scratchLimit {
-            return Self.replacing(s.range, of: original, with: value)
+        guard slotRange != nil || !others.isEmpty else { return original }
+        if others.isEmpty, let r = slotRange, slotName == nil, original.count <= Self.scratchLimit {
+            return Self.replacing(r, of: original, with: value)
         }
         var out: [UInt8] = []
         out.reserveCapacity(original.count + value.count + 32)
@@ -97,7 +103,7 @@ public struct JSONMemberEdits: Sendable {
 
     /// Bodies up to this size take `replacing`'s path (a scratch copy costs less than the
     /// per-piece overhead of `append(contentsOf:)` only while the body is small).
-    public static let scratchLimit = 16 << 10
+    public static var scratchLimit: Int { 16 << 10 }
 
     /// `original` with `range` replaced by `value` (the usual edit: only `model` rewritten):
     /// three `memcpy`s into a scratch buffer, then one array of the exact size.
@@ -113,21 +119,31 @@ public struct JSONMemberEdits: Sendable {
     /// The edited body's size when `write(slot:to:)` can write it into a caller's buffer: only
     /// the slot replaced (the usual alias request), at most `scratchLimit` bytes. Nil otherwise
     /// (`render` builds it).
+    /// (`@inlinable`, as `write(slot:to:)`: a caller reading a stored `JSONMemberEdits` then
+    /// reads the fields it needs in place instead of copying the whole value to call this.)
+    @inlinable
     public func inPlaceCount(slot value: [UInt8]) -> Int? {
-        guard others.isEmpty, let s = slot, s.insertName == nil else { return nil }
-        let n = original.count - s.range.count + value.count
+        guard others.isEmpty, let r = slotRange, slotName == nil else { return nil }
+        let n = original.count - r.count + value.count
         return n <= Self.scratchLimit ? n : nil
     }
 
     /// Writes the edited body (the bytes `render(slot:)` returns) at `dst`, which holds
     /// `inPlaceCount(slot:)` bytes; only when that is not nil.
+    @inlinable
     public func write(slot value: [UInt8], to dst: UnsafeMutableRawPointer) {
-        guard let s = slot else { preconditionFailure("write(slot:to:) without a slot: inPlaceCount was nil") }
-        Self.write(s.range, of: original, with: value, to: dst)
+        guard let r = slotRange else { preconditionFailure("write(slot:to:) without a slot: inPlaceCount was nil") }
+        Self.write(r, of: original, with: value, to: dst)
     }
 
+    /// The slot's range when the slot is the only edit and replaces a value (`write(slot:to:)`
+    /// is then `original` with that range replaced).
+    @inlinable
+    public var replacedSlot: Range<Int>? { others.isEmpty && slotName == nil ? slotRange : nil }
+
     /// `original` with `range` replaced by `value`, written at `dst`: three `memcpy`s.
-    static func write(_ range: Range<Int>, of original: [UInt8], with value: [UInt8], to dst: UnsafeMutableRawPointer) {
+    @inlinable
+    public static func write(_ range: Range<Int>, of original: [UInt8], with value: [UInt8], to dst: UnsafeMutableRawPointer) {
         original.withUnsafeBytes { o in
             value.withUnsafeBytes { v in
                 if let vb = v.baseAddress { (dst + range.lowerBound).copyMemory(from: vb, byteCount: v.count) }

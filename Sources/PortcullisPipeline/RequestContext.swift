@@ -81,9 +81,32 @@ public final class RequestContext {
         self.tenant = tenant; self.user = user; self.tier = tier
         caller = object
     }
-    /// Set by the alias router on alias routes: the targets to try, in order, and the body to
-    /// send each. Nil on plain routes (one attempt to `provider` with `body` as received).
+    /// Set by the alias router on alias routes: the targets to try, in order (the plan may be
+    /// shared with other requests: it holds nothing of this one's). Nil on plain routes (one
+    /// attempt to `provider` with `body` as received).
     public var plan: RoutePlan?
+    /// Set with `plan`: the body with `model` as a slot (and any `max_tokens` clamp applied),
+    /// each target's model put in it per attempt (`body(for:)`).
+    public var routedBody: JSONMemberEdits?
+
+    /// The body an attempt at `target` sends: the routed body with the target's model (the body
+    /// as received when there is no routed body).
+    public func body(for target: ModelTarget) -> [UInt8] {
+        routedBody?.render(slot: target.quotedModel) ?? body   // (quotedModel validated at load: no quote, backslash or control)
+    }
+
+    /// The size of `body(for: target)` when `writeBody(for:to:)` can write it into a caller's
+    /// buffer (`JSONMemberEdits.inPlaceCount`); nil otherwise. (These two read `routedBody` where
+    /// it is stored: a copy of it, from another module, costs a few hundred instructions.)
+    public func inPlaceBodyCount(for target: ModelTarget) -> Int? {
+        routedBody?.inPlaceCount(slot: target.quotedModel)
+    }
+
+    /// Writes `body(for: target)` at `dst`, which holds `inPlaceBodyCount(for: target)` bytes.
+    public func writeBody(for target: ModelTarget, to dst: UnsafeMutableRawPointer) {
+        guard let r = routedBody?.replacedSlot, let original = routedBody?.original else { return }
+        JSONMemberEdits.write(r, of: original, with: target.quotedModel, to: dst)
+    }
     /// Extra response header lines (`name: value\r\n`…) for the client (the limiter's
     /// `x-portcullis-max-tokens-clamped`). Added to proxied responses.
     public var responseHeaderLines: [UInt8] = []
@@ -167,7 +190,10 @@ public struct LocalResponse: Sendable {
     }
 }
 
-/// The alias router's decision for one request, read by the proxy coordinator.
+/// The alias router's decision, read by the proxy coordinator: which targets, in which order,
+/// how many attempts. Immutable, and nothing in it is one request's: the router keeps one per
+/// alias tier list whose order does not depend on the caller, for every request it serves (the
+/// request's body is its context's `routedBody`). Loop thread of the worker whose router made it.
 public final class RoutePlan {
     public let alias: String
     /// The tier list the caller was served from.
@@ -177,18 +203,10 @@ public final class RoutePlan {
     public let candidates: [ModelTarget]
     public let retryOn: Set<Int>
     public let maxAttempts: Int
-    /// The request body with `model` as a slot (and any `max_tokens` clamp applied).
-    public let body: JSONMemberEdits
 
-    public init(alias: String, tier: String, candidates: [ModelTarget], retryOn: Set<Int>, maxAttempts: Int,
-                body: JSONMemberEdits) {
+    public init(alias: String, tier: String, candidates: [ModelTarget], retryOn: Set<Int>, maxAttempts: Int) {
         self.alias = alias; self.tier = tier; self.candidates = candidates
-        self.retryOn = retryOn; self.maxAttempts = maxAttempts; self.body = body
-    }
-
-    /// The body for `target`: its model name in the slot.
-    public func body(for target: ModelTarget) -> [UInt8] {
-        body.render(slot: target.quotedModel)   // validated at load: no quote, backslash or control
+        self.retryOn = retryOn; self.maxAttempts = maxAttempts
     }
 }
 

@@ -21,13 +21,14 @@ protocol ProviderAdapter {
 /// (`ProxyCoordinator.serialize`); one that translates it renders it (`bytes`).
 enum AttemptBody {
     case bytes([UInt8])
-    case planned(RoutePlan, ModelTarget)
+    /// The request's routed body (`RequestContext.routedBody`) with this target's model.
+    case planned(ModelTarget)
 
     /// The body's bytes (a planned body rendered).
-    var bytes: [UInt8] {
+    func bytes(_ ctx: RequestContext) -> [UInt8] {
         switch self {
         case .bytes(let b): b
-        case .planned(let plan, let target): plan.body(for: target)
+        case .planned(let target): ctx.body(for: target)
         }
     }
 }
@@ -104,7 +105,7 @@ struct AnthropicAdapter: ProviderAdapter {
             return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
                                            body: nil, transform: nil))
         }
-        switch AnthropicRequest.translateRequest(body.bytes, model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
+        switch AnthropicRequest.translateRequest(body.bytes(ctx), model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
         case .success(let tr):
             return .success(AdaptedRequest(path: AnthropicResponseTransform.path, credential: credential,
                                            extra: AnthropicResponseTransform.versionLine, body: tr.body,

@@ -153,7 +153,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             let c = plan.candidates[nextCandidate]
             nextCandidate += 1
             if let b = breakers, !b.admit(c.index, now: t) { continue }
-            return launch(ctx, provider: c.provider, target: c, body: .planned(plan, c))
+            return launch(ctx, provider: c.provider, target: c, body: .planned(c))
         }
         giveUp()
     }
@@ -197,15 +197,15 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         // usual alias request), is written after the head in the same bytes: no body array of
         // its own, one allocation and copy fewer. Any other goes as its own bytes.
         let headBytes: [UInt8], bodyBytes: [UInt8]
-        if req.body == nil, case .planned(let plan, let t) = body, let n = plan.body.inPlaceCount(slot: t.quotedModel) {
+        if req.body == nil, case .planned(let t) = body, let n = ctx.inPlaceBodyCount(for: t) {
             headBytes = UpstreamRequestHead.serialize(
                 method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
                 authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
                 identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
-                inlineBodyLength: n) { plan.body.write(slot: t.quotedModel, to: $0) }
+                inlineBodyLength: n) { ctx.writeBody(for: t, to: $0) }
             bodyBytes = []
         } else {
-            bodyBytes = req.body ?? body.bytes
+            bodyBytes = req.body ?? body.bytes(ctx)
             headBytes = UpstreamRequestHead.serialize(
                 method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
                 authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,

@@ -30,6 +30,25 @@ public final class AliasRouterMiddleware: Middleware {
         init(alias: ModelAlias, tier: String?, chosenTier: String, targets: [ModelTarget], permitted: Bool) {
             self.alias = alias; self.tier = tier; self.chosenTier = chosenTier; self.targets = targets; self.permitted = permitted
         }
+
+        /// The plan of every request this choice serves when its list has one target (nothing to
+        /// split: the order is the same for every caller), made at its first request.
+        private var sharedPlan: RoutePlan?
+        func unsplitPlan() -> RoutePlan? {
+            guard targets.count == 1 else { return nil }
+            if let p = sharedPlan { return p }
+            let p = plan(candidates: targets)
+            sharedPlan = p
+            return p
+        }
+
+        /// A plan trying `first` in its order, then the alias's fallback (no target twice).
+        func plan(candidates first: [ModelTarget]) -> RoutePlan {
+            var candidates = first
+            for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
+            return RoutePlan(alias: alias.name, tier: chosenTier, candidates: candidates, retryOn: alias.retryOn,
+                             maxAttempts: alias.maxAttempts)
+        }
     }
     /// The last request's choice: a run of one caller's requests (same alias, same tier bytes)
     /// skips the lookups. The instance belongs to one worker's generation, whose configuration
@@ -42,8 +61,9 @@ public final class AliasRouterMiddleware: Middleware {
         if route === configuration.modelListRoute { return .respond(Self.modelList(configuration.models, tier: ctx.tier)) }
         guard route.usesAliases else { return .next }
         switch plan(ctx, route, configuration) {
-        case .success(let p):
+        case .success(let (p, body)):
             ctx.plan = p
+            ctx.routedBody = body
             return .next
         case .failure(.passthrough):
             return .next
@@ -56,7 +76,8 @@ public final class AliasRouterMiddleware: Middleware {
 
     /// Takes the configuration (a class), not its `models` struct: a struct argument would be
     /// copied out of it, a retain and a release for each of its collections, per request.
-    func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ configuration: GatewayConfiguration) -> Result<RoutePlan, Refusal> {
+    func plan(_ ctx: RequestContext, _ route: RouteConfiguration, _ configuration: GatewayConfiguration)
+        -> Result<(RoutePlan, JSONMemberEdits), Refusal> {
         // (the limiter may have scanned this body already: one scan per version of the body)
         let scan: JSONReader.TopLevelScan
         do { scan = try ctx.bodyMembers() } catch {
@@ -111,22 +132,16 @@ public final class AliasRouterMiddleware: Middleware {
             if !present { edits.insert("max_tokens", at: scan.afterBrace, value: Array(String(cap).utf8)) }
         }
 
+        // One target: nothing to split, the choice's own plan. Several: the caller's sticky
+        // weighted order, a plan of this request's.
+        if let shared = chosen.unsplitPlan() { return .success((shared, edits)) }
         var candidates: [ModelTarget] = []
-        if chosen.targets.count == 1 && alias.fallback.isEmpty {
-            candidates = chosen.targets            // nothing to split or append: the config's own array
-        } else if chosen.targets.count == 1 {
-            candidates.reserveCapacity(1 + alias.fallback.count)
-            candidates.append(chosen.targets[0])   // nothing to split: no hashing
-        } else {
-            candidates.reserveCapacity(chosen.targets.count + alias.fallback.count)
-            let key = StickyChooser.callerHash(tenant: ctx.tenant, user: ctx.user, fallback: ctx.clientAddress)
-            for i in StickyChooser.order(chosen.targets, keyHash: key) where !candidates.contains(where: { $0.index == chosen.targets[i].index }) {
-                candidates.append(chosen.targets[i])
-            }
+        candidates.reserveCapacity(chosen.targets.count + alias.fallback.count)
+        let key = StickyChooser.callerHash(tenant: ctx.tenant, user: ctx.user, fallback: ctx.clientAddress)
+        for i in StickyChooser.order(chosen.targets, keyHash: key) where !candidates.contains(where: { $0.index == chosen.targets[i].index }) {
+            candidates.append(chosen.targets[i])
         }
-        for t in alias.fallback where !candidates.contains(where: { $0.index == t.index }) { candidates.append(t) }
-        return .success(RoutePlan(alias: alias.name, tier: chosen.chosenTier, candidates: candidates, retryOn: alias.retryOn,
-                                  maxAttempts: alias.maxAttempts, body: edits))
+        return .success((chosen.plan(candidates: candidates), edits))
     }
 
     /// The alias a JSON string value at `range` names when it has no escapes (no String is built,

@@ -229,6 +229,37 @@ final class ProxyCoordinatorTests: XCTestCase {
         XCTAssertEqual(refused?.status, 404)
     }
 
+    /// A one-target tier list's plan is the same object for every request a worker's router
+    /// serves (nothing in it is one request's); each request's body is its own context's.
+    func testOneTargetPlanIsSharedAndEachBodyIsTheRequests() throws {
+        let router = AliasRouterMiddleware()
+        var contexts: [RequestContext] = []
+        for (i, text) in ["{\"model\":\"alias\",\"n\":1}", "{\"n\":22,\"model\":\"alias\"}"].enumerated() {
+            let raw = Array("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: \(text.utf8.count)\r\n\r\n".utf8)
+            guard case .complete(let head, _) = raw.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { throw XCTSkip("parse") }
+            let ctx = RequestContext(requestID: RequestID("req-\(i)"), head: head, body: Array(text.utf8), clientAddress: "127.0.0.1",
+                                     startNanos: 0, configuration: config)
+            ctx.tier = "t"
+            for m: Middleware in [RequestTargetMiddleware(), RouteMiddleware(), HeaderHygieneMiddleware(), router] {
+                guard case .next = m.process(ctx) else { return XCTFail("\(m.name) refused") }
+            }
+            contexts.append(ctx)
+        }
+        let plans = contexts.compactMap(\.plan)
+        XCTAssertEqual(plans.count, 2)
+        XCTAssertTrue(plans[0] === plans[1])
+        XCTAssertEqual(plans[0].candidates.map(\.model), ["model-a", "model-c", "model-b"])
+        let target = plans[0].candidates[0]
+        XCTAssertEqual(String(decoding: contexts[0].body(for: target), as: UTF8.self), "{\"model\":\"model-a\",\"n\":1}")
+        XCTAssertEqual(String(decoding: contexts[1].body(for: target), as: UTF8.self), "{\"n\":22,\"model\":\"model-a\"}")
+        for ctx in contexts {
+            let n = try XCTUnwrap(ctx.inPlaceBodyCount(for: target))
+            var out = [UInt8](repeating: 0, count: n)
+            out.withUnsafeMutableBytes { ctx.writeBody(for: target, to: $0.baseAddress!) }
+            XCTAssertEqual(out, ctx.body(for: target))
+        }
+    }
+
     func testPlainRouteMakesOneAttempt() throws {
         coordinator.start(try context(path: "/plain"))
         XCTAssertEqual(starter.started.map(\.provider), ["b"])

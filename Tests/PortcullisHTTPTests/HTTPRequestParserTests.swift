@@ -257,6 +257,28 @@ final class HTTPRequestParserTests: XCTestCase {
         }
     }
 
+    /// A tab (allowed, but it stops the word-at-a-time checks) before a forbidden byte: the
+    /// forbidden byte is still found wherever the two sit, the last word's check included.
+    func testAForbiddenByteAfterATabIsFoundAtEveryPosition() {
+        for len in 2...40 {
+            for tab in 0..<(len - 1) {
+                for pos in (tab + 1)..<len {
+                    for c: UInt8 in [0x01, 0x1F, 0x7F] {
+                        var value = Array(repeating: UInt8(ascii: "v"), count: len)
+                        value[tab] = HeadLexer.HT
+                        value[pos] = c
+                        let line = Array("x-v: v".utf8) + value + Array("v".utf8)
+                        let refused = line.withUnsafeBytes { b -> Bool in
+                            if case .failure = HeadLexer.field(b, 0, b.count, base: 0) { return true }
+                            return false
+                        }
+                        if !refused { return XCTFail("length \(len), tab at \(tab), byte \(c) at \(pos) accepted") }
+                    }
+                }
+            }
+        }
+    }
+
     /// The request target is checked eight bytes at a time: every byte value at every position
     /// of targets of 1–17 bytes (both sides of word boundaries) is refused, ends the target, or
     /// is kept, exactly as RFC 9112 §3.2 and the byte-by-byte check say.

@@ -102,9 +102,13 @@ public final class RequestContext {
         routedBody?.inPlaceCount(slot: target.quotedModel)
     }
 
-    /// Writes `body(for: target)` at `dst`, which holds `inPlaceBodyCount(for: target)` bytes.
+    /// Writes `body(for: target)` at `dst`, which holds `inPlaceBodyCount(for: target)` bytes;
+    /// only when that is not nil (else the caller's bytes would go out unwritten: a programmer
+    /// error, stopped here).
     public func writeBody(for target: ModelTarget, to dst: UnsafeMutableRawPointer) {
-        guard let r = routedBody?.replacedSlot, let original = routedBody?.original else { return }
+        guard let r = routedBody?.replacedSlot, let original = routedBody?.original else {
+            preconditionFailure("writeBody(for:to:) without an in-place body: inPlaceBodyCount was nil")
+        }
         JSONMemberEdits.write(r, of: original, with: target.quotedModel, to: dst)
     }
     /// Extra response header lines (`name: value\r\n`…) for the client (the limiter's

@@ -18,7 +18,7 @@ protocol ProviderAdapter {
 /// The body an attempt is given: the client's bytes, or an alias plan's body with a target's
 /// model in its slot, not rendered yet. An adapter that forwards it as it is (its request's
 /// `body` nil) lets the coordinator write it straight after the upstream head
-/// (`ProxyCoordinator.serialize`); one that translates it renders it (`bytes`).
+/// (`ProxyCoordinator.launch`); one that translates it renders it (`bytes`).
 enum AttemptBody {
     case bytes([UInt8])
     /// The request's routed body (`RequestContext.routedBody`) with this target's model.

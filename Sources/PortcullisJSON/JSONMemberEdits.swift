@@ -67,7 +67,7 @@ public struct JSONMemberEdits: Sendable {
     /// The edited body, with `slot` (JSON text) as the slot's value.
     public func render(slot value: [UInt8]) -> [UInt8] {
         guard slotRange != nil || !others.isEmpty else { return original }
-        if others.isEmpty, let r = slotRange, slotName == nil, original.count <= Self.scratchLimit {
+        if let r = replacedSlot, original.count <= Self.scratchLimit {
             return Self.replacing(r, of: original, with: value)
         }
         var out: [UInt8] = []
@@ -123,7 +123,7 @@ public struct JSONMemberEdits: Sendable {
     /// reads the fields it needs in place instead of copying the whole value to call this.)
     @inlinable
     public func inPlaceCount(slot value: [UInt8]) -> Int? {
-        guard others.isEmpty, let r = slotRange, slotName == nil else { return nil }
+        guard let r = replacedSlot else { return nil }
         let n = original.count - r.count + value.count
         return n <= Self.scratchLimit ? n : nil
     }
@@ -132,7 +132,7 @@ public struct JSONMemberEdits: Sendable {
     /// `inPlaceCount(slot:)` bytes; only when that is not nil.
     @inlinable
     public func write(slot value: [UInt8], to dst: UnsafeMutableRawPointer) {
-        guard let r = slotRange else { preconditionFailure("write(slot:to:) without a slot: inPlaceCount was nil") }
+        guard let r = replacedSlot else { preconditionFailure("write(slot:to:) with other edits: inPlaceCount was nil") }
         Self.write(r, of: original, with: value, to: dst)
     }
 

@@ -90,9 +90,10 @@ public final class RequestContext {
     public var routedBody: JSONMemberEdits?
 
     /// The body an attempt at `target` sends: the routed body with the target's model (the body
-    /// as received when there is no routed body).
-    public func body(for target: ModelTarget) -> [UInt8] {
-        routedBody?.render(slot: target.quotedModel) ?? body   // (quotedModel validated at load: no quote, backslash or control)
+    /// as received on a plain route, without a target or a routed body).
+    public func body(for target: ModelTarget?) -> [UInt8] {
+        guard let t = target else { return body }
+        return routedBody?.render(slot: t.quotedModel) ?? body   // (quotedModel validated at load: no quote, backslash or control)
     }
 
     /// The size of `body(for: target)` when `writeBody(for:to:)` can write it into a caller's

@@ -11,26 +11,9 @@ import PortcullisJSON
 /// speak OpenAI's wire format, the translation of its answer. One implementation per
 /// `ProviderKind`; stateless (the per-attempt state is the returned transform).
 protocol ProviderAdapter {
+    /// The attempt's body is `ctx.body(for: target)`; an adapter reads it only to translate it.
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider: ProviderConfiguration,
-                 target: ModelTarget?, body: AttemptBody) -> Result<AdaptedRequest, AdapterRefusal>
-}
-
-/// The body an attempt is given: the client's bytes, or an alias plan's body with a target's
-/// model in its slot, not rendered yet. An adapter that forwards it as it is (its request's
-/// `body` nil) lets the coordinator write it straight after the upstream head
-/// (`ProxyCoordinator.launch`); one that translates it renders it (`bytes`).
-enum AttemptBody {
-    case bytes([UInt8])
-    /// The request's routed body (`RequestContext.routedBody`) with this target's model.
-    case planned(ModelTarget)
-
-    /// The body's bytes (a planned body rendered).
-    func bytes(_ ctx: RequestContext) -> [UInt8] {
-        switch self {
-        case .bytes(let b): b
-        case .planned(let target): ctx.body(for: target)
-        }
-    }
+                 target: ModelTarget?) -> Result<AdaptedRequest, AdapterRefusal>
 }
 
 /// One attempt's request, as the adapter built it.
@@ -41,8 +24,8 @@ struct AdaptedRequest {
     var credential: [UInt8]
     /// Another header line the kind needs (`anthropic-version`), or empty.
     var extra: [UInt8]
-    /// The body the kind sends (a translation); nil: the attempt's body as it was given (not
-    /// read, so a planned body is not rendered before the coordinator writes it).
+    /// The body the kind sends (a translation); nil: the attempt's body (`ctx.body(for:)`) as it
+    /// is, not read, so a routed body is not rendered before the coordinator writes it.
     var body: [UInt8]?
     /// Translates the answer back to OpenAI's format (nil: forwarded as it comes).
     var transform: AnthropicResponseTransform?
@@ -82,7 +65,7 @@ extension ProviderConfiguration {
 /// the client (and the router) shaped it, with the key in `Authorization: Bearer`.
 struct OpenAIAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
-                 target: ModelTarget?, body: AttemptBody) -> Result<AdaptedRequest, AdapterRefusal> {
+                 target: ModelTarget?) -> Result<AdaptedRequest, AdapterRefusal> {
         p.credential().map {
             AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: $0, extra: [], body: nil, transform: nil)
         }
@@ -94,7 +77,7 @@ struct OpenAIAdapter: ProviderAdapter {
 /// is (its `anthropic-version` / `anthropic-beta` included; a default version otherwise).
 struct AnthropicAdapter: ProviderAdapter {
     func request(_ ctx: RequestContext, route: RouteConfiguration, provider p: ProviderConfiguration,
-                 target t: ModelTarget?, body: AttemptBody) -> Result<AdaptedRequest, AdapterRefusal> {
+                 target t: ModelTarget?) -> Result<AdaptedRequest, AdapterRefusal> {
         let credential: [UInt8]
         switch p.credential() {
         case .success(let c): credential = c
@@ -105,7 +88,7 @@ struct AnthropicAdapter: ProviderAdapter {
             return .success(AdaptedRequest(path: route.upstreamPath ?? ctx.target, credential: credential, extra: version,
                                            body: nil, transform: nil))
         }
-        switch AnthropicRequest.translateRequest(body.bytes(ctx), model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
+        switch AnthropicRequest.translateRequest(ctx.body(for: t), model: t?.model, defaultMaxTokens: p.defaultMaxTokens) {
         case .success(let tr):
             return .success(AdaptedRequest(path: AnthropicResponseTransform.path, credential: credential,
                                            extra: AnthropicResponseTransform.versionLine, body: tr.body,

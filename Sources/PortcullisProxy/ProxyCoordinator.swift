@@ -90,7 +90,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         deadline = now() &+ timeouts.total.nanoseconds
         if ctx.plan == nil {
             guard let p = ctx.provider else { return respondLocal(.internalError("No provider was selected.")) }
-            launch(ctx, provider: p, target: nil, body: .bytes(ctx.body))
+            launch(ctx, provider: p, target: nil)
         } else {
             tryNext(ctx)
         }
@@ -153,7 +153,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             let c = plan.candidates[nextCandidate]
             nextCandidate += 1
             if let b = breakers, !b.admit(c.index, now: t) { continue }
-            return launch(ctx, provider: c.provider, target: c, body: .planned(c))
+            return launch(ctx, provider: c.provider, target: c)
         }
         giveUp()
     }
@@ -168,7 +168,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
 
     /// Starts an attempt at `p` for `ctx` (the request this coordinator runs). Reads nothing of
     /// `ctx` after `startAttempt`, which may end the request at once (a synchronous failure).
-    func launch(_ ctx: RequestContext, provider p: ProviderConfiguration, target t: ModelTarget?, body: AttemptBody) {
+    func launch(_ ctx: RequestContext, provider p: ProviderConfiguration, target t: ModelTarget?) {
         guard let route = ctx.route else { return }
         target = t; provider = p
         if attempts > 0 { metrics?.failover() }
@@ -178,7 +178,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         transform = nil
         whole = nil
         let req: AdaptedRequest
-        switch ProviderAdapters.adapter(for: p.kind).request(ctx, route: route, provider: p, target: t, body: body) {
+        switch ProviderAdapters.adapter(for: p.kind).request(ctx, route: route, provider: p, target: t) {
         case .success(let r): req = r
         case .failure(.untranslatable(let why)):
             held = nil
@@ -193,24 +193,21 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             outcome = "upstream_no_credentials"
             return tryNext()
         }
-        // A planned body the adapter forwards as it is, small and only its model rewritten (the
+        // A routed body the adapter forwards as it is, small and only its model rewritten (the
         // usual alias request), is written after the head in the same bytes: no body array of
         // its own, one allocation and copy fewer. Any other goes as its own bytes.
-        let headBytes: [UInt8], bodyBytes: [UInt8]
-        if req.body == nil, case .planned(let t) = body, let n = ctx.inPlaceBodyCount(for: t) {
-            headBytes = UpstreamRequestHead.serialize(
-                method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
-                authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
-                identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
-                inlineBodyLength: n) { ctx.writeBody(for: t, to: $0) }
-            bodyBytes = []
+        var bodyBytes: [UInt8] = [], inlineCount = 0
+        if req.body == nil, let t, let n = ctx.inPlaceBodyCount(for: t) {
+            inlineCount = n
         } else {
-            bodyBytes = req.body ?? body.bytes(ctx)
-            headBytes = UpstreamRequestHead.serialize(
-                method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
-                authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
-                identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
-                bodyLength: bodyBytes.count)
+            bodyBytes = req.body ?? ctx.body(for: t)
+        }
+        let headBytes = UpstreamRequestHead.serialize(
+            method: ctx.head.method, basePath: p.baseURL.basePath, target: req.path,
+            authority: p.baseURL.authority, headerLines: ctx.upstreamHeaderLines,
+            identityLines: ctx.upstreamIdentityLines, providerLines: req.credential, extraLines: req.extra,
+            bodyLength: inlineCount > 0 ? inlineCount : bodyBytes.count, bodyInline: inlineCount > 0) { dst in
+            if let t { ctx.writeBody(for: t, to: dst) }
         }
         transform = req.transform
         attemptSerial += 1

@@ -127,32 +127,16 @@ extension UpstreamResponseDelegate {
 /// lines (`name: value\r\n`…, each block copied as it is) and Content-Length (the body is always
 /// sent whole).
 public enum UpstreamRequestHead {
+    /// With `bodyInline`, the body follows the head in the same bytes (`writeBody` writes its
+    /// `bodyLength` bytes at the pointer it is given): one buffer and one write for a body the
+    /// caller builds anyway (an alias request's, its model rewritten), where a body of its own
+    /// would be one more allocation and copy. Keep such bodies small: the whole request is
+    /// built on the stack first.
     public static func serialize(method: String, basePath: String, target: String, authority: String,
                                  headerLines: [UInt8], identityLines: [UInt8] = [], providerLines: [UInt8] = [],
-                                 extraLines: [UInt8] = [], bodyLength: Int) -> [UInt8] {
-        serialize(method: method, basePath: basePath, target: target, authority: authority, headerLines: headerLines,
-                  identityLines: identityLines, providerLines: providerLines, extraLines: extraLines,
-                  bodyLength: bodyLength, inlineBody: 0) { _ in }
-    }
-
-    /// The head with the body after it in the same bytes (`writeBody` writes its `bodyLength`
-    /// bytes at the pointer it is given): one buffer and one write for a body the caller builds
-    /// anyway (an alias request's, its model rewritten), where a body of its own would be one
-    /// more allocation and copy. Keep such bodies small: the whole request is built on the
-    /// stack first.
-    public static func serialize(method: String, basePath: String, target: String, authority: String,
-                                 headerLines: [UInt8], identityLines: [UInt8], providerLines: [UInt8],
-                                 extraLines: [UInt8], inlineBodyLength: Int,
-                                 writeBody: (UnsafeMutableRawPointer) -> Void) -> [UInt8] {
-        serialize(method: method, basePath: basePath, target: target, authority: authority, headerLines: headerLines,
-                  identityLines: identityLines, providerLines: providerLines, extraLines: extraLines,
-                  bodyLength: inlineBodyLength, inlineBody: inlineBodyLength, writeBody)
-    }
-
-    private static func serialize(method: String, basePath: String, target: String, authority: String,
-                                  headerLines: [UInt8], identityLines: [UInt8], providerLines: [UInt8],
-                                  extraLines: [UInt8], bodyLength: Int, inlineBody: Int,
-                                  _ writeBody: (UnsafeMutableRawPointer) -> Void) -> [UInt8] {
+                                 extraLines: [UInt8] = [], bodyLength: Int, bodyInline: Bool = false,
+                                 writeBody: (UnsafeMutableRawPointer) -> Void = { _ in }) -> [UInt8] {
+        let inlineBody = bodyInline ? bodyLength : 0
         let hasLength = bodyLength > 0 || method == "POST" || method == "PUT" || method == "PATCH"
         var total = method.utf8.count + 1 + basePath.utf8.count + target.utf8.count + 17 + authority.utf8.count + 2 + 2
         total += headerLines.count + identityLines.count + providerLines.count + extraLines.count + inlineBody
@@ -164,13 +148,13 @@ public enum UpstreamRequestHead {
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total) { buf -> [UInt8] in
             guard let dst = buf.baseAddress else { return [] }
             var at = 0
-            @inline(__always) func put(_ src: UnsafeRawBufferPointer) {
+            func put(_ src: UnsafeRawBufferPointer) {
                 if let b = src.baseAddress { UnsafeMutableRawPointer(dst + at).copyMemory(from: b, byteCount: src.count) }
                 at += src.count
             }
-            @inline(__always) func put(_ s: String) { s.withUTF8Bytes { put($0) } }
-            @inline(__always) func put(_ lines: [UInt8]) { if !lines.isEmpty { lines.withUnsafeBytes { put($0) } } }
-            @inline(__always) func put(_ s: StaticString) {
+            func put(_ s: String) { s.withUTF8Bytes { put($0) } }
+            func put(_ lines: [UInt8]) { if !lines.isEmpty { lines.withUnsafeBytes { put($0) } } }
+            func put(_ s: StaticString) {
                 (dst + at).update(from: s.utf8Start, count: s.utf8CodeUnitCount)
                 at += s.utf8CodeUnitCount
             }

@@ -6,6 +6,13 @@ port, n = int(sys.argv[1]), int(sys.argv[2])
 auth = b"Authorization: Bearer %s\r\n" % sys.argv[3].encode() if len(sys.argv) > 3 else b""
 body = b'{"model":"chat-default","messages":[{"role":"user","content":"Open the gate."}]}'
 req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n" % (auth, len(body))) + body
+if os.environ.get("INSTR_CLIENT") == "sdk":  # the head the OpenAI Python SDK (3.57, httpx) sends, as captured
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept-Encoding: gzip, deflate\r\n"
+           b"Connection: keep-alive\r\n%saccept: application/json\r\ncontent-type: application/json\r\n"
+           b"user-agent: OpenAI/Python 3.57.0\r\nx-stainless-lang: python\r\nx-stainless-package-version: 3.57.0\r\n"
+           b"x-stainless-os: Linux\r\nx-stainless-arch: x64\r\nx-stainless-runtime: CPython\r\n"
+           b"x-stainless-runtime-version: 3.11.7\r\nx-stainless-async: false\r\nx-stainless-retry-count: 0\r\n"
+           b"x-stainless-read-timeout: 600\r\nContent-Length: %d\r\n\r\n" % (auth.replace(b"Authorization", b"authorization"), len(body))) + body
 s = socket.create_connection(("127.0.0.1", port))
 buf = b""
 for i in range(n):

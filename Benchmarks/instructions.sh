@@ -4,8 +4,9 @@
 # rewritten), `limit` (the in-memory limiter with requests and tokens per minute) or `full` (JWT
 # HS256, the Redis limiter with token settlement, an alias route: the whole mission path).
 # `nginx` is the reference: nginx as the plain proxy of RESULTS.md (one process, upstream
-# keepalive), the same client and requests, counted the same way.
-# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx]... (default: all five)
+# keepalive), the same client and requests, counted the same way. `sdk` and `nginx-sdk`: plain
+# and nginx, the client sending the 18 header lines of the OpenAI Python SDK's requests.
+# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|nginx-sdk]... (default: the first five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
 # KEEP=dir keeps the callgrind files (dir/KIND.N.out, N the request count) for callgrind_annotate.
 set -euo pipefail
@@ -23,6 +24,7 @@ run() {  # kind requests → total instructions of the gateway process
     "$BIN/FakeProvider" --listen "127.0.0.1:$fp" >/dev/null 2>&1 & local fpid=$!
     routes="routes: [ { path: /v1/chat/completions, provider: fake } ]"
     case $kind in
+        sdk|nginx-sdk) export INSTR_CLIENT=sdk ;;
         alias) routes="routes: [ { path: /v1/chat/completions } ]"
                extra="models: { chat-default: { tiers: { s: [ { target: fake/gpt-4o-mini } ] }, default_tier: s } }" ;;
         limit) extra="limits: { default_tier: pro, tiers: { pro: { requests_per_minute: 100000000, tokens_per_minute: 100000000000 } } }" ;;
@@ -43,7 +45,7 @@ PY
 ) ;;
     esac
     rm -f "$TMP"/out.*
-    if [ "$kind" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
+    if [ "${kind%-sdk}" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
         conf=$(python3 -c 'import sys; sys.path.insert(0, "Benchmarks"); from bench import nginx_conf
 print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False))' "$TMP" "$gp" "$fp")
         valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$conf" -p "$TMP" >/dev/null 2>&1 & local gpid=$!

@@ -60,9 +60,8 @@ struct FakeScript {
                 if kv.count == 2 { knobs.append(("x-fake-" + kv[0], String(kv[1]))) }
             }
         }
-        for f in head.fields where f.known == .other {
-            let name = head.name(f)
-            if name.hasPrefix("x-fake-") { knobs.append((name, head.value(f))) }
+        for f in head.fields where f.known == .other && head.nameHasPrefix(f, "x-fake-") {
+            knobs.append((head.name(f), head.value(f)))
         }
         for (name, value) in knobs {
             let h = (name: name, value: value)

@@ -47,10 +47,26 @@ public protocol RawHeaderBlock {
 extension RawHeaderBlock {
     /// The field's name, lowercased.
     public func name(_ f: HeaderField) -> String {
-        String(unsafeUninitializedCapacity: Int(f.nameEnd - f.nameStart)) { out in
-            for i in Int(f.nameStart)..<Int(f.nameEnd) { out[i - Int(f.nameStart)] = HeadLexer.lower(raw[i]) }
-            return Int(f.nameEnd - f.nameStart)
+        raw.withUnsafeBytes { b in      // (one read of `raw`: through the protocol, each read retains it)
+            String(unsafeUninitializedCapacity: Int(f.nameEnd - f.nameStart)) { out in
+                for i in Int(f.nameStart)..<Int(f.nameEnd) { out[i - Int(f.nameStart)] = HeadLexer.lower(b[i]) }
+                return Int(f.nameEnd - f.nameStart)
+            }
         }
+    }
+
+    /// Whether the name of `f` starts with `lowercasePrefix`, ignoring ASCII case (no String).
+    public func nameHasPrefix(_ f: HeaderField, _ lowercasePrefix: StaticString) -> Bool {
+        let n = lowercasePrefix.utf8CodeUnitCount
+        guard Int(f.nameEnd - f.nameStart) >= n else { return false }
+        return raw.withUnsafeBytes {
+            HeadLexer.matchesLowercase($0, from: Int(f.nameStart), UnsafeRawBufferPointer(start: lowercasePrefix.utf8Start, count: n))
+        }
+    }
+
+    /// Calls `body` with each element of the comma-separated value of `f` (`HeaderList.forEach`).
+    public func forEachListElement(_ f: HeaderField, _ body: (UnsafeRawBufferPointer) -> Void) {
+        raw.withUnsafeBytes { HeaderList.forEach($0, Int(f.valueStart), Int(f.valueEnd), body) }
     }
 
     public func value(_ f: HeaderField) -> String {
@@ -97,24 +113,27 @@ extension RawHeaderBlock {
         }
     }
 
-    /// Whether the name of `f` contains `byte` (`_` in a name a CGI-style backend would fold).
-    public func nameContains(_ f: HeaderField, _ byte: UInt8) -> Bool {
-        raw[Int(f.nameStart)..<Int(f.nameEnd)].contains(byte)
-    }
-
     /// Writes `name: value\r\n` for `f`, the name lowercased, the value's bytes as received:
     /// its name's and value's bytes and 4 more, at most 3 more than the line as received.
     public func writeLine(_ f: HeaderField, to w: inout UnsafeByteWriter) {
-        let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
+        raw.withUnsafeBytes { f.writeLine(from: $0, to: &w) }
+    }
+}
+
+extension HeaderField {
+    /// Writes `name: value\r\n` for this field of `raw` (its head's header bytes), the name
+    /// lowercased, the value's bytes as received: its name's and value's bytes and 4 more, at
+    /// most 3 more than the line as received.
+    @inline(__always)
+    public func writeLine(from raw: UnsafeRawBufferPointer, to w: inout UnsafeByteWriter) {
+        let ns = Int(nameStart), ne = Int(nameEnd), vs = Int(valueStart), ve = Int(valueEnd)
         let name = w.end
-        raw.withUnsafeBytes { b in
-            if f.isColonSpaceSpelled(in: b) {
-                w.put(UnsafeRawBufferPointer(rebasing: b[ns..<ve]))        // `name: value` as received: one copy
-            } else {
-                w.put(UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
-                w.put(": ")
-                w.put(UnsafeRawBufferPointer(rebasing: b[vs..<ve]))
-            }
+        if isColonSpaceSpelled(in: raw) {
+            w.put(UnsafeRawBufferPointer(rebasing: raw[ns..<ve]))        // `name: value` as received: one copy
+        } else {
+            w.put(UnsafeRawBufferPointer(rebasing: raw[ns..<ne]))
+            w.put(": ")
+            w.put(UnsafeRawBufferPointer(rebasing: raw[vs..<ve]))
         }
         w.put("\r\n")
         HeadLexer.lowercase(name, count: ne - ns)

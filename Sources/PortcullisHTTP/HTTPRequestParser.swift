@@ -247,9 +247,9 @@ public struct HTTPRequestParser: Sendable {
             case .transferEncoding:
                 transferEncoding = transferEncoding.map { $0 + "," + value(f) } ?? value(f)
             case .connection:
-                for t in value(f).lowercasedCommaList() {
-                    if t == "close" { connectionClose = true }
-                    if t == "keep-alive" { connectionKeepAlive = true }
+                HeaderList.forEach(hb, Int(f.valueStart), Int(f.valueEnd)) { t in
+                    if HeaderList.equals(t, "close") { connectionClose = true }
+                    if HeaderList.equals(t, "keep-alive") { connectionKeepAlive = true }
                 }
             case .expect:
                 if value(f).lowercased() == "100-continue" { expectContinue = true }

@@ -79,7 +79,6 @@ public struct HTTPResponseParser: Sendable {
         storage.raw.removeAll(keepingCapacity: true)
         storage.raw.append(bytes: UnsafeRawBufferPointer(rebasing: b[base..<end]))
         let raw = storage.raw
-        func value(_ f: HeaderField) -> String { String(decoding: raw[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self) }
         for f in fields {
             switch f.known {
             case .contentLength:
@@ -90,11 +89,15 @@ public struct HTTPResponseParser: Sendable {
                 contentLength = n
             case .transferEncoding:
                 hasTE = true
-                chunked = value(f).lowercasedCommaList().last == "chunked"
+                var last = false
+                raw.withUnsafeBytes { b in HeaderList.forEach(b, Int(f.valueStart), Int(f.valueEnd)) { last = HeaderList.equals($0, "chunked") } }
+                chunked = last
             case .connection:
-                for t in value(f).lowercasedCommaList() {
-                    if t == "close" { close = true }
-                    if t == "keep-alive" { keepAliveToken = true }
+                raw.withUnsafeBytes { b in
+                    HeaderList.forEach(b, Int(f.valueStart), Int(f.valueEnd)) { t in
+                        if HeaderList.equals(t, "close") { close = true }
+                        if HeaderList.equals(t, "keep-alive") { keepAliveToken = true }
+                    }
                 }
             default: break
             }

@@ -60,7 +60,7 @@ public enum KnownHeader: UInt8, Sendable {
 
     /// Classifies a header name given as bytes, in any case. A switch on the length, then a
     /// case-folding compare against static strings: no tables, no hashing, no allocation.
-    static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader { classify(p, token: false) }
+    public static func classifyIgnoringCase(_ p: UnsafeRawBufferPointer) -> KnownHeader { classify(p, token: false) }
 
     /// `classifyIgnoringCase` compared a word at a time (`HeadLexer.tokenEqualsLowercase`), not
     /// byte by byte. Exact for a token; on other bytes it can also answer a known name for one
@@ -121,9 +121,12 @@ public enum KnownHeader: UInt8, Sendable {
     /// Classifies `name` (any case) reading `_` as `-`, the way CGI-style servers merge
     /// `X_Tenant_Id` into `X-Tenant-Id`: what a backend behind the gateway may take it for.
     public static func classifyFoldingUnderscores(_ name: String) -> KnownHeader {
-        var folded = Array(name.utf8)
-        for i in folded.indices where folded[i] == 95 /* _ */ { folded[i] = 45 }
-        return folded.withUnsafeBytes { classifyIgnoringCase($0) }
+        name.withUTF8Bytes { classifyFoldingUnderscores($0) }
+    }
+
+    /// `classifyFoldingUnderscores` of a name given as bytes.
+    public static func classifyFoldingUnderscores(_ name: UnsafeRawBufferPointer) -> KnownHeader {
+        HeaderList.folded(name).withUnsafeBytes { classifyIgnoringCase($0) }
     }
 
     public static func classify(_ lowercasedName: String) -> KnownHeader {

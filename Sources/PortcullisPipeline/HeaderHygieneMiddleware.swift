@@ -32,51 +32,52 @@ public final class HeaderHygieneMiddleware: Middleware {
     let added: AddedHeaders
     public init(adding added: AddedHeaders = [.requestID, .forwarded]) { self.added = added }
 
-    /// `name` lowercased with `_` read as `-`.
-    static func folded(_ name: String) -> String {
-        String(name.lowercased().map { $0 == "_" ? "-" : $0 })
-    }
-
     public func process(_ ctx: RequestContext) -> MiddlewareDecision {
         let head = ctx.head
         let fields = head.fields
-        var connectionListed: [String] = []
-        for i in fields.indices where fields[i].known == .connection {
-            connectionListed += head.value(fields[i]).lowercasedCommaList().map(Self.folded)
-        }
-        let signatureHeader = ctx.route?.hmac.map { Self.folded($0.header) }
-        // The client's lines (each at most 3 bytes longer than received, see `writeLine`) and
-        // the three injected lines (60 bytes besides their values), written with memcpy in a
-        // scratch buffer (on the stack unless the head is large), then copied into one array of
-        // the exact size (`Array` of a raw buffer is specialised; appending piece by piece cost
-        // ~100 instructions a piece).
-        let capacity = 64 + ctx.requestID.utf8Count + ctx.clientAddress.utf8.count + head.raw.count + 4 * fields.count
-        let out = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch -> [UInt8] in
-            var w = UnsafeByteWriter(scratch)
-            for i in fields.indices {
-                let f = fields[i]
-                if f.known.isHopByHop || f.known.isGatewayOwned { continue }
-                // Strings only for the rare name with an underscore, or a `Connection` list or
-                // signature header to check names against.
-                let hasUnderscore = f.known == .other && head.nameContains(f, 95)
-                if hasUnderscore {
-                    let k = KnownHeader.classifyFoldingUnderscores(head.name(f))
-                    if k.isHopByHop || k.isGatewayOwned { continue }
+        let raw = head.raw
+        // The header section is read in place, once (`head.raw` through the protocol retains the
+        // array at every read): each field's name and value are offsets into these bytes, and
+        // no String is made per field or per `Connection` element.
+        let out = raw.withUnsafeBytes { b -> [UInt8] in
+            // Names to drop besides hop-by-hop and gateway-owned ones (dropped anyway, and
+            // `keep-alive`, what clients list, is one): those the client's `Connection` lists,
+            // and the route's signature header. Folded (`HeaderList.folded`); usually none.
+            var listed: [[UInt8]] = []
+            for i in fields.indices where fields[i].known == .connection {
+                HeaderList.forEach(b, Int(fields[i].valueStart), Int(fields[i].valueEnd)) { t in
+                    let k = KnownHeader.classifyIgnoringCase(t)
+                    if !(k.isHopByHop || k.isGatewayOwned) { listed.append(HeaderList.folded(t)) }
                 }
-                if !connectionListed.isEmpty || signatureHeader != nil {
-                    let name = head.name(f)
-                    let folded = hasUnderscore ? Self.folded(name) : name
-                    if f.known != .host && connectionListed.contains(folded) { continue }
-                    if folded == signatureHeader { continue }
+            }
+            if let h = ctx.route?.hmac { listed.append(h.header.withUTF8Bytes(HeaderList.folded)) }
+            // The client's lines (each at most 3 bytes longer than received, see `writeLine`) and
+            // the three injected lines (60 bytes besides their values), written with memcpy in a
+            // scratch buffer (on the stack unless the head is large), then copied into one array of
+            // the exact size (`Array` of a raw buffer is specialised; appending piece by piece cost
+            // ~100 instructions a piece).
+            let capacity = 64 + ctx.requestID.utf8Count + ctx.clientAddress.utf8.count + b.count + 4 * fields.count
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch -> [UInt8] in
+                var w = UnsafeByteWriter(scratch)
+                for i in fields.indices {
+                    let f = fields[i]
+                    if f.known.isHopByHop || f.known.isGatewayOwned { continue }
+                    let ns = Int(f.nameStart), ne = Int(f.nameEnd)
+                    // A name with an underscore (rare) is classified as the backend may read it.
+                    if f.known == .other && b[ns..<ne].contains(95 /* _ */) {
+                        let k = KnownHeader.classifyFoldingUnderscores(UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
+                        if k.isHopByHop || k.isGatewayOwned { continue }
+                    }
+                    if !listed.isEmpty && listed.contains(where: { HeaderList.foldedEquals(b, ns, ne, $0) }) { continue }
+                    f.writeLine(from: b, to: &w)
                 }
-                head.writeLine(f, to: &w)
+                if added.contains(.requestID) { w.put("x-request-id: "); w.put(ctx.requestID); w.put("\r\n") }
+                if added.contains(.forwarded) {
+                    w.put("x-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { w.put($0) }
+                    w.put("\r\nx-forwarded-proto: http\r\n")
+                }
+                return Array(w.written)
             }
-            if added.contains(.requestID) { w.put("x-request-id: "); w.put(ctx.requestID); w.put("\r\n") }
-            if added.contains(.forwarded) {
-                w.put("x-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { w.put($0) }
-                w.put("\r\nx-forwarded-proto: http\r\n")
-            }
-            return Array(w.written)
         }
         ctx.upstreamHeaderLines = out   // the provider key is added per attempt (failover may change provider)
         return .next

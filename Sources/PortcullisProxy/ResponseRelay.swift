@@ -28,18 +28,26 @@ public struct ResponseRelay {
         status = h.status
         headSent = true
         keepAlive = request.keepAlive
-        var connectionListed: [String] = []
-        for f in h.fields {
-            if f.known == .contentType { isSSE = h.valueHasPrefix(f, "text/event-stream") }
-            if f.known == .connection { connectionListed += h.value(f).lowercasedCommaList() }
-        }
         out.append(StatusLine.bytes(h.status, reason: h.reason))
         h.raw.withUnsafeBytes { raw in
+            // Names the provider's `Connection` lists besides hop-by-hop ones (dropped anyway;
+            // `keep-alive`, the usual one, is one), folded (`HeaderList.folded`): bytes, no
+            // String per element or field.
+            var connectionListed: [[UInt8]] = []
+            for f in h.fields {
+                if f.known == .contentType { isSSE = h.valueHasPrefix(f, "text/event-stream") }
+                if f.known == .connection {
+                    HeaderList.forEach(raw, Int(f.valueStart), Int(f.valueEnd)) { t in
+                        if !KnownHeader.classifyIgnoringCase(t).isHopByHop { connectionListed.append(HeaderList.folded(t)) }
+                    }
+                }
+            }
             for f in h.fields {
                 if f.known.isHopByHop || f.known == .contentLength { continue }
                 if f.known == .xRequestId && request.requestID != nil { continue }   // ours replaces it
                 if isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
-                if !connectionListed.isEmpty && f.known == .other && connectionListed.contains(h.name(f)) { continue }
+                if !connectionListed.isEmpty && f.known == .other
+                    && connectionListed.contains(where: { HeaderList.foldedEquals(raw, Int(f.nameStart), Int(f.nameEnd), $0) }) { continue }
                 // "Name: value" straight from the provider's bytes (one copy when they are
                 // spelled so already, as most providers' are).
                 let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)

@@ -184,6 +184,7 @@ def test_hmac_signed_route(auth_gateway, fake):
                                                        "X-Tenant-Id": "spoof"})
     assert r.status == 200, r.body
     assert [v for k, v in fake.last_request()["headers"] if k == "x-tenant-id"] == ["shop-1"]
+    assert "x-shopify-hmac-sha256" not in [k for k, _ in fake.last_request()["headers"]], "the signature stays at the edge"
     bad = base64.b64encode(b"\0" * 32).decode()
     r = post(gw.port, "/hooks/chat/completions", body, {"X-Shopify-Hmac-Sha256": bad, "X-Shopify-Shop-Domain": "shop-1"})
     assert r.status == 401

@@ -102,6 +102,21 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(lines.components(separatedBy: "\r\n").count - 1, ctx.upstreamHeaders.count, "one CRLF per line")
     }
 
+    /// What a client's `Connection` lists is dropped in any case and underscore spelling; what it
+    /// lists that is hop-by-hop or the gateway's anyway (`keep-alive`, what every HTTP/1.1
+    /// library sends) changes nothing else; names only alike are kept.
+    func testConnectionListedNamesAreDroppedInEverySpelling() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
+                                                   file: "t.yaml")
+        let bytes = Array(("POST /v1/x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, , X_Drop ,\tUpgrade, x-tenant-id\r\n"
+            + "x-drop: 1\r\nX-DROP-NOT: 2\r\nx_drop: 3\r\nKeep_Alive: 4\r\nx-stainless-os: Linux\r\nX-Dro: 5\r\nUpgrade: h2c\r\n"
+            + "X-Tenant_Id: evil\r\n\r\n").utf8)
+        guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { return XCTFail("parse") }
+        let ctx = RequestContext(requestID: RequestID("rid"), head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+        Pipeline([RouteMiddleware(), HeaderHygieneMiddleware(adding: [])]).run(ctx) { _ in }
+        XCTAssertEqual(String(decoding: ctx.upstreamHeaderLines, as: UTF8.self), "x-drop-not: 2\r\nx-stainless-os: Linux\r\nx-dro: 5\r\n")
+    }
+
     /// `server.upstream_headers` chooses the added lines; the client's copies of them (and its
     /// identity headers) are dropped whatever it lists.
     func testUpstreamHeadersChooseTheAddedLines() throws {

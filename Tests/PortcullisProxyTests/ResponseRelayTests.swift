@@ -22,4 +22,20 @@ final class ResponseRelayTests: XCTestCase {
         XCTAssertEqual(text, "HTTP/1.1 200 OK\r\nX-A: b\r\nX-C: d\r\nX-E: e\r\nX-F: g\r\nX-H: \r\n"
             + "Content-Type: application/json\r\ncontent-length: 2\r\nx-request-id: rid\r\n\r\n")
     }
+
+    /// What the provider's `Connection` lists is dropped in any case or underscore spelling;
+    /// `keep-alive` there (what most providers send) drops nothing else.
+    func testConnectionListedFieldsAreDropped() throws {
+        let provider = "HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\nConnection: , X_Internal\r\nX-Internal: 1\r\nx_internal: 2\r\n"
+            + "X-Internal-Not: 3\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\n"
+        let bytes = Array(provider.utf8)
+        guard case .complete(let h, _) = bytes.withUnsafeBytes({ HTTPResponseParser().parse($0, requestMethod: "POST") }) else {
+            return XCTFail("parse")
+        }
+        var relay = ResponseRelay()
+        let out = ByteBuffer()
+        relay.head(h, request: RequestFacts(method: "POST", minorVersion: 1, keepAlive: true, requestID: nil),
+                   identity: [], extra: [], into: out)
+        XCTAssertEqual(String(decoding: out.readable, as: UTF8.self), "HTTP/1.1 200 OK\r\nX-Internal-Not: 3\r\ncontent-length: 2\r\n\r\n")
+    }
 }

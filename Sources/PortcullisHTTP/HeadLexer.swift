@@ -68,17 +68,74 @@ enum HeadLexer {
     /// over its low seven bits `h`: `h + 0x3F` reaches bit 7 when `h ≥ 'A'`, `h + 0x25` when
     /// `h > 'Z'` (no carry leaves a byte: `h ≤ 0x7F`); an upper-case letter, without bit 7 of its
     /// own, gets 0x20 from its mask bit shifted down two places.
+    /// Folding is idempotent, so the last word of a name of 8 bytes or more overlaps the one
+    /// before it, and a name of 4–7 bytes is one word made of two overlapping halves.
     static func lowercase(_ p: UnsafeMutablePointer<UInt8>, count: Int) {
         let raw = UnsafeMutableRawPointer(p)
-        var i = 0
-        while i + 8 <= count {
-            let x = (raw + i).loadUnaligned(as: UInt64.self)
+        @inline(__always) func folded(_ x: UInt64) -> UInt64 {
             let h = x & 0x7F7F_7F7F_7F7F_7F7F
             let upper = (h &+ 0x3F3F_3F3F_3F3F_3F3F) & ~(h &+ 0x2525_2525_2525_2525) & ~x & 0x8080_8080_8080_8080
-            if upper != 0 { (raw + i).storeBytes(of: x | (upper >> 2), as: UInt64.self) }
-            i &+= 8
+            return x | (upper >> 2)
         }
-        while i < count { p[i] = lower(p[i]); i &+= 1 }
+        if count >= 8 {
+            var i = 0
+            while i + 8 < count {
+                (raw + i).storeBytes(of: folded((raw + i).loadUnaligned(as: UInt64.self)), as: UInt64.self)
+                i &+= 8
+            }
+            let t = count - 8
+            (raw + t).storeBytes(of: folded((raw + t).loadUnaligned(as: UInt64.self)), as: UInt64.self)
+        } else if count >= 4 {
+            let t = count - 4
+            let x = folded(UInt64((raw + t).loadUnaligned(as: UInt32.self)) << 32 | UInt64(raw.loadUnaligned(as: UInt32.self)))
+            raw.storeBytes(of: UInt32(truncatingIfNeeded: x), as: UInt32.self)
+            (raw + t).storeBytes(of: UInt32(truncatingIfNeeded: x >> 32), as: UInt32.self)
+        } else {
+            var i = 0
+            while i < count { p[i] = lower(p[i]); i &+= 1 }
+        }
+    }
+
+    /// The bytes at `[i, i + n)`, 4 ≤ n ≤ 8, as one word: the first four in the low half, the
+    /// last four in the high half (overlapping when n < 8). For checks that hold of every byte,
+    /// where a byte seen twice changes nothing.
+    @inline(__always) static func shortWord(_ p: UnsafeRawPointer, _ i: Int, _ n: Int) -> UInt64 {
+        UInt64((p + i + n - 4).loadUnaligned(as: UInt32.self)) << 32 | UInt64((p + i).loadUnaligned(as: UInt32.self))
+    }
+
+    /// Whether each byte of `w` is an ASCII letter, digit or `-`: the bytes of nearly every
+    /// header name, all of them tchars. Over a byte's low seven bits `x`, `x` is in `[lo, hi]`
+    /// when bit 7 of `(x + 0x80 − lo) & ~(x + 0x7F − hi)` is set (no sum leaves its byte); a
+    /// letter is `x | 0x20` in `a`–`z`. A byte with bit 7 of its own is not one.
+    @inline(__always) static func isNameWord(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        let x = w & ~high, l = x | 0x2020_2020_2020_2020
+        let letter = (l &+ ones &* (0x80 - 0x61)) & ~(l &+ ones &* (0x7F - 0x7A))
+        let digit = (x &+ ones &* (0x80 - 0x30)) & ~(x &+ ones &* (0x7F - 0x39))
+        let dash = (x &+ ones &* (0x80 - 0x2D)) & ~(x &+ ones &* (0x7F - 0x2D))
+        return (letter | digit | dash) & ~w & high == high
+    }
+
+    /// Whether the `n ≥ 4` bytes at `p + i` are all letters, digits or `-` (`isNameWord`), a
+    /// word at a time, the last word overlapping the one before.
+    @inline(__always) static func isPlainName(_ p: UnsafeRawPointer, _ i: Int, _ n: Int) -> Bool {
+        if n < 8 { return isNameWord(shortWord(p, i, n)) }
+        var j = i
+        while j + 8 < i + n {
+            if !isNameWord((p + j).loadUnaligned(as: UInt64.self)) { return false }
+            j += 8
+        }
+        return isNameWord((p + i + n - 8).loadUnaligned(as: UInt64.self))
+    }
+
+    /// Whether no byte of `w` is below 0x20 or is 0x7F (bytes ≥ 0x80 pass, as obs-text). Exact
+    /// when it answers true; a word with a tab (or a borrow's false mark) answers false and the
+    /// caller checks it byte by byte.
+    @inline(__always) static func isPlainValueWord(_ w: UInt64) -> Bool {
+        let control = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
+        let d = w ^ 0x7F7F_7F7F_7F7F_7F7F
+        let del = (d &- 0x0101_0101_0101_0101) & ~d & 0x8080_8080_8080_8080
+        return control | del == 0
     }
 
     /// Whether the bytes of `b` from `start`, ASCII letters folded to lower case, begin with
@@ -123,19 +180,21 @@ enum HeadLexer {
     /// Validates one header line `[s, e)` (RFC 9112 §5: token name, colon with no whitespace
     /// before it, no obs-fold, no control characters in the value) and returns offsets relative
     /// to `base`, classified by name. No Strings: response heads are forwarded from these offsets.
+    @inline(__always)
     static func field(_ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int, base: Int) -> Result<HeaderField, HeaderErrorBox> {
         if b[s] == SP || b[s] == HT { return .failure(.init(.obsFold)) }
         var i = s
         var known = KnownHeader.other
         // A known name (most lines) is recognised up to the first colon without a byte-by-byte
         // tchar check: its letters and `-` compare a word at a time with 0x20 set, which folds no
-        // other byte onto a letter, and onto `-` only CR (looked for). Any other name has every
-        // byte checked, as RFC 9110's token grammar says.
+        // other byte onto a letter, and onto `-` only CR (looked for). Another name of 4 bytes or
+        // more made of letters, digits and `-` only (nearly every one) is checked a word at a
+        // time (`isPlainName`); any other is checked byte by byte against RFC 9110's token grammar.
         if let base = b.baseAddress {
             let c = colonBeforeCR(base, s, e)
             if c > s {
                 known = KnownHeader.classifyToken(UnsafeRawBufferPointer(rebasing: b[s..<c]))
-                if known != .other && known != .proxyOther { i = c }
+                if (known != .other && known != .proxyOther) || (c - s >= 4 && isPlainName(base, s, c - s)) { i = c }
             }
         }
         if i == s {
@@ -160,12 +219,18 @@ enum HeadLexer {
                 j += 16
             }
             while j + 8 <= ve {
-                let w = (p + j).loadUnaligned(as: UInt64.self)
-                let control = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
-                let d = w ^ 0x7F7F_7F7F_7F7F_7F7F
-                let del = (d &- 0x0101_0101_0101_0101) & ~d & 0x8080_8080_8080_8080
-                if control | del != 0 { break }
+                if !isPlainValueWord((p + j).loadUnaligned(as: UInt64.self)) { break }
                 j += 8
+            }
+            // When the loops ran out, not into a word to look at byte by byte: the rest, 1–7
+            // bytes, as one word of the value's last 8 (overlapping bytes checked already), or
+            // of two overlapping halves for a value of 4–7 bytes.
+            if j < ve && ve - j < 8 {
+                if ve - vs >= 8 {
+                    if isPlainValueWord((p + ve - 8).loadUnaligned(as: UInt64.self)) { j = ve }
+                } else if ve - j >= 4 {
+                    if isPlainValueWord(shortWord(p, j, ve - j)) { j = ve }
+                }
             }
         }
         while j < ve {

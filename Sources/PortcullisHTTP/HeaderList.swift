@@ -1,3 +1,5 @@
+import PortcullisCore
+
 /// The elements of a comma-separated header value (RFC 9110 §5.6.1, `#element`: `Connection`,
 /// `Transfer-Encoding`) read as bytes, so a request or response head that carries one (every
 /// HTTP/1.1 client library sends `Connection: keep-alive`) makes no String per element.
@@ -43,5 +45,19 @@ public enum HeaderList {
             i += 1
         }
         return true
+    }
+
+    /// Whether `b[s..<e]` holds `byte` (`_` in a name a CGI-style backend would fold): a word at
+    /// a time, the last overlapping the one before (a name of 4–7 bytes is one word of two halves).
+    @inline(__always)
+    public static func contains(_ byte: UInt8, _ b: UnsafeRawBufferPointer, _ s: Int, _ e: Int) -> Bool {
+        guard let p = b.baseAddress, e - s >= 4 else { return b[s..<e].contains(byte) }
+        if e - s < 8 { return ByteWord.firstIndex(of: byte, or: byte, in: HeadLexer.shortWord(p, s, e - s)) != nil }
+        var j = s
+        while j + 8 < e {
+            if ByteWord.firstIndex(of: byte, or: byte, in: (p + j).loadUnaligned(as: UInt64.self)) != nil { return true }
+            j += 8
+        }
+        return ByteWord.firstIndex(of: byte, or: byte, in: (p + e - 8).loadUnaligned(as: UInt64.self)) != nil
     }
 }

@@ -64,7 +64,7 @@ public final class HeaderHygieneMiddleware: Middleware {
                     if f.known.isHopByHop || f.known.isGatewayOwned { continue }
                     let ns = Int(f.nameStart), ne = Int(f.nameEnd)
                     // A name with an underscore (rare) is classified as the backend may read it.
-                    if f.known == .other && b[ns..<ne].contains(95 /* _ */) {
+                    if f.known == .other && HeaderList.contains(95 /* _ */, b, ns, ne) {
                         let k = KnownHeader.classifyFoldingUnderscores(UnsafeRawBufferPointer(rebasing: b[ns..<ne]))
                         if k.isHopByHop || k.isGatewayOwned { continue }
                     }

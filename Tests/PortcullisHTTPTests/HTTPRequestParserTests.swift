@@ -228,6 +228,48 @@ final class HTTPRequestParserTests: XCTestCase {
         XCTAssertGreaterThan(checked, 80_000)
     }
 
+    /// Other names of 4 bytes or more made of letters, digits and `-` are checked a word at a
+    /// time (`HeadLexer.isPlainName`): every byte value at every position of such names of 1–20
+    /// bytes (both sides of word boundaries, the overlapping last word, the two halves of a
+    /// short one) gives exactly the byte-by-byte answer, and so does each bit pattern's word test.
+    func testOtherNamesAreCheckedAtEveryPosition() {
+        let plain = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-".utf8)
+        for c in 0...UInt8.max {
+            for at in 0..<8 {
+                var w = [UInt8](repeating: UInt8(ascii: "m"), count: 8)
+                w[at] = c
+                let word = w.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                XCTAssertEqual(HeadLexer.isNameWord(word), plain.contains(c), "byte \(c) at \(at)")
+            }
+        }
+        func oracle(_ line: [UInt8]) -> String {
+            var i = 0
+            while i < line.count && HeadLexer.isTchar(line[i]) { i += 1 }
+            if i == line.count { return "fail noColon" }
+            if line[i] != HeadLexer.COLON { return line[i] == HeadLexer.SP || line[i] == HeadLexer.HT ? "fail whitespaceBeforeColon" : "fail badName" }
+            if i == 0 { return "fail badName" }
+            let k = Array(line[0..<i]).withUnsafeBytes { KnownHeader.classifyIgnoringCase($0) }
+            return "ok \(k.rawValue) \(i)"
+        }
+        for n in 1...20 {
+            let name = (0..<n).map { plain[($0 * 7 + n) % plain.count] }
+            for at in 0..<n {
+                for c in 0...UInt8.max where c != HeadLexer.LF && !(at == 0 && (c == HeadLexer.SP || c == HeadLexer.HT)) {
+                    var line = name
+                    line[at] = c
+                    line += Array(": v".utf8)
+                    let got = line.withUnsafeBytes { b -> String in
+                        switch HeadLexer.field(b, 0, b.count, base: 0) {
+                        case .success(let f): return "ok \(f.known.rawValue) \(f.nameEnd)"
+                        case .failure(let e): return "fail \(e.kind)"
+                        }
+                    }
+                    if got != oracle(line) { return XCTFail("length \(n), byte \(c) at \(at): \(got), want \(oracle(line))") }
+                }
+            }
+        }
+    }
+
     /// Header values are checked sixteen, then eight bytes at a time: every byte value at every
     /// position of values of 1–40 bytes (both sides of each block boundary) is refused or kept
     /// exactly as the byte-by-byte rule says (controls other than HT, and DEL, refused;

@@ -41,6 +41,19 @@ final class HeaderListTests: XCTestCase {
         }
     }
 
+    /// `contains` reads a word at a time: the byte is found at every position of spans of 1–20
+    /// bytes, and never outside the span.
+    func testContainsAtEveryPosition() {
+        for n in 1...20 {
+            for at in -1..<(n + 1) {
+                var b = [UInt8](repeating: UInt8(ascii: "a"), count: n + 2)
+                b[at + 1] = 95
+                let want = at >= 0 && at < n
+                XCTAssertEqual(b.withUnsafeBytes { HeaderList.contains(95, $0, 1, n + 1) }, want, "length \(n), at \(at)")
+            }
+        }
+    }
+
     /// Connection and Transfer-Encoding lists, in request and response heads, read element by
     /// element: case, whitespace and empty elements do not change what they say.
     func testHeadsReadTheirLists() throws {

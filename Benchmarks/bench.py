@@ -8,6 +8,8 @@ Targets (all on loopback, one worker each so the comparison is per-core):
   full    – wrk → Portcullis with the whole mission path (JWT HS256, Redis limiter with token
             settlement, alias rewrite) → FakeProvider
   nginx_token – nginx as above, sent the full pipeline's request bytes (bearer token included)
+  full_real, nginx_real – full and nginx_token with real heads: wrk sends the OpenAI Python
+            SDK's header lines (sdk.lua), a second fake answers with OpenAI's (--response-headers openai)
 """
 import argparse
 import json
@@ -153,14 +155,14 @@ HAPROXY_SAME_HEADERS = """
   http-after-response set-header X-Request-ID %[unique-id]"""
 
 
-def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1, body_buffer=None):
+def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1, body_buffer=None, tag=""):
     """nginx as a plain reverse proxy in front of the fake: one worker (`workers`), upstream
     keep-alive, responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
     Portcullis does (`NGINX_SAME_HEADERS`). `master=False`: one process doing the work, for
     `instructions.sh` (callgrind follows one process). `body_buffer` (e.g. "128k"): request bodies
     up to that size kept in memory instead of a temporary file (`bodies.py`). Returns the config's path."""
     name = ("nginx-same-headers" if same_headers else "nginx") + ("" if workers == 1 else f"-{workers}") + \
-        (f"-body-{body_buffer}" if body_buffer else "")
+        (f"-body-{body_buffer}" if body_buffer else "") + tag
     conf = os.path.join(tmp, name + ".conf")
     extra = NGINX_SAME_HEADERS if same_headers else ""
     with open(conf, "w") as f:
@@ -192,9 +194,9 @@ http {{
     return conf
 
 
-def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False, workers=1, body_buffer=None):
-    """nginx as `nginx_conf` describes it, with its master process."""
-    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers, workers=workers, body_buffer=body_buffer)
+def start_nginx(tmp, port, fake_port, nofile=65536, same_headers=False, workers=1, body_buffer=None, tag=""):
+    """nginx as `nginx_conf` describes it, with its master process (`tag`: a second instance's config name)."""
+    conf = nginx_conf(tmp, port, fake_port, nofile=nofile, same_headers=same_headers, workers=workers, body_buffer=body_buffer, tag=tag)
     return subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stderr=subprocess.DEVNULL)
 
 
@@ -570,10 +572,23 @@ litellm_settings: {{ telemetry: false }}
     full_port = free_port()
     cfg_full = gateway_config("portcullis-full.yaml", full_port, alias_routing("pro") + auth_yaml + limits_yaml + redis_yaml)
     gw_full = gateway(cfg_full, env=env_jwt)
+    # Real heads: the full pipeline and nginx (sent the same bytes, the token too) in front of a
+    # second fake that answers with the header lines OpenAI's API sends, wrk sending the OpenAI
+    # Python SDK's (sdk.lua). The other targets keep the smallest heads that work.
+    fake_real_port, full_real_port, ngx_real_port = free_port(), free_port(), free_port()
+    fake_real = subprocess.Popen([os.path.join(a.bin, "FakeProvider"), "--listen", f"127.0.0.1:{fake_real_port}", "--workers", "1",
+                                  "--response-headers", "openai"], stderr=subprocess.DEVNULL)
+    procs.append(fake_real)
+    gw_full_real = gateway(write_gateway_config(tmp, fake_real_port, "portcullis-full-real.yaml", full_real_port,
+                                                alias_routing("pro") + auth_yaml + limits_yaml + redis_yaml), env=env_jwt)
+    ngx_real = start_nginx(tmp, ngx_real_port, fake_real_port, tag="-real")
+    procs.append(ngx_real)
+    script_of = {"full_real": "sdk.lua", "nginx_real": "sdk.lua"}
+    fake_of = {"full_real": fake_real, "nginx_real": fake_real}
     try:
         for p in (fake_port, gw_port, bare_port, ngx_port, auth_port, alias_port, lim_mem_port, lim_redis_port, redis_port, adapter_port,
                   hap_port, full_port, lim_nolease_port, ngx_same_port, hap_same_port, hap_stream_port, auto_port,
-                  hap_auto_port, ngx_auto_port):
+                  hap_auto_port, ngx_auto_port, fake_real_port, full_real_port, ngx_real_port):
             wait_port(p)
         if lit_port:
             wait_port(lit_port, timeout=120)
@@ -596,6 +611,9 @@ litellm_settings: {{ telemetry: false }}
                    "full": (full_port, gw_full.pid, hs_token),
                    # nginx sent the full pipeline's request bytes (its bearer token included).
                    "nginx_token": (ngx_port, ngx_worker, hs_token),
+                   # The two with real heads (sdk.lua, OpenAI's answer lines), the same bytes both ways.
+                   "full_real": (full_real_port, gw_full_real.pid, hs_token),
+                   "nginx_real": (ngx_real_port, nginx_worker(ngx_real), hs_token),
                    # Limiter cost: JWT on in all three (against jwt_hs256, and nginx for the target).
                    "jwt_limit_redis": (lim_redis_port, gw_lim_redis.pid, hs_token),
                    # Auth cost: the same request bytes (token included) with auth on, then off.
@@ -610,7 +628,7 @@ litellm_settings: {{ telemetry: false }}
         if a.only:
             targets = {k: v for k, v in targets.items() if k in a.only.split(",")}
         for name, (port, _, tok) in targets.items():  # warm-up
-            wrk(port, 1, a.conns, token=tok)
+            wrk(port, 1, a.conns, token=tok, script=script_of.get(name, "post.lua"))
         def redis_calls():
             out = subprocess.run(["redis-cli", "-p", str(redis_port), "INFO", "commandstats"], capture_output=True, text=True).stdout
             # Commands the gateway sends (the scripts' own redis.call()s are counted by Redis too).
@@ -643,10 +661,11 @@ litellm_settings: {{ telemetry: false }}
                     if name == "litellm" and turn > 0:
                         continue
                     cpu = tree_cpu_seconds if name in ("litellm", "nginx_auto") else cpu_seconds   # (more than one process)
-                    c0, f0 = cpu(pid), cpu_seconds(fake.pid)
+                    fake_pid = fake_of.get(name, fake).pid
+                    c0, f0 = cpu(pid), cpu_seconds(fake_pid)
                     r0 = redis_calls() if name in redis_sent else 0
                     t0 = cpu_ticks()
-                    res = wrk(port, a.seconds if name == "litellm" else slice_s, a.conns, token=tok)
+                    res = wrk(port, a.seconds if name == "litellm" else slice_s, a.conns, token=tok, script=script_of.get(name, "post.lua"))
                     t1 = cpu_ticks()
                     res["ticks"] = (t1[0] - t0[0], t1[1] - t0[1])   # (all, stolen) during this turn
                     if name == "litellm":
@@ -654,7 +673,7 @@ litellm_settings: {{ telemetry: false }}
                     res["cpu_s"] = cpu(pid) - c0
                     # The rest of the machine: the fake provider behind it (for direct, the server itself),
                     # wrk, and the cores left idle, per request (the split that explains a ratio).
-                    res["fake_s"] = cpu_seconds(fake.pid) - f0
+                    res["fake_s"] = cpu_seconds(fake_pid) - f0
                     res["idle_s"] = (t1[2] - t0[2]) / CLK
                     parts.setdefault(name, []).append(res)
                     if name in redis_sent:
@@ -850,6 +869,8 @@ litellm_settings: {{ telemetry: false }}
                      ("nginx_same", "nginx, doing Portcullis's header work too → fake"),
                      ("haproxy_same", "HAProxy, doing Portcullis's header work too → fake"),
                      ("full", "Portcullis, full pipeline (JWT + Redis limiter + alias + usage settlement) → fake"),
+                     ("nginx_real", "nginx → fake, real heads (the OpenAI Python SDK's 18 request lines, OpenAI's 23 answer lines; the token sent too)"),
+                     ("full_real", "Portcullis, full pipeline → fake, real heads (as the line above)"),
                      ("noauth_hs", "Portcullis, auth off, HS256 token sent → fake"),
                      ("jwt_hs256", "Portcullis + JWT HS256 → fake"),
                      ("noauth_rs", "Portcullis, auth off, RS256 token sent → fake"),
@@ -867,7 +888,7 @@ litellm_settings: {{ telemetry: false }}
     # The machine is shared (two cores: wrk, the fake provider and the proxy), so a proxy's
     # req/s also moves with what its requests and answers cost the other two, and with the time
     # all three wait at once. Medians over rounds, µs per request.
-    split = [k for k in ("direct", "gateway", "gateway_bare", "nginx", "haproxy", "nginx_token", "full") if k in med]
+    split = [k for k in ("direct", "gateway", "gateway_bare", "nginx", "haproxy", "nginx_token", "full", "nginx_real", "full_real") if k in med]
     if "direct" in split:
         lines += ["", "Where each request's CPU went, the whole machine (µs per request, medians over rounds): the proxy, "
                   "the fake provider behind it, wrk, and the two cores' idle time. Req/s is about two cores over their sum.", "",
@@ -877,7 +898,8 @@ litellm_settings: {{ telemetry: false }}
             proxy = 0.0 if k == "direct" else m["cpu_us"]
             label = {"direct": "fake provider directly", "gateway": "Portcullis (plain)",
                      "gateway_bare": "Portcullis (plain, configured as the peers)", "nginx": "nginx", "haproxy": "HAProxy",
-                     "nginx_token": "nginx, sent the full pipeline's bytes", "full": "Portcullis, full pipeline"}[k]
+                     "nginx_token": "nginx, sent the full pipeline's bytes", "full": "Portcullis, full pipeline",
+                     "nginx_real": "nginx, real heads", "full_real": "Portcullis, full pipeline, real heads"}[k]
             lines.append(f"| {label} | {'–' if k == 'direct' else f'{proxy:.1f}'} | {m['fake_us']:.1f} | {m['client_cpu_us']:.1f} | "
                          f"{m['idle_us']:.1f} | {proxy + m['fake_us'] + m['client_cpu_us'] + m['idle_us']:.1f} |")
     lines += [
@@ -900,6 +922,12 @@ litellm_settings: {{ telemetry: false }}
          f"proxy: nginx {pair('nginx_token', 'nginx', 'rps'):.2f}× req/s with it, Portcullis with auth off "
          f"{pair('noauth_hs', 'gateway', 'rps'):.2f}×"
          if full_vs_ngx_token is not None and "noauth_hs" in rounds else "- (nginx with the full pipeline's request bytes: not run)"),
+        (f"- **Full pipeline / nginx with real heads: req/s {pair('full_real', 'nginx_real', 'rps'):.2f}×** "
+         f"({spread('full_real', 'nginx_real', 1.0)}), server CPU per request {cpu_pair('full_real', 'nginx_real')}: wrk sends "
+         f"the OpenAI Python SDK's header lines (`sdk.lua`, 18 with Host and the token) and a second fake answers with the 23 "
+         f"OpenAI's API adds (`--response-headers openai`), both proxies sent the same bytes. The lines above use the smallest "
+         f"heads that work (4 request lines, 4 answer lines), where a proxy's per-line cost hardly shows"
+         if "full_real" in rounds and "nginx_real" in rounds else "- (real heads: not run)"),
         f"- Portcullis / direct req/s: {ratio_direct:.2f}×",
         f"- Added latency vs direct at full load: p50 {p50_over:+.2f} ms, p99 {p99_over:+.2f} ms",
         f"- **Added latency vs direct at half load** ({half_rps:.0f} req/s = {half_rps / med['gateway']['rps']:.2f}× Portcullis's maximum; "

@@ -5,7 +5,8 @@
 # HS256, the Redis limiter with token settlement, an alias route: the whole mission path).
 # `nginx` is the reference: nginx as the plain proxy of RESULTS.md (one process, upstream
 # keepalive), the same client and requests, counted the same way. `sdk` and `nginx-sdk`: plain
-# and nginx, the client sending the 18 header lines of the OpenAI Python SDK's requests.
+# and nginx with real clients' and providers' heads: the client sends the 18 header lines of
+# the OpenAI Python SDK's requests, the fake answers with the 23 OpenAI's API adds.
 # Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|nginx-sdk]... (default: the first five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
 # KEEP=dir keeps the callgrind files (dir/KIND.N.out, N the request count) for callgrind_annotate.
@@ -21,7 +22,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 run() {  # kind requests → total instructions of the gateway process
     local kind=$1 n=$2 fp gp rp="" routes extra="" token=""
     fp=$(free_port); gp=$(free_port)
-    "$BIN/FakeProvider" --listen "127.0.0.1:$fp" >/dev/null 2>&1 & local fpid=$!
+    local fake_args=()   # sdk kinds: the fake answers with the header lines OpenAI's API sends
+    case $kind in sdk|nginx-sdk) fake_args=(--response-headers openai) ;; esac
+    "$BIN/FakeProvider" --listen "127.0.0.1:$fp" "${fake_args[@]}" >/dev/null 2>&1 & local fpid=$!
     routes="routes: [ { path: /v1/chat/completions, provider: fake } ]"
     case $kind in
         sdk|nginx-sdk) export INSTR_CLIENT=sdk ;;

@@ -37,6 +37,9 @@ struct FakeScript {
     var stamp = false
     /// The `x-request-id` the answer carries (none by default).
     var requestID: String? = nil
+    /// Header lines every answer carries besides its own (`--response-headers openai`: those
+    /// OpenAI's API sends through its CDN, `OpenAIWire.responseHeaderLines`); none by default.
+    var extraHeaderLines = ""
     var stream = false
     var includeUsage = false
     var model = "gpt-4o-mini-2024-07-18"

@@ -2,6 +2,36 @@ import PortcullisJSON
 import PortcullisCore
 /// Builds responses in OpenAI's chat-completions wire format (see shared/fixtures/openai-*).
 enum OpenAIWire {
+    /// The header lines OpenAI's API adds to an answer (through its CDN) besides framing and
+    /// content type, as an HTTP/1.1 client receives them: 23 lines, ~1.2 KB, two of them cookies.
+    /// Values are representative, not live. Benchmarks use them to price a real provider's head.
+    static let responseHeaderLines = """
+        Date: Wed, 25 Nov 2026 10:00:00 GMT\r
+        Connection: keep-alive\r
+        access-control-expose-headers: X-Request-ID\r
+        openai-organization: user-4f2a9c1d7e8b3a6c5d0e1f2a\r
+        openai-processing-ms: 412\r
+        openai-project: proj_Xq3v8LmN2pR7sT1uW4yZ6aBc\r
+        openai-version: 2020-10-01\r
+        x-envoy-upstream-service-time: 415\r
+        x-ratelimit-limit-requests: 10000\r
+        x-ratelimit-limit-tokens: 30000000\r
+        x-ratelimit-remaining-requests: 9999\r
+        x-ratelimit-remaining-tokens: 29999990\r
+        x-ratelimit-reset-requests: 6ms\r
+        x-ratelimit-reset-tokens: 0s\r
+        x-request-id: req_8d3f0c2a4b5e6f7a8b9c0d1e2f3a4b5c\r
+        strict-transport-security: max-age=31536000; includeSubDomains; preload\r
+        CF-Cache-Status: DYNAMIC\r
+        Set-Cookie: __cf_bm=Hk3pQ9sV2xY7zA1bC4dE6fG8hJ0kL2mN4pQ6rS8tU0v-1795600800-1.0.1.1-aB3cD5eF7gH9iJ1kL3mN5oP7qR9sT1uV3wX5yZ7aB9cD1eF3gH5iJ7kL9mN1oP3qR5sT7uV9wX1yZ3aB5cD7eF9gH1iJ3kL5mN7o; path=/; expires=Wed, 25-Nov-26 10:30:00 GMT; domain=.api.openai.com; HttpOnly; Secure; SameSite=None\r
+        X-Content-Type-Options: nosniff\r
+        Set-Cookie: _cfuvid=pQ7rS9tU1vW3xY5zA7bC9dE1fG3hJ5kL7mN9pQ1rS3t-1795600800123-0.0.1.1-604800000; path=/; domain=.api.openai.com; HttpOnly; Secure; SameSite=None\r
+        Server: cloudflare\r
+        CF-RAY: 8e8b2c1d3f4a5b6c-SJC\r
+        alt-svc: h3=":443"; ma=86400\r
+
+        """
+
     static let words = ["The", " gate", " is", " open", "."]
 
     static func token(_ i: Int) -> String { words[i % words.count] }

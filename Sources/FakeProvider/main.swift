@@ -9,8 +9,8 @@ import Glibc
 /// chunks, error bodies) with per-request scripted delays and failures (see `FakeScript`).
 ///
 ///     FakeProvider [--listen 127.0.0.1:9000] [--workers 1] [--tokens 5] [--inter-event-delay-ms 0]
-///                  [--first-byte-delay-ms 0]
-let usage = "usage: FakeProvider [--listen HOST:PORT] [--workers N] [--tokens N] [--first-byte-delay-ms N] [--inter-event-delay-ms N]\n"
+///                  [--first-byte-delay-ms 0] [--response-headers openai]
+let usage = "usage: FakeProvider [--listen HOST:PORT] [--workers N] [--tokens N] [--first-byte-delay-ms N] [--inter-event-delay-ms N] [--response-headers openai]\n"
 
 func die(_ m: String) -> Never {
     var s = m + "\n"
@@ -32,6 +32,9 @@ while !args.isEmpty {
     case "--tokens": defaults.tokens = Int(v) ?? defaults.tokens
     case "--first-byte-delay-ms": defaults.firstByteDelayMs = Int(v) ?? 0
     case "--inter-event-delay-ms": defaults.interEventDelayMs = Int(v) ?? 0
+    case "--response-headers":
+        guard v == "openai" else { die(usage) }
+        defaults.extraHeaderLines = OpenAIWire.responseHeaderLines
     default: die(usage)
     }
 }

@@ -132,7 +132,7 @@ public struct HTTPRequestParser: Sendable {
                 if s == e {
                     return finish(b, requestLine: requestLine, state: &st, headersEnd: s, consumed: next)
                 }
-                st.bytesExamined += e - s
+                st.bytesExamined &+= e - s
                 switch HeadLexer.field(b, s, e, base: requestLine.2) {
                 case .success(let f):
                     st.fields.append(f)
@@ -146,17 +146,18 @@ public struct HTTPRequestParser: Sendable {
 
     /// The next CRLF line from `st.lineStart`, scanning only bytes not scanned before; on a
     /// line, advances `lineStart` past it.
+    @inline(__always)
     private func nextLine(_ b: UnsafeRawBufferPointer, _ st: inout HeadScanState) -> HeadLexer.LineResult {
         let from = max(st.scanFrom, st.lineStart)
         guard from < b.count, let base = b.baseAddress else { st.scanFrom = max(from, b.count); return .incomplete }
         let found = memchr(base + from, Int32(HeadLexer.LF), b.count - from)
         guard let hit = found else {
-            st.bytesExamined += b.count - from
+            st.bytesExamined &+= b.count - from
             st.scanFrom = b.count
             return .incomplete
         }
         let i = UnsafeRawPointer(hit) - base
-        st.bytesExamined += i + 1 - from
+        st.bytesExamined &+= i + 1 - from
         let start = st.lineStart
         if i == start || b[i - 1] != HeadLexer.CR { return .bareLF }
         st.lineStart = i + 1

@@ -238,8 +238,11 @@ enum HeadLexer {
             if (c < 0x20 && c != HT) || c == 0x7F { return .failure(.init(.badValue)) }
             j += 1
         }
-        return .success(HeaderField(nameStart: Int32(s - base), nameEnd: Int32(i - base), valueStart: Int32(vs - base),
-                                    valueEnd: Int32(ve - base), known: known))
+        // Offsets from `base`, all at most `e - base`: one range check for the four.
+        precondition(e - base <= Int(Int32.max), "header section beyond 2 GiB")
+        return .success(HeaderField(nameStart: Int32(truncatingIfNeeded: s - base), nameEnd: Int32(truncatingIfNeeded: i - base),
+                                    valueStart: Int32(truncatingIfNeeded: vs - base), valueEnd: Int32(truncatingIfNeeded: ve - base),
+                                    known: known))
     }
 
     /// The first colon in `[s, e)` if no CR comes before it, else -1: eight bytes a word

@@ -33,6 +33,14 @@ public struct HeaderField: Sendable, Equatable {
     @inline(__always) public func isColonSpaceSpelled(in raw: UnsafeRawBufferPointer) -> Bool {
         Int(valueStart) == Int(nameEnd) + 2 && raw[Int(nameEnd) + 1] == HeadLexer.SP
     }
+
+    /// Where the line ends (after its CRLF) when it reads exactly `name: value\r\n` in `raw`
+    /// (one space after the colon, nothing after the value), else nil. Such lines, adjacent in
+    /// the head, copy out as one run of bytes (relayed response heads, upstream request lines).
+    @inline(__always) public func plainLineEnd(in raw: UnsafeRawBufferPointer) -> Int? {
+        let ve = Int(valueEnd)
+        return isColonSpaceSpelled(in: raw) && ve + 1 < raw.count && raw[ve] == HeadLexer.CR ? ve + 2 : nil
+    }
 }
 
 /// A head's header section as received: the header lines' bytes and each field's offsets into
@@ -137,6 +145,12 @@ extension HeaderField {
         }
         w.put("\r\n")
         HeadLexer.lowercase(name, count: ne - ns)
+    }
+
+    /// Lowercases this field's name where a copy of its line put it (`name`: its first byte).
+    @inline(__always)
+    public func lowercaseName(at name: UnsafeMutablePointer<UInt8>) {
+        HeadLexer.lowercase(name, count: Int(nameEnd - nameStart))
     }
 }
 

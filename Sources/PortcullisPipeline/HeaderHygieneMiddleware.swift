@@ -59,6 +59,19 @@ public final class HeaderHygieneMiddleware: Middleware {
             let capacity = 64 + ctx.requestID.utf8Count + ctx.clientAddress.utf8.count + b.count + 4 * fields.count
             return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { scratch -> [UInt8] in
                 var w = UnsafeByteWriter(scratch)
+                // Kept lines spelled `name: value\r\n` and adjacent in the head (most of a
+                // client's) are copied as one run, their names then lowercased where they landed:
+                // fields `runFirst...runLast`, all kept (a dropped line between two breaks the run).
+                var runStart = 0, runEnd = 0, runFirst = 0, runLast = -1
+                @inline(__always) func flushRun() {
+                    guard runLast >= runFirst else { return }
+                    let out = w.end
+                    w.put(UnsafeRawBufferPointer(rebasing: b[runStart..<runEnd]))
+                    for k in runFirst...runLast {
+                        fields[k].lowercaseName(at: out + (Int(fields[k].nameStart) - runStart))
+                    }
+                    runLast = -1
+                }
                 for i in fields.indices {
                     let f = fields[i]
                     if f.known.isHopByHop || f.known.isGatewayOwned { continue }
@@ -69,8 +82,15 @@ public final class HeaderHygieneMiddleware: Middleware {
                         if k.isHopByHop || k.isGatewayOwned { continue }
                     }
                     if !listed.isEmpty && listed.contains(where: { HeaderList.foldedEquals(b, ns, ne, $0) }) { continue }
+                    if let end = f.plainLineEnd(in: b) {
+                        if runLast < runFirst || ns != runEnd { flushRun(); runStart = ns; runFirst = i }
+                        runEnd = end; runLast = i
+                        continue
+                    }
+                    flushRun()
                     f.writeLine(from: b, to: &w)
                 }
+                flushRun()
                 if added.contains(.requestID) { w.put("x-request-id: "); w.put(ctx.requestID); w.put("\r\n") }
                 if added.contains(.forwarded) {
                     w.put("x-forwarded-for: "); ctx.clientAddress.withUTF8Bytes { w.put($0) }

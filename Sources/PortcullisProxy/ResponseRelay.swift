@@ -42,15 +42,28 @@ public struct ResponseRelay {
                     }
                 }
             }
+            // "Name: value" straight from the provider's bytes. Lines spelled so already (as
+            // most providers' are) and adjacent in its head go out as one run: one copy for
+            // the lines between two dropped ones.
+            var runStart = 0, runEnd = 0
             for f in h.fields {
                 if f.known.isHopByHop || f.known == .contentLength { continue }
                 if f.known == .xRequestId && request.requestID != nil { continue }   // ours replaces it
                 if isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
                 if !connectionListed.isEmpty && f.known == .other
                     && connectionListed.contains(where: { HeaderList.foldedEquals(raw, Int(f.nameStart), Int(f.nameEnd), $0) }) { continue }
-                // "Name: value" straight from the provider's bytes (one copy when they are
-                // spelled so already, as most providers' are).
-                let ns = Int(f.nameStart), ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
+                let ns = Int(f.nameStart)
+                if let end = f.plainLineEnd(in: raw) {
+                    if ns != runEnd {
+                        if runEnd > runStart { out.append(UnsafeRawBufferPointer(rebasing: raw[runStart..<runEnd])) }
+                        runStart = ns
+                    }
+                    runEnd = end
+                    continue
+                }
+                if runEnd > runStart { out.append(UnsafeRawBufferPointer(rebasing: raw[runStart..<runEnd])) }
+                runStart = 0; runEnd = 0
+                let ne = Int(f.nameEnd), vs = Int(f.valueStart), ve = Int(f.valueEnd)
                 if f.isColonSpaceSpelled(in: raw) {
                     out.append(UnsafeRawBufferPointer(rebasing: raw[ns..<ve]))
                 } else {
@@ -60,6 +73,7 @@ public struct ResponseRelay {
                 }
                 out.append(StatusLine.crlf)
             }
+            if runEnd > runStart { out.append(UnsafeRawBufferPointer(rebasing: raw[runStart..<runEnd])) }
         }
         if HTTPMethodName.isHEAD(request.method) || h.status == 204 || h.status == 304 {
             noBody = true

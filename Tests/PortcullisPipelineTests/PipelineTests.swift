@@ -117,6 +117,33 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(String(decoding: ctx.upstreamHeaderLines, as: UTF8.self), "x-drop-not: 2\r\nx-stainless-os: Linux\r\nx-dro: 5\r\n")
     }
 
+    /// Kept lines go upstream in runs (adjacent `name: value\r\n` lines copied in one piece,
+    /// names lowercased after): for heads made of every mix of plain, oddly spaced, dropped and
+    /// upper-case lines, the bytes are exactly the line-by-line rule's.
+    func testKeptLinesInRunsAreTheLineByLineBytes() throws {
+        let config = try ConfigurationLoader.parse("providers: { p: { base_url: 'http://127.0.0.1:1' } }\nroutes: [ { path: /v1/*, provider: p } ]\n",
+                                                   file: "t.yaml")
+        // (line as sent, line as forwarded or nil when dropped)
+        let pool: [(String, String?)] = [("X-A: 1", "x-a: 1"), ("x-b:2", "x-b: 2"), ("X-C: three ", "x-c: three"),
+                                         ("Connection: keep-alive", nil), ("X-Tenant-Id: t", nil), ("User-Agent: ua/1", "user-agent: ua/1"),
+                                         ("X_Up: u", "x_up: u"), ("Keep-Alive: 5", nil), ("x-d:\tv", "x-d: v"),
+                                         ("X-STAINLESS-PACKAGE-VERSION: 3.57.0", "x-stainless-package-version: 3.57.0"),
+                                         ("x-e: ", "x-e: "), ("ACCEPT: */*", "accept: */*")]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<600 {
+            let lines = (0..<Int.random(in: 1...9, using: &rng)).map { _ in pool[Int.random(in: 0..<pool.count, using: &rng)] }
+            let text = "POST /v1/x HTTP/1.1\r\nHost: x\r\n" + lines.map { $0.0 + "\r\n" }.joined() + "\r\n"
+            let bytes = Array(text.utf8)
+            guard case .complete(let head, _) = bytes.withUnsafeBytes({ HTTPRequestParser().parse($0) }) else { return XCTFail(text) }
+            let ctx = RequestContext(requestID: RequestID("rid"), head: head, body: [], clientAddress: "10.0.0.1", startNanos: 0, configuration: config)
+            Pipeline([RouteMiddleware(), HeaderHygieneMiddleware(adding: [])]).run(ctx) { _ in }
+            let want = lines.compactMap(\.1).map { $0 + "\r\n" }.joined()
+            if String(decoding: ctx.upstreamHeaderLines, as: UTF8.self) != want {
+                return XCTFail("\(text.debugDescription): \(String(decoding: ctx.upstreamHeaderLines, as: UTF8.self).debugDescription)")
+            }
+        }
+    }
+
     /// `server.upstream_headers` chooses the added lines; the client's copies of them (and its
     /// identity headers) are dropped whatever it lists.
     func testUpstreamHeadersChooseTheAddedLines() throws {

@@ -23,6 +23,32 @@ final class ResponseRelayTests: XCTestCase {
             + "Content-Type: application/json\r\ncontent-length: 2\r\nx-request-id: rid\r\n\r\n")
     }
 
+    /// A provider's kept lines go out in runs (adjacent `Name: value\r\n` lines copied in one
+    /// piece): for heads made of every mix of plain, oddly spaced and dropped lines, the bytes
+    /// are exactly the line-by-line rule's.
+    func testKeptLinesInRunsAreTheLineByLineBytes() throws {
+        let pool: [(String, String?)] = [("X-A: 1", "X-A: 1"), ("x-b:2", "x-b: 2"), ("X-C: three ", "X-C: three"),
+                                         ("Connection: keep-alive", nil), ("X-Request-Id: theirs", nil), ("Server: cloudflare", "Server: cloudflare"),
+                                         ("Keep-Alive: timeout=5", nil), ("x-d:\tv", "x-d: v"), ("x-e: ", "x-e: "),
+                                         ("Set-Cookie: a=b; path=/", "Set-Cookie: a=b; path=/")]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<600 {
+            let lines = (0..<Int.random(in: 1...9, using: &rng)).map { _ in pool[Int.random(in: 0..<pool.count, using: &rng)] }
+            let text = "HTTP/1.1 200 OK\r\n" + lines.map { $0.0 + "\r\n" }.joined() + "Content-Length: 2\r\n\r\n"
+            let bytes = Array(text.utf8)
+            guard case .complete(let h, _) = bytes.withUnsafeBytes({ HTTPResponseParser().parse($0, requestMethod: "POST") }) else {
+                return XCTFail(text)
+            }
+            var relay = ResponseRelay()
+            let out = ByteBuffer()
+            relay.head(h, request: RequestFacts(method: "POST", minorVersion: 1, keepAlive: true, requestID: RequestID("rid")),
+                       identity: [], extra: [], into: out)
+            let want = "HTTP/1.1 200 OK\r\n" + lines.compactMap(\.1).map { $0 + "\r\n" }.joined() + "content-length: 2\r\nx-request-id: rid\r\n\r\n"
+            let got = String(decoding: out.readable, as: UTF8.self)
+            if got != want { return XCTFail("\(text.debugDescription): \(got.debugDescription)") }
+        }
+    }
+
     /// What the provider's `Connection` lists is dropped in any case or underscore spelling;
     /// `keep-alive` there (what most providers send) drops nothing else.
     func testConnectionListedFieldsAreDropped() throws {

@@ -4,10 +4,10 @@
 # rewritten), `limit` (the in-memory limiter with requests and tokens per minute) or `full` (JWT
 # HS256, the Redis limiter with token settlement, an alias route: the whole mission path).
 # `nginx` is the reference: nginx as the plain proxy of RESULTS.md (one process, upstream
-# keepalive), the same client and requests, counted the same way. `sdk` and `nginx-sdk`: plain
-# and nginx with real clients' and providers' heads: the client sends the 18 header lines of
-# the OpenAI Python SDK's requests, the fake answers with the 23 OpenAI's API adds.
-# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|nginx-sdk]... (default: the first five)
+# keepalive), the same client and requests, counted the same way. `KIND-sdk` (`sdk` for plain):
+# that path with real clients' and providers' heads: the client sends the 18 header lines of the
+# OpenAI Python SDK's requests, the fake answers with the 23 OpenAI's API adds.
+# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|KIND-sdk]... (default: the first five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
 # KEEP=dir keeps the callgrind files (dir/KIND.N.out, N the request count) for callgrind_annotate.
 set -euo pipefail
@@ -22,12 +22,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 run() {  # kind requests → total instructions of the gateway process
     local kind=$1 n=$2 fp gp rp="" routes extra="" token=""
     fp=$(free_port); gp=$(free_port)
-    local fake_args=()   # sdk kinds: the fake answers with the header lines OpenAI's API sends
-    case $kind in sdk|nginx-sdk) fake_args=(--response-headers openai) ;; esac
+    # `KIND-sdk` (and `sdk`, the plain one): real heads. The client sends the OpenAI Python SDK's
+    # header lines, the fake answers with those OpenAI's API sends.
+    local base=${kind%-sdk} fake_args=()
+    [ "$kind" = sdk ] && base=plain
+    [ "$base" != "$kind" ] && { export INSTR_CLIENT=sdk; fake_args=(--response-headers openai); }
     "$BIN/FakeProvider" --listen "127.0.0.1:$fp" "${fake_args[@]}" >/dev/null 2>&1 & local fpid=$!
     routes="routes: [ { path: /v1/chat/completions, provider: fake } ]"
-    case $kind in
-        sdk|nginx-sdk) export INSTR_CLIENT=sdk ;;
+    case $base in
         alias) routes="routes: [ { path: /v1/chat/completions } ]"
                extra="models: { chat-default: { tiers: { s: [ { target: fake/gpt-4o-mini } ] }, default_tier: s } }" ;;
         limit) extra="limits: { default_tier: pro, tiers: { pro: { requests_per_minute: 100000000, tokens_per_minute: 100000000000 } } }" ;;
@@ -48,7 +50,7 @@ PY
 ) ;;
     esac
     rm -f "$TMP"/out.*
-    if [ "${kind%-sdk}" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
+    if [ "$base" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
         conf=$(python3 -c 'import sys; sys.path.insert(0, "Benchmarks"); from bench import nginx_conf
 print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False))' "$TMP" "$gp" "$fp")
         valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$conf" -p "$TMP" >/dev/null 2>&1 & local gpid=$!

@@ -153,8 +153,8 @@ final class FakeConnection: EventHandler {
         seq += 1
         let id = "chatcmpl-fake\(seq)"
         let prompt = max(1, body.count / 4)
-        let received = "x-fake-received-bytes: \(body.count)\r\n" + (script.requestID.map { "x-request-id: \($0)\r\n" } ?? "")
-            + script.extraHeaderLines
+        var received = "x-fake-received-bytes: \(body.count)\r\n" + (script.requestID.map { "x-request-id: \($0)\r\n" } ?? "")
+        if !script.extraHeaderLines.isEmpty { received += script.extraHeaderLines }
         if script.status != 200 {
             let extra = script.status == 429 ? "retry-after: \(script.retryAfter)\r\n" + received : received
             let err = anthropic ? AnthropicWire.error(status: script.status) : OpenAIWire.error(status: script.status)

@@ -17,6 +17,7 @@ import PortcullisHTTP
 /// | `x-fake-retry-after: N` | the `Retry-After` seconds of a 429 (default 1) |
 /// | `x-fake-request-id: ID` | answer with `x-request-id: ID`, as OpenAI's answers carry their own id |
 /// | `x-fake-tool: NAME` | (Messages API) answer with a call of tool NAME, input `{"gate":"north"}` |
+/// | `x-fake-response-headers: openai` | answer with the header lines OpenAI's API adds (`--response-headers openai` for every answer) |
 ///
 /// The same knobs can be put in the path, so that several "providers" (base URLs) on one fake
 /// behave differently: `/_x/status=500,first-byte-delay-ms=50/v1/chat/completions` (names
@@ -83,6 +84,7 @@ struct FakeScript {
             case "x-fake-close": close = h.value == "1" || h.value == "true"
             case "x-fake-stamp": stamp = h.value == "1" || h.value == "true"
             case "x-fake-request-id": requestID = h.value.isEmpty ? nil : h.value
+            case "x-fake-response-headers": extraHeaderLines = h.value == "openai" ? OpenAIWire.responseHeaderLines : ""
             default: break
             }
         }

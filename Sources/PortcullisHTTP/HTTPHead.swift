@@ -65,11 +65,7 @@ extension RawHeaderBlock {
 
     /// Whether the name of `f` starts with `lowercasePrefix`, ignoring ASCII case (no String).
     public func nameHasPrefix(_ f: HeaderField, _ lowercasePrefix: StaticString) -> Bool {
-        let n = lowercasePrefix.utf8CodeUnitCount
-        guard Int(f.nameEnd - f.nameStart) >= n else { return false }
-        return raw.withUnsafeBytes {
-            HeadLexer.matchesLowercase($0, from: Int(f.nameStart), UnsafeRawBufferPointer(start: lowercasePrefix.utf8Start, count: n))
-        }
+        raw.withUnsafeBytes { f.nameHasPrefix(lowercasePrefix, in: $0) }
     }
 
     /// Calls `body` with each element of the comma-separated value of `f` (`HeaderList.forEach`).
@@ -145,6 +141,15 @@ extension HeaderField {
         }
         w.put("\r\n")
         HeadLexer.lowercase(name, count: ne - ns)
+    }
+
+    /// Whether this field's name in `raw` (its head's header bytes) starts with
+    /// `lowercasePrefix`, ignoring ASCII case.
+    @inline(__always)
+    public func nameHasPrefix(_ lowercasePrefix: StaticString, in raw: UnsafeRawBufferPointer) -> Bool {
+        let n = lowercasePrefix.utf8CodeUnitCount
+        guard Int(nameEnd - nameStart) >= n else { return false }
+        return HeadLexer.matchesLowercase(raw, from: Int(nameStart), UnsafeRawBufferPointer(start: lowercasePrefix.utf8Start, count: n))
     }
 
     /// Lowercases this field's name where a copy of its line put it (`name`: its first byte).

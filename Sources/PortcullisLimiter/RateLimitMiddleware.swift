@@ -52,6 +52,7 @@ final class LimitReservation: UsageSettlement, ResponseHeaderSource {
         self.slot = slot; self.statuses = statuses
     }
 
+    var replacedNamePrefix: StaticString { "x-ratelimit-" }
     var maxLineBytes: Int { RateLimitReport.linesCapacity }
     func writeLines(to out: UnsafeMutableRawBufferPointer) -> Int {
         RateLimitReport(set: buckets.bucketSet, statuses: statuses).writeLines(to: out)

@@ -218,6 +218,10 @@ public final class RoutePlan {
 /// Response header lines a stage renders only when the response head is written, into the
 /// head's own buffer (no bytes of their own before that). Loop thread.
 public protocol ResponseHeaderSource: AnyObject {
+    /// The lowercase prefix of the names of its lines (`x-ratelimit-`): the provider's fields
+    /// named so are dropped from the relayed head, so a client gets one answer to each question
+    /// (and not the provider account's own, which tells of every tenant's traffic).
+    var replacedNamePrefix: StaticString { get }
     /// The most bytes `writeLines` writes.
     var maxLineBytes: Int { get }
     /// Writes the lines (`name: value\r\n`…) at the start of `to`, which holds at least

@@ -22,7 +22,8 @@ public struct ResponseRelay {
     public init() {}
 
     /// Queues the response head. `identity` lines (already formatted `name: value\r\n`) are
-    /// added after the provider's fields.
+    /// added after the provider's fields, then `source`'s, which replace the provider's fields
+    /// of the same names (`replacedNamePrefix`).
     mutating func head(_ h: HTTPResponseHead, request: RequestFacts, identity: [UInt8], extra: [UInt8],
                        source: ResponseHeaderSource? = nil, into out: ByteBuffer) {
         status = h.status
@@ -46,12 +47,14 @@ public struct ResponseRelay {
             // most providers' are) and adjacent in its head go out as one run: one copy for
             // the lines between two dropped ones.
             var runStart = 0, runEnd = 0
+            let replaced = source?.replacedNamePrefix
             for f in h.fields {
                 if f.known.isHopByHop || f.known == .contentLength { continue }
                 if f.known == .xRequestId && request.requestID != nil { continue }   // ours replaces it
                 if isSSE && (f.known == .cacheControl || f.known == .xAccelBuffering) { continue }
                 if !connectionListed.isEmpty && f.known == .other
                     && connectionListed.contains(where: { HeaderList.foldedEquals(raw, Int(f.nameStart), Int(f.nameEnd), $0) }) { continue }
+                if let p = replaced, f.known == .other, f.nameHasPrefix(p, in: raw) { continue }   // the source's lines replace them
                 let ns = Int(f.nameStart)
                 if let end = f.plainLineEnd(in: raw) {
                     if ns != runEnd {

@@ -1,6 +1,7 @@
 """Wallet protection end to end (issue 8, first part): the memory store, a real redis-server,
 two gateways sharing one Redis, and Redis outages under both failure policies."""
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -113,6 +114,38 @@ def test_memory_store_exact_limit_with_headers(start_gateway):
     rec = gw.wait_access(lambda r: r["outcome"] == "rate_limited")
     assert rec and rec["detail"] == "tenant_(free_tier)_requests_per_minute" and rec["status"] == 429, rec
     assert 'portcullis_rate_limited_total{scope="tenant",kind="requests"} 1' in metrics(gw)
+
+
+def header_list(port, headers):
+    """POST and return every response header line as (lowercased name, value), repeats kept."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("POST", CHAT, body(), {"Content-Type": "application/json", **headers})
+        r = c.getresponse()
+        r.read()
+        return r.status, [(k.lower(), v) for k, v in r.getheaders()]
+    finally:
+        c.close()
+
+
+def test_provider_ratelimit_fields_are_replaced_on_limited_routes(start_gateway):
+    """A provider's own x-ratelimit-* (its account's, shared by every tenant) never reach a client
+    beside the gateway's: on a limited route the gateway's replace them, one line a name; the
+    provider's other lines pass. On a route without limits they pass as sent."""
+    openai = {"x-fake-response-headers": "openai"}
+    gw = start_gateway(extra_yaml=limits_yaml(rpm=3))
+    status, lines = header_list(gw.port, openai)
+    assert status == 200
+    names = [k for k, _ in lines]
+    for n in ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-limit-tokens"):
+        assert names.count(n) == 1, lines
+    assert dict(lines)["x-ratelimit-limit-requests"] == "3"
+    assert dict(lines)["x-ratelimit-remaining-tokens"] != "29999990"
+    assert ("openai-version", "2020-10-01") in lines and names.count("set-cookie") == 2
+    plain = start_gateway()
+    status, lines = header_list(plain.port, openai)
+    assert status == 200 and ("x-ratelimit-limit-requests", "10000") in lines
+    assert [k for k, _ in lines].count("x-ratelimit-limit-requests") == 1
 
 
 def test_redis_store_exact_limit(start_gateway, shared_redis, fake):

@@ -1,6 +1,7 @@
 import XCTest
 import PortcullisCore
 import PortcullisHTTP
+import PortcullisPipeline
 @testable import PortcullisProxy
 
 /// The client's response head: each kept provider field as `Name: value` whatever white space
@@ -47,6 +48,37 @@ final class ResponseRelayTests: XCTestCase {
             let got = String(decoding: out.readable, as: UTF8.self)
             if got != want { return XCTFail("\(text.debugDescription): \(got.debugDescription)") }
         }
+    }
+
+    /// A source of lines (the limiter's `x-ratelimit-*`) replaces the provider's fields of those
+    /// names, in any case; names that only start alike stay, and without a source they all stay.
+    func testASourcesLinesReplaceTheProvidersFieldsOfThoseNames() throws {
+        final class Lines: ResponseHeaderSource {
+            var replacedNamePrefix: StaticString { "x-ratelimit-" }
+            var maxLineBytes: Int { 64 }
+            func writeLines(to: UnsafeMutableRawBufferPointer) -> Int {
+                let line = Array("x-ratelimit-limit-requests: 3\r\n".utf8)
+                to.copyBytes(from: line)
+                return line.count
+            }
+        }
+        let provider = "HTTP/1.1 200 OK\r\nX-RateLimit-Limit-Requests: 10000\r\nopenai-version: 2020-10-01\r\n"
+            + "x-ratelimit-remaining-tokens: 29999990\r\nx-ratelimitless: y\r\nContent-Length: 2\r\n\r\n"
+        let bytes = Array(provider.utf8)
+        guard case .complete(let h, _) = bytes.withUnsafeBytes({ HTTPResponseParser().parse($0, requestMethod: "POST") }) else {
+            return XCTFail("parse")
+        }
+        let facts = RequestFacts(method: "POST", minorVersion: 1, keepAlive: true, requestID: nil)
+        var relay = ResponseRelay()
+        let out = ByteBuffer()
+        relay.head(h, request: facts, identity: [], extra: [], source: Lines(), into: out)
+        XCTAssertEqual(String(decoding: out.readable, as: UTF8.self), "HTTP/1.1 200 OK\r\nopenai-version: 2020-10-01\r\n"
+            + "x-ratelimitless: y\r\ncontent-length: 2\r\nx-ratelimit-limit-requests: 3\r\n\r\n")
+        var plain = ResponseRelay()
+        let out2 = ByteBuffer()
+        plain.head(h, request: facts, identity: [], extra: [], into: out2)
+        XCTAssertEqual(String(decoding: out2.readable, as: UTF8.self), "HTTP/1.1 200 OK\r\nX-RateLimit-Limit-Requests: 10000\r\n"
+            + "openai-version: 2020-10-01\r\nx-ratelimit-remaining-tokens: 29999990\r\nx-ratelimitless: y\r\ncontent-length: 2\r\n\r\n")
     }
 
     /// What the provider's `Connection` lists is dropped in any case or underscore spelling;

@@ -125,6 +125,9 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
         send()
     }
 
+    /// Requests up to one TLS record's plaintext go out as one `SSL_write` (`send`).
+    static let joinedTLSWrite = 16384
+
     private func send() {
         guard let c = conn else { return }
         let total = head.count + body.count
@@ -134,6 +137,23 @@ public final class UpstreamExchange: UpstreamConnectionOwner, UpstreamAttempt {
                 r = head.withUnsafeBytes { h in body.withUnsafeBytes { b in
                     Sockets.send2(fd, UnsafeRawBufferPointer(rebasing: h[sent...]), b)
                 } }
+            } else if case .tls = c.transport, !body.isEmpty, total <= Self.joinedTLSWrite {
+                // Head and body in one TLS record and one syscall, not two of each: joined in a
+                // scratch copy (the same bytes for a write repeated after WANT_WRITE, as
+                // SSL_write requires; the exchange always takes this path or never).
+                r = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: total - sent) { scratch in
+                    let out = UnsafeMutableRawBufferPointer(scratch)
+                    guard let p = out.baseAddress else { return .error(EINVAL) }
+                    let n = max(0, head.count - sent)
+                    if n > 0 {
+                        head.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[sent...])) }
+                    }
+                    let off = max(0, sent - head.count)
+                    body.withUnsafeBytes {
+                        UnsafeMutableRawBufferPointer(rebasing: out[n...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[off...]))
+                    }
+                    return c.transport.write(p, total - sent)
+                }
             } else if sent < head.count {
                 r = head.withUnsafeBytes { h in
                     guard let p = h.baseAddress else { return .error(EINVAL) }

@@ -108,3 +108,17 @@ def test_tls_upstream_alias_route_sends_the_rewritten_body_whole(start_gateway, 
         answer = json.loads(r.body)
         assert answer["model"] == "gpt-4o-mini"
         assert answer["x_received"] == {"messages": 3, "characters": len(text) + 2 + 5}
+
+
+def test_tls_upstream_bodies_either_side_of_one_record(start_gateway, tls_server):
+    """A request that fits one TLS record goes out as one write of head and body joined; a
+    larger one as the head, then the body. Bodies either side of that size (16 KiB with the
+    head) arrive whole over one pooled connection, in turn."""
+    port, ca = tls_server
+    gw = start_gateway(providers={"secure": {"base_url": f"https://localhost:{port}", "ca_file": ca}},
+                       routes=[{"path": CHAT, "provider": "secure"}])
+    for n in (1, 100, 15_500, 15_900, 16_100, 16_400, 17_000, 40_000, 3):
+        text = ("abcdefghij" * (n // 10 + 1))[:n]
+        r = post(gw.port, CHAT, json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]}).encode())
+        assert r.status == 200, (n, r.body)
+        assert json.loads(r.body)["x_received"] == {"messages": 1, "characters": n}, n

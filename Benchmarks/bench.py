@@ -155,12 +155,15 @@ HAPROXY_SAME_HEADERS = """
   http-after-response set-header X-Request-ID %[unique-id]"""
 
 
-def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1, body_buffer=None, tag=""):
+def nginx_conf(tmp, port, fake_port, nofile=65536, same_headers=False, master=True, workers=1, body_buffer=None, tag="",
+               tls_ca=None):
     """nginx as a plain reverse proxy in front of the fake: one worker (`workers`), upstream
     keep-alive, responses unbuffered (`proxy_buffering off`). `same_headers`: also the header work
     Portcullis does (`NGINX_SAME_HEADERS`). `master=False`: one process doing the work, for
     `instructions.sh` (callgrind follows one process). `body_buffer` (e.g. "128k"): request bodies
-    up to that size kept in memory instead of a temporary file (`bodies.py`). Returns the config's path."""
+    up to that size kept in memory instead of a temporary file (`bodies.py`). `tls_ca`: the upstream
+    at `fake_port` speaks TLS with a certificate for 127.0.0.1 from that CA (verified; sessions
+    reused), as `instructions.sh nginx-tls` runs it. Returns the config's path."""
     name = ("nginx-same-headers" if same_headers else "nginx") + ("" if workers == 1 else f"-{workers}") + \
         (f"-body-{body_buffer}" if body_buffer else "") + tag
     conf = os.path.join(tmp, name + ".conf")
@@ -182,7 +185,7 @@ http {{
     listen 127.0.0.1:{port};
     keepalive_requests 1000000;
     location / {{
-      proxy_pass http://fake;
+      proxy_pass {"https" if tls_ca else "http"}://fake;{f"{chr(10)}      proxy_ssl_verify on; proxy_ssl_trusted_certificate {tls_ca}; proxy_ssl_name 127.0.0.1; proxy_ssl_session_reuse on;" if tls_ca else ""}
       proxy_http_version 1.1;
       proxy_set_header Connection "";{extra}
       proxy_buffering off;

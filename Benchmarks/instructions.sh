@@ -6,8 +6,9 @@
 # `nginx` is the reference: nginx as the plain proxy of RESULTS.md (one process, upstream
 # keepalive), the same client and requests, counted the same way. `KIND-sdk` (`sdk` for plain):
 # that path with real clients' and providers' heads: the client sends the 18 header lines of the
-# OpenAI Python SDK's requests, the fake answers with the 23 OpenAI's API adds.
-# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|KIND-sdk]... (default: the first five)
+# OpenAI Python SDK's requests, the fake answers with the 23 OpenAI's API adds. `KIND-tls` (`tls`
+# for plain): that path to a provider over TLS (nginx terminating it in front of the fake).
+# Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|tls|KIND-sdk|KIND-tls]... (default: the first five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
 # KEEP=dir keeps the callgrind files (dir/KIND.N.out, N the request count) for callgrind_annotate.
 set -euo pipefail
@@ -28,6 +29,20 @@ run() {  # kind requests → total instructions of the gateway process
     [ "$kind" = sdk ] && base=plain
     [ "$base" != "$kind" ] && { export INSTR_CLIENT=sdk; fake_args=(--response-headers openai); }
     "$BIN/FakeProvider" --listen "127.0.0.1:$fp" "${fake_args[@]}" >/dev/null 2>&1 & local fpid=$!
+    # `KIND-tls` (`tls` for plain): the provider over TLS. nginx terminates TLS in front of the
+    # fake (a certificate for 127.0.0.1 made here, trusted by `ca_file`); its instructions are not
+    # counted. The proxy keeps its TLS connection to it, as to a real provider.
+    local scheme=http up=$fp tpid="" ca=""
+    if [ "$kind" = tls ] || [ "${kind%-tls}" != "$kind" ]; then
+        base=${kind%-tls}; [ "$kind" = tls ] && base=plain
+        scheme=https; up=$(free_port); ca="$TMP/tls-cert.pem"
+        [ -f "$ca" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/tls-key.pem" -out "$ca" -days 2 \
+            -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+        printf 'worker_processes 1; daemon off; pid %s/tls.pid; error_log %s/tls-error.log warn;\nevents { worker_connections 4096; }\nhttp { access_log off; client_body_temp_path %s/tls-body; proxy_temp_path %s/tls-proxy;\n upstream fake { server 127.0.0.1:%s; keepalive 64; }\n server { listen 127.0.0.1:%s ssl; ssl_certificate %s; ssl_certificate_key %s/tls-key.pem; keepalive_requests 1000000;\n  location / { proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }\n' \
+            "$TMP" "$TMP" "$TMP" "$TMP" "$fp" "$up" "$ca" "$TMP" > "$TMP/tls.conf"
+        nginx -c "$TMP/tls.conf" -p "$TMP" >/dev/null 2>&1 & tpid=$!
+        for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$up") 2>/dev/null && break; sleep 0.2; done
+    fi
     routes="routes: [ { path: /v1/chat/completions, provider: fake } ]"
     case $base in
         alias) routes="routes: [ { path: /v1/chat/completions } ]"
@@ -52,21 +67,23 @@ PY
     rm -f "$TMP"/out.*
     if [ "$base" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
         conf=$(python3 -c 'import sys; sys.path.insert(0, "Benchmarks"); from bench import nginx_conf
-print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False))' "$TMP" "$gp" "$fp")
+print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False, tls_ca=sys.argv[4] or None))' "$TMP" "$gp" "$up" "$ca")
         valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$conf" -p "$TMP" >/dev/null 2>&1 & local gpid=$!
         for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done
         python3 Benchmarks/instr_client.py "$gp" "$n"
         kill -QUIT "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
+        [ -n "$tpid" ] && { kill -QUIT "$tpid"; wait "$tpid" 2>/dev/null || true; }
         grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'
         return
     fi
-    printf 'server: { listen: ["127.0.0.1:%s"], workers: 1 }\nproviders: { fake: { base_url: "http://127.0.0.1:%s" } }\n%s\n%s\nlog: { level: warn, access: false }\n' \
-        "$gp" "$fp" "$extra" "$routes" > "$TMP/c.yaml"
+    printf 'server: { listen: ["127.0.0.1:%s"], workers: 1 }\nproviders: { fake: { base_url: "%s://127.0.0.1:%s"%s } }\n%s\n%s\nlog: { level: warn, access: false }\n' \
+        "$gp" "$scheme" "$up" "${ca:+, ca_file: $ca}" "$extra" "$routes" > "$TMP/c.yaml"
     BENCH_JWT_SECRET=benchmark-secret-0123456789abcdef0123456789 \
         valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" "$BIN/portcullis" --config "$TMP/c.yaml" >/dev/null 2>&1 & local gpid=$!
     for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done
     python3 Benchmarks/instr_client.py "$gp" "$n" $token
     kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
+    [ -n "$tpid" ] && { kill -QUIT "$tpid"; wait "$tpid" 2>/dev/null || true; }
     [ -n "$rp" ] && { redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true; }
     [ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cat "$TMP"/out.* > "$KEEP/$kind.$n.out"; }
     grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'

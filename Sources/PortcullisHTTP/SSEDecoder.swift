@@ -20,32 +20,69 @@ public struct SSEDecoder: Sendable {
     public enum Outcome: Equatable { case ok, eventTooLarge }
 
     /// Feeds `bytes`; `onEvent` gets each event completed by them (valid during the call only).
+    /// Runs of bytes other than CR and LF are taken eight at a time (`ByteWord`); an event that
+    /// begins and ends within `bytes` is handed out from them, uncopied; only the bytes of an
+    /// event still in progress at the end are kept (`partial`). The same events, and the same
+    /// `eventTooLarge` point, as a byte-by-byte reading of the line rules.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, onEvent: (UnsafeRawBufferPointer) -> Void) -> Outcome {
-        for c in bytes {
+        guard let base = bytes.baseAddress else { return .ok }
+        let n = bytes.count
+        var start = 0     // the event in progress is `partial` + bytes[start..<i]
+        var i = 0
+        @inline(__always) func emit(at end: Int) {
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+            if partial.isEmpty {
+                onEvent(slice)
+            } else {
+                partial.append(bytes: slice)
+                partial.withUnsafeBytes { onEvent($0) }
+                partial.removeAll(keepingCapacity: true)
+            }
+            start = end
+            atLineStart = true
+            afterCR = false
+        }
+        while i < n {
+            let c = base.load(fromByteOffset: i, as: UInt8.self)
             if eventEndsAfterCR {
                 eventEndsAfterCR = false
-                if c == 10 {
-                    partial.append(c)
-                    emit(onEvent)
-                    afterCR = false
-                    continue
-                }
-                emit(onEvent)
+                if c == 10 { i += 1; emit(at: i); continue }
+                emit(at: i)
             }
-            partial.append(c)
+            if c != 13 && c != 10 {
+                i = Self.lineEnd(base, from: i + 1, to: n)
+                atLineStart = false
+                afterCR = false
+                if partial.count + (i - start) > maxEventBytes { return .eventTooLarge }
+                continue
+            }
+            i += 1
             if c == 13 {
                 if atLineStart { eventEndsAfterCR = true } else { atLineStart = true }
                 afterCR = true
-            } else if c == 10 {
-                if afterCR { afterCR = false; continue }   // the LF of a CRLF: the line already ended
-                if atLineStart { emit(onEvent) } else { atLineStart = true }
             } else {
-                atLineStart = false
-                afterCR = false
+                if afterCR { afterCR = false; continue }   // the LF of a CRLF: the line already ended
+                if atLineStart { emit(at: i) } else { atLineStart = true }
             }
-            if partial.count > maxEventBytes { return .eventTooLarge }
+            if partial.count + (i - start) > maxEventBytes { return .eventTooLarge }
         }
+        if start < n { partial.append(bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<n])) }
         return .ok
+    }
+
+    /// The index of the first CR or LF in `[from, to)` of `base`, or `to`: eight bytes a word.
+    @inline(__always) static func lineEnd(_ base: UnsafeRawPointer, from: Int, to: Int) -> Int {
+        var j = from
+        while j + 8 <= to {
+            if let k = ByteWord.firstIndex(of: 13, or: 10, in: (base + j).loadUnaligned(as: UInt64.self)) { return j + k }
+            j += 8
+        }
+        while j < to {
+            let c = base.load(fromByteOffset: j, as: UInt8.self)
+            if c == 13 || c == 10 { return j }
+            j += 1
+        }
+        return to
     }
 
     /// At the end of the stream: an event whose blank line was a lone CR is complete.

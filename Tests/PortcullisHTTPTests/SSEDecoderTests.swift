@@ -42,4 +42,67 @@ final class SSEDecoderTests: XCTestCase {
         let r = Array("data: 0123456789".utf8).withUnsafeBytes { d.feed($0) { _ in } }
         XCTAssertEqual(r, .eventTooLarge)
     }
+
+    /// The line rules read byte by byte (the decoder before it took runs a word at a time): the
+    /// oracle for the one below.
+    struct ByteByByte {
+        var partial: [UInt8] = []
+        var atLineStart = true, afterCR = false, eventEndsAfterCR = false
+        let maxEventBytes: Int
+        mutating func feed(_ bytes: [UInt8], onEvent: ([UInt8]) -> Void) -> Bool {
+            func emit() { onEvent(partial); partial.removeAll(); atLineStart = true; afterCR = false }
+            for c in bytes {
+                if eventEndsAfterCR {
+                    eventEndsAfterCR = false
+                    if c == 10 { partial.append(c); emit(); afterCR = false; continue }
+                    emit()
+                }
+                partial.append(c)
+                if c == 13 {
+                    if atLineStart { eventEndsAfterCR = true } else { atLineStart = true }
+                    afterCR = true
+                } else if c == 10 {
+                    if afterCR { afterCR = false; continue }
+                    if atLineStart { emit() } else { atLineStart = true }
+                } else {
+                    atLineStart = false; afterCR = false
+                }
+                if partial.count > maxEventBytes { return false }
+            }
+            return true
+        }
+    }
+
+    /// Random streams of SSE-ish bytes (letters, `data:`, CR, LF, CRLF, long runs), fed whole and
+    /// in random slices with small and large event bounds: the same events in the same order, the
+    /// same `eventTooLarge` answer, and the same bytes kept, as the byte-by-byte oracle.
+    func testRunsAtATimeAgreeWithTheByteByByteRules() {
+        var rng = SystemRandomNumberGenerator()
+        let pieces: [[UInt8]] = [[13], [10], [13, 10], Array("data: ".utf8), Array("x".utf8), Array("{\"a\":1}".utf8),
+                                 Array(repeating: 97, count: 23), Array(repeating: 98, count: 9), [13, 13], [10, 10]]
+        for round in 0..<3000 {
+            var input: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...30, using: &rng) { input += pieces[Int.random(in: 0..<pieces.count, using: &rng)] }
+            let bound = round % 3 == 0 ? 12 : round % 3 == 1 ? 40 : 1 << 20
+            var oracle = ByteByByte(maxEventBytes: bound)
+            var want: [[UInt8]] = []
+            var wantOK = true
+            var k = 0
+            var d = SSEDecoder(maxEventBytes: bound)
+            var got: [[UInt8]] = []
+            var gotOK = true
+            while k < input.count || k == 0 {
+                let j = min(input.count, k + Int.random(in: 1...17, using: &rng))
+                let slice = Array(input[k..<j])
+                if wantOK { wantOK = oracle.feed(slice) { want.append($0) } }
+                if gotOK { gotOK = slice.withUnsafeBytes { d.feed($0) { got.append(Array($0)) } } == .ok }
+                k = j
+                if input.isEmpty { break }
+            }
+            XCTAssertEqual(gotOK, wantOK, "\(input)")
+            XCTAssertEqual(got, want, "\(input)")
+            if gotOK && wantOK { XCTAssertEqual(d.partial, oracle.partial, "\(input)") }
+            if got != want || gotOK != wantOK { return }
+        }
+    }
 }

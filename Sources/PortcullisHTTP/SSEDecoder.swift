@@ -100,12 +100,12 @@ public struct SSEDecoder: Sendable {
     /// The `data` of a raw event: its `data:` lines' values (one leading space removed) joined
     /// by LF; nil when it has none.
     public static func data(of event: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let base = event.baseAddress else { return nil }
         var out: [UInt8]? = nil
         var i = 0
         let n = event.count
         while i < n {
-            var e = i
-            while e < n && event[e] != 10 && event[e] != 13 { e += 1 }
+            var e = lineEnd(base, from: i, to: n)    // (a word at a time)
             // line [i, e)
             if e - i >= 5 && event[i] == 100 && event[i + 1] == 97 && event[i + 2] == 116 && event[i + 3] == 97 && event[i + 4] == 58 {
                 var v = i + 5

@@ -105,4 +105,37 @@ final class SSEDecoderTests: XCTestCase {
             if got != want || gotOK != wantOK { return }
         }
     }
+
+    /// `data(of:)` finds line ends a word at a time: on random events (data and other fields,
+    /// every line ending, long values), the same data as reading byte by byte.
+    func testDataAgreesWithTheByteByByteReading() {
+        func oracle(_ ev: [UInt8]) -> [UInt8]? {
+            var out: [UInt8]? = nil
+            var i = 0
+            while i < ev.count {
+                var e = i
+                while e < ev.count && ev[e] != 10 && ev[e] != 13 { e += 1 }
+                if e - i >= 5 && Array(ev[i..<(i + 5)]) == Array("data:".utf8) {
+                    var v = i + 5
+                    if v < e && ev[v] == 32 { v += 1 }
+                    if out == nil { out = [] } else { out!.append(10) }
+                    out! += ev[v..<e]
+                }
+                if e < ev.count && ev[e] == 13 && e + 1 < ev.count && ev[e + 1] == 10 { e += 1 }
+                i = e + 1
+            }
+            return out
+        }
+        var rng = SystemRandomNumberGenerator()
+        let lines = ["data: x", "data:", "data:  two", "event: e", ": c", "data: " + String(repeating: "v", count: 29), "id: 7", ""]
+        let ends = ["\n", "\r", "\r\n"]
+        for _ in 0..<3000 {
+            var ev: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...6, using: &rng) {
+                ev += Array(lines[Int.random(in: 0..<lines.count, using: &rng)].utf8) + Array(ends[Int.random(in: 0..<3, using: &rng)].utf8)
+            }
+            let got = ev.withUnsafeBytes { SSEDecoder.data(of: $0) }
+            if got != oracle(ev) { return XCTFail("\(ev): \(String(describing: got))") }
+        }
+    }
 }

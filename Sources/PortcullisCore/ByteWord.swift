@@ -13,4 +13,22 @@ public enum ByteWord {
         let hits = ((x &- 0x0101_0101_0101_0101) & ~x | (y &- 0x0101_0101_0101_0101) & ~y) & 0x8080_8080_8080_8080
         return hits == 0 ? nil : hits.trailingZeroBitCount >> 3
     }
+
+    /// The index of the first byte in `[from, to)` of `base` that equals `a` or `b`, or `to`
+    /// when none does: eight bytes a word, the last few one by one (for runs of a word or a few,
+    /// where a `memchr` call, or two, costs more than the scan).
+    @inlinable @inline(__always)
+    public static func firstIndex(of a: UInt8, or b: UInt8, in base: UnsafeRawPointer, from: Int, to: Int) -> Int {
+        var j = from
+        while j + 8 <= to {
+            if let k = firstIndex(of: a, or: b, in: (base + j).loadUnaligned(as: UInt64.self)) { return j + k }
+            j += 8
+        }
+        while j < to {
+            let c = base.load(fromByteOffset: j, as: UInt8.self)
+            if c == a || c == b { return j }
+            j += 1
+        }
+        return to
+    }
 }

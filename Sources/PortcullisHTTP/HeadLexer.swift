@@ -245,24 +245,11 @@ enum HeadLexer {
                                     known: known))
     }
 
-    /// The first colon in `[s, e)` if no CR comes before it, else -1: eight bytes a word
-    /// (`ByteWord`; a header name is a word or three, where two `memchr` calls cost more than
-    /// the scan).
+    /// The first colon in `[s, e)` if no CR comes before it, else -1 (`ByteWord`, eight bytes a
+    /// word: a header name is a word or three).
     @inline(__always) static func colonBeforeCR(_ base: UnsafeRawPointer, _ s: Int, _ e: Int) -> Int {
-        var j = s
-        while j + 8 <= e {
-            if let k = ByteWord.firstIndex(of: COLON, or: CR, in: (base + j).loadUnaligned(as: UInt64.self)) {
-                return base.load(fromByteOffset: j + k, as: UInt8.self) == COLON ? j + k : -1
-            }
-            j += 8
-        }
-        while j < e {
-            let c = base.load(fromByteOffset: j, as: UInt8.self)
-            if c == COLON { return j }
-            if c == CR { return -1 }
-            j += 1
-        }
-        return -1
+        let j = ByteWord.firstIndex(of: COLON, or: CR, in: base, from: s, to: e)
+        return j < e && base.load(fromByteOffset: j, as: UInt8.self) == COLON ? j : -1
     }
 
     struct HeaderErrorBox: Error { let kind: HeaderError; init(_ k: HeaderError) { kind = k } }

@@ -50,7 +50,7 @@ public struct SSEDecoder: Sendable {
                 emit(at: i)
             }
             if c != 13 && c != 10 {
-                i = Self.lineEnd(base, from: i + 1, to: n)
+                i = ByteWord.firstIndex(of: 13, or: 10, in: base, from: i + 1, to: n)
                 atLineStart = false
                 afterCR = false
                 if partial.count + (i - start) > maxEventBytes { return .eventTooLarge }
@@ -68,21 +68,6 @@ public struct SSEDecoder: Sendable {
         }
         if start < n { partial.append(bytes: UnsafeRawBufferPointer(rebasing: bytes[start..<n])) }
         return .ok
-    }
-
-    /// The index of the first CR or LF in `[from, to)` of `base`, or `to`: eight bytes a word.
-    @inline(__always) static func lineEnd(_ base: UnsafeRawPointer, from: Int, to: Int) -> Int {
-        var j = from
-        while j + 8 <= to {
-            if let k = ByteWord.firstIndex(of: 13, or: 10, in: (base + j).loadUnaligned(as: UInt64.self)) { return j + k }
-            j += 8
-        }
-        while j < to {
-            let c = base.load(fromByteOffset: j, as: UInt8.self)
-            if c == 13 || c == 10 { return j }
-            j += 1
-        }
-        return to
     }
 
     /// At the end of the stream: an event whose blank line was a lone CR is complete.
@@ -105,7 +90,7 @@ public struct SSEDecoder: Sendable {
         var i = 0
         let n = event.count
         while i < n {
-            var e = lineEnd(base, from: i, to: n)    // (a word at a time)
+            var e = ByteWord.firstIndex(of: 10, or: 13, in: base, from: i, to: n)
             // line [i, e)
             if e - i >= 5 && event[i] == 100 && event[i + 1] == 97 && event[i + 2] == 116 && event[i + 3] == 97 && event[i + 4] == 58 {
                 var v = i + 5

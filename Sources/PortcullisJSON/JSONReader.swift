@@ -127,6 +127,15 @@ public struct JSONReader {
         return s
     }
 
+    /// Whether exactly `range` of `bytes` is one valid string literal (escapes, surrogate pairs,
+    /// control characters, UTF-8: what `string()` accepts), checked without building it. Its
+    /// bytes can then be copied into other JSON as they are: the same string to any reader.
+    public static func isStringLiteral(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
+        var r = JSONReader(UnsafeRawBufferPointer(rebasing: bytes[range]))
+        guard (try? r.skipString()) != nil else { return false }
+        return r.pos == range.count
+    }
+
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ x: Range<Int>, _ y: Range<Int>) -> Bool {
         guard x.count == y.count, let base = b.baseAddress else { return false }
         return memcmp(base + x.lowerBound, base + y.lowerBound, x.count) == 0

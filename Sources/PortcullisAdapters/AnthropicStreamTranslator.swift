@@ -1,0 +1,175 @@
+import PortcullisJSON
+
+/// Translates a Messages event stream into `chat.completion.chunk` events, one event at a time
+/// (fed each complete SSE event's `data`; nothing is buffered across events). Usage is merged —
+/// input tokens from `message_start`, output tokens from `message_delta` — not last-wins.
+///
+/// Almost every event of a stream is a `text_delta`; it is translated without building values
+/// (`textDelta`): the event's members are found by the guarded lenient scan, its text checked
+/// as a string literal and copied as it was written, between a chunk's bytes rendered once per
+/// stream (`chunkHead`). Any other event, and a text delta the fast path cannot take whole (an
+/// escaped or repeated member name, an invalid text literal), goes through the strict reader
+/// and `JSONWriter`: the chunk the client reads holds the same values either way.
+public struct AnthropicStreamTranslator: Sendable {
+    let created: Int
+    /// Emit the final usage chunk (the client asked for `stream_options.include_usage`).
+    let includeUsage: Bool
+    var id = "chatcmpl-anthropic" { didSet { chunkHead = renderChunkHead() } }
+    var model: JSONValue = .null { didSet { chunkHead = renderChunkHead() } }
+    public private(set) var inputTokens = 0
+    public private(set) var outputTokens = 0
+    var stopReason: String?
+    public private(set) var finished = false
+    /// Anthropic content-block index → OpenAI tool-call index, for tool_use blocks.
+    var toolIndex: [Int: Int] = [:]
+    /// A chunk event up to its delta: `data: {"id":…,"object":"chat.completion.chunk",
+    /// "created":…,"model":…,"choices":[{"index":0,"delta":`. Rendered again when `id` or
+    /// `model` changes (at `message_start`).
+    private(set) var chunkHead: [UInt8] = []
+    /// After the delta, for a chunk without a finish reason.
+    private let openChunkTail: [UInt8]
+
+    public init(created: Int, includeUsage: Bool) {
+        self.created = created
+        self.includeUsage = includeUsage
+        openChunkTail = Array(",\"logprobs\":null,\"finish_reason\":null}]".utf8)
+            + (includeUsage ? Array(",\"usage\":null}\n\n".utf8) : Array("}\n\n".utf8))
+        chunkHead = renderChunkHead()
+    }
+
+    /// The OpenAI SSE bytes for one Anthropic event's `data` (possibly none).
+    public mutating func translate(data: [UInt8]) -> [UInt8] {
+        if let out = textDelta(data) { return out }
+        return translateValues(data)
+    }
+
+    static let eventNames: JSONNames = ["type", "delta"]
+    static let deltaNames: JSONNames = ["type", "text"]
+    static let contentBlockDelta = Array("\"content_block_delta\"".utf8)
+    static let textDeltaType = Array("\"text_delta\"".utf8)
+    static let contentOpen = Array("{\"content\":".utf8)
+
+    /// A `content_block_delta` event carrying a `text_delta`, as its chunk; nil for any other
+    /// event, or when the lenient scan is not conclusive (then `translateValues` decides).
+    func textDelta(_ data: [UInt8]) -> [UInt8]? {
+        data.withUnsafeBytes { b -> [UInt8]? in
+            guard let e = JSONReader.lenientTopLevelMembers(Self.eventNames, in: b, guarded: true),
+                  let type = e.member(0), Self.equal(b, type, Self.contentBlockDelta),
+                  let d = e.member(1) else { return nil }
+            let delta = UnsafeRawBufferPointer(rebasing: b[d])
+            guard let m = JSONReader.lenientTopLevelMembers(Self.deltaNames, in: delta, guarded: true),
+                  let dt = m.member(0), Self.equal(delta, dt, Self.textDeltaType),
+                  let text = m.member(1), JSONReader.isStringLiteral(text, in: delta) else { return nil }
+            var out: [UInt8] = []
+            out.reserveCapacity(chunkHead.count + Self.contentOpen.count + text.count + 1 + openChunkTail.count)
+            out.append(contentsOf: chunkHead)
+            out.append(contentsOf: Self.contentOpen)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: delta[text]))
+            out.append(UInt8(ascii: "}"))
+            out.append(contentsOf: openChunkTail)
+            return out
+        }
+    }
+
+    @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ literal: [UInt8]) -> Bool {
+        r.count == literal.count && literal.withUnsafeBytes { l in
+            UnsafeRawBufferPointer(rebasing: b[r]).elementsEqual(l)
+        }
+    }
+
+    /// Every event, read strictly into values (`JSONReader.parse`) and written with `JSONWriter`.
+    mutating func translateValues(_ data: [UInt8]) -> [UInt8] {
+        guard case .object(let e)? = try? JSONReader.parse(data), let type = e["type"]?.string else { return [] }
+        switch type {
+        case "message_start":
+            let m = e["message"]?.objectValue
+            if let i = m?["id"]?.string { id = "chatcmpl-" + i }
+            model = m?["model"] ?? .null
+            let u = m?["usage"]?.objectValue
+            inputTokens = AnthropicResponse.int(u?["input_tokens"])
+            outputTokens = AnthropicResponse.int(u?["output_tokens"])
+            return chunk(delta: .obj([("role", .string("assistant")), ("content", .string(""))]), finish: .null)
+        case "content_block_start":
+            guard let b = e["content_block"]?.objectValue, b["type"]?.string == "tool_use",
+                  let block = AnthropicResponse.index(e["index"]) else { return [] }
+            let k = toolIndex.count
+            toolIndex[block] = k
+            return chunk(delta: .obj([("tool_calls", .array([.obj([
+                ("index", .int(k)), ("id", b["id"] ?? .null), ("type", .string("function")),
+                ("function", .obj([("name", b["name"] ?? .null), ("arguments", .string(""))])),
+            ])]))]), finish: .null)
+        case "content_block_delta":
+            let d = e["delta"]?.objectValue
+            switch d?["type"]?.string {
+            case "text_delta"?:
+                guard let t = d?["text"]?.string else { return [] }
+                return chunk(delta: .obj([("content", .string(t))]), finish: .null)
+            case "input_json_delta"?:
+                guard let block = AnthropicResponse.index(e["index"]), let k = toolIndex[block],
+                      let part = d?["partial_json"]?.string else { return [] }
+                return chunk(delta: .obj([("tool_calls", .array([.obj([("index", .int(k)), ("function", .obj([("arguments", .string(part))]))])]))]),
+                             finish: .null)
+            default:
+                return []
+            }
+        case "message_delta":
+            if let s = e["delta"]?.objectValue?["stop_reason"]?.string { stopReason = s }
+            if let o = e["usage"]?.objectValue?["output_tokens"] { outputTokens = AnthropicResponse.int(o) }
+            return []
+        case "message_stop":
+            finished = true
+            var out = chunk(delta: .obj([]), finish: AnthropicResponse.finishReason(stopReason))
+            if includeUsage {
+                out += event(.obj(base() + [("choices", .array([])),
+                                            ("usage", AnthropicResponse.usage(input: inputTokens, output: outputTokens))]))
+            }
+            out += Array("data: [DONE]\n\n".utf8)
+            return out
+        case "error":
+            finished = true
+            let err = e["error"]?.objectValue
+            let body: JSONValue = .obj([("error", .obj([
+                ("message", .string(err?["message"]?.string ?? "The provider failed.")),
+                ("type", .string(err?["type"]?.string == "overloaded_error" ? "server_error" : "api_error")),
+                ("param", .null),
+                ("code", .string(err?["type"]?.string ?? "provider_error")),
+            ]))])
+            return Array("event: error\ndata: ".utf8) + JSONWriter.bytes(body) + Array("\n\n".utf8)
+        default:
+            return []   // ping, content_block_stop: nothing for an OpenAI client
+        }
+    }
+
+    func base() -> [(String, JSONValue)] {
+        [("id", .string(id)), ("object", .string("chat.completion.chunk")), ("created", .int(created)), ("model", model)]
+    }
+
+    /// `chunkHead` from the stream's id and model: the members `base()` lists, then the choice
+    /// up to its delta (the bytes `chunk` writes before the delta).
+    func renderChunkHead() -> [UInt8] {
+        var out = Array("data: {".utf8)
+        for (i, (name, value)) in base().enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriter.string(name, &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.write(value, &out)
+        }
+        out.append(contentsOf: ",\"choices\":[{\"index\":0,\"delta\":".utf8)
+        return out
+    }
+
+    /// `{…base, "choices":[{"index":0,"delta":…,"logprobs":null,"finish_reason":…}]
+    /// (, "usage":null)}` as an event.
+    func chunk(delta: JSONValue, finish: JSONValue) -> [UInt8] {
+        var out = chunkHead
+        JSONWriter.write(delta, &out)
+        if finish == .null { out.append(contentsOf: openChunkTail); return out }
+        out.append(contentsOf: ",\"logprobs\":null,\"finish_reason\":".utf8)
+        JSONWriter.write(finish, &out)
+        out.append(contentsOf: "}]".utf8)
+        out.append(contentsOf: (includeUsage ? ",\"usage\":null}\n\n" : "}\n\n").utf8)
+        return out
+    }
+
+    func event(_ v: JSONValue) -> [UInt8] { Array("data: ".utf8) + JSONWriter.bytes(v) + Array("\n\n".utf8) }
+}

@@ -1,0 +1,119 @@
+import XCTest
+import PortcullisJSON
+import PortcullisTestSupport
+@testable import PortcullisAdapters
+
+/// The stream translator's fast path for text deltas (`textDelta`) against its strict path
+/// (`translateValues`, which parses every event into values): the same chunks, by value, for
+/// any event; the same bytes where the text has nothing to re-escape.
+final class AnthropicTextDeltaTests: XCTestCase {
+    /// Pieces of a text literal's content: plain, escapes, UTF-8, and things a valid literal
+    /// cannot hold (raw controls, bad escapes, lone surrogates, invalid UTF-8).
+    static let valid: [[UInt8]] = [
+        Array("The gate".utf8), Array(" is open.".utf8), Array("/".utf8), Array("a".utf8), Array("{\"x\":1}".utf8.filter { $0 != 0x22 }),
+        Array("\\n".utf8), Array("\\\"".utf8), Array("\\\\".utf8), Array("\\/".utf8), Array("\\t".utf8), Array("\\r".utf8),
+        Array("\\b".utf8), Array("\\f".utf8), Array("\\u00e9".utf8), Array("\\u0001".utf8), Array("\\ud83d\\ude00".utf8),
+        Array("é".utf8), Array("ü€".utf8), Array("😀".utf8), Array("漢字".utf8), [0x7F],
+    ]
+    static let invalid: [[UInt8]] = [
+        [0x0A], [0x01], [0x1F], Array("\\x".utf8), Array("\\u12".utf8), Array("\\ud83d".utf8), Array("\\ude00".utf8),
+        [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xFF],
+    ]
+
+    func randomText(_ rng: inout SeededRandom, invalidChance: Int) -> [UInt8] {
+        var t: [UInt8] = []
+        for _ in 0..<Int(rng.next() % 6) {
+            if rng.next() % 100 < UInt64(invalidChance) {
+                t += Self.invalid[Int(rng.next() % UInt64(Self.invalid.count))]
+            } else {
+                t += Self.valid[Int(rng.next() % UInt64(Self.valid.count))]
+            }
+        }
+        return t
+    }
+
+    /// A `content_block_delta` event in one of the shapes a provider could send: members in
+    /// any order, extra members, white space, and now and then a repeated or escaped name.
+    func randomEvent(_ rng: inout SeededRandom) -> (data: [UInt8], text: [UInt8]) {
+        let text = randomText(&rng, invalidChance: 8)
+        let sp = rng.next() % 4 == 0 ? " " : ""
+        let type = rng.next() % 10 == 0 ? "input_json_delta" : "text_delta"
+        var inner: [[UInt8]] = [Array("\"type\":\(sp)\"\(type)\"".utf8), Array("\"text\":\(sp)\"".utf8) + text + [0x22]]
+        if rng.next() % 8 == 0 { inner.append(Array("\"extra\":{\"a\":[1,2,\"}\"]}".utf8)) }
+        if rng.next() % 20 == 0 { inner.append(Array("\"text\":\"again\"".utf8)) }
+        if rng.next() % 20 == 0 { inner[0] = Array("\"typ\\u0065\":\"text_delta\"".utf8) }
+        if rng.next() % 2 == 0 { inner.reverse() }
+        let deltaObject = [0x7B] + Array(inner.joined(separator: Array(",\(sp)".utf8))) + [0x7D]
+        var outer: [[UInt8]] = [
+            Array("\"type\":\(sp)\"\(rng.next() % 12 == 0 ? "content_block_stop" : "content_block_delta")\"".utf8),
+            Array("\"index\":\(rng.next() % 3)".utf8),
+            Array("\"delta\":\(sp)".utf8) + deltaObject,
+        ]
+        if rng.next() % 20 == 0 { outer.append(Array("\"delta\":{}".utf8)) }
+        if rng.next() % 3 == 0 { outer.swapAt(0, 2) }
+        let data = Array("\(sp){\(sp)".utf8) + Array(outer.joined(separator: [0x2C])) + Array("\(sp)}\(sp)".utf8)
+        return (data, text)
+    }
+
+    func testTextDeltasGiveTheStrictPathsValues() throws {
+        var rng = SeededRandom(seed: 0x5EED_7E47)
+        var fast = 0
+        for round in 0..<3_000 {
+            let (data, text) = randomEvent(&rng)
+            for includeUsage in [false, true] {
+                var tr = AnthropicStreamTranslator(created: 1_700_000_000, includeUsage: includeUsage)
+                if round % 2 == 0 {   // after a message_start: the chunk head has the stream's id and model
+                    _ = tr.translate(data: Array(#"{"type":"message_start","message":{"id":"msg_\#(round)","model":"claude-\"q\"","usage":{"input_tokens":3,"output_tokens":1}}}"#.utf8))
+                }
+                var strict = tr
+                let got = tr.translate(data: data)
+                let want = strict.translateValues(data)
+                if tr.textDelta(data) != nil { fast += 1 }
+                let context = "event \(String(decoding: data, as: UTF8.self))"
+                if want.isEmpty { XCTAssertEqual(got, [], context); continue }
+                XCTAssertEqual(Array(got.prefix(6)), Array("data: ".utf8), context)
+                XCTAssertEqual(Array(got.suffix(2)), [0x0A, 0x0A], context)
+                XCTAssertEqual(try JSONReader.parse(Array(got.dropFirst(6).dropLast(2))),
+                               try JSONReader.parse(Array(want.dropFirst(6).dropLast(2))), context)
+                // Nothing to re-escape: the very same bytes.
+                if !text.contains(0x5C) && text.allSatisfy({ $0 >= 0x20 }) && !text.contains(0x7F) || text.isEmpty {
+                    XCTAssertEqual(String(decoding: got, as: UTF8.self), String(decoding: want, as: UTF8.self), context)
+                }
+            }
+        }
+        XCTAssertGreaterThan(fast, 2_000, "most events took the fast path")
+    }
+
+    /// A mutant of the literal check (accepting any bytes between the quotes) must fail: an
+    /// event whose text holds a raw newline is dropped, as the strict reader drops it.
+    func testAnInvalidTextIsNotCopied() {
+        var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
+        for text in Self.invalid {
+            let data = Array(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""#.utf8) + text + Array("\"}}".utf8)
+            XCTAssertNil(tr.textDelta(data), "\(text)")
+            XCTAssertEqual(tr.translate(data: data), [], "\(text)")
+        }
+    }
+
+    /// The chunk bytes `chunk` writes from the cached head are the ones of the whole chunk
+    /// object written at once (as every chunk was before the head was cached).
+    func testChunksAreTheWholeObjectsBytes() {
+        for includeUsage in [false, true] {
+            var tr = AnthropicStreamTranslator(created: 42, includeUsage: includeUsage)
+            for step in 0..<2 {
+                for (delta, finish) in [(JSONValue.obj([("content", .string("a\"b\n"))]), JSONValue.null),
+                                        (.obj([]), .string("stop")), (.obj([("role", .string("assistant"))]), .string("length"))] {
+                    var members = tr.base()
+                    members.append(("choices", .array([.obj([("index", .int(0)), ("delta", delta), ("logprobs", .null), ("finish_reason", finish)])])))
+                    if includeUsage { members.append(("usage", .null)) }
+                    XCTAssertEqual(String(decoding: tr.chunk(delta: delta, finish: finish), as: UTF8.self),
+                                   String(decoding: tr.event(.obj(members)), as: UTF8.self))
+                }
+                if step == 0 {
+                    _ = tr.translate(data: Array(#"{"type":"message_start","message":{"id":"msg_1","model":"claude-x"}}"#.utf8))
+                    XCTAssertTrue(String(decoding: tr.chunkHead, as: UTF8.self).contains("\"chatcmpl-msg_1\""))
+                }
+            }
+        }
+    }
+}

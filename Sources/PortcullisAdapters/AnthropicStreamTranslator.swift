@@ -39,6 +39,11 @@ public struct AnthropicStreamTranslator: Sendable {
 
     /// The OpenAI SSE bytes for one Anthropic event's `data` (possibly none).
     public mutating func translate(data: [UInt8]) -> [UInt8] {
+        data.withUnsafeBytes { translate(data: $0) }
+    }
+
+    /// The same, for `data` read in place (`SSEDecoder.withData`).
+    public mutating func translate(data: UnsafeRawBufferPointer) -> [UInt8] {
         if let out = textDelta(data) { return out }
         return translateValues(data)
     }
@@ -51,24 +56,22 @@ public struct AnthropicStreamTranslator: Sendable {
 
     /// A `content_block_delta` event carrying a `text_delta`, as its chunk; nil for any other
     /// event, or when the lenient scan is not conclusive (then `translateValues` decides).
-    func textDelta(_ data: [UInt8]) -> [UInt8]? {
-        data.withUnsafeBytes { b -> [UInt8]? in
-            guard let e = JSONReader.lenientTopLevelMembers(Self.eventNames, in: b, guarded: true),
-                  let type = e.member(0), Self.equal(b, type, Self.contentBlockDelta),
-                  let d = e.member(1) else { return nil }
-            let delta = UnsafeRawBufferPointer(rebasing: b[d])
-            guard let m = JSONReader.lenientTopLevelMembers(Self.deltaNames, in: delta, guarded: true),
-                  let dt = m.member(0), Self.equal(delta, dt, Self.textDeltaType),
-                  let text = m.member(1), JSONReader.isStringLiteral(text, in: delta) else { return nil }
-            var out: [UInt8] = []
-            out.reserveCapacity(chunkHead.count + Self.contentOpen.count + text.count + 1 + openChunkTail.count)
-            out.append(contentsOf: chunkHead)
-            out.append(contentsOf: Self.contentOpen)
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: delta[text]))
-            out.append(UInt8(ascii: "}"))
-            out.append(contentsOf: openChunkTail)
-            return out
-        }
+    func textDelta(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard let e = JSONReader.lenientTopLevelMembers(Self.eventNames, in: b, guarded: true),
+              let type = e.member(0), Self.equal(b, type, Self.contentBlockDelta),
+              let d = e.member(1) else { return nil }
+        let delta = UnsafeRawBufferPointer(rebasing: b[d])
+        guard let m = JSONReader.lenientTopLevelMembers(Self.deltaNames, in: delta, guarded: true),
+              let dt = m.member(0), Self.equal(delta, dt, Self.textDeltaType),
+              let text = m.member(1), JSONReader.isStringLiteral(text, in: delta) else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chunkHead.count + Self.contentOpen.count + text.count + 1 + openChunkTail.count)
+        out.append(contentsOf: chunkHead)
+        out.append(contentsOf: Self.contentOpen)
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: delta[text]))
+        out.append(UInt8(ascii: "}"))
+        out.append(contentsOf: openChunkTail)
+        return out
     }
 
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ literal: [UInt8]) -> Bool {
@@ -78,7 +81,7 @@ public struct AnthropicStreamTranslator: Sendable {
     }
 
     /// Every event, read strictly into values (`JSONReader.parse`) and written with `JSONWriter`.
-    mutating func translateValues(_ data: [UInt8]) -> [UInt8] {
+    mutating func translateValues(_ data: UnsafeRawBufferPointer) -> [UInt8] {
         guard case .object(let e)? = try? JSONReader.parse(data), let type = e["type"]?.string else { return [] }
         switch type {
         case "message_start":

@@ -124,8 +124,7 @@ final class AnthropicResponseTransform {
     }
 
     private func translate(_ event: UnsafeRawBufferPointer, _ emit: ([UInt8]) -> Void) {
-        guard let data = SSEDecoder.data(of: event) else { return }
-        let out = translator.translate(data: data)
+        let out = SSEDecoder.withData(of: event) { data in data.map { translator.translate(data: $0) } ?? [] }
         if !out.isEmpty { emit(out) }
     }
 

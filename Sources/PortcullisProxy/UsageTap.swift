@@ -137,8 +137,8 @@ final class UsageTap {
     /// event: two byte searches (a provider's content strings escape their quotes, so a raw
     /// `"usage":` / `"choices":` can only be a member name); only the usage chunk is parsed.
     private func inspect(_ event: UnsafeRawBufferPointer) -> Bool {
-        guard let data = SSEDecoder.data(of: event), data.first == UInt8(ascii: "{") else { return true }
-        return data.withUnsafeBytes { b -> Bool in
+        SSEDecoder.withData(of: event) { data -> Bool in
+            guard let b = data, b.first == UInt8(ascii: "{") else { return true }
             if r.streamModel == nil { r.streamModel = modelName(in: b) }
             let emptyChoices = UsageTap.valueStart(of: "\"choices\"", in: b).map { UsageTap.isEmptyArray(b, at: $0) } ?? true
             if !emptyChoices { r.contentEvents += 1 }

@@ -67,8 +67,8 @@ final class AnthropicTextDeltaTests: XCTestCase {
                 }
                 var strict = tr
                 let got = tr.translate(data: data)
-                let want = strict.translateValues(data)
-                if tr.textDelta(data) != nil { fast += 1 }
+                let want = data.withUnsafeBytes { strict.translateValues($0) }
+                if data.withUnsafeBytes({ tr.textDelta($0) }) != nil { fast += 1 }
                 let context = "event \(String(decoding: data, as: UTF8.self))"
                 if want.isEmpty { XCTAssertEqual(got, [], context); continue }
                 XCTAssertEqual(Array(got.prefix(6)), Array("data: ".utf8), context)
@@ -90,7 +90,7 @@ final class AnthropicTextDeltaTests: XCTestCase {
         var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
         for text in Self.invalid {
             let data = Array(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""#.utf8) + text + Array("\"}}".utf8)
-            XCTAssertNil(tr.textDelta(data), "\(text)")
+            XCTAssertNil(data.withUnsafeBytes { tr.textDelta($0) }, "\(text)")
             XCTAssertEqual(tr.translate(data: data), [], "\(text)")
         }
     }

@@ -107,7 +107,8 @@ final class SSEDecoderTests: XCTestCase {
     }
 
     /// `data(of:)` finds line ends a word at a time: on random events (data and other fields,
-    /// every line ending, long values), the same data as reading byte by byte.
+    /// every line ending, long values), the same data as reading byte by byte; `withData(of:)`
+    /// passes the same bytes.
     func testDataAgreesWithTheByteByByteReading() {
         func oracle(_ ev: [UInt8]) -> [UInt8]? {
             var out: [UInt8]? = nil
@@ -136,6 +137,9 @@ final class SSEDecoderTests: XCTestCase {
             }
             let got = ev.withUnsafeBytes { SSEDecoder.data(of: $0) }
             if got != oracle(ev) { return XCTFail("\(ev): \(String(describing: got))") }
+            // The same bytes in place (one data line) or joined (several).
+            let inPlace = ev.withUnsafeBytes { SSEDecoder.withData(of: $0) { $0.map { Array($0) } } }
+            if inPlace != got { return XCTFail("withData \(ev): \(String(describing: inPlace))") }
         }
     }
 }

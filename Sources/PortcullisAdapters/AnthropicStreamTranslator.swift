@@ -5,11 +5,10 @@ import PortcullisJSON
 /// input tokens from `message_start`, output tokens from `message_delta` — not last-wins.
 ///
 /// Almost every event of a stream is a `text_delta`; it is translated without building values
-/// (`textDelta`): the event's members are found by the guarded lenient scan, its text checked
-/// as a string literal and copied as it was written, between a chunk's bytes rendered once per
-/// stream (`chunkHead`). Any other event, and a text delta the fast path cannot take whole (an
-/// escaped or repeated member name, an invalid text literal), goes through the strict reader
-/// and `JSONWriter`: the chunk the client reads holds the same values either way.
+/// (`textDelta`): the strict member reader validates the event and finds its members, and the
+/// text is copied as it was written, between a chunk's bytes rendered once per stream
+/// (`chunkHead`). Every other event goes through the strict reader and `JSONWriter`: the chunk
+/// the client reads holds the same values either way.
 public struct AnthropicStreamTranslator: Sendable {
     let created: Int
     /// Emit the final usage chunk (the client asked for `stream_options.include_usage`).
@@ -48,22 +47,26 @@ public struct AnthropicStreamTranslator: Sendable {
         return translateValues(data)
     }
 
-    static let eventNames: JSONNames = ["type", "delta"]
-    static let deltaNames: JSONNames = ["type", "text"]
+    static let eventNames = ["type", "delta"]
+    static let deltaNames = ["type", "text"]
     static let contentBlockDelta = Array("\"content_block_delta\"".utf8)
     static let textDeltaType = Array("\"text_delta\"".utf8)
     static let contentOpen = Array("{\"content\":".utf8)
 
     /// A `content_block_delta` event carrying a `text_delta`, as its chunk; nil for any other
-    /// event, or when the lenient scan is not conclusive (then `translateValues` decides).
+    /// event and for one the strict reader refuses (then `translateValues` decides).
+    /// The event is validated whole by the strict member reader (`topLevelMembers`, which also
+    /// refuses a repeated `type`, `delta` or `text` in any spelling), so its text is a valid
+    /// string literal, copied as written. Other repeated names are the provider's to judge
+    /// here, where `translateValues` drops such an event.
     func textDelta(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard let e = JSONReader.lenientTopLevelMembers(Self.eventNames, in: b, guarded: true),
+        guard let e = try? JSONReader.topLevelMembers(Self.eventNames, in: b),
               let type = e.member(0), Self.equal(b, type, Self.contentBlockDelta),
               let d = e.member(1) else { return nil }
         let delta = UnsafeRawBufferPointer(rebasing: b[d])
-        guard let m = JSONReader.lenientTopLevelMembers(Self.deltaNames, in: delta, guarded: true),
+        guard let m = try? JSONReader.topLevelMembers(Self.deltaNames, in: delta),
               let dt = m.member(0), Self.equal(delta, dt, Self.textDeltaType),
-              let text = m.member(1), JSONReader.isStringLiteral(text, in: delta) else { return nil }
+              let text = m.member(1), delta[text.lowerBound] == UInt8(ascii: "\"") else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(chunkHead.count + Self.contentOpen.count + text.count + 1 + openChunkTail.count)
         out.append(contentsOf: chunkHead)
@@ -80,8 +83,10 @@ public struct AnthropicStreamTranslator: Sendable {
         }
     }
 
-    /// Every event, read strictly into values (`JSONReader.parse`) and written with `JSONWriter`.
-    mutating func translateValues(_ data: UnsafeRawBufferPointer) -> [UInt8] {
+    /// Every event, read strictly into values (`JSONReader.parse`) and written with `JSONWriter`:
+    /// `translate` without its fast path, the reference the fast path is held to (public for the
+    /// differential fuzz target).
+    public mutating func translateValues(_ data: UnsafeRawBufferPointer) -> [UInt8] {
         guard case .object(let e)? = try? JSONReader.parse(data), let type = e["type"]?.string else { return [] }
         switch type {
         case "message_start":

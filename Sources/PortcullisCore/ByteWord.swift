@@ -14,6 +14,19 @@ public enum ByteWord {
         return hits == 0 ? nil : hits.trailingZeroBitCount >> 3
     }
 
+    /// Whether every byte of `w` is printable ASCII other than `"` and `\` (0x20–0x7F less
+    /// those two): the bytes a JSON string literal holds with nothing to check. Exact as a yes or
+    /// no: `(v - 0x20…) & ~v` has a byte's top bit set only if some byte is below 0x20 (borrows
+    /// run upward from a byte that is), `w` itself marks the bytes ≥ 0x80, and the zero tests of
+    /// `w ^ 0x22…` and `w ^ 0x5C…` the quotes and backslashes.
+    @inlinable @inline(__always)
+    public static func isPlainJSONStringWord(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        let q = w ^ (ones &* 0x22), s = w ^ (ones &* 0x5C)
+        let marks = (w &- ones &* 0x20) & ~w | w | (q &- ones) & ~q | (s &- ones) & ~s
+        return marks & high == 0
+    }
+
     /// The index of the first byte in `[from, to)` of `base` that equals `a` or `b`, or `to`
     /// when none does: eight bytes a word, the last few one by one (for runs of a word or a few,
     /// where a `memchr` call, or two, costs more than the scan).

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import PortcullisCore
 
 /// A strict RFC 8259 reader: one JSON text, nothing after it but whitespace; no comments, no
 /// trailing commas, no leading zeros, no lone surrogates, valid UTF-8 only; duplicate member
@@ -125,15 +126,6 @@ public struct JSONReader {
         var r = JSONReader(UnsafeRawBufferPointer(rebasing: bytes[range]))
         guard let s = try? r.string(), r.pos == range.count else { return nil }
         return s
-    }
-
-    /// Whether exactly `range` of `bytes` is one valid string literal (escapes, surrogate pairs,
-    /// control characters, UTF-8: what `string()` accepts), checked without building it. Its
-    /// bytes can then be copied into other JSON as they are: the same string to any reader.
-    public static func isStringLiteral(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Bool {
-        var r = JSONReader(UnsafeRawBufferPointer(rebasing: bytes[range]))
-        guard (try? r.skipString()) != nil else { return false }
-        return r.pos == range.count
     }
 
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ x: Range<Int>, _ y: Range<Int>) -> Bool {
@@ -325,6 +317,10 @@ public struct JSONReader {
             // Plain printable ASCII runs need no more than this test (a local index: `pos` is
             // stored through `self` and would be written back on every byte).
             var p = pos
+            // Eight plain bytes a word (`ByteWord.isPlainJSONStringWord`), then byte by byte
+            // from the first word holding anything else.
+            while p &+ 8 <= n && ByteWord.isPlainJSONStringWord(UnsafeRawPointer(base + p).loadUnaligned(as: UInt64.self)) { p &+= 8 }
+            if p == n { pos = p; throw fail("unterminated string") }
             var c = base[p]
             while c >= 0x20 && c < 0x80 && c != 0x22 && c != 0x5C {
                 p += 1

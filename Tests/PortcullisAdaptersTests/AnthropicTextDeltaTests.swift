@@ -84,14 +84,32 @@ final class AnthropicTextDeltaTests: XCTestCase {
         XCTAssertGreaterThan(fast, 2_000, "most events took the fast path")
     }
 
-    /// A mutant of the literal check (accepting any bytes between the quotes) must fail: an
-    /// event whose text holds a raw newline is dropped, as the strict reader drops it.
+    /// An event whose text is not a valid string literal (a raw newline, a bad escape, a lone
+    /// surrogate, invalid UTF-8) is dropped, as the strict reader drops it; so is one with junk
+    /// between its members.
     func testAnInvalidTextIsNotCopied() {
         var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
         for text in Self.invalid {
             let data = Array(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""#.utf8) + text + Array("\"}}".utf8)
             XCTAssertNil(data.withUnsafeBytes { tr.textDelta($0) }, "\(text)")
             XCTAssertEqual(tr.translate(data: data), [], "\(text)")
+        }
+        let junk = Array(#"{"type":"content_block_delta","delta":{"#.utf8) + [0x1D, 0, 0] + Array(#""type":"text_delta","text":"a"}}"#.utf8)
+        XCTAssertEqual(tr.translate(data: junk), [])
+    }
+
+    /// The one difference between the paths, by design: a repeated member name the fast path
+    /// does not read (here `index`) is the provider's to judge; the strict reader refuses the
+    /// whole event. A repeated name it reads sends the event to the strict reader.
+    func testARepeatedNameItDoesNotReadIsTheProviders() {
+        var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
+        let other = Array(#"{"type":"content_block_delta","index":0,"index":1,"delta":{"type":"text_delta","text":"a"}}"#.utf8)
+        XCTAssertNotNil(other.withUnsafeBytes { tr.textDelta($0) })
+        XCTAssertEqual(other.withUnsafeBytes { tr.translateValues($0) }, [])
+        for read in [#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+                     #"{"type":"content_block_delta","type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#] {
+            XCTAssertNil(Array(read.utf8).withUnsafeBytes { tr.textDelta($0) }, read)
+            XCTAssertEqual(tr.translate(data: Array(read.utf8)), [], read)
         }
     }
 

@@ -86,6 +86,36 @@ final class JSONReaderTests: XCTestCase {
     /// name, at every position of names and values of 0–48 bytes (inside the words, across the
     /// hand-over to `memchr`, at the end of the text), read as the strict reader reads them; the
     /// guarded scan gives up on an escaped name, never misreads it.
+    /// String literals are read eight plain bytes a word: a byte to check (an escape, UTF-8, a
+    /// control or invalid byte, the closing quote, the end of the text) at every position of
+    /// every alignment is found, and the value is the one the bytes spell.
+    func testStringsWithAByteToCheckAtEveryPosition() {
+        let valid: [([UInt8], String)] = [(Array("\\n".utf8), "\n"), (Array("é".utf8), "é"), ([0x7F], "\u{7F}"),
+                                          (Array("😀".utf8), "😀"), (Array("\\u00e9".utf8), "é"), (Array("\\/".utf8), "/")]
+        let invalid: [[UInt8]] = [[0x01], [0x1F], [0x0A], [0xFF], [0xC3], [0xED, 0xA0, 0x80], Array("\\x".utf8), [0x22]]
+        for lead in 0...3 {
+            for length in 0...40 {
+                for at in 0...length {
+                    let pad = [UInt8](repeating: 0x20, count: lead)
+                    func literal(_ piece: [UInt8]) -> [UInt8] {
+                        var t = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                        t.insert(contentsOf: piece, at: at)
+                        return pad + [0x22] + t + [0x22]
+                    }
+                    for (piece, text) in valid {
+                        let want = String(repeating: "a", count: at) + text + String(repeating: "a", count: length - at)
+                        XCTAssertEqual(try? JSONReader.parse(literal(piece)), .string(want), "\(piece) at \(at) of \(length)")
+                    }
+                    for piece in invalid {
+                        XCTAssertNil(try? JSONReader.parse(literal(piece)), "\(piece) at \(at) of \(length)")
+                    }
+                }
+                // Unterminated, whatever the alignment of its end.
+                XCTAssertNil(try? JSONReader.parse([UInt8](repeating: 0x20, count: lead) + [0x22] + [UInt8](repeating: 0x61, count: length)))
+            }
+        }
+    }
+
     func testStringEndsAtEveryPositionAgreeWithTheStrictReader() throws {
         let escapes = ["\\\"", "\\\\", "\\n", "\\u0041", "\\\\\\\""]
         for length in 0...48 {

@@ -4,9 +4,10 @@ import PortcullisJSON
 /// (fed each complete SSE event's `data`; nothing is buffered across events). Usage is merged —
 /// input tokens from `message_start`, output tokens from `message_delta` — not last-wins.
 ///
-/// Almost every event of a stream is a `text_delta`; it is translated without building values
-/// (`textDelta`): the strict member reader validates the event and finds its members, and the
-/// text is copied as it was written, between a chunk's bytes rendered once per stream
+/// Almost every event of a stream is a `text_delta` (or, while a tool call streams, an
+/// `input_json_delta`); it is translated without building values (`deltaChunk`): the strict
+/// member reader validates the event and finds its members, and the text (or the arguments'
+/// part) is copied as it was written, between a chunk's bytes rendered once per stream
 /// (`chunkHead`). Every other event goes through the strict reader and `JSONWriter`: the chunk
 /// the client reads holds the same values either way.
 public struct AnthropicStreamTranslator: Sendable {
@@ -43,38 +44,68 @@ public struct AnthropicStreamTranslator: Sendable {
 
     /// The same, for `data` read in place (`SSEDecoder.withData`).
     public mutating func translate(data: UnsafeRawBufferPointer) -> [UInt8] {
-        if let out = textDelta(data) { return out }
+        if let out = deltaChunk(data) { return out }
         return translateValues(data)
     }
 
-    static let eventNames = ["type", "delta"]
-    static let deltaNames = ["type", "text"]
+    static let eventNames = ["type", "delta", "index"]
+    static let deltaNames = ["type", "text", "partial_json"]
     static let contentBlockDelta = Array("\"content_block_delta\"".utf8)
     static let textDeltaType = Array("\"text_delta\"".utf8)
+    static let inputJSONDeltaType = Array("\"input_json_delta\"".utf8)
     static let contentOpen = Array("{\"content\":".utf8)
+    static let toolCallOpen = Array("{\"tool_calls\":[{\"index\":".utf8)
+    static let argumentsOpen = Array(",\"function\":{\"arguments\":".utf8)
+    static let toolCallClose = Array("}}]}".utf8)
 
-    /// A `content_block_delta` event carrying a `text_delta`, as its chunk; nil for any other
-    /// event and for one the strict reader refuses (then `translateValues` decides).
+    /// A `content_block_delta` event — a `text_delta`, or a tool call's `input_json_delta` —
+    /// as its chunk; nil for any other event and for one the strict reader refuses (then
+    /// `translateValues` decides).
     /// The event is validated whole by the strict member reader (`topLevelMembers`, which also
-    /// refuses a repeated `type`, `delta` or `text` in any spelling), so its text is a valid
-    /// string literal, copied as written. Other repeated names are the provider's to judge
-    /// here, where `translateValues` drops such an event.
-    func textDelta(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
+    /// refuses a repeated `type`, `delta`, `index`, `text` or `partial_json` in any spelling), so
+    /// its string is a valid literal, copied as written. Other repeated names are the provider's
+    /// to judge here, where `translateValues` drops such an event.
+    func deltaChunk(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
         guard let e = try? JSONReader.topLevelMembers(Self.eventNames, in: b),
               let type = e.member(0), Self.equal(b, type, Self.contentBlockDelta),
               let d = e.member(1) else { return nil }
         let delta = UnsafeRawBufferPointer(rebasing: b[d])
-        guard let m = try? JSONReader.topLevelMembers(Self.deltaNames, in: delta),
-              let dt = m.member(0), Self.equal(delta, dt, Self.textDeltaType),
-              let text = m.member(1), delta[text.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        guard let m = try? JSONReader.topLevelMembers(Self.deltaNames, in: delta), let dt = m.member(0) else { return nil }
+        if Self.equal(delta, dt, Self.textDeltaType) {
+            guard let text = m.member(1), delta[text.lowerBound] == UInt8(ascii: "\"") else { return nil }
+            return chunk(Self.contentOpen, UnsafeRawBufferPointer(rebasing: delta[text]), close: [UInt8(ascii: "}")])
+        }
+        // A tool call's arguments: its block must have been opened (`content_block_start`), the
+        // index a plain whole number as the strict path reads it (anything else: the strict path).
+        guard Self.equal(delta, dt, Self.inputJSONDeltaType), let part = m.member(2), delta[part.lowerBound] == UInt8(ascii: "\""),
+              let i = e.member(2), let block = Self.wholeNumber(b, i), let k = toolIndex[block] else { return nil }
+        return chunk(Self.toolCallOpen + Array(String(k).utf8) + Self.argumentsOpen, UnsafeRawBufferPointer(rebasing: delta[part]),
+                     close: Self.toolCallClose)
+    }
+
+    /// `chunkHead`, `open`, the literal, `close`, then the tail of a chunk without a finish reason.
+    func chunk(_ open: [UInt8], _ literal: UnsafeRawBufferPointer, close: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(chunkHead.count + Self.contentOpen.count + text.count + 1 + openChunkTail.count)
+        out.reserveCapacity(chunkHead.count + open.count + literal.count + close.count + openChunkTail.count)
         out.append(contentsOf: chunkHead)
-        out.append(contentsOf: Self.contentOpen)
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: delta[text]))
-        out.append(UInt8(ascii: "}"))
+        out.append(contentsOf: open)
+        out.append(contentsOf: literal)
+        out.append(contentsOf: close)
         out.append(contentsOf: openChunkTail)
         return out
+    }
+
+    /// The number at `r` when it is written as 1–6 digits (0…999,999: what
+    /// `AnthropicResponse.index` gives for it); nil for any other number.
+    static func wholeNumber(_ b: UnsafeRawBufferPointer, _ r: Range<Int>) -> Int? {
+        guard r.count >= 1 && r.count <= 6 else { return nil }
+        var v = 0
+        for i in r {
+            let d = b[i] &- 0x30
+            guard d <= 9 else { return nil }
+            v = v * 10 + Int(d)
+        }
+        return v
     }
 
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ literal: [UInt8]) -> Bool {

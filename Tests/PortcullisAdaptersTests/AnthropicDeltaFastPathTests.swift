@@ -3,10 +3,10 @@ import PortcullisJSON
 import PortcullisTestSupport
 @testable import PortcullisAdapters
 
-/// The stream translator's fast path for text deltas (`textDelta`) against its strict path
-/// (`translateValues`, which parses every event into values): the same chunks, by value, for
-/// any event; the same bytes where the text has nothing to re-escape.
-final class AnthropicTextDeltaTests: XCTestCase {
+/// The stream translator's fast path for text and tool-argument deltas (`deltaChunk`) against
+/// its strict path (`translateValues`, which parses every event into values): the same chunks,
+/// by value, for any event; the same bytes where the text has nothing to re-escape.
+final class AnthropicDeltaFastPathTests: XCTestCase {
     /// Pieces of a text literal's content: plain, escapes, UTF-8, and things a valid literal
     /// cannot hold (raw controls, bad escapes, lone surrogates, invalid UTF-8).
     static let valid: [[UInt8]] = [
@@ -32,32 +32,38 @@ final class AnthropicTextDeltaTests: XCTestCase {
         return t
     }
 
-    /// A `content_block_delta` event in one of the shapes a provider could send: members in
-    /// any order, extra members, white space, and now and then a repeated or escaped name.
+    /// A `content_block_delta` event in one of the shapes a provider could send: a text or a
+    /// tool call's arguments (or another kind), members in any order, extra members, white
+    /// space, indices plain and not, and now and then a repeated or escaped name.
     func randomEvent(_ rng: inout SeededRandom) -> (data: [UInt8], text: [UInt8]) {
         let text = randomText(&rng, invalidChance: 8)
         let sp = rng.next() % 4 == 0 ? " " : ""
-        let type = rng.next() % 10 == 0 ? "input_json_delta" : "text_delta"
-        var inner: [[UInt8]] = [Array("\"type\":\(sp)\"\(type)\"".utf8), Array("\"text\":\(sp)\"".utf8) + text + [0x22]]
+        let kinds = ["text_delta", "text_delta", "text_delta", "input_json_delta", "input_json_delta", "signature_delta"]
+        let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
+        let field = kind == "text_delta" ? "text" : "partial_json"
+        var inner: [[UInt8]] = [Array("\"type\":\(sp)\"\(kind)\"".utf8), Array("\"\(field)\":\(sp)\"".utf8) + text + [0x22]]
         if rng.next() % 8 == 0 { inner.append(Array("\"extra\":{\"a\":[1,2,\"}\"]}".utf8)) }
-        if rng.next() % 20 == 0 { inner.append(Array("\"text\":\"again\"".utf8)) }
-        if rng.next() % 20 == 0 { inner[0] = Array("\"typ\\u0065\":\"text_delta\"".utf8) }
+        if rng.next() % 8 == 0 { inner.append(Array("\"\(field == "text" ? "partial_json" : "text")\":\"other\"".utf8)) }
+        if rng.next() % 20 == 0 { inner.append(Array("\"\(field)\":\"again\"".utf8)) }
+        if rng.next() % 20 == 0 { inner[0] = Array("\"typ\\u0065\":\"\(kind)\"".utf8) }
         if rng.next() % 2 == 0 { inner.reverse() }
         let deltaObject = [0x7B] + Array(inner.joined(separator: Array(",\(sp)".utf8))) + [0x7D]
+        let indices = ["0", "1", "2", "0", "1", "1.0", "1e0", "1000000", "-1", "\"1\""]
         var outer: [[UInt8]] = [
             Array("\"type\":\(sp)\"\(rng.next() % 12 == 0 ? "content_block_stop" : "content_block_delta")\"".utf8),
-            Array("\"index\":\(rng.next() % 3)".utf8),
+            Array("\"index\":\(indices[Int(rng.next() % UInt64(indices.count))])".utf8),
             Array("\"delta\":\(sp)".utf8) + deltaObject,
         ]
         if rng.next() % 20 == 0 { outer.append(Array("\"delta\":{}".utf8)) }
+        if rng.next() % 20 == 0 { outer.append(Array("\"index\":0".utf8)) }
         if rng.next() % 3 == 0 { outer.swapAt(0, 2) }
         let data = Array("\(sp){\(sp)".utf8) + Array(outer.joined(separator: [0x2C])) + Array("\(sp)}\(sp)".utf8)
         return (data, text)
     }
 
-    func testTextDeltasGiveTheStrictPathsValues() throws {
+    func testDeltasGiveTheStrictPathsValues() throws {
         var rng = SeededRandom(seed: 0x5EED_7E47)
-        var fast = 0
+        var fast = 0, fastToolCalls = 0
         for round in 0..<3_000 {
             let (data, text) = randomEvent(&rng)
             for includeUsage in [false, true] {
@@ -65,10 +71,16 @@ final class AnthropicTextDeltaTests: XCTestCase {
                 if round % 2 == 0 {   // after a message_start: the chunk head has the stream's id and model
                     _ = tr.translate(data: Array(#"{"type":"message_start","message":{"id":"msg_\#(round)","model":"claude-\"q\"","usage":{"input_tokens":3,"output_tokens":1}}}"#.utf8))
                 }
+                for block in [1, 0] where round % (block + 2) != 0 {   // tool-use blocks opened (tool-call indices 0, 1)
+                    _ = tr.translate(data: Array(#"{"type":"content_block_start","index":\#(block),"content_block":{"type":"tool_use","id":"t\#(block)","name":"f","input":{}}}"#.utf8))
+                }
                 var strict = tr
                 let got = tr.translate(data: data)
                 let want = data.withUnsafeBytes { strict.translateValues($0) }
-                if data.withUnsafeBytes({ tr.textDelta($0) }) != nil { fast += 1 }
+                if let c = data.withUnsafeBytes({ tr.deltaChunk($0) }) {
+                    fast += 1
+                    if String(decoding: c, as: UTF8.self).contains("\"tool_calls\"") { fastToolCalls += 1 }
+                }
                 let context = "event \(String(decoding: data, as: UTF8.self))"
                 if want.isEmpty { XCTAssertEqual(got, [], context); continue }
                 XCTAssertEqual(Array(got.prefix(6)), Array("data: ".utf8), context)
@@ -82,6 +94,7 @@ final class AnthropicTextDeltaTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(fast, 2_000, "most events took the fast path")
+        XCTAssertGreaterThan(fastToolCalls, 200, "tool calls' arguments took it too")
     }
 
     /// An event whose text is not a valid string literal (a raw newline, a bad escape, a lone
@@ -91,7 +104,7 @@ final class AnthropicTextDeltaTests: XCTestCase {
         var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
         for text in Self.invalid {
             let data = Array(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""#.utf8) + text + Array("\"}}".utf8)
-            XCTAssertNil(data.withUnsafeBytes { tr.textDelta($0) }, "\(text)")
+            XCTAssertNil(data.withUnsafeBytes { tr.deltaChunk($0) }, "\(text)")
             XCTAssertEqual(tr.translate(data: data), [], "\(text)")
         }
         let junk = Array(#"{"type":"content_block_delta","delta":{"#.utf8) + [0x1D, 0, 0] + Array(#""type":"text_delta","text":"a"}}"#.utf8)
@@ -99,16 +112,17 @@ final class AnthropicTextDeltaTests: XCTestCase {
     }
 
     /// The one difference between the paths, by design: a repeated member name the fast path
-    /// does not read (here `index`) is the provider's to judge; the strict reader refuses the
-    /// whole event. A repeated name it reads sends the event to the strict reader.
+    /// does not read (here `signature`) is the provider's to judge; the strict reader refuses
+    /// the whole event. A repeated name it reads sends the event to the strict reader.
     func testARepeatedNameItDoesNotReadIsTheProviders() {
         var tr = AnthropicStreamTranslator(created: 1, includeUsage: false)
-        let other = Array(#"{"type":"content_block_delta","index":0,"index":1,"delta":{"type":"text_delta","text":"a"}}"#.utf8)
-        XCTAssertNotNil(other.withUnsafeBytes { tr.textDelta($0) })
+        let other = Array(#"{"type":"content_block_delta","signature":0,"signature":1,"delta":{"type":"text_delta","text":"a"}}"#.utf8)
+        XCTAssertNotNil(other.withUnsafeBytes { tr.deltaChunk($0) })
         XCTAssertEqual(other.withUnsafeBytes { tr.translateValues($0) }, [])
-        for read in [#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a","text":"b"}}"#,
+        for read in [#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a","t\u0065xt":"b"}}"#,
+                     #"{"type":"content_block_delta","index":0,"index":1,"delta":{"type":"text_delta","text":"a"}}"#,
                      #"{"type":"content_block_delta","type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#] {
-            XCTAssertNil(Array(read.utf8).withUnsafeBytes { tr.textDelta($0) }, read)
+            XCTAssertNil(Array(read.utf8).withUnsafeBytes { tr.deltaChunk($0) }, read)
             XCTAssertEqual(tr.translate(data: Array(read.utf8)), [], read)
         }
     }

@@ -30,7 +30,7 @@ let package = Package(
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisJSON"]),
         .target(name: "PortcullisRouter",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline", "PortcullisJSON"]),
-        .target(name: "PortcullisAdapters", dependencies: ["PortcullisJSON"]),
+        .target(name: "PortcullisAdapters", dependencies: ["PortcullisCore", "PortcullisJSON"]),
         .target(name: "PortcullisRedis", dependencies: ["PortcullisCore", "PortcullisEventLoop", "CHiredis", "CLinux"]),
         .target(name: "PortcullisLimiter",
                 dependencies: ["PortcullisCore", "PortcullisHTTP", "PortcullisConfig", "PortcullisPipeline", "PortcullisJSON",

@@ -1,3 +1,4 @@
+import PortcullisCore
 import PortcullisJSON
 
 /// Translates a Messages event stream into `chat.completion.chunk` events, one event at a time
@@ -26,14 +27,17 @@ public struct AnthropicStreamTranslator: Sendable {
     /// "created":…,"model":…,"choices":[{"index":0,"delta":`. Rendered again when `id` or
     /// `model` changes (at `message_start`).
     private(set) var chunkHead: [UInt8] = []
+    /// A chunk's end after its `choices` (`,"usage":null` when usage is asked for).
+    private let chunkEnd: [UInt8]
     /// After the delta, for a chunk without a finish reason.
     private let openChunkTail: [UInt8]
+    static let finishReasonOpen = Array(",\"logprobs\":null,\"finish_reason\":".utf8)
 
     public init(created: Int, includeUsage: Bool) {
         self.created = created
         self.includeUsage = includeUsage
-        openChunkTail = Array(",\"logprobs\":null,\"finish_reason\":null}]".utf8)
-            + (includeUsage ? Array(",\"usage\":null}\n\n".utf8) : Array("}\n\n".utf8))
+        chunkEnd = Array((includeUsage ? ",\"usage\":null}\n\n" : "}\n\n").utf8)
+        openChunkTail = Self.finishReasonOpen + Array("null}]".utf8) + chunkEnd
         chunkHead = renderChunkHead()
     }
 
@@ -76,9 +80,10 @@ public struct AnthropicStreamTranslator: Sendable {
             return chunk(Self.contentOpen, UnsafeRawBufferPointer(rebasing: delta[text]), close: [UInt8(ascii: "}")])
         }
         // A tool call's arguments: its block must have been opened (`content_block_start`), the
-        // index a plain whole number as the strict path reads it (anything else: the strict path).
+        // index written as 1–6 digits (0…999,999, what `AnthropicResponse.index` reads from
+        // them; any other number: the strict path).
         guard Self.equal(delta, dt, Self.inputJSONDeltaType), let part = m.member(2), delta[part.lowerBound] == UInt8(ascii: "\""),
-              let i = e.member(2), let block = Self.wholeNumber(b, i), let k = toolIndex[block] else { return nil }
+              let i = e.member(2), let block = DecimalDigits.value(b[i], maxDigits: 6), let k = toolIndex[Int(block)] else { return nil }
         return chunk(Self.toolCallOpen + Array(String(k).utf8) + Self.argumentsOpen, UnsafeRawBufferPointer(rebasing: delta[part]),
                      close: Self.toolCallClose)
     }
@@ -93,19 +98,6 @@ public struct AnthropicStreamTranslator: Sendable {
         out.append(contentsOf: close)
         out.append(contentsOf: openChunkTail)
         return out
-    }
-
-    /// The number at `r` when it is written as 1–6 digits (0…999,999: what
-    /// `AnthropicResponse.index` gives for it); nil for any other number.
-    static func wholeNumber(_ b: UnsafeRawBufferPointer, _ r: Range<Int>) -> Int? {
-        guard r.count >= 1 && r.count <= 6 else { return nil }
-        var v = 0
-        for i in r {
-            let d = b[i] &- 0x30
-            guard d <= 9 else { return nil }
-            v = v * 10 + Int(d)
-        }
-        return v
     }
 
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ literal: [UInt8]) -> Bool {
@@ -203,10 +195,10 @@ public struct AnthropicStreamTranslator: Sendable {
         var out = chunkHead
         JSONWriter.write(delta, &out)
         if finish == .null { out.append(contentsOf: openChunkTail); return out }
-        out.append(contentsOf: ",\"logprobs\":null,\"finish_reason\":".utf8)
+        out.append(contentsOf: Self.finishReasonOpen)
         JSONWriter.write(finish, &out)
         out.append(contentsOf: "}]".utf8)
-        out.append(contentsOf: (includeUsage ? ",\"usage\":null}\n\n" : "}\n\n").utf8)
+        out.append(contentsOf: chunkEnd)
         return out
     }
 

@@ -86,50 +86,47 @@ public struct SSEDecoder: Sendable {
     /// none). An event with one `data:` line — the usual one — is passed its value in place,
     /// uncopied; only an event of several is joined into an array first.
     public static func withData<R>(of event: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
-        guard let base = event.baseAddress else { return body(nil) }
         var value: Range<Int>? = nil
-        var i = 0
-        let n = event.count
-        while i < n {
-            var e = ByteWord.firstIndex(of: 10, or: 13, in: base, from: i, to: n)
-            if let v = dataValueStart(event, i, e) {
-                if value != nil {
-                    guard let joined = data(of: event) else { return body(nil) }   // never: it has data lines
-                    return joined.withUnsafeBytes { body($0) }
-                }
-                value = v..<e
-            }
-            if e < n && event[e] == 13 && e + 1 < n && event[e + 1] == 10 { e += 1 }
-            i = e + 1
+        var several = false
+        forEachDataValue(of: event) { v in
+            if value != nil { several = true; return false }
+            value = v
+            return true
         }
+        if several, let joined = data(of: event) { return joined.withUnsafeBytes { body($0) } }
         guard let v = value else { return body(nil) }
         return body(UnsafeRawBufferPointer(rebasing: event[v]))
-    }
-
-    /// Where the value of line `[i, e)` begins when it is a `data:` line (one leading space
-    /// removed); nil for any other line.
-    @inline(__always) static func dataValueStart(_ event: UnsafeRawBufferPointer, _ i: Int, _ e: Int) -> Int? {
-        guard e - i >= 5 && event[i] == 100 && event[i + 1] == 97 && event[i + 2] == 116 && event[i + 3] == 97 && event[i + 4] == 58 else { return nil }
-        return i + 5 < e && event[i + 5] == 32 ? i + 6 : i + 5
     }
 
     /// The `data` of a raw event: its `data:` lines' values (one leading space removed) joined
     /// by LF; nil when it has none.
     public static func data(of event: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard let base = event.baseAddress else { return nil }
         var out: [UInt8]? = nil
+        forEachDataValue(of: event) { v in
+            if out == nil { out = [] } else { out!.append(10) }
+            out!.append(bytes: UnsafeRawBufferPointer(rebasing: event[v]))
+            return true
+        }
+        return out
+    }
+
+    /// Calls `body` with the value of each `data:` line of a raw event (one leading space
+    /// removed), in order, until it returns false. Lines end at LF, CR or CRLF, found eight
+    /// bytes a word.
+    @inline(__always)
+    static func forEachDataValue(of event: UnsafeRawBufferPointer, _ body: (Range<Int>) -> Bool) {
+        guard let base = event.baseAddress else { return }
         var i = 0
         let n = event.count
         while i < n {
             var e = ByteWord.firstIndex(of: 10, or: 13, in: base, from: i, to: n)
-            // line [i, e)
-            if let v = dataValueStart(event, i, e) {
-                if out == nil { out = [] } else { out!.append(10) }
-                out!.append(bytes: UnsafeRawBufferPointer(rebasing: event[v..<e]))
+            // line [i, e): a data line when it starts `data:`
+            if e - i >= 5 && event[i] == 100 && event[i + 1] == 97 && event[i + 2] == 116 && event[i + 3] == 97 && event[i + 4] == 58 {
+                let v = i + 5 < e && event[i + 5] == 32 ? i + 6 : i + 5
+                if !body(v..<e) { return }
             }
             if e < n && event[e] == 13 && e + 1 < n && event[e + 1] == 10 { e += 1 }
             i = e + 1
         }
-        return out
     }
 }

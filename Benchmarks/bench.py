@@ -13,6 +13,7 @@ Targets (all on loopback, one worker each so the comparison is per-core):
 """
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -56,6 +57,30 @@ def round_order(items, r):
     targets run next to each other, and neither always goes first)."""
     items = list(items)
     return items if r % 2 == 0 else items[::-1]
+
+
+# The targets behind the two req/s targets that land within this host's noise (plain / HAProxy,
+# full pipeline / nginx): they run on for --headline-rounds rounds after the others stop.
+HEADLINE = ("gateway", "haproxy", "gateway_bare", "nginx", "full")
+
+
+def median_interval(xs, confidence=0.95):
+    """A distribution-free interval for the median of the population the sorted `xs` were drawn
+    from (order statistics: the true median lies below the k-th smallest with probability
+    P(Binomial(n, 1/2) < k)): (low, high, the interval's actual confidence), or None when `xs` are
+    too few for `confidence` (fewer than 6 for 95 %). Per-round ratios of interleaved rounds are
+    about independent draws; a run's noise spells make them less so, which this does not model."""
+    n = len(xs)
+    below = 0.0           # P(X < k) for X ~ Binomial(n, 1/2), k rising from 0
+    k = 0
+    while True:
+        nxt = below + math.comb(n, k) / 2 ** n
+        if 2 * nxt > 1 - confidence:
+            break
+        below, k = nxt, k + 1
+    if k == 0:
+        return None
+    return xs[k - 1], xs[n - k], 1 - 2 * below
 
 
 def middle_half(xs):
@@ -417,6 +442,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--latency-rounds", type=int, default=7,
                     help="rounds of the half-load and SSE sections (their targets sit near the noise: more rounds than the table)")
+    ap.add_argument("--headline-rounds", type=int, default=16,
+                    help="rounds for the targets of the two req/s targets within the noise (HEADLINE): enough for a 95%% interval of their median ratios")
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--slice", type=int, default=1,
                     help="seconds a target runs before the next takes its turn (0: each target's --seconds at once)")
@@ -427,7 +454,7 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated targets (a partial run; results are printed, not written)")
     a = ap.parse_args()
     if a.quick:
-        a.rounds, a.seconds, a.latency_rounds = 2, 3, 2
+        a.rounds, a.seconds, a.latency_rounds, a.headline_rounds = 2, 3, 2, 3
 
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -655,50 +682,59 @@ litellm_settings: {{ telemetry: false }}
         # drain for two seconds after a run).
         slices = max(1, round(a.seconds / a.slice)) if a.slice > 0 else 1
         slice_s = max(1, a.seconds // slices)     # (wrk takes whole seconds)
-        while (r := len(rounds[first])) < a.rounds:   # r: rounds kept so far
-            order = list(targets.items())
-            this_round, this_stolen = {}, []
-            parts = {}
-            for turn in range(slices):
-                for name, (port, pid, tok) in round_order(order, r + turn):
-                    if name == "litellm" and turn > 0:
-                        continue
-                    cpu = tree_cpu_seconds if name in ("litellm", "nginx_auto") else cpu_seconds   # (more than one process)
-                    fake_pid = fake_of.get(name, fake).pid
-                    c0, f0 = cpu(pid), cpu_seconds(fake_pid)
-                    r0 = redis_calls() if name in redis_sent else 0
-                    t0 = cpu_ticks()
-                    res = wrk(port, a.seconds if name == "litellm" else slice_s, a.conns, token=tok, script=script_of.get(name, "post.lua"))
-                    t1 = cpu_ticks()
-                    res["ticks"] = (t1[0] - t0[0], t1[1] - t0[1])   # (all, stolen) during this turn
-                    if name == "litellm":
-                        time.sleep(2)    # its backlog of timed-out requests drains before the next run
-                    res["cpu_s"] = cpu(pid) - c0
-                    # The rest of the machine: the fake provider behind it (for direct, the server itself),
-                    # wrk, and the cores left idle, per request (the split that explains a ratio).
-                    res["fake_s"] = cpu_seconds(fake_pid) - f0
-                    res["idle_s"] = (t1[2] - t0[2]) / CLK
-                    parts.setdefault(name, []).append(res)
-                    if name in redis_sent:
-                        redis_sent[name][0] += redis_calls() - r0
-                        redis_sent[name][1] += res["requests"]
-            for name, ps in parts.items():
-                res = merge_slices(ps)
-                this_round[name] = res
-                # The share the hypervisor took over the target's turns together (a 1-second
-                # turn alone reads in steps of half a percent).
-                this_stolen.append(sum(p["ticks"][1] for p in ps) / max(1, sum(p["ticks"][0] for p in ps)))
-                print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
-                      f"cpu {res['cpu_us']:.1f} us/req  stolen {100 * this_stolen[-1]:.0f}%  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
-            worst = max(this_stolen)
-            if worst > a.max_steal and len(discarded) < a.rounds:
-                discarded.append(worst)
-                print(f"round {r + 1} discarded: the hypervisor took {100 * worst:.0f}% of the machine "
-                      f"during one of its runs (limit {100 * a.max_steal:.0f}%); running it again", file=sys.stderr)
-                continue
-            for name, res in this_round.items():
-                rounds[name].append(res)
-            stolen.extend(this_stolen)
+        # Two phases: every target for --rounds rounds, then the targets of the two req/s targets
+        # that sit within this host's noise (plain / HAProxy, full / nginx) on to --headline-rounds,
+        # so their medians get an interval narrow enough to settle them (`median_interval`).
+        headline = {k: v for k, v in targets.items() if k in HEADLINE}
+        phases = [(targets, a.rounds)] + ([(headline, a.headline_rounds)] if headline and a.headline_rounds > a.rounds else [])
+        for phase_targets, want in phases:
+            first = next(iter(phase_targets))
+            retries = 0    # rounds discarded in this phase (at most `want`)
+            while (r := len(rounds[first])) < want:   # r: rounds kept so far
+                order = list(phase_targets.items())
+                this_round, this_stolen = {}, []
+                parts = {}
+                for turn in range(slices):
+                    for name, (port, pid, tok) in round_order(order, r + turn):
+                        if name == "litellm" and turn > 0:
+                            continue
+                        cpu = tree_cpu_seconds if name in ("litellm", "nginx_auto") else cpu_seconds   # (more than one process)
+                        fake_pid = fake_of.get(name, fake).pid
+                        c0, f0 = cpu(pid), cpu_seconds(fake_pid)
+                        r0 = redis_calls() if name in redis_sent else 0
+                        t0 = cpu_ticks()
+                        res = wrk(port, a.seconds if name == "litellm" else slice_s, a.conns, token=tok, script=script_of.get(name, "post.lua"))
+                        t1 = cpu_ticks()
+                        res["ticks"] = (t1[0] - t0[0], t1[1] - t0[1])   # (all, stolen) during this turn
+                        if name == "litellm":
+                            time.sleep(2)    # its backlog of timed-out requests drains before the next run
+                        res["cpu_s"] = cpu(pid) - c0
+                        # The rest of the machine: the fake provider behind it (for direct, the server itself),
+                        # wrk, and the cores left idle, per request (the split that explains a ratio).
+                        res["fake_s"] = cpu_seconds(fake_pid) - f0
+                        res["idle_s"] = (t1[2] - t0[2]) / CLK
+                        parts.setdefault(name, []).append(res)
+                        if name in redis_sent:
+                            redis_sent[name][0] += redis_calls() - r0
+                            redis_sent[name][1] += res["requests"]
+                for name, ps in parts.items():
+                    res = merge_slices(ps)
+                    this_round[name] = res
+                    # The share the hypervisor took over the target's turns together (a 1-second
+                    # turn alone reads in steps of half a percent).
+                    this_stolen.append(sum(p["ticks"][1] for p in ps) / max(1, sum(p["ticks"][0] for p in ps)))
+                    print(f"round {r + 1} {name:8s} {res['rps']:9.0f} req/s  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms  "
+                          f"cpu {res['cpu_us']:.1f} us/req  stolen {100 * this_stolen[-1]:.0f}%  non2xx {res['non2xx']} {res['errors']}", file=sys.stderr)
+                worst = max(this_stolen)
+                if worst > a.max_steal and retries < want:
+                    discarded.append(worst)
+                    retries += 1
+                    print(f"round {r + 1} discarded: the hypervisor took {100 * worst:.0f}% of the machine "
+                          f"during one of its runs (limit {100 * a.max_steal:.0f}%); running it again", file=sys.stderr)
+                    continue
+                for name, res in this_round.items():
+                    rounds[name].append(res)
+                stolen.extend(this_stolen)
         per_request = {k: (v[0] / v[1] if v[1] else 0.0) for k, v in redis_sent.items()}
         redis_per_request = per_request["jwt_limit_redis"]
         def pair(a_, b_, m):
@@ -712,9 +748,19 @@ litellm_settings: {{ telemetry: false }}
             if not xs:
                 return "no rounds"
             lo, hi = middle_half(xs)
-            # A target whose middle half straddles it is not settled by this run either way.
-            verdict = f"; the middle half straddles {target:.1f}×: this run does not settle it" if target and lo < target <= hi else ""
-            return f"rounds' middle half {lo:.2f}–{hi:.2f}×{verdict}"
+            text = f"rounds' middle half {lo:.2f}–{hi:.2f}×"
+            iv = median_interval(xs)
+            if iv is None:
+                # Too few rounds for an interval: a target whose middle half straddles it is
+                # not settled by this run either way.
+                verdict = f"; the middle half straddles {target:.1f}×: this run does not settle it" if target and lo < target <= hi else ""
+                return text + verdict
+            ilo, ihi, conf = iv
+            text += f"; {100 * conf:.0f}% interval of the median over {len(xs)} rounds {ilo:.2f}–{ihi:.2f}×"
+            if target:
+                text += (f": **met**" if ilo >= target else f": **missed**" if ihi < target
+                         else f": it straddles {target:.1f}×, this run does not settle it")
+            return text
         def cpu_pair(a_, b_):
             """Median and middle half of the per-round ratios of server CPU per request (lower is
             cheaper): steadier than req/s where wrk, the proxy and the provider share the cores."""
@@ -722,7 +768,9 @@ litellm_settings: {{ telemetry: false }}
             if not xs:
                 return "no rounds"
             lo, hi = middle_half(xs)
-            return f"{statistics.median(xs):.2f}× (rounds' middle half {lo:.2f}–{hi:.2f}×)"
+            iv = median_interval(xs)
+            interval = f"; {100 * iv[2]:.0f}% interval of the median {iv[0]:.2f}–{iv[1]:.2f}×" if iv else ""
+            return f"{statistics.median(xs):.2f}× (rounds' middle half {lo:.2f}–{hi:.2f}×{interval})"
         med = {k: {m: statistics.median(x[m] for x in v) for m in ("rps", "p50", "p99", "p999", "cpu_us", "fake_us", "client_cpu_us", "idle_us")}
                for k, v in rounds.items()}
         def limiter_at_half_load():
@@ -745,6 +793,9 @@ litellm_settings: {{ telemetry: false }}
             for k, m in med.items():
                 print(f"{k:12s} {m['rps']:9.0f} req/s p50 {m['p50']:.2f} p99 {m['p99']:.2f} cpu {m['cpu_us']:.1f} us/req  "
                       f"fake {m['fake_us']:.1f} wrk {m['client_cpu_us']:.1f} idle {m['idle_us']:.1f}")
+            for x, y in (("gateway", "haproxy"), ("gateway_bare", "haproxy"), ("full", "nginx")):
+                if x in rounds and y in rounds:
+                    print(f"{x}/{y} req/s {pair(x, y, 'rps'):.3f} ({spread(x, y, 1.0)}); CPU a request {cpu_pair(x, y)}")
             if "plain_route" in rounds and "alias_route" in rounds:
                 r = pair("alias_route", "plain_route", "rps")
                 print(f"alias/plain req/s {r:.3f}")
@@ -848,6 +899,8 @@ litellm_settings: {{ telemetry: false }}
         "",
         f"Run: `Benchmarks/run.sh` on {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, release builds, one worker each for",
         f"Portcullis, nginx and the fake provider; wrk -t1 -c{a.conns}, {a.rounds} interleaved rounds of {a.seconds} s a target"
+        + (f" ({a.headline_rounds} for the targets of the plain / HAProxy and full / nginx ratios, which go on alone after the others stop)"
+           if a.headline_rounds > a.rounds else "")
         + (f" in {a.seconds // max(1, a.slice)} turns of {a.slice} s (the targets take turns, every other turn in reverse order)" if 0 < a.slice < a.seconds else "") + ",",
         "small non-streaming chat completion (POST, 80-byte body, ~550-byte JSON answer). Medians over rounds;",
         "ratios are medians of per-round ratios. CPU is the server process's user+system time per request.",
@@ -855,7 +908,7 @@ litellm_settings: {{ telemetry: false }}
         "Compared targets run next to each other, every other round (and turn) in reverse order. CPU stolen by the",
         f"hypervisor during the runs (a gauge of this VM's noise): median {100 * statistics.median(stolen):.0f}%, "
         f"max {100 * max(stolen):.0f}% of the machine. Rounds in which it took more than {100 * a.max_steal:.0f}% during any run "
-        f"are discarded whole and run again (at most {a.rounds}): "
+        f"are discarded whole and run again (at most as many as the phase's rounds): "
         + (f"{len(discarded)} discarded here (worst steal in each: {', '.join(f'{100 * x:.0f}%' for x in discarded)})."
            if discarded else "none was discarded here."),
         "",

@@ -21,6 +21,10 @@ public struct AnthropicStreamTranslator: Sendable {
     public private(set) var outputTokens = 0
     var stopReason: String?
     public private(set) var finished = false
+    /// The last `translate` took the fast path (`deltaChunk`): its output is one content chunk
+    /// (a `choices` entry with a delta, `"usage":null` or no usage), which a reader of the
+    /// translated stream may count without parsing.
+    public private(set) var lastWasDeltaChunk = false
     /// Anthropic content-block index → OpenAI tool-call index, for tool_use blocks.
     var toolIndex: [Int: Int] = [:]
     /// A chunk event up to its delta: `data: {"id":…,"object":"chat.completion.chunk",
@@ -48,7 +52,8 @@ public struct AnthropicStreamTranslator: Sendable {
 
     /// The same, for `data` read in place (`SSEDecoder.withData`).
     public mutating func translate(data: UnsafeRawBufferPointer) -> [UInt8] {
-        if let out = deltaChunk(data) { return out }
+        if let out = deltaChunk(data) { lastWasDeltaChunk = true; return out }
+        lastWasDeltaChunk = false
         return translateValues(data)
     }
 

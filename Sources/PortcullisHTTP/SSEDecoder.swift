@@ -17,6 +17,10 @@ public struct SSEDecoder: Sendable {
 
     public init(maxEventBytes: Int = 1 << 20) { self.maxEventBytes = maxEventBytes }
 
+    /// Between events: nothing of an event held, no line or CR pending. Bytes that are whole
+    /// events could be read apart from this decoder without changing what it hands out next.
+    public var isAtEventBoundary: Bool { partial.isEmpty && atLineStart && !afterCR && !eventEndsAfterCR }
+
     public enum Outcome: Equatable { case ok, eventTooLarge }
 
     /// Feeds `bytes`; `onEvent` gets each event completed by them (valid during the call only).

@@ -113,19 +113,20 @@ final class AnthropicResponseTransform {
         translator = AnthropicStreamTranslator(created: Int(WallClock.nowMillis() / 1000), includeUsage: includeUsage)
     }
 
-    /// Translates the stream bytes that arrived; `emit` gets OpenAI events (whole events only).
-    func feed(_ bytes: UnsafeRawBufferPointer, emit: ([UInt8]) -> Void) {
+    /// Translates the stream bytes that arrived; `emit` gets OpenAI events (whole events only),
+    /// and whether they are one content chunk of the fast path (`lastWasDeltaChunk`).
+    func feed(_ bytes: UnsafeRawBufferPointer, emit: ([UInt8], _ contentChunk: Bool) -> Void) {
         _ = decoder.feed(bytes) { translate($0, emit) }
     }
 
     /// The stream ended: an event still held by the decoder is translated.
-    func finish(emit: ([UInt8]) -> Void) {
+    func finish(emit: ([UInt8], _ contentChunk: Bool) -> Void) {
         decoder.finish { translate($0, emit) }
     }
 
-    private func translate(_ event: UnsafeRawBufferPointer, _ emit: ([UInt8]) -> Void) {
+    private func translate(_ event: UnsafeRawBufferPointer, _ emit: ([UInt8], Bool) -> Void) {
         let out = SSEDecoder.withData(of: event) { data in data.map { translator.translate(data: $0) } ?? [] }
-        if !out.isEmpty { emit(out) }
+        if !out.isEmpty { emit(out, translator.lastWasDeltaChunk) }
     }
 
     /// An Anthropic error body (`{"type":"error","error":{"type":…,"message":…}}`) in OpenAI's

@@ -270,10 +270,14 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         outcome = h.status >= 400 ? "upstream_status" : "ok"   // the final answer decides
     }
 
-    /// Returns false when the upstream should pause (the client is slower).
+    /// Returns false when the upstream should pause (the client is slower). `contentChunk`: the
+    /// bytes are one content chunk the stream translator wrote on its fast path, which the tap
+    /// counts without reading (`UsageTap.passContentChunk`).
     @discardableResult
-    func forwardBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        if tap.filters {
+    func forwardBody(_ bytes: UnsafeRawBufferPointer, contentChunk: Bool = false) -> Bool {
+        if contentChunk && tap.passContentChunk() {
+            relay.body(bytes, into: output)
+        } else if tap.filters {
             tap.filter(bytes) { relay.body($0, into: output) }
         } else {
             relay.body(bytes, into: output)
@@ -348,7 +352,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
         }
         if let tr = transform, tr.streaming {
             var keepReading = true
-            tr.feed(bytes) { out in out.withUnsafeBytes { if !forwardBody($0) { keepReading = false } } }
+            tr.feed(bytes) { out, content in out.withUnsafeBytes { if !forwardBody($0, contentChunk: content) { keepReading = false } } }
             return keepReading
         }
         if holding, let h = held {
@@ -373,7 +377,7 @@ public final class ProxyCoordinator: UpstreamResponseDelegate {
             return forwardTranslated(w.head, w.body)
         }
         if let tr = transform, tr.streaming {
-            tr.finish { out in out.withUnsafeBytes { _ = forwardBody($0) } }
+            tr.finish { out, content in out.withUnsafeBytes { _ = forwardBody($0, contentChunk: content) } }
         }
         if holding {
             holding = false

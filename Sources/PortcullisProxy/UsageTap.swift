@@ -87,6 +87,18 @@ final class UsageTap {
     /// Whether body bytes must go through `filter` (whole events) instead of straight through.
     var filters: Bool { r.sse && r.hide }
 
+    /// A content chunk of the stream translator's fast path is about to pass (one whole event,
+    /// its `choices` a delta, its `usage` null or absent: `AnthropicStreamTranslator
+    /// .lastWasDeltaChunk`): counted as `inspect` would count it, without framing or searching it
+    /// again. False — the caller feeds it to `observe` or `filter` as any bytes — unless the
+    /// stream's model is already read (`inspect` reads it from the first event that names one)
+    /// and the decoder is between events (the chunk cannot be the end of one it holds).
+    func passContentChunk() -> Bool {
+        guard r.sse, r.streamModel != nil, decoder.isAtEventBoundary else { return false }
+        r.contentEvents += 1
+        return true
+    }
+
     /// Observes bytes that pass through unchanged.
     func observe(_ bytes: UnsafeRawBufferPointer) {
         if r.sse {

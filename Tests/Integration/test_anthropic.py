@@ -69,6 +69,28 @@ def test_failover_to_anthropic_stream(claude_gateway, key, include_usage):
         assert not usage
 
 
+def test_translated_stream_settles_its_tokens_and_hides_the_usage_chunk(claude_gateway, key):
+    """A token limit: the gateway asks for usage (the client did not), the translated stream's
+    content chunks pass the usage tap unread, and the usage chunk the translator writes last is
+    read for settlement and hidden from the client."""
+    gw = claude_gateway(extra="limits:\n  default_tier: pro\n  tiers:\n    pro: { tokens_per_day: 100000 }\n")
+    b = json.dumps({"model": "chat-default", "stream": True, "max_tokens": 200,
+                    "messages": [{"role": "user", "content": "hi"}]}).encode()
+    h = auth(key, tier="pro")
+    r = post(gw.port, CHAT, b, h)
+    assert r.status == 200
+    events = sse_data(r.body)
+    chunks = [json.loads(d) for _, d in events[:-1]]
+    assert events[-1] == (None, "[DONE]") and all(c["choices"] for c in chunks), "the hidden usage chunk reached the client"
+    assert not any(c.get("usage") for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "The gate is open"
+    before = int(r.headers["x-ratelimit-remaining-tokens"])   # the stream's reservation held: ~200 + the prompt
+    r2 = post(gw.port, CHAT, json.dumps({"model": "chat-default", "max_tokens": 10,
+                                         "messages": [{"role": "user", "content": "hi"}]}).encode(), h)
+    # The stream used its prompt + 4 tokens: most of its 200 came back before the second decision.
+    assert int(r2.headers["x-ratelimit-remaining-tokens"]) > before + 150, (before, r2.headers["x-ratelimit-remaining-tokens"])
+
+
 def test_untranslatable_request_is_400_without_reaching_anthropic(claude_gateway, fake, key):
     gw = claude_gateway(primary_knobs="status=500")
     fake.reset()

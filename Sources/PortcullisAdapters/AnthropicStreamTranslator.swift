@@ -70,26 +70,25 @@ public struct AnthropicStreamTranslator: Sendable {
     /// A `content_block_delta` event — a `text_delta`, or a tool call's `input_json_delta` —
     /// as its chunk; nil for any other event and for one the strict reader refuses (then
     /// `translateValues` decides).
-    /// The event is validated whole by the strict member reader (`topLevelMembers`, which also
-    /// refuses a repeated `type`, `delta`, `index`, `text` or `partial_json` in any spelling), so
-    /// its string is a valid literal, copied as written. Other repeated names are the provider's
-    /// to judge here, where `translateValues` drops such an event.
+    /// The event is validated whole, in one pass, by the strict member reader (`topLevelMembers`,
+    /// finding the delta's members as it reads it, and refusing a repeated `type`, `delta`,
+    /// `index`, `text` or `partial_json` in any spelling), so its string is a valid literal,
+    /// copied as written. Other repeated names are the provider's to judge here, where
+    /// `translateValues` drops such an event.
     func deltaChunk(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard let e = try? JSONReader.topLevelMembers(Self.eventNames, in: b),
+        guard let (e, nested) = try? JSONReader.topLevelMembers(Self.eventNames, in: b, nestedIn: 1, Self.deltaNames),
               let type = e.member(0), Self.equal(b, type, Self.contentBlockDelta),
-              let d = e.member(1) else { return nil }
-        let delta = UnsafeRawBufferPointer(rebasing: b[d])
-        guard let m = try? JSONReader.topLevelMembers(Self.deltaNames, in: delta), let dt = m.member(0) else { return nil }
-        if Self.equal(delta, dt, Self.textDeltaType) {
-            guard let text = m.member(1), delta[text.lowerBound] == UInt8(ascii: "\"") else { return nil }
-            return chunk(Self.contentOpen, UnsafeRawBufferPointer(rebasing: delta[text]), close: [UInt8(ascii: "}")])
+              let m = nested, let dt = m.member(0) else { return nil }
+        if Self.equal(b, dt, Self.textDeltaType) {
+            guard let text = m.member(1), b[text.lowerBound] == UInt8(ascii: "\"") else { return nil }
+            return chunk(Self.contentOpen, UnsafeRawBufferPointer(rebasing: b[text]), close: [UInt8(ascii: "}")])
         }
         // A tool call's arguments: its block must have been opened (`content_block_start`), the
         // index written as 1–6 digits (0…999,999, what `AnthropicResponse.index` reads from
         // them; any other number: the strict path).
-        guard Self.equal(delta, dt, Self.inputJSONDeltaType), let part = m.member(2), delta[part.lowerBound] == UInt8(ascii: "\""),
+        guard Self.equal(b, dt, Self.inputJSONDeltaType), let part = m.member(2), b[part.lowerBound] == UInt8(ascii: "\""),
               let i = e.member(2), let block = DecimalDigits.value(b[i], maxDigits: 6), let k = toolIndex[Int(block)] else { return nil }
-        return chunk(Self.toolCallOpen + Array(String(k).utf8) + Self.argumentsOpen, UnsafeRawBufferPointer(rebasing: delta[part]),
+        return chunk(Self.toolCallOpen + Array(String(k).utf8) + Self.argumentsOpen, UnsafeRawBufferPointer(rebasing: b[part]),
                      close: Self.toolCallClose)
     }
 

@@ -79,46 +79,69 @@ public struct JSONReader {
     /// other duplicate names, like everything nested, are the provider's to judge. Allocates
     /// nothing unless a top-level name contains an escape.
     public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
-        precondition(names.count <= JSONNames.maxCount, "topLevelMembers reads at most 6 names")
-        var found = TopLevelScan(count: names.count)
+        try topLevelMembers(names, in: bytes, nestedIn: -1, []).outer
+    }
+
+    /// The same pass, which also finds `nestedNames` (at most 6) in the value of `names[member]`
+    /// when that value is an object (`nested`; nil when it is absent or not an object), as
+    /// `topLevelMembers` would find them in that object alone — a nested name it reads may occur
+    /// once there too — with ranges into `bytes`: one pass where two would read the inner object
+    /// twice.
+    public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer, nestedIn member: Int,
+                                       _ nestedNames: [String]) throws(Failure) -> (outer: TopLevelScan, nested: TopLevelScan?) {
+        precondition(names.count <= JSONNames.maxCount && nestedNames.count <= JSONNames.maxCount, "topLevelMembers reads at most 6 names")
         var r = JSONReader(bytes)
         r.skipWhitespace()
         guard r.pos < bytes.count, bytes[r.pos] == UInt8(ascii: "{") else { throw r.fail("expected a JSON object") }
-        r.pos += 1
-        found.afterBrace = r.pos
-        r.skipWhitespace()
-        if r.peek == UInt8(ascii: "}") { r.pos += 1; found.isEmpty = true } else {
-            while true {
-                r.skipWhitespace()
-                let keyStart = r.pos
-                let escaped = try r.skipString()
-                let raw = (keyStart + 1)..<(r.pos - 1)
-                var matchIndex: Int? = nil
-                if escaped {
-                    var kr = JSONReader(bytes); kr.pos = keyStart
-                    matchIndex = names.firstIndex(of: try kr.string())
-                } else {
-                    for (i, n) in names.enumerated() where JSONReader.equal(bytes, raw, n) { matchIndex = i; break }
-                }
-                if let i = matchIndex, found.member(i) != nil {
-                    r.pos = keyStart
-                    throw r.fail("duplicate member name '\(names[i])'")
-                }
-                r.skipWhitespace()
-                try r.expect(UInt8(ascii: ":"))
-                r.skipWhitespace()
-                let start = r.pos
-                _ = try r.value(depth: 1, build: false)
-                if let i = matchIndex { found.set(i, start, r.pos) }
-                r.skipWhitespace()
-                if r.peek == UInt8(ascii: ",") { r.pos += 1; continue }
-                try r.expect(UInt8(ascii: "}"))
-                break
-            }
-        }
+        var nested: TopLevelScan?
+        let found = try r.objectMembers(names, depth: 0, nestedIn: member, nestedNames, &nested)
         r.skipWhitespace()
         guard r.pos == bytes.count else { throw r.fail("unexpected data after the JSON value") }
-        return found
+        return (found, nested)
+    }
+
+    /// The object at `pos` (its `{`), read strictly to just past its `}`: the value ranges of
+    /// `names`, refusing any of them repeated; the object value of `names[member]` read the same
+    /// way for `nestedNames` into `nested`. Member values are read at `depth + 1`.
+    mutating func objectMembers(_ names: [String], depth: Int, nestedIn member: Int, _ nestedNames: [String],
+                                _ nested: inout TopLevelScan?) throws(Failure) -> TopLevelScan {
+        var found = TopLevelScan(count: names.count)
+        pos += 1
+        found.afterBrace = pos
+        skipWhitespace()
+        if peek == UInt8(ascii: "}") { pos += 1; found.isEmpty = true; return found }
+        while true {
+            skipWhitespace()
+            let keyStart = pos
+            let escaped = try skipString()
+            let raw = (keyStart + 1)..<(pos - 1)
+            var matchIndex: Int? = nil
+            if escaped {
+                var kr = JSONReader(b); kr.pos = keyStart
+                matchIndex = names.firstIndex(of: try kr.string())
+            } else {
+                for (i, n) in names.enumerated() where JSONReader.equal(b, raw, n) { matchIndex = i; break }
+            }
+            if let i = matchIndex, found.member(i) != nil {
+                pos = keyStart
+                throw fail("duplicate member name '\(names[i])'")
+            }
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"))
+            skipWhitespace()
+            let start = pos
+            if let i = matchIndex, i == member, peek == UInt8(ascii: "{") {
+                var none: TopLevelScan?
+                nested = try objectMembers(nestedNames, depth: depth + 1, nestedIn: -1, [], &none)
+            } else {
+                _ = try value(depth: depth + 1, build: false)
+            }
+            if let i = matchIndex { found.set(i, start, pos) }
+            skipWhitespace()
+            if peek == UInt8(ascii: ",") { pos += 1; continue }
+            try expect(UInt8(ascii: "}"))
+            return found
+        }
     }
 
     /// The string literal occupying exactly `range` of `bytes`, unescaped; nil if it is not one.

@@ -167,6 +167,60 @@ final class JSONReaderTests: XCTestCase {
         XCTAssertNil(Array("{\"a\":\"open".utf8).withUnsafeBytes { JSONReader.lenientTopLevelMembers(["a"], in: $0) })
     }
 
+    /// One pass finding a nested object's members gives what two passes give — the outer
+    /// object's members, then that object's read alone — on documents built of valid and broken
+    /// pieces: the nested value an object, another value, absent, repeated; a nested name
+    /// repeated, escaped; whitespace; junk between members; mutations of them all.
+    func testNestedMembersInOnePassAsInTwo() throws {
+        var rng = SeededRandom(seed: 0x2E57)
+        let outer = ["type", "delta", "index"], inner = ["type", "text", "partial_json"]
+        let innerPieces = [#""type":"text_delta""#, #""text":"a \"b\" }""#, #""partial_json":"{\"k\":1}""#, #""t\u0065xt":"x""#,
+                           #""other":[1,{"text":2}]"#, #""text":"y""#, #""signature":"s""#, #""type" : "input_json_delta""#]
+        func innerObject() -> String {
+            var ps: [String] = []
+            for _ in 0..<Int.random(in: 0...4, using: &rng) { ps.append(innerPieces[Int.random(in: 0..<innerPieces.count, using: &rng)]) }
+            return "{" + ps.joined(separator: Int.random(in: 0..<6, using: &rng) == 0 ? " , " : ",") + "}"
+        }
+        let deltas = ["[1,2]", #""{}""#, "null", "7"]
+        var nestedFound = 0
+        for round in 0..<4_000 {
+            var ps: [String] = []
+            for _ in 0..<Int.random(in: 0...4, using: &rng) {
+                switch Int.random(in: 0..<7, using: &rng) {
+                case 0, 1: ps.append(#""delta":"# + innerObject())
+                case 2: ps.append(#""delta":"# + deltas[Int.random(in: 0..<deltas.count, using: &rng)])
+                case 3: ps.append(#""type":"content_block_delta""#)
+                case 4: ps.append(#""index":\#(Int.random(in: 0..<3, using: &rng))"#)
+                case 5: ps.append(#""d\u0065lta":"# + innerObject())
+                default: ps.append(#""x":{"delta":{"text":1}}"#)
+                }
+            }
+            var doc = Array((" {" + ps.joined(separator: ",") + "} ").utf8)
+            if round % 3 == 0 { doc = mutated(doc, alphabet: Array(#"{}[]",:\ tx1"#.utf8), maxEdits: 2, using: &rng) }
+            let one: (JSONReader.TopLevelScan, JSONReader.TopLevelScan?)? = doc.withUnsafeBytes {
+                try? JSONReader.topLevelMembers(outer, in: $0, nestedIn: 1, inner)
+            }
+            let twoOuter = doc.withUnsafeBytes { try? JSONReader.topLevelMembers(outer, in: $0) }
+            let context = String(decoding: doc, as: UTF8.self)
+            guard let o = twoOuter else { XCTAssertNil(one.map(\.0.members), context); continue }
+            let d = o.member(1)
+            let isObject = d.map { doc[$0.lowerBound] == UInt8(ascii: "{") } ?? false
+            let twoInner: JSONReader.TopLevelScan?? = isObject ? doc.withUnsafeBytes { b in
+                Optional(try? JSONReader.topLevelMembers(inner, in: UnsafeRawBufferPointer(rebasing: b[d!])))
+            } : .some(nil)
+            if isObject, case .some(nil) = twoInner {   // the inner object refused alone (a repeated name)
+                XCTAssertNil(one.map(\.0.members), context); continue
+            }
+            guard let (oneOuter, oneInner) = one else { XCTFail("one pass refused: \(context)"); continue }
+            XCTAssertEqual(oneOuter.members, o.members, context)
+            XCTAssertEqual(oneOuter.afterBrace, o.afterBrace, context)
+            let shifted = (twoInner ?? nil).map { s in s.members.map { $0.map { ($0.lowerBound + d!.lowerBound)..<($0.upperBound + d!.lowerBound) } } }
+            XCTAssertEqual(oneInner?.members, shifted, context)
+            if oneInner != nil { nestedFound += 1 }
+        }
+        XCTAssertGreaterThan(nestedFound, 300)
+    }
+
     /// Large nested bodies (messages, tools: most of a request's bytes sit below the top level,
     /// where the scan only follows strings and brackets): random valid documents up to six deep,
     /// with strings holding brackets, quotes, backslashes and escapes of every length, read in all

@@ -166,6 +166,19 @@ enum Fuzz {
                 check(g.members == strict.members && g.isEmpty == strict.isEmpty && g.afterBrace == strict.afterBrace,
                       "guarded scan disagrees with the strict reader")
             }
+            // One pass finding the members of `usage` (when it is an object) finds what two do.
+            let inner = ["total_tokens", "model"]
+            if let (o, n) = try? JSONReader.topLevelMembers(["model", "usage", "stream"], in: d, nestedIn: 1, inner) {
+                check(o.members == strict.members && o.afterBrace == strict.afterBrace, "the one-pass reader disagrees on the outer object")
+                var alone: [Range<Int>?]? = nil
+                if let u = strict.member(1), d[u.lowerBound] == UInt8(ascii: "{"),
+                   let two = try? JSONReader.topLevelMembers(inner, in: UnsafeRawBufferPointer(rebasing: d[u])) {
+                    alone = two.members.map { $0.map { ($0.lowerBound + u.lowerBound)..<($0.upperBound + u.lowerBound) } }
+                }
+                check(n?.members == alone, "the one-pass reader disagrees on the nested object")
+            } else {
+                check(false, "the one-pass reader refuses what the strict parser accepts")
+            }
             // Stopping once every name is found changes nothing about what was found.
             if let u = JSONReader.lenientTopLevelMembers(["model", "usage", "stream"], in: d, untilFound: true) {
                 for (k, r) in u.members.enumerated() where r != nil {

@@ -57,8 +57,8 @@ public struct AnthropicStreamTranslator: Sendable {
         return translateValues(data)
     }
 
-    static let eventNames = ["type", "delta", "index"]
-    static let deltaNames = ["type", "text", "partial_json"]
+    static let eventNames: JSONNames = ["type", "delta", "index"]
+    static let deltaNames: JSONNames = ["type", "text", "partial_json"]
     static let contentBlockDelta = Array("\"content_block_delta\"".utf8)
     static let textDeltaType = Array("\"text_delta\"".utf8)
     static let inputJSONDeltaType = Array("\"input_json_delta\"".utf8)

@@ -200,7 +200,7 @@ extension JSONReader {
     /// `stringValue`); the rest of the body is the provider's to judge.
     public static func memberScan(_ names: JSONNames, in b: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
         if let s = lenientTopLevelMembers(names, in: b, guarded: true) { return s }
-        return try topLevelMembers(names.strings, in: b)
+        return try members(names, in: b, nestedIn: -1, names).outer
     }
 }
 

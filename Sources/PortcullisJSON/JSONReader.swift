@@ -79,16 +79,22 @@ public struct JSONReader {
     /// other duplicate names, like everything nested, are the provider's to judge. Allocates
     /// nothing unless a top-level name contains an escape.
     public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer) throws(Failure) -> TopLevelScan {
-        try topLevelMembers(names, in: bytes, nestedIn: -1, []).outer
+        try members(names, in: bytes, nestedIn: -1, []).outer
     }
 
-    /// The same pass, which also finds `nestedNames` (at most 6) in the value of `names[member]`
-    /// when that value is an object (`nested`; nil when it is absent or not an object), as
+    /// The same pass, which also finds `nestedNames` in the value of `names[member]` when that
+    /// value is an object (`nested`; nil when it is absent or not an object), as
     /// `topLevelMembers` would find them in that object alone — a nested name it reads may occur
     /// once there too — with ranges into `bytes`: one pass where two would read the inner object
-    /// twice.
-    public static func topLevelMembers(_ names: [String], in bytes: UnsafeRawBufferPointer, nestedIn member: Int,
-                                       _ nestedNames: [String]) throws(Failure) -> (outer: TopLevelScan, nested: TopLevelScan?) {
+    /// twice. Names prepared as bytes (`JSONNames`): a key is compared with one length test and
+    /// one `memcmp` a name.
+    public static func topLevelMembers(_ names: JSONNames, in bytes: UnsafeRawBufferPointer, nestedIn member: Int,
+                                       _ nestedNames: JSONNames) throws(Failure) -> (outer: TopLevelScan, nested: TopLevelScan?) {
+        try members(names, in: bytes, nestedIn: member, nestedNames)
+    }
+
+    static func members<N: MemberNameSet>(_ names: N, in bytes: UnsafeRawBufferPointer, nestedIn member: Int,
+                                          _ nestedNames: N) throws(Failure) -> (outer: TopLevelScan, nested: TopLevelScan?) {
         precondition(names.count <= JSONNames.maxCount && nestedNames.count <= JSONNames.maxCount, "topLevelMembers reads at most 6 names")
         var r = JSONReader(bytes)
         r.skipWhitespace()
@@ -103,8 +109,8 @@ public struct JSONReader {
     /// The object at `pos` (its `{`), read strictly to just past its `}`: the value ranges of
     /// `names`, refusing any of them repeated; the object value of `names[member]` read the same
     /// way for `nestedNames` into `nested`. Member values are read at `depth + 1`.
-    mutating func objectMembers(_ names: [String], depth: Int, nestedIn member: Int, _ nestedNames: [String],
-                                _ nested: inout TopLevelScan?) throws(Failure) -> TopLevelScan {
+    mutating func objectMembers<N: MemberNameSet>(_ names: N, depth: Int, nestedIn member: Int, _ nestedNames: N,
+                                                  _ nested: inout TopLevelScan?) throws(Failure) -> TopLevelScan {
         var found = TopLevelScan(count: names.count)
         pos += 1
         found.afterBrace = pos
@@ -118,13 +124,13 @@ public struct JSONReader {
             var matchIndex: Int? = nil
             if escaped {
                 var kr = JSONReader(b); kr.pos = keyStart
-                matchIndex = names.firstIndex(of: try kr.string())
+                matchIndex = names.index(decoded: try kr.string())
             } else {
-                for (i, n) in names.enumerated() where JSONReader.equal(b, raw, n) { matchIndex = i; break }
+                matchIndex = names.index(in: b, raw: raw)
             }
             if let i = matchIndex, found.member(i) != nil {
                 pos = keyStart
-                throw fail("duplicate member name '\(names[i])'")
+                throw fail("duplicate member name '\(names.name(i))'")
             }
             skipWhitespace()
             try expect(UInt8(ascii: ":"))
@@ -132,7 +138,7 @@ public struct JSONReader {
             let start = pos
             if let i = matchIndex, i == member, peek == UInt8(ascii: "{") {
                 var none: TopLevelScan?
-                nested = try objectMembers(nestedNames, depth: depth + 1, nestedIn: -1, [], &none)
+                nested = try objectMembers(nestedNames, depth: depth + 1, nestedIn: -1, nestedNames, &none)
             } else {
                 _ = try value(depth: depth + 1, build: false)
             }
@@ -423,4 +429,32 @@ public struct JSONReader {
         }
         return v
     }
+}
+
+/// The names a strict member read looks for: a key without escapes compared as raw bytes, an
+/// escaped one as its decoded string. `[String]` for general callers, `JSONNames` (bytes
+/// prepared once) on hot paths; `objectMembers` is specialized for each.
+protocol MemberNameSet {
+    var count: Int { get }
+    func index(in b: UnsafeRawBufferPointer, raw: Range<Int>) -> Int?
+    func index(decoded: String) -> Int?
+    func name(_ i: Int) -> String
+}
+
+extension Array: MemberNameSet where Element == String {
+    func index(in b: UnsafeRawBufferPointer, raw: Range<Int>) -> Int? {
+        for (i, n) in enumerated() where JSONReader.equal(b, raw, n) { return i }
+        return nil
+    }
+    func index(decoded: String) -> Int? { firstIndex(of: decoded) }
+    func name(_ i: Int) -> String { self[i] }
+}
+
+extension JSONNames: MemberNameSet {
+    @inline(__always) func index(in b: UnsafeRawBufferPointer, raw: Range<Int>) -> Int? {
+        guard let base = b.baseAddress else { return nil }
+        return index(of: base + raw.lowerBound, count: raw.count)
+    }
+    func index(decoded: String) -> Int? { strings.firstIndex(of: decoded) }
+    func name(_ i: Int) -> String { strings[i] }
 }

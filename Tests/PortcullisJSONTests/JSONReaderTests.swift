@@ -173,7 +173,8 @@ final class JSONReaderTests: XCTestCase {
     /// repeated, escaped; whitespace; junk between members; mutations of them all.
     func testNestedMembersInOnePassAsInTwo() throws {
         var rng = SeededRandom(seed: 0x2E57)
-        let outer = ["type", "delta", "index"], inner = ["type", "text", "partial_json"]
+        let outerNames: JSONNames = ["type", "delta", "index"], innerNames: JSONNames = ["type", "text", "partial_json"]
+        let outer = outerNames.strings, inner = innerNames.strings
         let innerPieces = [#""type":"text_delta""#, #""text":"a \"b\" }""#, #""partial_json":"{\"k\":1}""#, #""t\u0065xt":"x""#,
                            #""other":[1,{"text":2}]"#, #""text":"y""#, #""signature":"s""#, #""type" : "input_json_delta""#]
         func innerObject() -> String {
@@ -198,7 +199,7 @@ final class JSONReaderTests: XCTestCase {
             var doc = Array((" {" + ps.joined(separator: ",") + "} ").utf8)
             if round % 3 == 0 { doc = mutated(doc, alphabet: Array(#"{}[]",:\ tx1"#.utf8), maxEdits: 2, using: &rng) }
             let one: (JSONReader.TopLevelScan, JSONReader.TopLevelScan?)? = doc.withUnsafeBytes {
-                try? JSONReader.topLevelMembers(outer, in: $0, nestedIn: 1, inner)
+                try? JSONReader.topLevelMembers(outerNames, in: $0, nestedIn: 1, innerNames)
             }
             let twoOuter = doc.withUnsafeBytes { try? JSONReader.topLevelMembers(outer, in: $0) }
             let context = String(decoding: doc, as: UTF8.self)

@@ -151,6 +151,9 @@ enum Fuzz {
         }
     }
 
+    static let outerNames: JSONNames = ["model", "usage", "stream"]
+    static let innerNames: JSONNames = ["total_tokens", "model"]
+
     /// Strict parse → write → parse gives the same value; the lenient scan agrees with the
     /// strict one on what the strict one accepts.
     static func json(_ d: UnsafeRawBufferPointer) {
@@ -167,12 +170,11 @@ enum Fuzz {
                       "guarded scan disagrees with the strict reader")
             }
             // One pass finding the members of `usage` (when it is an object) finds what two do.
-            let inner = ["total_tokens", "model"]
-            if let (o, n) = try? JSONReader.topLevelMembers(["model", "usage", "stream"], in: d, nestedIn: 1, inner) {
+            if let (o, n) = try? JSONReader.topLevelMembers(outerNames, in: d, nestedIn: 1, innerNames) {
                 check(o.members == strict.members && o.afterBrace == strict.afterBrace, "the one-pass reader disagrees on the outer object")
                 var alone: [Range<Int>?]? = nil
                 if let u = strict.member(1), d[u.lowerBound] == UInt8(ascii: "{"),
-                   let two = try? JSONReader.topLevelMembers(inner, in: UnsafeRawBufferPointer(rebasing: d[u])) {
+                   let two = try? JSONReader.topLevelMembers(innerNames.strings, in: UnsafeRawBufferPointer(rebasing: d[u])) {
                     alone = two.members.map { $0.map { ($0.lowerBound + u.lowerBound)..<($0.upperBound + u.lowerBound) } }
                 }
                 check(n?.members == alone, "the one-pass reader disagrees on the nested object")

@@ -93,6 +93,9 @@ public struct JSONReader {
         try members(names, in: bytes, nestedIn: member, nestedNames)
     }
 
+    /// `topLevelMembers` for either kind of name set. `member` −1: no value is read for names of
+    /// its own, and `nestedNames` is never read (callers pass `names` or `[]`). (A sentinel, not an
+    /// optional `(member, names)`: that version cost a translated stream event ~600 instructions.)
     static func members<N: MemberNameSet>(_ names: N, in bytes: UnsafeRawBufferPointer, nestedIn member: Int,
                                           _ nestedNames: N) throws(Failure) -> (outer: TopLevelScan, nested: TopLevelScan?) {
         precondition(names.count <= JSONNames.maxCount && nestedNames.count <= JSONNames.maxCount, "topLevelMembers reads at most 6 names")

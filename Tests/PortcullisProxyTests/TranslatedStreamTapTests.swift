@@ -10,8 +10,9 @@ import PortcullisTestSupport
 @testable import PortcullisProxy
 
 /// A translated Anthropic stream through the coordinator: the content chunks of the
-/// translator's fast path pass the usage tap uncounted-by-reading (`UsageTap.passContentChunk`),
-/// and the tap must read what it reads when it frames and searches every translated event —
+/// translator's fast path are counted by the usage tap without being read (`UsageTap
+/// .passContentChunk`), and the tap must read what it reads when it frames and searches every
+/// translated event —
 /// usage, prompt and completion counts, content events, the model — while the client gets the
 /// same bytes (the usage chunk hidden when the gateway asked for it).
 final class TranslatedStreamTapTests: XCTestCase {
@@ -64,7 +65,7 @@ final class TranslatedStreamTapTests: XCTestCase {
     func testTheTapReadsWhatItReadsFramingEveryEvent() throws {
         var rng = SeededRandom(seed: 0x7A9_5EED)
         let config = try ConfigurationLoader.parse(Self.yaml, file: "t", environment: ["KEY_C": "sk-c"])
-        var passed = 0, counted = 0
+        var contentEvents = 0, counted = 0
         for round in 0..<400 {
             let hide = round % 2 == 1, askUsage = round % 4 >= 2 || hide   // hiding: the gateway asked for usage
             let messages = #""messages":[{"role":"user","content":"hi"}]"#
@@ -129,10 +130,10 @@ final class TranslatedStreamTapTests: XCTestCase {
             guard let split = out.firstRange(of: [13, 10, 13, 10]) else { return XCTFail("no head: \(context)") }
             _ = chunked.feed(UnsafeRawBufferPointer(rebasing: out[split.upperBound...])) { client += $0 }
             XCTAssertEqual(Self.undated(client), Self.undated(forwarded), context)
-            passed += reference.contentEvents
+            contentEvents += reference.contentEvents
         }
         XCTAssertGreaterThan(counted, 1_000, "the fast path's chunks were exercised")
-        XCTAssertGreaterThan(passed, 1_000)
+        XCTAssertGreaterThan(contentEvents, 1_000)
     }
 
     /// The bytes with each `"created":N` made `"created":0` (the two translators start at

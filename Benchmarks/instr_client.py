@@ -1,4 +1,5 @@
-"""Benchmarks/instructions.sh: N sequential keep-alive POSTs, each answer checked (a fixed amount of work for callgrind)."""
+"""Benchmarks/instructions.sh: N sequential keep-alive POSTs, each answer checked (a fixed amount of work for callgrind);
+`INSTR_CONNS` connections taking turns (default 1)."""
 import os, socket, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import next_response  # noqa: E402
@@ -13,10 +14,13 @@ if os.environ.get("INSTR_CLIENT") == "sdk":  # the head the OpenAI Python SDK (3
            b"x-stainless-os: Linux\r\nx-stainless-arch: x64\r\nx-stainless-runtime: CPython\r\n"
            b"x-stainless-runtime-version: 3.11.7\r\nx-stainless-async: false\r\nx-stainless-retry-count: 0\r\n"
            b"x-stainless-read-timeout: 600\r\nContent-Length: %d\r\n\r\n" % (auth.replace(b"Authorization", b"authorization"), len(body))) + body
-s = socket.create_connection(("127.0.0.1", port))
-buf = b""
+# INSTR_CONNS: the requests take turns over that many keep-alive connections (one at a time).
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(int(os.environ.get("INSTR_CONNS", "1")))]
+bufs = [b""] * len(conns)
 for i in range(n):
-    s.sendall(req)
-    head, buf = next_response(s, buf)
+    k = i % len(conns)
+    conns[k].sendall(req)
+    head, bufs[k] = next_response(conns[k], bufs[k])
     assert head.startswith(b"http/1.1 200"), head[:100]
-s.close()
+for s in conns:
+    s.close()

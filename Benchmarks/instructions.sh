@@ -11,11 +11,21 @@
 # Usage: Benchmarks/instructions.sh [plain|alias|limit|full|nginx|sdk|tls|KIND-sdk|KIND-tls]... (default: the first five)
 # Each figure is (instructions for 1200 requests − for 200) / 1000, so start-up cancels out.
 # KEEP=dir keeps the callgrind files (dir/KIND.N.out, N the request count) for callgrind_annotate.
+# CACHE=1: cachegrind's cache simulation instead (the host's caches as cachegrind reads them;
+# here a 32 KiB, 8-way L1 of 64-byte lines for code and one for data), and beside the
+# instructions the L1 misses a request: lines of code fetched (I1) and data lines read or written
+# (D1) that were not in the cache, that is, how much a request touches beyond what the L1 holds.
+# CONNS=N: the client's requests take turns over N keep-alive connections
+# (default 1; 64, as wrk's load has, puts each connection's state out of the cache between its
+# requests). KEEP's files are then cachegrind's, for cg_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/bootstrap.sh valgrind python3 redis-server nginx-light >/dev/null
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 BIN=$(Scripts/build-release.sh -q portcullis FakeProvider)
+tool=(--tool=callgrind) out=--callgrind-out-file
+[ "${CACHE:-0}" = 1 ] && tool=(--tool=cachegrind --cache-sim=yes) out=--cachegrind-out-file
+export INSTR_CONNS=${CONNS:-1}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -68,30 +78,36 @@ PY
     if [ "$base" = nginx ]; then   # the config RESULTS.md's nginx runs, in one process
         conf=$(python3 -c 'import sys; sys.path.insert(0, "Benchmarks"); from bench import nginx_conf
 print(nginx_conf(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), master=False, tls_ca=sys.argv[4] or None))' "$TMP" "$gp" "$up" "$ca")
-        valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" nginx -c "$conf" -p "$TMP" >/dev/null 2>&1 & local gpid=$!
+        valgrind "${tool[@]}" "$out=$TMP/out.%p" nginx -c "$conf" -p "$TMP" >/dev/null 2>&1 & local gpid=$!
         for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done
         python3 Benchmarks/instr_client.py "$gp" "$n"
         kill -QUIT "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
         [ -n "$tpid" ] && { kill -QUIT "$tpid"; wait "$tpid" 2>/dev/null || true; }
-        grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'
+        grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | cut -d' ' -f2-
         return
     fi
     printf 'server: { listen: ["127.0.0.1:%s"], workers: 1 }\nproviders: { fake: { base_url: "%s://127.0.0.1:%s"%s } }\n%s\n%s\nlog: { level: warn, access: false }\n' \
         "$gp" "$scheme" "$up" "${ca:+, ca_file: $ca}" "$extra" "$routes" > "$TMP/c.yaml"
     BENCH_JWT_SECRET=benchmark-secret-0123456789abcdef0123456789 \
-        valgrind --tool=callgrind --callgrind-out-file="$TMP/out.%p" "$BIN/portcullis" --config "$TMP/c.yaml" >/dev/null 2>&1 & local gpid=$!
+        valgrind "${tool[@]}" "$out=$TMP/out.%p" "$BIN/portcullis" --config "$TMP/c.yaml" >/dev/null 2>&1 & local gpid=$!
     for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$gp") 2>/dev/null && break; sleep 0.2; done
     python3 Benchmarks/instr_client.py "$gp" "$n" $token
     kill -TERM "$gpid"; wait "$gpid" 2>/dev/null || true; kill "$fpid"
     [ -n "$tpid" ] && { kill -QUIT "$tpid"; wait "$tpid" 2>/dev/null || true; }
     [ -n "$rp" ] && { redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true; }
     [ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cat "$TMP"/out.* > "$KEEP/$kind.$n.out"; }
-    grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | awk '{print $2}'
+    grep -h "^totals:\|^summary:" "$TMP"/out.* | head -1 | cut -d' ' -f2-
 }
 
 for kind in "${@:-plain alias limit full nginx}"; do
     for k in $kind; do
         a=$(run "$k" 200); b=$(run "$k" 1200)
-        echo "$k: $(( (b - a) / 1000 )) instructions per request"
+        if [ "${CACHE:-0}" = 1 ]; then   # summary: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw
+            read -r -a x <<< "$a"; read -r -a y <<< "$b"
+            echo "$k: $(( (y[0] - x[0]) / 1000 )) instructions, L1 misses $(( (y[1] - x[1]) / 1000 )) code" \
+                 "+ $(( (y[4] - x[4] + y[7] - x[7]) / 1000 )) data lines per request (${INSTR_CONNS} connection(s))"
+        else
+            echo "$k: $(( (${b%% *} - ${a%% *}) / 1000 )) instructions per request"
+        fi
     done
 done

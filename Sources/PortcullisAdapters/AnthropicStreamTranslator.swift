@@ -88,20 +88,39 @@ public struct AnthropicStreamTranslator: Sendable {
         // them; any other number: the strict path).
         guard Self.equal(b, dt, Self.inputJSONDeltaType), let part = m.member(2), b[part.lowerBound] == UInt8(ascii: "\""),
               let i = e.member(2), let block = DecimalDigits.value(b[i], maxDigits: 6), let k = toolIndex[Int(block)] else { return nil }
-        return chunk(Self.toolCallOpen + Array(String(k).utf8) + Self.argumentsOpen, UnsafeRawBufferPointer(rebasing: b[part]),
-                     close: Self.toolCallClose)
+        return chunk(Self.toolCallOpen, toolCall: k, UnsafeRawBufferPointer(rebasing: b[part]), close: Self.toolCallClose)
     }
 
-    /// `chunkHead`, `open`, the literal, `close`, then the tail of a chunk without a finish reason.
-    func chunk(_ open: [UInt8], _ literal: UnsafeRawBufferPointer, close: [UInt8]) -> [UInt8] {
+    /// `chunkHead`, `open`, (with `toolCall`: that OpenAI tool call index in decimal and
+    /// `argumentsOpen`,) the literal, `close`, then the tail of a chunk without a finish reason.
+    /// One array, sized once.
+    func chunk(_ open: [UInt8], toolCall: Int? = nil, _ literal: UnsafeRawBufferPointer, close: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(chunkHead.count + open.count + literal.count + close.count + openChunkTail.count)
+        let index = toolCall == nil ? 0 : 20 + Self.argumentsOpen.count
+        out.reserveCapacity(chunkHead.count + open.count + index + literal.count + close.count + openChunkTail.count)
         out.append(contentsOf: chunkHead)
         out.append(contentsOf: open)
+        if let k = toolCall {
+            Self.appendDecimal(k, to: &out)
+            out.append(contentsOf: Self.argumentsOpen)
+        }
         out.append(contentsOf: literal)
         out.append(contentsOf: close)
         out.append(contentsOf: openChunkTail)
         return out
+    }
+
+    /// `n` (≥ 0) in decimal, without a `String`.
+    static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+        precondition(n >= 0, "a tool call index is never negative")
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var i = d.count, v = n
+            repeat { i -= 1; d[i] = UInt8(truncatingIfNeeded: 48 + v % 10); v /= 10 } while v > 0
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
     }
 
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ literal: [UInt8]) -> Bool {

@@ -97,6 +97,24 @@ final class AnthropicDeltaFastPathTests: XCTestCase {
         XCTAssertGreaterThan(fastToolCalls, 200, "tool calls' arguments took it too")
     }
 
+    /// A tool call's index is written in decimal however many digits it has (0, 9, 10, 123):
+    /// the fast path's chunk is the strict path's, byte for byte.
+    func testToolCallIndicesOfSeveralDigits() {
+        var tr = AnthropicStreamTranslator(created: 7, includeUsage: false)
+        for block in 0..<124 {   // tool-call index k for block k
+            _ = tr.translate(data: Array(#"{"type":"content_block_start","index":\#(block),"content_block":{"type":"tool_use","id":"t\#(block)","name":"f","input":{}}}"#.utf8))
+        }
+        for block in [0, 9, 10, 99, 100, 123] {
+            let data = Array(#"{"type":"content_block_delta","index":\#(block),"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#.utf8)
+            var strict = tr
+            let fast = data.withUnsafeBytes { tr.deltaChunk($0) }
+            XCTAssertNotNil(fast, "block \(block)")
+            XCTAssertEqual(String(decoding: fast ?? [], as: UTF8.self),
+                           String(decoding: data.withUnsafeBytes { strict.translateValues($0) }, as: UTF8.self), "block \(block)")
+            XCTAssertTrue(String(decoding: fast ?? [], as: UTF8.self).contains("\"tool_calls\":[{\"index\":\(block),"), "block \(block)")
+        }
+    }
+
     /// An event whose text is not a valid string literal (a raw newline, a bad escape, a lone
     /// surrogate, invalid UTF-8) is dropped, as the strict reader drops it; so is one with junk
     /// between its members.

@@ -109,7 +109,13 @@ public struct HTTPRequestParser: Sendable {
             }
             switch nextLine(b, &st) {
             case .incomplete:
-                if b.count - st.lineStart > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+                // Refused once it cannot end within the limit; a last byte that is CR may be
+                // the line's end (its LF not read yet), so it does not count: a line of exactly
+                // the limit is accepted however its bytes are split across reads.
+                let pending = b.count - st.lineStart
+                if pending > limits.maxRequestLineBytes && !(pending == limits.maxRequestLineBytes + 1 && b[b.count - 1] == HeadLexer.CR) {
+                    return .failure(.uriTooLong)
+                }
                 return .incomplete
             case .bareLF:
                 return .failure(.badRequest("Malformed request line: bare LF."))

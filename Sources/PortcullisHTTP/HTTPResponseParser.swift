@@ -25,7 +25,9 @@ public struct HTTPResponseParser: Sendable {
             return b.count > maxHeaderBytes ? .failure(.upstreamBadResponse("Upstream response head too large.")) : .incomplete
         case .bareLF:
             return .failure(.upstreamBadResponse("Malformed upstream status line."))
-        case .line(let s, let e, let n): statusLine = (s, e, n)
+        case .line(let s, let e, let n):
+            if n > maxHeaderBytes { return .failure(.upstreamBadResponse("Upstream response head too large.")) }
+            statusLine = (s, e, n)
         }
         // (A head far above the usual size does not keep its room for the connection's life.)
         if storage.raw.capacity > ResponseHeadStorage.keptBytes { storage = ResponseHeadStorage() }
@@ -40,6 +42,8 @@ public struct HTTPResponseParser: Sendable {
             case .bareLF:
                 return .failure(.upstreamBadResponse("Malformed upstream header section."))
             case .line(let s, let e, let next):
+                // Over the limit whether the head came in one read or in many (as `.incomplete`).
+                if next > maxHeaderBytes { return .failure(.upstreamBadResponse("Upstream response head too large.")) }
                 if s == e { return finish(b, statusLine, &storage, base: base, end: s, next, requestMethod) }
                 guard case .success(let f) = HeadLexer.field(b, s, e, base: base) else {
                     return .failure(.upstreamBadResponse("Malformed upstream header."))

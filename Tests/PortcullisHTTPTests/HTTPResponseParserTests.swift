@@ -50,6 +50,30 @@ final class HTTPResponseParserTests: XCTestCase {
         guard case .incomplete = parse("HTTP/1.1 200 OK\r\nContent-") else { return XCTFail() }
     }
 
+    /// A head over `maxHeaderBytes` is refused whether it came in one read or byte by byte; one
+    /// at the limit is accepted both ways.
+    func testTheHeadLimitHoldsHoweverTheHeadArrives() {
+        let small = HTTPResponseParser(maxHeaderBytes: 64)
+        for size in [64, 65, 200] {
+            let start = "HTTP/1.1 200 OK\r\nX: "
+            let text = start + String(repeating: "v", count: size - start.utf8.count - 4) + "\r\n\r\n"
+            let bytes = Array(text.utf8)
+            XCTAssertEqual(bytes.count, size)
+            let whole = bytes.withUnsafeBytes { small.parse($0, requestMethod: "GET") }
+            var stepped: HeadParseResult<HTTPResponseHead> = .incomplete
+            for n in 1...bytes.count {
+                stepped = bytes.withUnsafeBytes { small.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n]), requestMethod: "GET") }
+                if case .incomplete = stepped { continue }
+                break
+            }
+            switch (whole, stepped) {
+            case (.complete(_, let a), .complete(_, let b)): XCTAssertTrue(size <= 64 && a == size && b == size, "\(size)")
+            case (.failure, .failure): XCTAssertGreaterThan(size, 64)
+            default: XCTFail("\(size) bytes: whole \(whole), byte by byte \(stepped)")
+            }
+        }
+    }
+
     func testStatusLineIsStrict() {
         for good in ["HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.0 599 Custom\tReason\r\n\r\n", "HTTP/1.1 100 \r\n\r\n"] {
             guard case .complete = parse(good) else { return XCTFail("refused \(good.debugDescription)") }

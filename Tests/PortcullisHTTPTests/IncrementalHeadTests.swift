@@ -53,6 +53,44 @@ final class IncrementalHeadTests: XCTestCase {
         }
     }
 
+    /// A request line at the limit exactly, its CR and LF in separate reads, is accepted as it
+    /// is whole; one byte longer is refused (414) either way. (The fuzz target's finding: the
+    /// pending CR counted against the limit, so such a line was refused only when split there.)
+    func testARequestLineAtTheLimitSplitBeforeItsLF() {
+        let parser = HTTPRequestParser(limits: HTTPParserLimits(maxHeaderBytes: 1024, maxRequestLineBytes: 64))
+        for extra in [0, 1] {
+            let line = "GET /" + String(repeating: "a", count: 64 - 14 + extra) + " HTTP/1.1"   // 64 bytes (+ extra)
+            XCTAssertEqual(line.utf8.count, 64 + extra)
+            let bytes = Array((line + "\r\nHost: x\r\n\r\n").utf8)
+            let whole = bytes.withUnsafeBytes { parser.parse($0) }
+            for split in 1..<bytes.count {
+                var state = HeadScanState()
+                var r = bytes.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<split]), resuming: &state) }
+                if case .incomplete = r { r = bytes.withUnsafeBytes { parser.parse($0, resuming: &state) } }
+                XCTAssertEqual(describe(r), describe(whole), "line of \(line.utf8.count) bytes split at \(split)")
+            }
+            let (stepped, _) = feedByteByByte(bytes, parser: parser)
+            XCTAssertEqual(describe(stepped), describe(whole), "line of \(line.utf8.count) bytes, byte by byte")
+            if extra == 0 {
+                guard case .complete = whole else { return XCTFail("a line at the limit: \(whole)") }
+            } else {
+                guard case .failure(let e) = whole else { return XCTFail("a line over the limit: \(whole)") }
+                XCTAssertEqual(e.status, 414)
+            }
+        }
+        // A line that has passed the limit (65 bytes and more) is refused without waiting for its
+        // end, whatever its last byte; 64 bytes and a CR still wait for the LF.
+        for (tail, refused) in [("a", true), ("a\r", true), ("\r\r", true), ("\r", false)] {
+            let bytes = Array(("GET /" + String(repeating: "a", count: 59) + tail).utf8)   // 64 bytes and the tail
+            let r = bytes.withUnsafeBytes { parser.parse($0) }
+            if refused {
+                guard case .failure(let e) = r, e.status == 414 else { return XCTFail("\(bytes.count) bytes ending \(tail.debugDescription): \(r)") }
+            } else {
+                guard case .incomplete = r else { return XCTFail("64 bytes and a CR: \(r)") }
+            }
+        }
+    }
+
     func describe(_ r: HeadParseResult<HTTPRequestHead>) -> String {
         switch r {
         case .incomplete: "incomplete"

@@ -95,6 +95,23 @@ enum Fuzz {
         if case .complete(let h, let consumed) = HTTPResponseParser().parse(d, requestMethod: "POST") {
             if case .chunked = h.framing { chunked(UnsafeRawBufferPointer(rebasing: d[consumed...])) }
         }
+        // The head whole vs as it arrives, under a limit inputs reach: the answer for the first
+        // prefix that decides (one ending in a LF, or one byte past the limit: where an answer
+        // can change) is the whole input's.
+        let small = HTTPResponseParser(maxHeaderBytes: 256)
+        let whole = small.parse(d, requestMethod: "POST")
+        var stepped: HeadParseResult<HTTPResponseHead> = .incomplete
+        for n in 1...max(1, d.count) where n == d.count || n == small.maxHeaderBytes + 1 || d[n - 1] == 10 {
+            stepped = small.parse(UnsafeRawBufferPointer(rebasing: d[0..<min(n, d.count)]), requestMethod: "POST")
+            if case .incomplete = stepped { continue }
+            break
+        }
+        switch (whole, stepped) {
+        case (.complete(let a, let ca), .complete(let b, let cb)):
+            check(ca == cb && a.status == b.status && a.headers.count == b.headers.count, "response head whole vs stepped")
+        case (.failure, .failure), (.incomplete, .incomplete): break
+        default: check(false, "response head whole vs stepped outcome")
+        }
         // An oversized event ends decoding (the caller forwards raw bytes from then on): both
         // feeds stop there, having produced the same events.
         var a = SSEDecoder(maxEventBytes: 4096)

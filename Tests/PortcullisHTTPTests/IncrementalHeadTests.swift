@@ -42,14 +42,20 @@ final class IncrementalHeadTests: XCTestCase {
                       "GET / HTTP/1.1\r\nHost : x\r\n\r\n", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"]
         let parser = HTTPRequestParser()
         for text in inputs {
-            let bytes = Array(text.utf8)
-            let whole = bytes.withUnsafeBytes { parser.parse($0) }
-            for split in 1..<bytes.count {
-                var state = HeadScanState()
-                var r = bytes.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<split]), resuming: &state) }
-                if case .incomplete = r { r = bytes.withUnsafeBytes { parser.parse($0, resuming: &state) } }
-                XCTAssertEqual(describe(r), describe(whole), "\(text.debugDescription) split at \(split)")
-            }
+            assertEverySplitGivesTheWholeAnswer(Array(text.utf8), parser, text.debugDescription)
+        }
+    }
+
+    /// `bytes` cut in two at every point, the second read resuming the first's state: the answer
+    /// is the one for `bytes` whole.
+    func assertEverySplitGivesTheWholeAnswer(_ bytes: [UInt8], _ parser: HTTPRequestParser, _ context: String,
+                                             file: StaticString = #filePath, line: UInt = #line) {
+        let whole = bytes.withUnsafeBytes { parser.parse($0) }
+        for split in 1..<bytes.count {
+            var state = HeadScanState()
+            var r = bytes.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<split]), resuming: &state) }
+            if case .incomplete = r { r = bytes.withUnsafeBytes { parser.parse($0, resuming: &state) } }
+            XCTAssertEqual(describe(r), describe(whole), "\(context) split at \(split)", file: file, line: line)
         }
     }
 
@@ -63,12 +69,7 @@ final class IncrementalHeadTests: XCTestCase {
             XCTAssertEqual(line.utf8.count, 64 + extra)
             let bytes = Array((line + "\r\nHost: x\r\n\r\n").utf8)
             let whole = bytes.withUnsafeBytes { parser.parse($0) }
-            for split in 1..<bytes.count {
-                var state = HeadScanState()
-                var r = bytes.withUnsafeBytes { parser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<split]), resuming: &state) }
-                if case .incomplete = r { r = bytes.withUnsafeBytes { parser.parse($0, resuming: &state) } }
-                XCTAssertEqual(describe(r), describe(whole), "line of \(line.utf8.count) bytes split at \(split)")
-            }
+            assertEverySplitGivesTheWholeAnswer(bytes, parser, "line of \(line.utf8.count) bytes")
             let (stepped, _) = feedByteByByte(bytes, parser: parser)
             XCTAssertEqual(describe(stepped), describe(whole), "line of \(line.utf8.count) bytes, byte by byte")
             if extra == 0 {

@@ -101,26 +101,13 @@ public struct AnthropicStreamTranslator: Sendable {
         out.append(contentsOf: chunkHead)
         out.append(contentsOf: open)
         if let k = toolCall {
-            Self.appendDecimal(k, to: &out)
+            out.appendDecimal(Int64(k))
             out.append(contentsOf: Self.argumentsOpen)
         }
         out.append(contentsOf: literal)
         out.append(contentsOf: close)
         out.append(contentsOf: openChunkTail)
         return out
-    }
-
-    /// `n` (≥ 0) in decimal, without a `String`.
-    static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
-        precondition(n >= 0, "a tool call index is never negative")
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { d in
-            var i = d.count, v = n
-            repeat { i -= 1; d[i] = UInt8(truncatingIfNeeded: 48 + v % 10); v /= 10 } while v > 0
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[i...]))
-        }
     }
 
     @inline(__always) static func equal(_ b: UnsafeRawBufferPointer, _ r: Range<Int>, _ literal: [UInt8]) -> Bool {

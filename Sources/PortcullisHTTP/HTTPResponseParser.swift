@@ -7,6 +7,9 @@ public struct HTTPResponseParser: Sendable {
     public var maxHeaderBytes: Int
     public init(maxHeaderBytes: Int = 65536) { self.maxHeaderBytes = maxHeaderBytes }
 
+    /// A head past `maxHeaderBytes`, however its bytes arrived.
+    static let headTooLarge = GatewayError.upstreamBadResponse("Upstream response head too large.")
+
     /// `requestMethod` decides whether a body follows (HEAD never has one).
     public func parse(_ b: UnsafeRawBufferPointer, requestMethod: String) -> HeadParseResult<HTTPResponseHead> {
         var storage = ResponseHeadStorage()
@@ -22,11 +25,11 @@ public struct HTTPResponseParser: Sendable {
         let statusLine: (Int, Int, Int)
         switch HeadLexer.nextLine(b, from: 0) {
         case .incomplete:
-            return b.count > maxHeaderBytes ? .failure(.upstreamBadResponse("Upstream response head too large.")) : .incomplete
+            return b.count > maxHeaderBytes ? .failure(Self.headTooLarge) : .incomplete
         case .bareLF:
             return .failure(.upstreamBadResponse("Malformed upstream status line."))
         case .line(let s, let e, let n):
-            if n > maxHeaderBytes { return .failure(.upstreamBadResponse("Upstream response head too large.")) }
+            if n > maxHeaderBytes { return .failure(Self.headTooLarge) }
             statusLine = (s, e, n)
         }
         // (A head far above the usual size does not keep its room for the connection's life.)
@@ -38,12 +41,12 @@ public struct HTTPResponseParser: Sendable {
         while true {
             switch HeadLexer.nextLine(b, from: pos) {
             case .incomplete:
-                return b.count > maxHeaderBytes ? .failure(.upstreamBadResponse("Upstream response head too large.")) : .incomplete
+                return b.count > maxHeaderBytes ? .failure(Self.headTooLarge) : .incomplete
             case .bareLF:
                 return .failure(.upstreamBadResponse("Malformed upstream header section."))
             case .line(let s, let e, let next):
                 // Over the limit whether the head came in one read or in many (as `.incomplete`).
-                if next > maxHeaderBytes { return .failure(.upstreamBadResponse("Upstream response head too large.")) }
+                if next > maxHeaderBytes { return .failure(Self.headTooLarge) }
                 if s == e { return finish(b, statusLine, &storage, base: base, end: s, next, requestMethod) }
                 guard case .success(let f) = HeadLexer.field(b, s, e, base: base) else {
                     return .failure(.upstreamBadResponse("Malformed upstream header."))
